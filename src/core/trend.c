@@ -1,0 +1,109 @@
+/* trend.c — is a series of samples growing, falling, or settled?
+ *
+ * The tools: the Mann-Kendall test (a rank test for a monotonic trend, with
+ * the tie correction: most of our series are integers that repeat), and
+ * the Theil-Sen slope (median of pairwise slopes), which ignores the odd
+ * outlier.  A series "grows" when the trend is significant at `alpha`, the
+ * median slope is positive AND the second half of the window still grows:
+ * the last condition is what tells a leak from a cache that filled up
+ * early in the window.  No margins to tune: the only knob is alpha.
+ *
+ * Pure C on plain arrays; no Python, no global state.
+ */
+#include "rh_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double _rh_mann_kendall(const double *x, int n, double *p_up, double *p_down)
+{
+    *p_up = *p_down = 1.0;
+    if (n < 3)
+        return 0.0;
+    double s = 0;
+    for (int i = 0; i < n - 1; i++)
+        for (int j = i + 1; j < n; j++)
+            s += (x[j] > x[i]) - (x[j] < x[i]);
+    /* Tie correction: sum over groups of equal values. */
+    double *sorted = malloc(sizeof(double) * n);
+    if (sorted == NULL)
+        return s;
+    memcpy(sorted, x, sizeof(double) * n);
+    qsort(sorted, n, sizeof(double), cmp_double);
+    double ties = 0;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && sorted[j] == sorted[i])
+            j++;
+        double t = j - i;
+        ties += t * (t - 1) * (2 * t + 5);
+        i = j;
+    }
+    free(sorted);
+    double var = ((double)n * (n - 1) * (2.0 * n + 5) - ties) / 18.0;
+    if (var <= 0)
+        return s;
+    double z = 0;
+    if (s > 0)
+        z = (s - 1) / sqrt(var);
+    else if (s < 0)
+        z = (s + 1) / sqrt(var);
+    *p_up = 0.5 * erfc(z / M_SQRT2);
+    *p_down = 0.5 * erfc(-z / M_SQRT2);
+    return s;
+}
+
+double _rh_theil_sen(const double *x, int n)
+{
+    if (n < 2)
+        return 0.0;
+    size_t m = (size_t)n * (n - 1) / 2, k = 0;
+    double *slopes = malloc(sizeof(double) * m);
+    if (slopes == NULL)
+        return (x[n - 1] - x[0]) / (n - 1);
+    for (int i = 0; i < n - 1; i++)
+        for (int j = i + 1; j < n; j++)
+            slopes[k++] = (x[j] - x[i]) / (j - i);
+    qsort(slopes, m, sizeof(double), cmp_double);
+    double med = (m % 2) ? slopes[m / 2] : 0.5 * (slopes[m / 2 - 1] + slopes[m / 2]);
+    free(slopes);
+    return med;
+}
+
+void _rh_trend_classify(const double *x, int n, double alpha, rh_trend_result_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->p_up = out->p_down = 1.0;
+    out->window = n;
+    if (n < 2) {
+        out->trend = RH_TREND_FLAT;
+        return;
+    }
+    int all_equal = 1;
+    for (int i = 1; i < n; i++)
+        if (x[i] != x[0])
+            all_equal = 0;
+    out->window_growth = x[n - 1] - x[0];
+    if (all_equal) {
+        out->trend = RH_TREND_FLAT;
+        return;
+    }
+    _rh_mann_kendall(x, n, &out->p_up, &out->p_down);
+    out->slope = _rh_theil_sen(x, n);
+    double recent = x[n - 1] - x[n / 2];
+    if (out->p_up < alpha && out->slope > 0 && recent > 0)
+        out->trend = RH_TREND_GROWING;
+    else if (out->p_down < alpha && out->slope < 0 && recent < 0)
+        out->trend = RH_TREND_FALLING;
+    else if ((out->p_up < 0.05 && recent > 0) || (out->p_down < 0.05 && recent < 0))
+        out->trend = RH_TREND_UNCLEAR;
+    else
+        out->trend = RH_TREND_NOISE;
+}
