@@ -127,6 +127,7 @@ int _rh_snapshot_take(rh_snapshot_t *snap)
         if (_rh_recognize(b, &op, 1) == NULL || RH_IS_IMMORTAL(op))
             continue;
         snap->entries[snap->count].obj = (uintptr_t)op;
+        snap->entries[snap->count].type = (uintptr_t)Py_TYPE(op);
         snap->entries[snap->count].refcnt = Py_REFCNT(op);
         snap->count++;
     }
@@ -139,4 +140,14 @@ void _rh_snapshot_release(rh_snapshot_t *snap)
     free(snap->entries);
     snap->entries = NULL;
     snap->count = 0;
+}
+
+int _rh_object_is_live(uintptr_t obj, uintptr_t type)
+{
+    rh_typeinfo_t *ti = _rh_typeset_lookup(type);
+    if (ti == NULL || !_rh_tracking || obj < ti->preheader)
+        return 0;
+    const rh_block_t *b = _rh_table_find(&_rh_gil_table, obj - ti->preheader);
+    PyObject *op;
+    return b != NULL && _rh_recognize(b, &op, 1) == ti && (uintptr_t)op == obj;
 }

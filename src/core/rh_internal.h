@@ -168,6 +168,7 @@ void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch);
 /* A refcount snapshot: sorted (object, refcnt). */
 typedef struct {
     uintptr_t obj;
+    uintptr_t type;
     Py_ssize_t refcnt;
 } rh_snapentry_t;
 typedef struct {
@@ -176,6 +177,8 @@ typedef struct {
 } rh_snapshot_t;
 int _rh_snapshot_take(rh_snapshot_t *snap);     /* -1 out of memory */
 void _rh_snapshot_release(rh_snapshot_t *snap);
+/* Is obj, of that type, still a live object in the table? */
+int _rh_object_is_live(uintptr_t obj, uintptr_t type);
 
 /* ------------------------------------------------------------------ */
 /* adopt.c — find the objects that existed before tracking started.  */

@@ -301,10 +301,12 @@ static PyObject *Session_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 }
 
 /* One iteration: `calls` calls in a new epoch, clean-up, sample. */
+static PyObject *Session_snapshot(Session *s, PyObject *unused);
+
 static PyObject *Session_iterate(Session *s, PyObject *args)
 {
-    int warmup = 0;
-    if (!PyArg_ParseTuple(args, "|p", &warmup))
+    int warmup = 0, snapshot = 0;
+    if (!PyArg_ParseTuple(args, "|pp", &warmup, &snapshot))
         return NULL;
     if (s->closed || !_rh_tracker_active()) {
         PyErr_Format(PyExc_RuntimeError, "refhound: tracking stopped%s%s",
@@ -333,6 +335,12 @@ static PyObject *Session_iterate(Session *s, PyObject *args)
     PyGC_Collect();
     if (take_sample(s) < 0)
         return NULL;
+    if (snapshot) {
+        PyObject *r = Session_snapshot(s, NULL);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
     if (warmup)
         s->nwarmup = s->nsamples;
     return PyFloat_FromDouble(t);
@@ -477,18 +485,15 @@ static Py_ssize_t find_refcnt(const rh_snapshot_t *snap, uintptr_t obj)
 }
 
 /* Objects present in every snapshot whose refcount moved one way in every
- * step (or in most steps and never the other way).  The last snapshot is
- * taken here, so every object it lists is alive when returned.
+ * step (or in most steps and never the other way).  Snapshots are taken at
+ * the end of iterate(snapshot=True), so the steps are alike; an object is
+ * returned only if it is still alive in the table now.
  * -> [(object, [refcnt per snapshot])], largest change first. */
 static PyObject *Session_growth(Session *s, PyObject *args)
 {
     int limit = 20;
     if (!PyArg_ParseTuple(args, "|i", &limit))
         return NULL;
-    PyObject *r = Session_snapshot(s, NULL);
-    if (r == NULL)
-        return NULL;
-    Py_DECREF(r);
     int k = s->nsnaps;
     PyObject *out = PyList_New(0);
     if (out == NULL || k < 2)
@@ -519,6 +524,8 @@ static PyObject *Session_growth(Session *s, PyObject *args)
         }
         int steps = k - 1;
         if (!((up > 0 && down == 0 && 2 * up >= steps) || (down > 0 && up == 0 && 2 * down >= steps)))
+            continue;
+        if (!_rh_object_is_live(obj, last->entries[i].type))
             continue;
         if (nhits == caphits) {
             hit_t *more = realloc(hits, sizeof(hit_t) * caphits * 2);
@@ -735,6 +742,24 @@ static PyObject *Session_close(Session *s, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Change of one metric between the last two samples (0 with fewer). */
+static PyObject *Session_last_delta(Session *s, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (name == NULL)
+        return NULL;
+    for (int k = 0; k < NMETRICS; k++) {
+        if (strcmp(name, metric_names[k]) != 0)
+            continue;
+        if (s->nsamples < 2)
+            return PyLong_FromLong(0);
+        return PyLong_FromLongLong(s->samples[s->nsamples - 1].m[k] -
+                                   s->samples[s->nsamples - 2].m[k]);
+    }
+    PyErr_Format(PyExc_KeyError, "no metric %s", name);
+    return NULL;
+}
+
 static PyObject *Session_get_nsamples(Session *s, void *c) { return PyLong_FromLong(s->nsamples); }
 static PyObject *Session_get_calls(Session *s, void *c) { return PyLong_FromSsize_t(s->calls); }
 
@@ -747,6 +772,8 @@ static PyMethodDef Session_methods[] = {
      "growth(limit=20) -> [(object, [refcnt per snapshot])] moving one way"},
     {"results", (PyCFunction)Session_results, METH_NOARGS, "results() -> dict"},
     {"set_calls", (PyCFunction)Session_set_calls, METH_O, "set the calls per iteration"},
+    {"last_delta", (PyCFunction)Session_last_delta, METH_O,
+     "last_delta(metric) -> change between the last two samples"},
     {"close", (PyCFunction)Session_close, METH_NOARGS, "stop receiving free notifications"},
     {NULL}
 };

@@ -1,0 +1,12 @@
+"""refhound: find memory leaks, reference leaks and refcount errors in CPython
+C extensions, on the stock interpreter.
+
+    >>> import refhound
+    >>> result = refhound.check(func, arg)
+    >>> bool(result), result.verdict, result.per_call["refs"]
+"""
+from ._checker import Checker, TargetFailed, check
+from ._result import Result
+
+__version__ = "0.1.0"
+__all__ = ["check", "Checker", "Result", "TargetFailed", "__version__"]

@@ -1,0 +1,219 @@
+"""The leak-check loop: calibrate, warm up, measure until the trend test is
+sure, then diagnose which objects' refcounts move.
+
+The loop itself is written so that it allocates nothing that survives an
+iteration: the iterations, samples and statistics run in C
+(refhound._core.Session); this module only steers and shapes the result.
+"""
+import sys
+import time
+
+from . import _core
+from ._caches import clear_caches
+from ._result import Result
+from ._saferepr import safe_repr, type_name
+
+RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", "fds")
+
+
+class TargetFailed(Exception):
+    """The checked callable raised; the original exception is __cause__."""
+
+
+class Checker:
+    """Leak-check callables.
+
+    warmup:      iterations run before measuring (lazy imports, caches).
+    iterations:  the most measured iterations (the check stops earlier when
+                 the answer is clear).
+    min_iterations: the fewest measured iterations.
+    calls:       calls per iteration; None picks a power of ten so that an
+                 iteration takes about `iteration_seconds`.
+    alpha:       significance of the trend test.
+    progress:    callable(dict) told after each iteration, or None.
+    """
+
+    def __init__(self, warmup=3, iterations=60, min_iterations=8, calls=None,
+                 iteration_seconds=0.005, max_calls=10000, alpha=0.001,
+                 diagnose=3, progress=None):
+        if warmup < 0 or iterations < 1 or min_iterations < 3 or (calls is not None and calls < 1):
+            raise ValueError("refhound: warmup >= 0, iterations >= 1, min_iterations >= 3, calls >= 1")
+        self.warmup = warmup
+        self.iterations = max(iterations, min_iterations)
+        self.min_iterations = min_iterations
+        self.calls = calls
+        self.iteration_seconds = iteration_seconds
+        self.max_calls = max_calls
+        self.alpha = alpha
+        self.diagnose = diagnose
+        self.progress = progress
+
+    def check(self, func, *args, **kwargs):
+        """Check `func(*args, **kwargs)` for leaks; returns a Result."""
+        if not callable(func):
+            raise TypeError("refhound.check: %r is not callable" % (func,))
+        target = getattr(func, "__module__", None) or "?"
+        target = "%s:%s" % (target, getattr(func, "__qualname__", repr(func)))
+        return self.run(func, args, kwargs, target)
+
+    def run(self, func, args, kwargs, target):
+        started_here = _core.start()
+        notes = []
+        try:
+            return self._run(func, tuple(args), dict(kwargs) or None, target, notes)
+        finally:
+            if started_here:
+                _core.stop()
+
+    def _calibrate(self, func, args, kwargs):
+        """Calls per iteration: a power of ten giving ~iteration_seconds."""
+        if self.calls is not None:
+            return self.calls
+        try:
+            t = time.perf_counter()
+            func(*args, **(kwargs or {}))
+            once = time.perf_counter() - t
+        except BaseException as exc:
+            raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc
+        calls = 1
+        while calls * 10 <= self.max_calls and calls * 10 * once <= self.iteration_seconds:
+            calls *= 10
+        return calls
+
+    def _run(self, func, args, kwargs, target, notes):
+        t0 = time.perf_counter()
+        calls = self._calibrate(func, args, kwargs)
+        while True:
+            session = _core.Session(
+                func, args, kwargs, clear_caches, calls,
+                max_samples=self.warmup + self.iterations + self.diagnose + 4,
+                min_measured=self.min_iterations, max_measured=self.iterations,
+                alpha=self.alpha)
+            try:
+                outcome = self._iterate(session, target, t0)
+                if outcome == "restart" and calls > 1:
+                    notes.append("the reference count fell on every call: re-checked with one "
+                                 "call per iteration so the object is not freed under the check")
+                    calls = 1
+                    continue
+                verdict = outcome
+                measured_samples = session.nsamples
+                growth = []
+                if verdict in ("leak", "error") and self.diagnose > 0:
+                    growth = self._diagnose(session)
+                raw = session.results()
+            finally:
+                session.close()
+            break
+        return self._result(target, verdict, raw, measured_samples, growth, notes,
+                            time.perf_counter() - t0)
+
+    def _iterate(self, session, target, t0):
+        for i in range(self.warmup):
+            self._call(session.iterate, True)
+            self._report(target, "warm-up", i + 1, session, t0)
+        if self.warmup == 0:
+            # A baseline sample for the first measured iteration to compare to.
+            self._call(session.iterate, True)
+        falls = 0
+        measured = 0
+        while True:
+            self._call(session.iterate)
+            measured += 1
+            verdict, stop = session.decide()
+            self._report(target, "measuring", measured, session, t0)
+            if session.calls > 1 and self._refs_fell(session):
+                falls += 1
+                if falls >= 2:
+                    return "restart"
+            else:
+                falls = 0
+            if stop:
+                return verdict
+
+    @staticmethod
+    def _refs_fell(session):
+        return session.last_delta("refs") <= -session.calls // 2
+
+    @staticmethod
+    def _call(method, *args):
+        try:
+            method(*args)
+        except TargetFailed:
+            raise
+        except BaseException as exc:
+            raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc
+
+    def _report(self, target, phase, i, session, t0):
+        if self.progress is not None:
+            self.progress({"target": target, "phase": phase, "iteration": i,
+                           "calls": session.calls, "seconds": time.perf_counter() - t0,
+                           "refs_delta": session.last_delta("refs"),
+                           "blocks_delta": session.last_delta("blocks")})
+
+    def _diagnose(self, session):
+        """A few more iterations with refcount snapshots: which existing
+        objects gain (or lose) references call after call."""
+        session.snapshot()
+        for _ in range(self.diagnose):
+            self._call(session.iterate, False, True)
+        found = session.growth(20)
+        calls = session.calls * self.diagnose
+        out = []
+        for obj, series in found:
+            rate = (series[-1] - series[0]) / calls
+            if abs(rate) < 0.01:
+                continue
+            out.append({"type": type_name(type(obj)), "repr": safe_repr(obj),
+                        "refs_per_call": round(rate, 4), "sites": [], "object": obj})
+        return out
+
+    def _result(self, target, verdict, raw, nsamples, growth, notes, seconds):
+        samples = raw["samples"][:nsamples]
+        base = max(raw["warmup_samples"] - 1, 0)
+        measured = len(samples) - 1 - base
+        calls = raw["calls"]
+        ncalls = max(measured * calls, 1)
+        first, last = samples[base], samples[-1]
+        per_call = {}
+        for key in RATE_METRICS:
+            if first[key] < 0 or last[key] < 0:
+                per_call[key] = None
+            else:
+                per_call[key] = round((last[key] - first[key]) / ncalls, 4)
+        debug = None
+        if first["debug_refs"] >= 0:
+            debug = round((last["debug_refs"] - first["debug_refs"]) / ncalls, 4)
+        objects = []
+        half = base + measured // 2
+        for t in raw["types"]:
+            live = t["live"][:nsamples]
+            if len(live) <= base:
+                continue
+            grew = live[-1] - live[base]
+            recent = live[-1] - live[half]
+            if grew > 0 and recent > 0 and verdict in ("leak", "error", "inconclusive"):
+                objects.append({"type": t["type"], "count_per_call": round(grew / ncalls, 4)})
+        objects.sort(key=lambda o: -o["count_per_call"])
+        types = sorted(({"type": t["type"], "allocs": t["allocs"], "frees": t["frees"],
+                         "max_live": t["max_live"], "live": t["live"][nsamples - 1]}
+                        for t in raw["types"]), key=lambda t: -t["allocs"])[:30]
+        trends = {k: v for k, v in raw["trends"].items()}
+        if verdict not in ("leak", "error"):
+            growth = []
+        return Result(
+            target=target, verdict=verdict, per_call=per_call, objects=objects,
+            refcount_growth=growth,
+            iterations={"warmup": max(raw["warmup_samples"], 0), "measured": measured},
+            calls_per_iteration=calls, seconds=seconds,
+            samples=samples, types=types, trends=trends, survivors=raw["survivors"],
+            debug_refs_per_call=debug, notes=notes, tracker=raw["tracker"])
+
+
+def check(func, *args, **kwargs):
+    """Check `func(*args, **kwargs)` for memory and reference leaks.
+
+    Returns a Result: true when clean; `.verdict` is "leak", "error",
+    "clean" or "inconclusive".  Use `Checker(...)` for options.
+    """
+    return Checker().check(func, *args, **kwargs)

@@ -1,0 +1,69 @@
+"""The result of a leak check: verdict, rates per call, objects, JSON."""
+import json
+
+VERDICTS = ("leak", "error", "clean", "inconclusive")
+
+
+class Result:
+    """What `refhound.check` returns; true when the target is clean.
+
+    Attributes mirror the JSON keys (see `to_dict`): verdict, per_call,
+    objects, refcount_growth, sites, iterations, plus the raw samples,
+    per-type allocation figures and notes on anything refhound could not do.
+    """
+
+    def __init__(self, target, verdict, per_call, objects, refcount_growth,
+                 iterations, calls_per_iteration, seconds, samples, types,
+                 trends, survivors, debug_refs_per_call=None, notes=(),
+                 tracker=None, sites=()):
+        self.target = target
+        self.verdict = verdict
+        self.per_call = per_call
+        self.objects = objects
+        self.refcount_growth = refcount_growth
+        self.sites = list(sites)
+        self.iterations = iterations
+        self.calls_per_iteration = calls_per_iteration
+        self.seconds = seconds
+        self.samples = samples
+        self.types = types
+        self.trends = trends
+        self.survivors = survivors
+        self.debug_refs_per_call = debug_refs_per_call
+        self.notes = list(notes)
+        self.tracker = tracker or {}
+
+    def __bool__(self):
+        return self.verdict == "clean"
+
+    def __repr__(self):
+        return "<refhound.Result %s %s refs/call=%.3g objects/call=%.3g blocks/call=%.3g>" % (
+            self.target, self.verdict, self.per_call["refs"], self.per_call["objects"],
+            self.per_call["blocks"])
+
+    def to_dict(self):
+        d = {
+            "target": self.target,
+            "verdict": self.verdict,
+            "iterations": dict(self.iterations),
+            "calls_per_iteration": self.calls_per_iteration,
+            "seconds": round(self.seconds, 4),
+            "per_call": dict(self.per_call),
+            "objects": list(self.objects),
+            "refcount_growth": [
+                {k: v for k, v in g.items() if k != "object"} for g in self.refcount_growth
+            ],
+            "sites": list(self.sites),
+            "types": list(self.types),
+            "trends": self.trends,
+            "survivors": self.survivors,
+            "samples": self.samples,
+            "notes": list(self.notes),
+            "tracker": self.tracker,
+        }
+        if self.debug_refs_per_call is not None:
+            d["debug"] = {"gettotalrefcount_per_call": self.debug_refs_per_call}
+        return d
+
+    def to_json(self, indent=2):
+        return json.dumps(self.to_dict(), indent=indent)
