@@ -1,0 +1,102 @@
+"""Shared helpers for refhound's tests: interpreters, engine builds, CLI runs.
+
+Subprocess tests run refhound from a copy built for the interpreter under
+test (release `python3` or Debian's `python3.11-dbg`), so the engine is
+compiled against that interpreter's own headers.
+"""
+import fcntl
+import functools
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.path.join(ROOT, "build", "tests")
+DEBUG_PYTHON = shutil.which("python3.11-dbg")
+
+sys.path.insert(0, HERE)
+import cbuild  # noqa: E402
+
+INTERPRETERS = {"release": sys.executable, "debug": DEBUG_PYTHON}
+
+
+def interpreter(kind):
+    python = INTERPRETERS[kind]
+    if python is None:
+        import pytest
+        pytest.skip("python3.11-dbg is not installed (apt-get install python3.11-dbg)")
+    return python
+
+
+class _Lock:
+    def __init__(self, path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.f = open(path, "w")
+
+    def __enter__(self):
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.f, fcntl.LOCK_UN)
+        self.f.close()
+
+
+@functools.lru_cache(maxsize=None)
+def engine_path(python):
+    """A folder holding the refhound package built for `python`."""
+    info = cbuild.interpreter_info(python)
+    out = os.path.join(BUILD, "engine-" + info["ext_suffix"].strip(".").replace(".so", ""))
+    with _Lock(out + ".lock"):
+        pkg = os.path.join(out, "refhound")
+        os.makedirs(pkg, exist_ok=True)
+        proc = subprocess.run(
+            [python, "setup.py", "-q", "build_ext", "-b", out, "-t", out + ".tmp"],
+            cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError("building refhound for %s failed:\n%s%s"
+                               % (python, proc.stdout, proc.stderr))
+        for py in glob.glob(os.path.join(ROOT, "src", "refhound", "*.py")):
+            shutil.copy2(py, pkg)
+    return out
+
+
+def zoo_dir(python, opt="-O0"):
+    info = cbuild.interpreter_info(python)
+    return os.path.join(BUILD, "zoo" + opt + "-" + info["ext_suffix"].strip(".").replace(".so", ""))
+
+
+def build_zoo_case(case, python, opt="-O0"):
+    out = zoo_dir(python, opt)
+    with _Lock(out + ".lock"):
+        cbuild.build_extension(case["path"], out, python=python, opt=opt)
+    return out
+
+
+def run_refhound(python, args, cwd=None, timeout=300, env=None):
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = engine_path(python)
+    full_env.pop("PYTHONSTARTUP", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([python, "-m", "refhound"] + list(args), cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def check_json(python, target, cwd, *extra):
+    """Run `refhound check TARGET --json -`; return (exit status, result dict, stderr)."""
+    proc = run_refhound(python, ["check", target, "--json", "-", "--no-progress"] + list(extra),
+                        cwd=cwd)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        data = None
+    return proc.returncode, data, proc.stderr
+
+
+def close_to(measured, expected, rel=0.05, abs_floor=0.05):
+    """Within 5% of the truth (an absolute 0.05 per call when the truth is 0)."""
+    return abs(measured - expected) <= max(rel * abs(expected), abs_floor if expected == 0 else 0)
