@@ -150,6 +150,13 @@ static struct PyModuleDef core_module = {
     "refhound's engine: allocator hooks, heap walks, samples and statistics.", -1, core_methods,
 };
 
+/* Method tables of the other files of the engine, each NULL-terminated.
+ * A file that offers functions to Python declares its table in
+ * rh_internal.h and adds it here. */
+static PyMethodDef *const extra_methods[] = {
+    NULL
+};
+
 PyMODINIT_FUNC PyInit__core(void)
 {
     if (PyType_Ready(&_rh_SessionType) < 0)
@@ -157,6 +164,12 @@ PyMODINIT_FUNC PyInit__core(void)
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL)
         return NULL;
+    for (int i = 0; extra_methods[i] != NULL; i++) {
+        if (PyModule_AddFunctions(m, extra_methods[i]) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
     Py_INCREF(&_rh_SessionType);
     if (PyModule_AddObject(m, "Session", (PyObject *)&_rh_SessionType) < 0) {
         Py_DECREF(&_rh_SessionType);

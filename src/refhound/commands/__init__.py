@@ -1,0 +1,1 @@
+"""One module per `refhound` command; see refhound.cli."""

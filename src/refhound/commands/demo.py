@@ -1,0 +1,32 @@
+"""refhound demo — check the bundled example extension and show the reports."""
+import sys
+
+from ..cli import EXIT_CLEAN
+
+
+def add_parser(sub):
+    d = sub.add_parser("demo", help="check the bundled example extension refhound._demo")
+    d.add_argument("--no-progress", action="store_true", help="no live progress line")
+
+
+def run(args):
+    from .._child import run_in_child
+    return run_in_child(lambda: _demo(args))
+
+
+def _demo(args):
+    from .. import _core
+    from .._checker import Checker
+    from .._report import ProgressLine, render
+
+    _core.start()
+    from .. import _demo as demo
+
+    progress = ProgressLine(enabled=False if args.no_progress else None)
+    checker = Checker(progress=progress)
+    print("refhound demo: checking three functions of the bundled extension refhound._demo\n")
+    for name in ("parse_items", "tag_none", "checksum"):
+        result = checker.run(getattr(demo, name), (), {}, "refhound._demo:" + name)
+        progress.clear()
+        sys.stdout.write(render(result, color=sys.stdout.isatty()) + "\n")
+    return EXIT_CLEAN
