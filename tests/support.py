@@ -6,7 +6,6 @@ compiled against that interpreter's own headers.
 """
 import fcntl
 import functools
-import glob
 import json
 import os
 import shutil
@@ -59,8 +58,9 @@ def engine_path(python):
         if proc.returncode != 0:
             raise RuntimeError("building refhound for %s failed:\n%s%s"
                                % (python, proc.stdout, proc.stderr))
-        for py in glob.glob(os.path.join(ROOT, "src", "refhound", "*.py")):
-            shutil.copy2(py, pkg)
+        # The Python side, as it is in the tree (the .so files come from the build).
+        shutil.copytree(os.path.join(ROOT, "src", "refhound"), pkg, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     return out
 
 

@@ -4,9 +4,9 @@
  * the tie correction: most of our series are integers that repeat), and
  * the Theil-Sen slope (median of pairwise slopes), which ignores the odd
  * outlier.  A series "grows" when the trend is significant at `alpha`, the
- * median slope is positive AND the second half of the window still grows:
- * the last condition is what tells a leak from a cache that filled up
- * early in the window.  No margins to tune: the only knob is alpha.
+ * median slope is positive AND the last third of the window still grows at
+ * a quarter of that pace or more: the last condition is what tells a leak
+ * from a cache that filled up early in the window.  No margins to tune: the only knob is alpha.
  *
  * Pure C on plain arrays; no Python, no global state.
  */
@@ -97,10 +97,15 @@ void _rh_trend_classify(const double *x, int n, double alpha, rh_trend_result_t 
     }
     _rh_mann_kendall(x, n, &out->p_up, &out->p_down);
     out->slope = _rh_theil_sen(x, n);
-    double recent = x[n - 1] - x[n / 2];
-    if (out->p_up < alpha && out->slope > 0 && recent > 0)
+    /* The last third of the window must still move at a quarter of the
+     * overall pace at least: a cache that filled early in the window and
+     * then stopped fails this, a leak passes it. */
+    int third = n / 3 > 1 ? n / 3 : 1;
+    double recent = x[n - 1] - x[n - 1 - third];
+    double pace = 0.25 * out->slope * third;
+    if (out->p_up < alpha && out->slope > 0 && recent > 0 && recent >= pace)
         out->trend = RH_TREND_GROWING;
-    else if (out->p_down < alpha && out->slope < 0 && recent < 0)
+    else if (out->p_down < alpha && out->slope < 0 && recent < 0 && recent <= pace)
         out->trend = RH_TREND_FALLING;
     else if ((out->p_up < 0.05 && recent > 0) || (out->p_down < 0.05 && recent < 0))
         out->trend = RH_TREND_UNCLEAR;

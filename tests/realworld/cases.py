@@ -131,7 +131,14 @@ CASES = [
         "name": "multidict-cimultidict-delitem",
         "package": "multidict",
         "leaky": "6.6.3",
-        "fixed": "6.6.4",
+        # 6.6.4 fixes the documented block leak, but creating a CIMultiDict
+        # from keywords still leaks one reference to the CIMultiDict type per
+        # instance up to 6.7.1 (refhound's refcount snapshots found it; a
+        # plain loop confirms: sys.getrefcount(CIMultiDict) grows by 1000
+        # per 1000 instances on 6.6.4 and 6.7.1, by 0 on 6.8.0).  So the
+        # first release clean of both is 6.8.0.
+        "fixed": "6.8.0",
+        "documented_fix": "6.6.4",
         "reference": "https://github.com/aio-libs/multidict/pull/1233",
         "quote": (
             "6.6.4 changelog: \"Fixed MutliDict & CIMultiDict memory leak when "
@@ -221,7 +228,7 @@ CASES = [
         "reference": "https://github.com/simplejson/simplejson/issues/352",
         "quote": (
             "Issue #352: \"skipkeys item leak\": \"When kstr == Py_None "
-            "(skipkeys mode), Py_DECREF(kstr) then continue - but item from "
+            "(skipkeys mode), Py_DECREF(kstr) then continue — but item from "
             "PyIter_Next is never decref'd.\" 4.0.0 CHANGES.txt: \"Fix reference "
             "leaks in dict encoder (skipkeys item, variable shadowing)\""
         ),
