@@ -409,14 +409,23 @@ static PyObject *Session_decide(Session *s, PyObject *unused)
     int m;
     if (classify_all(s, &m) < 0)
         return PyErr_NoMemory();
-    int growing = 0, falling = 0, unclear = 0, flat = 1;
+    /* unclear: leaning one way without significance.  leaning: any hint of
+     * net growth or loss over the window (p < 0.1), which forbids an early
+     * "clean": a leak every 10th call, checked one call per iteration,
+     * shows as a rare step that needs more iterations to tell from noise.
+     * The glibc heap figure is too noisy to hold a check back. */
+    int growing = 0, falling = 0, unclear = 0, leaning = 0, flat = 1;
     for (int i = 0; i < NVERDICT; i++) {
-        rh_trend_t t = s->trends[verdict_metrics[i]].trend;
-        if (t == RH_TREND_GROWING)
+        int k = verdict_metrics[i];
+        const rh_trend_result_t *t = &s->trends[k];
+        if (t->trend == RH_TREND_GROWING)
             growing = 1;
-        if (t == RH_TREND_UNCLEAR)
+        if (t->trend == RH_TREND_UNCLEAR)
             unclear = 1;
-        if (t != RH_TREND_FLAT && verdict_metrics[i] != M_NATIVE)
+        if (k != M_NATIVE && ((t->p_up < 0.1 && t->window_growth > 0) ||
+                              (t->p_down < 0.1 && t->window_growth < 0)))
+            leaning = 1;
+        if (t->trend != RH_TREND_FLAT && k != M_NATIVE)
             flat = 0;
     }
     if (s->trends[M_REFS].trend == RH_TREND_FALLING)
@@ -438,7 +447,7 @@ static PyObject *Session_decide(Session *s, PyObject *unused)
             verdict = "clean";
             stop = 1;
         }
-        else if (!growing && !falling && !unclear && m >= 2 * s->min_measured) {
+        else if (!growing && !falling && !unclear && !leaning && m >= 2 * s->min_measured) {
             verdict = "clean";
             stop = 1;
         }
