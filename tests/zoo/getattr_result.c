@@ -1,23 +1,31 @@
 /*
- * Bug zoo: getattr_result -- a PyObject_GetAttrString result is not released.
+ * Bug zoo: getattr_result -- a PyObject_GetAttr result is not released.
  *
- * PyObject_GetAttrString() returns a NEW reference, even when the attribute
- * is an existing object.  leaky() reads the module's VERSION string (created
- * once at import) and never releases it.  Nothing is allocated per call;
- * the existing str's refcount grows by one per call.  The culprit is the
- * line that creates the leaked reference (PyObject_GetAttrString).
+ * PyObject_GetAttr() returns a NEW reference, even when the attribute is an
+ * existing object.  leaky() reads the module's VERSION string (created once
+ * at import) and never releases it.  Nothing is allocated per call; the
+ * existing str's refcount grows by one per call.  The culprit is the line
+ * that creates the leaked reference (PyObject_GetAttr).
+ *
+ * The attribute name is interned once at import on purpose: with
+ * PyObject_GetAttrString() every call makes a fresh name str, and on 3.11
+ * the type attribute cache (4096 slots indexed by the name's ADDRESS) keeps
+ * a reference to the last name seen per slot, so even the clean twin would
+ * leave a few dozen stale name strs alive before settling.
  *
  * zoo-kind: existing-object-ref
  * zoo-expect: refs=1 objects=0 blocks=0
- * zoo-description: new reference from PyObject_GetAttrString to an existing module attribute never released
+ * zoo-description: new reference from PyObject_GetAttr to an existing module attribute never released
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+static PyObject *version_name;   /* interned "VERSION", created at init */
+
 static PyObject *
 leaky(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *version = PyObject_GetAttrString(module, "VERSION");  /* @culprit */
+    PyObject *version = PyObject_GetAttr(module, version_name);  /* @culprit */
     if (version == NULL) {
         return NULL;
     }
@@ -33,7 +41,7 @@ leaky(PyObject *module, PyObject *Py_UNUSED(ignored))
 static PyObject *
 clean(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *version = PyObject_GetAttrString(module, "VERSION");
+    PyObject *version = PyObject_GetAttr(module, version_name);
     if (version == NULL) {
         return NULL;
     }
@@ -60,6 +68,12 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC
 PyInit_getattr_result(void)
 {
+    if (version_name == NULL) {
+        version_name = PyUnicode_InternFromString("VERSION");
+        if (version_name == NULL) {
+            return NULL;
+        }
+    }
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) {
         return NULL;
