@@ -69,6 +69,8 @@ static void place(rh_block_t *slots, size_t capacity, rh_block_t b)
 static int grow(rh_table_t *t)
 {
     size_t capacity = t->capacity + t->capacity / 2;
+    if (t->max_capacity && capacity > t->max_capacity)
+        return -1;
     rh_block_t *slots = map_slots(capacity);
     if (slots == NULL)
         return -1;

@@ -4,6 +4,7 @@
 #include "rh_internal.h"
 
 static rh_adopt_stats_t last_adoption;
+PyObject *_rh_TrackingError = NULL;
 
 static PyObject *core_start(PyObject *mod, PyObject *args, PyObject *kw)
 {
@@ -154,6 +155,9 @@ static struct PyModuleDef core_module = {
  * A file that offers functions to Python declares its table in
  * rh_internal.h and adds it here. */
 static PyMethodDef *const extra_methods[] = {
+    _rh_probes_methods,
+    _rh_pymalloc_methods,
+    _rh_doctor_methods,
     NULL
 };
 
@@ -169,6 +173,18 @@ PyMODINIT_FUNC PyInit__core(void)
             Py_DECREF(m);
             return NULL;
         }
+    }
+    if (_rh_probes_add_capsule(m) < 0) {     /* probes.c: the C API of refhound.h */
+        Py_DECREF(m);
+        return NULL;
+    }
+    _rh_TrackingError = PyErr_NewExceptionWithDoc(
+        "refhound._core.TrackingError",
+        "Tracking stopped under a check (the tracker ran out of memory); the "
+        "program goes on, the check cannot conclude.", NULL, NULL);
+    if (_rh_TrackingError == NULL || PyModule_AddObject(m, "TrackingError", Py_NewRef(_rh_TrackingError)) < 0) {
+        Py_DECREF(m);
+        return NULL;
     }
     Py_INCREF(&_rh_SessionType);
     if (PyModule_AddObject(m, "Session", (PyObject *)&_rh_SessionType) < 0) {

@@ -84,6 +84,7 @@ typedef struct {
     size_t capacity;
     size_t count;
     size_t grow_at;             /* grow when count reaches this */
+    size_t max_capacity;        /* 0 = no limit (REFHOUND_MAX_BLOCKS, for tests) */
     int64_t live_blocks[RH_NDOMAINS];
     int64_t live_bytes[RH_NDOMAINS];
 } rh_table_t;
@@ -220,5 +221,57 @@ double _rh_theil_sen(const double *x, int n);
 /* ------------------------------------------------------------------ */
 /* session.c — one leak check (the Python type refhound._core.Session). */
 extern PyTypeObject _rh_SessionType;
+extern PyObject *_rh_TrackingError;   /* tracking stopped under a check */
+
+/* ------------------------------------------------------------------ */
+/* probes.c — the engine side of include/refhound/refhound.h: totals,
+ * marks and descriptions for probes in extension code, published as the
+ * capsule refhound._core._C_API.                                      */
+int _rh_probes_add_capsule(PyObject *module);    /* 0 ok, -1 exception */
+extern PyMethodDef _rh_probes_methods[];
+
+/* ------------------------------------------------------------------ */
+/* pymalloc_stats.c — pymalloc's pool and arena figures, read from
+ * _PyObject_DebugMallocStats() into numbers.  Needs the GIL.          */
+#define RH_PYMALLOC_MAX_CLASSES 64
+typedef struct {
+    int64_t size;            /* block size of the class, bytes */
+    int64_t pools;           /* pools in use */
+    int64_t blocks_in_use;
+    int64_t avail_blocks;    /* free blocks in the used pools */
+} rh_pymalloc_class_t;
+
+typedef struct {
+    int enabled;             /* 1: pymalloc is the object allocator */
+    const char *why;         /* enabled == 0: why there are no figures */
+    int64_t small_block_threshold;
+    int nclasses;            /* size classes in the allocator */
+    rh_pymalloc_class_t classes[RH_PYMALLOC_MAX_CLASSES];   /* by index */
+    int64_t arenas_allocated_total, arenas_reclaimed, arenas_highwater, arenas_current;
+    int64_t arena_size;      /* bytes per arena */
+    int64_t pool_size;       /* bytes per pool */
+    int64_t pools_in_use, free_pools;
+    int64_t blocks_in_use, avail_blocks;
+    int64_t bytes_in_allocated_blocks, bytes_in_available_blocks, bytes_in_free_pools;
+    int64_t bytes_pool_headers, bytes_quantization, bytes_arena_alignment;
+    int64_t bytes_total;     /* arenas * arena size */
+} rh_pymalloc_t;
+
+/* 0 ok (out->enabled says whether pymalloc is in use), -1 when the
+ * figures cannot be read (out->why says why); never raises. */
+int _rh_pymalloc_read(rh_pymalloc_t *out);
+extern PyMethodDef _rh_pymalloc_methods[];
+
+/* ------------------------------------------------------------------ */
+/* doctor.c — what this machine allows: a real hardware write watchpoint
+ * through perf_event_open, frame pointers in loaded code.             */
+typedef struct {
+    int opened;              /* perf_event_open succeeded */
+    int err;                 /* errno when it did not */
+    int64_t hits;            /* writes counted (expected: writes) */
+    int writes;
+} rh_watch_probe_t;
+void _rh_doctor_watchpoint(rh_watch_probe_t *out);
+extern PyMethodDef _rh_doctor_methods[];
 
 #endif /* RH_INTERNAL_H */

@@ -309,7 +309,7 @@ static PyObject *Session_iterate(Session *s, PyObject *args)
     if (!PyArg_ParseTuple(args, "|pp", &warmup, &snapshot))
         return NULL;
     if (s->closed || !_rh_tracker_active()) {
-        PyErr_Format(PyExc_RuntimeError, "refhound: tracking stopped%s%s",
+        PyErr_Format(_rh_TrackingError, "tracking stopped%s%s",
                      _rh_tracker_failure() ? ": " : "",
                      _rh_tracker_failure() ? _rh_tracker_failure() : "");
         return NULL;
@@ -335,6 +335,13 @@ static PyObject *Session_iterate(Session *s, PyObject *args)
     PyGC_Collect();
     if (take_sample(s) < 0)
         return NULL;
+    if (!_rh_tracker_active()) {
+        /* The table could not grow during this iteration: the sample is
+         * incomplete; say why instead of judging it. */
+        PyErr_Format(_rh_TrackingError, "tracking stopped: %s",
+                     _rh_tracker_failure() ? _rh_tracker_failure() : "unknown reason");
+        return NULL;
+    }
     if (snapshot) {
         PyObject *r = Session_snapshot(s, NULL);
         if (r == NULL)

@@ -27,6 +27,7 @@
 #include "rh_internal.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 rh_table_t _rh_gil_table;
@@ -293,6 +294,13 @@ int _rh_tracker_start(void)
         _rh_table_release(&_rh_gil_table);
         PyErr_SetString(PyExc_MemoryError, "refhound: cannot map the block table");
         return -1;
+    }
+    /* Fault injection for tests: a table that cannot grow past this many
+     * slots behaves as if mmap failed. */
+    const char *limit = getenv("REFHOUND_MAX_BLOCKS");
+    if (limit != NULL && atol(limit) > 0) {
+        _rh_gil_table.max_capacity = (size_t)atol(limit);
+        raw_table.max_capacity = (size_t)atol(limit);
     }
     _rh_epoch = 0;
     if (!hooks_installed)

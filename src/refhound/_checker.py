@@ -82,6 +82,7 @@ class Checker:
 
     def _run(self, func, args, kwargs, target, notes):
         t0 = time.perf_counter()
+        incomplete = None
         calls = self._calibrate(func, args, kwargs)
         while True:
             session = _core.Session(
@@ -90,7 +91,11 @@ class Checker:
                 min_measured=self.min_iterations, max_measured=self.iterations,
                 alpha=self.alpha)
             try:
-                outcome = self._iterate(session, target, t0)
+                try:
+                    outcome = self._iterate(session, target, t0)
+                except _core.TrackingError as exc:
+                    incomplete = "refhound %s; the program went on" % exc
+                    outcome = "inconclusive"
                 if outcome == "restart" and calls > 1:
                     notes.append("the reference count fell on every call: re-checked with one "
                                  "call per iteration so the object is not freed under the check")
@@ -100,13 +105,21 @@ class Checker:
                 measured_samples = session.nsamples
                 growth = []
                 if verdict in ("leak", "error") and self.diagnose > 0:
-                    growth = self._diagnose(session)
+                    try:
+                        growth = self._diagnose(session)
+                    except _core.TrackingError as exc:
+                        notes.append("no refcount diagnosis: refhound %s" % exc)
                 raw = session.results()
             finally:
                 session.close()
             break
-        return self._result(target, verdict, raw, measured_samples, growth, notes,
-                            time.perf_counter() - t0)
+        result = self._result(target, verdict, raw, measured_samples, growth, notes,
+                              time.perf_counter() - t0)
+        if incomplete:
+            result.incomplete = incomplete
+            result.per_call = dict.fromkeys(result.per_call)
+            result.objects = []
+        return result
 
     def _iterate(self, session, target, t0):
         for i in range(self.warmup):
@@ -139,7 +152,7 @@ class Checker:
     def _call(method, *args):
         try:
             method(*args)
-        except TargetFailed:
+        except (TargetFailed, _core.TrackingError, KeyboardInterrupt):
             raise
         except BaseException as exc:
             raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc

@@ -38,6 +38,8 @@ def render(result, color=False):
         "clean": "nothing grows",
         "inconclusive": "a trend that is not significant yet: run with more --iterations",
     }[r.verdict]
+    if r.incomplete:
+        summary = "could not conclude: " + r.incomplete
     lines.append("  verdict   %s: %s" % (head, summary))
     lines.append("  measured  %d iterations x %d calls after %d warm-up, %.2f s" % (
         r.iterations["measured"], r.calls_per_iteration, r.iterations["warmup"], r.seconds))

@@ -32,14 +32,15 @@ class Result:
         self.debug_refs_per_call = debug_refs_per_call
         self.notes = list(notes)
         self.tracker = tracker or {}
+        self.incomplete = None   # why the check could not conclude, if it could not
 
     def __bool__(self):
         return self.verdict == "clean"
 
     def __repr__(self):
-        return "<refhound.Result %s %s refs/call=%.3g objects/call=%.3g blocks/call=%.3g>" % (
-            self.target, self.verdict, self.per_call["refs"], self.per_call["objects"],
-            self.per_call["blocks"])
+        pc = self.per_call
+        return "<refhound.Result %s %s refs/call=%s objects/call=%s blocks/call=%s>" % (
+            self.target, self.verdict, pc["refs"], pc["objects"], pc["blocks"])
 
     def to_dict(self):
         d = {
@@ -59,6 +60,7 @@ class Result:
             "survivors": self.survivors,
             "samples": self.samples,
             "notes": list(self.notes),
+            "incomplete": self.incomplete,
             "tracker": self.tracker,
         }
         if self.debug_refs_per_call is not None:
