@@ -1,0 +1,431 @@
+"""Tracking overhead of refhound against plain Python and its peers.
+
+For each workload of bench/workloads.py, every mode runs in a fresh
+interpreter, modes interleaved round after round in a shuffled order, so
+that the load of other processes on the machine falls on all of them alike.
+Only the workload is timed; a tool's start (refhound: hooks + adoption of
+the objects that already exist) and stop are timed apart.
+
+    plain           the workload alone
+    refhound        refhound._core.start() (tracking, no stacks), then the workload
+    tracemalloc     tracemalloc.start(1): one frame per block
+    pymalloc-debug  PYTHONMALLOC=debug (CPython's debug hooks on a release build)
+    memray          memray.Tracker(file): Python stacks, system malloc only
+    memray-pyalloc  memray.Tracker(file, trace_python_allocators=True)
+
+Then the memory of the block table: a workload that holds ~1M live blocks,
+table bytes / table entries and the table's load factor at the peak, the
+RSS that tracking adds per live block, and tracemalloc's figures alongside.
+And, once per workload, the number of allocator calls it makes (a counting
+probe, bench/c/alloccount.c), to turn the overhead into ns per call.
+
+    python3 bench/overhead.py                  # everything, ~15 min on 2 cores
+    python3 bench/overhead.py --rounds 3 churn json
+    python3 bench/overhead.py --peak-only
+
+Prints a table; writes bench/results/overhead.json.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+BUILD = os.path.join(ROOT, "build", "bench")
+
+MODES = ["plain", "refhound", "tracemalloc", "pymalloc-debug", "memray", "memray-pyalloc"]
+PEAK_SIZES = [250_000, 500_000, 1_000_000, 2_000_000]
+TARGET_RATIO = 1.3
+
+
+# --------------------------------------------------------------------------
+# The child: one workload under one mode, in a fresh interpreter.
+
+def _rusage_cpu():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _Tool:
+    """start()/stop() of one mode; extra() adds what the tool reports."""
+
+    def __init__(self, mode, tmpdir):
+        self.mode = mode
+        self.tmpdir = tmpdir
+        self.tracker = None
+
+    def start(self):
+        if self.mode == "refhound":
+            from refhound import _core
+            self.core = _core
+            if not _core.start():
+                raise RuntimeError("refhound was already tracking")
+        elif self.mode == "tracemalloc":
+            import tracemalloc
+            tracemalloc.start(1)
+        elif self.mode.startswith("memray"):
+            import memray
+            self.tracker = memray.Tracker(
+                os.path.join(self.tmpdir, "capture.bin"), native_traces=False,
+                trace_python_allocators=(self.mode == "memray-pyalloc"))
+            self.tracker.__enter__()
+        elif self.mode == "alloccount":
+            import alloccount
+            self.probe = alloccount
+            alloccount.start()
+
+    def extra(self):
+        if self.mode == "refhound":
+            st = self.core.stats()
+            return {"table_bytes": st["table_bytes"], "table_entries": st["table_entries"],
+                    "failure": st["failure"], "adopted": st["adopted"]}
+        if self.mode == "alloccount":
+            return {"calls": self.probe.counts()}
+        if self.mode == "tracemalloc":
+            import tracemalloc
+            return {"tracemalloc_memory": tracemalloc.get_tracemalloc_memory()}
+        return {}
+
+    def stop(self):
+        if self.mode == "refhound":
+            self.core.stop()
+        elif self.mode == "tracemalloc":
+            import tracemalloc
+            tracemalloc.stop()
+        elif self.tracker is not None:
+            self.tracker.__exit__(None, None, None)
+            self.tracker = None
+        elif self.mode == "alloccount":
+            self.probe.stop()
+
+
+def child_run(mode, workload, scale):
+    import gc
+    sys.path.insert(0, HERE)
+    import workloads
+    run = workloads.WORKLOADS[workload](scale)
+    gc.collect()
+    with tempfile.TemporaryDirectory(prefix="rh-bench-") as tmpdir:
+        tool = _Tool(mode, tmpdir)
+        t0 = time.perf_counter()
+        tool.start()
+        t1 = time.perf_counter()
+        c1 = _rusage_cpu()
+        run()
+        t2 = time.perf_counter()
+        c2 = _rusage_cpu()
+        extra = tool.extra()
+        t3 = time.perf_counter()
+        tool.stop()
+        t4 = time.perf_counter()
+    return {"mode": mode, "workload": workload, "start_s": t1 - t0, "run_s": t2 - t1,
+            "cpu_s": c2 - c1, "stop_s": t4 - t3, **extra}
+
+
+def child_peak(mode, n):
+    """Hold ~n live blocks; report the tool's own memory at the peak."""
+    import gc
+    sys.path.insert(0, HERE)
+    import workloads
+    run = workloads.make_peak(n)
+    gc.collect()
+    out = {"mode": mode, "n": n}
+    rss0 = _rss_bytes()
+    if mode == "refhound":
+        from refhound import _core
+        _core.start()
+        before = _core.stats()["table_entries"]
+        held = run()
+        st = _core.stats()
+        out.update(table_bytes=st["table_bytes"], table_entries=st["table_entries"],
+                   entries_before=before, failure=st["failure"])
+    elif mode == "tracemalloc":
+        import tracemalloc
+        tracemalloc.start(1)
+        held = run()
+        out["rss_delta"] = _rss_bytes() - rss0      # before the list of traces
+        out.update(tracemalloc_memory=tracemalloc.get_tracemalloc_memory(),
+                   traces=len(tracemalloc._get_traces()))
+    else:
+        held = run()
+    out.setdefault("rss_delta", _rss_bytes() - rss0)
+    out["held"] = len(held)
+    return out
+
+
+# --------------------------------------------------------------------------
+# The parent.
+
+def _env(mode):
+    env = dict(os.environ)
+    env.pop("PYTHONMALLOC", None)
+    env.pop("PYTHONTRACEMALLOC", None)
+    paths = [os.path.join(ROOT, "src"), BUILD]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    if mode == "pymalloc-debug":
+        env["PYTHONMALLOC"] = "debug"
+    return env
+
+
+def spawn(python, args, mode):
+    cmd = [python, os.path.abspath(__file__)] + args
+    proc = subprocess.run(cmd, env=_env(mode), capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (%d):\n%s" % (" ".join(cmd), proc.returncode,
+                                                    proc.stderr[-3000:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def have_memray(python):
+    return subprocess.run([python, "-c", "import memray"], capture_output=True).returncode == 0
+
+
+def build_probe(python):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import cbuild
+    return cbuild.build_extension(os.path.join(HERE, "c", "alloccount.c"), BUILD,
+                                  python=python, opt="-O2")
+
+
+def machine_info():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "loadavg": os.getloadavg()}
+
+
+def git_head():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def measure_overhead(python, names, modes, rounds, scale, seed, log):
+    rng = random.Random(seed)
+    samples = {w: {m: [] for m in modes} for w in names}
+    extras = {w: {m: [] for m in modes} for w in names}
+    for r in range(rounds):
+        for w in names:
+            order = list(modes)
+            rng.shuffle(order)
+            for m in order:
+                res = spawn(python, ["--child", m, w, "--scale", str(scale)], m)
+                samples[w][m].append(res)
+                extras[w][m].append({k: v for k, v in res.items()
+                                     if k not in ("mode", "workload")})
+            log("round %d/%d %-10s %s" % (r + 1, rounds, w, "  ".join(
+                "%s=%.3f" % (m, samples[w][m][-1]["run_s"]) for m in modes)))
+    table = {}
+    for w in names:
+        plain = med([s["run_s"] for s in samples[w]["plain"]])
+        plain_cpu = med([s["cpu_s"] for s in samples[w]["plain"]])
+        row = {"plain_s": plain, "modes": {}}
+        for m in modes:
+            runs = [s["run_s"] for s in samples[w][m]]
+            cpus = [s["cpu_s"] for s in samples[w][m]]
+            # The ratio of medians, and the median of the per-round ratios
+            # (each round's pair ran back to back under similar load).
+            per_round = [a / b for a, b in zip(runs, [s["run_s"] for s in samples[w]["plain"]])]
+            row["modes"][m] = {
+                "run_s": runs, "median_s": med(runs), "ratio": med(runs) / plain,
+                "ratio_per_round_median": med(per_round),
+                "cpu_ratio": med(cpus) / plain_cpu if plain_cpu else None,
+                "start_s": med([s["start_s"] for s in samples[w][m]]),
+                "stop_s": med([s["stop_s"] for s in samples[w][m]]),
+            }
+        rh = samples[w].get("refhound")
+        if rh:
+            row["refhound_table"] = {"table_bytes": rh[-1]["table_bytes"],
+                                     "table_entries": rh[-1]["table_entries"],
+                                     "failure": rh[-1]["failure"],
+                                     "adopted": rh[-1]["adopted"]}
+        table[w] = row
+    return table, samples
+
+
+def measure_calls(python, names, scale):
+    out = {}
+    for w in names:
+        res = spawn(python, ["--child", "alloccount", w, "--scale", str(scale)], "alloccount")
+        out[w] = res["calls"]
+    return out
+
+
+def measure_peak(python, sizes, rounds, log):
+    out = []
+    for n in sizes:
+        row = {"n": n}
+        for m in ("plain", "refhound", "tracemalloc"):
+            runs = [spawn(python, ["--child-peak", m, str(n)], m) for _ in range(rounds)]
+            row[m] = runs[-1]
+            row[m]["rss_delta"] = med([r["rss_delta"] for r in runs])
+        rh = row["refhound"]
+        capacity = rh["table_bytes"] // 16
+        row["bytes_per_block"] = rh["table_bytes"] / rh["table_entries"]
+        row["load_factor"] = rh["table_entries"] / capacity
+        row["rss_per_block_refhound"] = ((rh["rss_delta"] - row["plain"]["rss_delta"])
+                                         / rh["table_entries"])
+        tm = row["tracemalloc"]
+        row["tracemalloc_bytes_per_trace"] = tm["tracemalloc_memory"] / tm["traces"]
+        row["rss_per_block_tracemalloc"] = ((tm["rss_delta"] - row["plain"]["rss_delta"])
+                                            / tm["traces"])
+        log("peak n=%d: refhound %d entries, %.1f B/entry, load %.2f; tracemalloc %.1f B/trace"
+            % (n, rh["table_entries"], row["bytes_per_block"], row["load_factor"],
+               row["tracemalloc_bytes_per_trace"]))
+        out.append(row)
+    return out
+
+
+def fmt_ratio(x):
+    return "-" if x is None else "%.2fx" % x
+
+
+def render(doc):
+    lines = []
+    ov = doc.get("overhead") or {}
+    modes = doc["modes"]
+    calls = doc.get("calls") or {}
+    if ov:
+        head = ["workload", "plain s"] + modes[1:] + ["rh start ms", "calls/s", "rh ns/call"]
+        lines.append(" | ".join(head))
+        lines.append(" | ".join("---" for _ in head))
+        for w, row in ov.items():
+            cells = [w, "%.3f" % row["plain_s"]]
+            for m in modes[1:]:
+                cells.append(fmt_ratio(row["modes"][m]["ratio"]))
+            rh = row["modes"].get("refhound")
+            cells.append("%.1f" % (rh["start_s"] * 1e3) if rh else "-")
+            c = calls.get(w)
+            if c:
+                n = c["raw"] + c["mem"] + c["obj"] + c["frees"]
+                cells.append("%.1fM" % (n / row["plain_s"] / 1e6))
+                cells.append("%.0f" % ((rh["median_s"] - row["plain_s"]) / n * 1e9) if rh else "-")
+            else:
+                cells += ["-", "-"]
+            lines.append(" | ".join(cells))
+        # Geometric mean of the ratios.
+        import math
+        cells = ["geomean", ""]
+        for m in modes[1:]:
+            rs = [row["modes"][m]["ratio"] for row in ov.values()]
+            cells.append(fmt_ratio(math.exp(sum(map(math.log, rs)) / len(rs))))
+        lines.append(" | ".join(cells + ["", "", ""]))
+    peak = doc.get("peak")
+    if peak:
+        lines.append("")
+        head = ["live blocks held", "rh entries", "rh table MiB", "rh B/block", "rh load",
+                "rh RSS B/block", "tm B/trace", "tm RSS B/block"]
+        lines.append(" | ".join(head))
+        lines.append(" | ".join("---" for _ in head))
+        for row in peak:
+            lines.append(" | ".join([
+                "%d" % row["n"], "%d" % row["refhound"]["table_entries"],
+                "%.1f" % (row["refhound"]["table_bytes"] / 2**20),
+                "%.1f" % row["bytes_per_block"], "%.2f" % row["load_factor"],
+                "%.1f" % row["rss_per_block_refhound"],
+                "%.1f" % row["tracemalloc_bytes_per_trace"],
+                "%.1f" % row["rss_per_block_tracemalloc"]]))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        mode, workload = argv[1], argv[2]
+        scale = float(argv[4]) if len(argv) > 4 else 1.0
+        print(json.dumps(child_run(mode, workload, scale)))
+        return 0
+    if argv[:1] == ["--child-peak"]:
+        print(json.dumps(child_peak(argv[1], int(argv[2]))))
+        return 0
+
+    sys.path.insert(0, HERE)
+    import workloads
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("workloads", nargs="*", help="default: all of %s" % list(workloads.WORKLOADS))
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    ap.add_argument("--scale", type=float, default=1.0, help="workload size factor")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma-separated modes (plain is always included)")
+    ap.add_argument("--peak-rounds", type=int, default=3)
+    ap.add_argument("--peak-only", action="store_true")
+    ap.add_argument("--no-peak", action="store_true")
+    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--out", default=os.path.join(RESULTS, "overhead.json"))
+    args = ap.parse_args(argv)
+    names = args.workloads or list(workloads.WORKLOADS)
+    for w in names:
+        if w not in workloads.WORKLOADS:
+            ap.error("unknown workload %r" % w)
+    modes = ["plain"] + [m for m in args.modes.split(",") if m and m != "plain"]
+    for m in modes:
+        if m not in MODES:
+            ap.error("unknown mode %r" % m)
+    notes = []
+    if any(m.startswith("memray") for m in modes) and not have_memray(args.python):
+        notes.append("memray is not installed for %s: memray modes skipped" % args.python)
+        modes = [m for m in modes if not m.startswith("memray")]
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    doc = {"command": "python3 bench/" + os.path.basename(__file__) + " " + " ".join(argv),
+           "date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "git": git_head(), "python": args.python, "python_version": platform.python_version(),
+           "machine": machine_info(), "rounds": args.rounds, "scale": args.scale,
+           "seed": args.seed, "modes": modes, "notes": notes}
+    t0 = time.time()
+    if not args.peak_only:
+        build_probe(args.python)
+        doc["calls"] = measure_calls(args.python, names, args.scale)
+        doc["overhead"], doc["samples"] = measure_overhead(
+            args.python, names, modes, args.rounds, args.scale, args.seed, log)
+    if not args.no_peak:
+        doc["peak"] = measure_peak(args.python, PEAK_SIZES, args.peak_rounds, log)
+    doc["machine"]["loadavg_end"] = os.getloadavg()
+    doc["seconds"] = round(time.time() - t0, 1)
+    text = render(doc)
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, args.out)
+    log("wrote %s (%.0f s)" % (args.out, doc["seconds"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
