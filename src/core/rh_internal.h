@@ -260,6 +260,9 @@ typedef struct {
 /* 0 ok (out->enabled says whether pymalloc is in use), -1 when the
  * figures cannot be read (out->why says why); never raises. */
 int _rh_pymalloc_read(rh_pymalloc_t *out);
+/* 1 when PyObject_Malloc hands out blocks framed by CPython's debug hooks
+ * (PYTHONMALLOC=debug, -X dev, debug builds), 0 otherwise, -1 unknown. */
+int _rh_pymalloc_debug_hooks(void);
 extern PyMethodDef _rh_pymalloc_methods[];
 
 /* ------------------------------------------------------------------ */

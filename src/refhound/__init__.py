@@ -6,6 +6,7 @@ C extensions, on the stock interpreter.
     >>> bool(result), result.verdict, result.per_call["refs"]
 """
 from ._checker import Checker, TargetFailed, check
+from ._include import get_include  # noqa: F401  (the C probes header: -I directory)
 from ._result import Result
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ import sys
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
 
-COMMANDS = ["check", "demo"]
+COMMANDS = ["check", "demo", "doctor", "build-python"]
 
 
 class UsageError(Exception):
@@ -57,10 +57,12 @@ def build_parser():
                             "in CPython C extensions.")
     from . import __version__
     p.add_argument("--version", action="version", version="refhound " + __version__)
+    p.add_argument("--include", action="store_true",
+                   help="print the directory holding <refhound/refhound.h> (for -I) and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     modules = {}
     for name in COMMANDS:
-        mod = importlib.import_module("refhound.commands." + name)
+        mod = importlib.import_module("refhound.commands." + name.replace("-", "_"))
         mod.add_parser(sub)
         modules[name] = mod
     return p, modules
@@ -72,6 +74,10 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except UsageError as exc:
         return fail_usage(exc)
+    if args.include:
+        from ._include import get_include
+        print(get_include())
+        return EXIT_CLEAN
     if args.command is None:
         return fail_usage("no command given (try: refhound check MODULE:CALLABLE, "
                           "refhound demo, refhound --help)")

@@ -1,0 +1,10 @@
+"""refhound doctor (work in progress)."""
+from ..cli import fail_usage
+
+
+def add_parser(sub):
+    sub.add_parser("doctor", help="(not ready yet)")
+
+
+def run(args):
+    return fail_usage("not ready yet")
