@@ -131,15 +131,28 @@ static rh_typeinfo_t *object_at(uintptr_t p)
     return ti;
 }
 
+static void scan_range(uintptr_t lo, uintptr_t hi);
+
+/* A writable PT_LOAD segment can span several mappings (RELRO made
+ * read-only, .data, .bss continued in anonymous memory): scan the parts
+ * that are readable, one mapping at a time. */
 static void scan_segment(uintptr_t lo, uintptr_t hi)
 {
+    for (size_t i = 0; i < nreadable; i++) {
+        uintptr_t a = readable[i].lo > lo ? readable[i].lo : lo;
+        uintptr_t b = readable[i].hi < hi ? readable[i].hi : hi;
+        if (a < b)
+            scan_range(a, b);
+    }
+}
+
+static void scan_range(uintptr_t lo, uintptr_t hi)
+{
     lo = (lo + 7) & ~(uintptr_t)7;
-    if (!is_readable(lo, hi - lo))
-        return;
-    for (uintptr_t p = lo; p + sizeof(PyObject) <= hi; p += sizeof(void *)) {
+    for (uintptr_t p = lo; p + sizeof(void *) <= hi; p += sizeof(void *)) {
         /* An object that lives here (static types are in the typeset;
          * only non-GC static objects can be here). */
-        rh_typeinfo_t *ti = object_at(p);
+        rh_typeinfo_t *ti = p + sizeof(PyObject) <= hi ? object_at(p) : NULL;
         if (ti != NULL && ti->preheader == 0) {
             if (_rh_tracker_adopt(p, 0) > 0)
                 stats->from_static_data++;

@@ -110,6 +110,19 @@ static PyObject *core_trend(PyObject *mod, PyObject *args)
                          "p_up", r.p_up, "p_down", r.p_down);
 }
 
+/* Where the table has an object: (domain, epoch) or None. For tests. */
+static PyObject *core_block_of(PyObject *mod, PyObject *obj)
+{
+    rh_typeinfo_t *ti = _rh_typeset_lookup((uintptr_t)Py_TYPE(obj));
+    if (ti == NULL || !_rh_tracker_active())
+        Py_RETURN_NONE;
+    const rh_block_t *b = _rh_table_find(&_rh_gil_table, (uintptr_t)obj - ti->preheader);
+    if (b == NULL)
+        Py_RETURN_NONE;
+    static const char *names[] = {"raw", "mem", "obj", "adopted"};
+    return Py_BuildValue("(sk)", names[rh_block_domain(b)], (unsigned long)rh_block_epoch(b));
+}
+
 /* Blocks born in one epoch, for tests and debugging: [(addr, size, domain)] */
 static PyObject *core_blocks_of_epoch(PyObject *mod, PyObject *arg)
 {
@@ -134,6 +147,8 @@ static PyObject *core_blocks_of_epoch(PyObject *mod, PyObject *arg)
 }
 
 static PyMethodDef core_methods[] = {
+    {"block_of", core_block_of, METH_O,
+     "block_of(obj) -> (domain, birth epoch) of the object's block, or None"},
     {"blocks_of_epoch", core_blocks_of_epoch, METH_O,
      "blocks_of_epoch(epoch) -> [(address, size, domain)] of live mem/obj blocks"},
     {"start", (PyCFunction)(void (*)(void))core_start, METH_VARARGS | METH_KEYWORDS,
@@ -158,6 +173,7 @@ static PyMethodDef *const extra_methods[] = {
     _rh_probes_methods,
     _rh_pymalloc_methods,
     _rh_doctor_methods,
+    _rh_vgclient_methods,   /* vgclient.c: Valgrind client requests, pool allocator */
     NULL
 };
 
@@ -173,6 +189,14 @@ PyMODINIT_FUNC PyInit__core(void)
             Py_DECREF(m);
             return NULL;
         }
+    }
+#ifdef HAVE_VALGRIND
+    if (PyModule_AddIntConstant(m, "HAVE_VALGRIND", 1) < 0) {
+#else
+    if (PyModule_AddIntConstant(m, "HAVE_VALGRIND", 0) < 0) {
+#endif
+        Py_DECREF(m);
+        return NULL;
     }
     if (_rh_probes_add_capsule(m) < 0) {     /* probes.c: the C API of refhound.h */
         Py_DECREF(m);

@@ -122,19 +122,20 @@ class Checker:
         return result
 
     def _iterate(self, session, target, t0):
-        for i in range(self.warmup):
-            self._call(session.iterate, True)
-            self._report(target, "warm-up", i + 1, session, t0)
-        if self.warmup == 0:
-            # A baseline sample for the first measured iteration to compare to.
-            self._call(session.iterate, True)
-        falls = 0
-        measured = 0
+        # One loop, every local bound before the first sample: a name bound
+        # between two samples would add a reference and show as a change.
+        warm = max(self.warmup, 1)     # at least one baseline sample
+        done = falls = 0
+        verdict, stop, warmup = "continue", False, True
         while True:
-            self._call(session.iterate)
-            measured += 1
+            warmup = done < warm
+            self._call(session.iterate, warmup)
+            done += 1
+            if warmup:
+                self._report(target, "warm-up", done, session, t0)
+                continue
             verdict, stop = session.decide()
-            self._report(target, "measuring", measured, session, t0)
+            self._report(target, "measuring", done - warm, session, t0)
             if session.calls > 1 and self._refs_fell(session):
                 falls += 1
                 if falls >= 2:
