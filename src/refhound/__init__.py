@@ -8,6 +8,7 @@ C extensions, on the stock interpreter.
 from ._checker import Checker, TargetFailed, check
 from ._include import get_include  # noqa: F401  (the C probes header: -I directory)
 from ._result import Result
+from ._loop import loop  # noqa: F401  (check a loop body: for x in loop(data))
 
 __version__ = "0.1.0"
 __all__ = ["check", "Checker", "Result", "TargetFailed", "__version__"]

@@ -1,0 +1,130 @@
+"""refhound run SCRIPT.py [ARGS] | refhound run -m MODULE [ARGS] — run a program
+with tracking on from its first import; the loops it marks with
+refhound.loop(...) are checked, and their verdicts decide the exit status.
+
+Exit status: 0 every checked loop is clean (or the program marks none),
+1 a loop leaks or drops references (or stays inconclusive with --strict),
+2 bad usage, 3 the program raised, exited with a non-zero status or crashed.
+"""
+import argparse
+import os
+import sys
+
+from ..cli import EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, fail_usage
+
+
+def add_parser(sub):
+    r = sub.add_parser(
+        "run", help="run a program with tracking on; check its refhound.loop() bodies",
+        description="Run a Python program as `python SCRIPT` or `python -m MODULE` would, with "
+                    "refhound tracking on before its first import.  Loop bodies marked with "
+                    "refhound.loop(...) are leak-checked; their reports go to stderr.")
+    r.add_argument("-m", dest="module", metavar="MODULE",
+                   help="run a module as a script, like python -m")
+    r.add_argument("--json", metavar="FILE",
+                   help="write the loops' results as JSON ('-' for stdout): a list, one entry "
+                        "per loop, in the schema of refhound check")
+    r.add_argument("--quiet", "-q", action="store_true",
+                   help="no loop reports, only the summary line and the exit status")
+    r.add_argument("--strict", action="store_true",
+                   help="exit 1 when a loop's check stays inconclusive")
+    r.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT.py [ARGS]",
+                   help="the script and its arguments (with -m: the module's arguments)")
+
+
+def run(args):
+    argv = list(args.program)
+    if args.module is None:
+        if not argv:
+            return fail_usage("run needs a script (refhound run SCRIPT.py [ARGS]) "
+                              "or a module (refhound run -m MODULE [ARGS])")
+        path = argv[0]
+        if not os.path.exists(path):
+            return fail_usage("no such file: %s" % path)
+        if os.path.isdir(path) and not os.path.exists(os.path.join(path, "__main__.py")):
+            return fail_usage("%s is a directory without __main__.py" % path)
+    else:
+        if not all(part.isidentifier() for part in args.module.split(".")):
+            return fail_usage("%r is not a module name" % args.module)
+    from .._child import run_in_child
+    return run_in_child(lambda: _run(args, argv))
+
+
+def _run(args, argv):
+    import importlib.util
+    import runpy
+    import traceback
+
+    from .. import _core, _loop
+
+    _core.start()   # before the program's first import
+    _loop.DEFAULT_REPORT = not args.quiet
+    failed = None
+    try:
+        if args.module is not None:
+            sys.path.insert(0, os.getcwd())
+            try:
+                spec = importlib.util.find_spec(args.module)
+            except (ImportError, ValueError) as exc:
+                return fail_usage("cannot find module %r: %s" % (args.module, exc))
+            if spec is None:
+                return fail_usage("no module named %r" % args.module)
+            sys.argv = [spec.origin or args.module] + argv
+            runpy.run_module(args.module, run_name="__main__", alter_sys=True)
+        else:
+            path = argv[0]
+            sys.argv = list(argv)
+            sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+        if code not in (None, 0):
+            failed = "the program exited with status %s" % (code,)
+            if not isinstance(code, int):
+                sys.stderr.write("%s\n" % (code,))
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        failed = "the program raised (traceback above)"
+    checks = _loop.finish_all()
+    return _summary(args, checks, failed)
+
+
+def _summary(args, checks, failed):
+    import json
+
+    entries = []
+    found = inconclusive = 0
+    for c in checks:
+        if c.result is not None:
+            entries.append(c.result.to_dict())
+            found += c.result.verdict in ("leak", "error")
+            inconclusive += c.result.verdict == "inconclusive"
+        else:
+            entries.append({"target": c.name, "verdict": None, "notes": [c.unchecked]})
+    if args.json:
+        text = json.dumps(entries, indent=2)
+        if args.json == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            try:
+                with open(args.json, "w") as f:
+                    f.write(text + "\n")
+            except OSError as exc:
+                return fail_usage("cannot write %s: %s" % (args.json, exc.strerror or exc))
+    if not checks:
+        sys.stderr.write("refhound run: the program marks no loop with refhound.loop(); "
+                         "nothing was checked\n")
+    else:
+        verdicts = ", ".join(
+            "%s %s" % (c.name, c.result.verdict if c.result is not None else "unchecked")
+            for c in checks)
+        sys.stderr.write("refhound run: %d loop%s checked: %s\n"
+                         % (len(checks), "" if len(checks) == 1 else "s", verdicts))
+    if failed:
+        sys.stderr.write("refhound run: %s\n" % failed)
+        return EXIT_TARGET
+    if found or (args.strict and inconclusive):
+        return EXIT_FOUND
+    return EXIT_CLEAN
