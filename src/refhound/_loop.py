@@ -39,9 +39,12 @@ import functools
 import itertools
 import sys
 import time
+import weakref
 
-_ACTIVE = {}        # key -> _LoopCheck (every check ever made, by key)
+_ACTIVE = {}        # key -> _LoopCheck of the keyed forms (with, decorator)
+_RUNNING = weakref.WeakSet()    # _LoopCheck of iterator forms still alive
 _FINISHED = []      # _LoopCheck objects whose check has ended, in order
+_UNCHECKED_NAMES = set()        # names already reported as not checked
 _atexit_registered = False
 DEFAULT_REPORT = True   # `refhound run --quiet` turns the reports off
 
@@ -64,6 +67,7 @@ class _LoopCheck:
         self.phase = "calibrate" if every is None else "warmup"
         self.count = 0          # bodies in the current iteration
         self.bodies = 0         # bodies seen in all
+        self.waited = 0         # bodies run while another check held the engine
         self.warmed = 0
         self.diagnosed = 0
         self.session = None
@@ -83,12 +87,19 @@ class _LoopCheck:
         return self.phase in ("done", "unchecked")
 
     def body_start(self):
+        if self.session is None and not self.done:
+            self._open()
+            if self.session is None:
+                return      # waiting for the engine
         if self.phase == "calibrate":
             self.t_body = time.perf_counter()
 
     def body_end(self):
         phase = self.phase
         if phase in ("done", "unchecked"):
+            return
+        if self.session is None:
+            self.waited += 1
             return
         self.bodies += 1
         if phase == "calibrate":
@@ -108,29 +119,34 @@ class _LoopCheck:
         while every * 10 <= self.max_every and every * 10 * once <= self.iteration_seconds:
             every *= 10
         self.every = every
+        self.session.set_calls(every)
         self.phase = "warmup"
 
     def _open(self):
+        """Claim the engine (one check at a time); stay waiting while another
+        check holds it, give up if tracking cannot run."""
         from . import _core
         from ._caches import clear_caches
-        if not _core.is_tracking():
-            _core.start()
-            self.started_tracking = True
-            self.notes.append("tracking started at the loop, not before the program's imports "
-                              "(run the program with `refhound run` for full detail)")
+        try:
+            if not _core.is_tracking():
+                _core.start()
+                self.started_tracking = True
+                self.notes.append("tracking started at the loop, not before the program's "
+                                  "imports (run the program with `refhound run` for full detail)")
+            self.session = _core.Session(
+                _noop, (), None, clear_caches, self.every or 1,
+                max_samples=self.warmup + self.iterations + self.diagnose + 4,
+                min_measured=self.min_iterations, max_measured=self.iterations, alpha=self.alpha)
+        except RuntimeError as exc:
+            if "already running" not in str(exc):
+                self._give_up(str(exc).replace("refhound: ", ""))
+            return
+        except Exception as exc:
+            self._give_up("%s: %s" % (type(exc).__name__, exc))
+            return
         self.t0 = time.perf_counter()
-        self.session = _core.Session(
-            _noop, (), None, clear_caches, self.every,
-            max_samples=self.warmup + self.iterations + self.diagnose + 4,
-            min_measured=self.min_iterations, max_measured=self.iterations, alpha=self.alpha)
 
     def _iteration(self):
-        if self.session is None:
-            try:
-                self._open()
-            except RuntimeError as exc:     # tracking failed, or another check runs
-                self._give_up(str(exc).replace("refhound: ", ""))
-                return
         s = self.session
         if self.phase == "warmup":
             s.iterate(True)
@@ -209,6 +225,10 @@ class _LoopCheck:
             self.measured_samples = self.session.nsamples
             self._finish_result(ended_early=not stop)
             return
+        if self.session is None and self.waited:
+            self._give_up("another check held the engine for the whole loop (%d bodies); "
+                          "refhound checks one loop at a time" % self.waited)
+            return
         needed = (self.warmup + self.min_iterations + 1) * (self.every or 1)
         self._give_up("the loop ended (or was left) after %d bodies; a check needs about %d (%d per "
                       "iteration)" % (self.bodies, needed, self.every or 1))
@@ -222,6 +242,13 @@ class _LoopCheck:
             self.session = None
         self.unchecked = reason
         self.phase = "unchecked"
+        if self.started_tracking:
+            from . import _core
+            _core.stop()
+            self.started_tracking = False
+        if self.name in _UNCHECKED_NAMES:
+            return      # said once per name: a loop inside a loop must not pile up
+        _UNCHECKED_NAMES.add(self.name)
         _FINISHED.append(self)
         if self.report:
             sys.stderr.write("refhound: loop %s not checked: %s\n" % (self.name, reason))
@@ -233,7 +260,7 @@ def _noop():
 
 
 def _finish_all():
-    for check in list(_ACTIVE.values()):
+    for check in list(_ACTIVE.values()) + list(_RUNNING):
         if not check.done:
             check.finish()
 
@@ -305,9 +332,8 @@ class Loop:
 
     def __iter__(self):
         if self._check is None or self._check.done:
-            key = ("iter", id(self))
             self._check = self._new_check(self.name or "loop")
-            _ACTIVE[key] = self._check
+            _RUNNING.add(self._check)
         return self._iterate(self._check)
 
     def _iterate(self, check):
@@ -340,11 +366,13 @@ class Loop:
             raise TypeError("refhound.loop(...) decorates a function, not %r" % (func,))
         name = self.name or "%s.%s" % (getattr(func, "__module__", "?"),
                                         getattr(func, "__qualname__", repr(func)))
-        key = ("func", name)
-        check = _ACTIVE.get(key)
+        check = self._check     # refhound.loop(name=...) made and keyed it already
         if check is None:
-            check = self._new_check(name)
-            _ACTIVE[key] = check
+            key = ("func", name)
+            check = _ACTIVE.get(key)
+            if check is None:
+                check = self._new_check(name)
+                _ACTIVE[key] = check
         self._check = check
         self.name = name
         handle = self

@@ -19,8 +19,9 @@ def add_parser(sub):
         description="Run a Python program as `python SCRIPT` or `python -m MODULE` would, with "
                     "refhound tracking on before its first import.  Loop bodies marked with "
                     "refhound.loop(...) are leak-checked; their reports go to stderr.")
-    r.add_argument("-m", dest="module", metavar="MODULE",
-                   help="run a module as a script, like python -m")
+    r.add_argument("-m", dest="module_args", nargs=argparse.REMAINDER, metavar="MODULE [ARGS]",
+                   help="run a module as a script, like python -m (the rest of the line is "
+                        "its arguments)")
     r.add_argument("--json", metavar="FILE",
                    help="write the loops' results as JSON ('-' for stdout): a list, one entry "
                         "per loop, in the schema of refhound check")
@@ -34,6 +35,13 @@ def add_parser(sub):
 
 def run(args):
     argv = list(args.program)
+    args.module = None
+    if args.module_args is not None:
+        if not args.module_args:
+            return fail_usage("-m needs a module name")
+        if argv:
+            return fail_usage("give a script or -m MODULE, not both")
+        args.module, argv = args.module_args[0], list(args.module_args[1:])
     if args.module is None:
         if not argv:
             return fail_usage("run needs a script (refhound run SCRIPT.py [ARGS]) "
