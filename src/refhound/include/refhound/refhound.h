@@ -260,8 +260,9 @@ static inline void refhound__describe(PyObject *op, const char *expr, const char
     }
     else if (api == NULL || api->describe(op, buf, sizeof(buf), &why) < 0) {
         /* Without the engine the pointer is trusted as a live object. */
-        snprintf(buf, sizeof(buf), "%p: %.80s, refcnt %lld (no block details: %s)",
-                 (void *)op, Py_TYPE(op)->tp_name, (long long)Py_REFCNT(op), why);
+        (void)why;
+        snprintf(buf, sizeof(buf), "%p: %.80s, refcnt %lld (no block details: refhound is "
+                 "not tracking)", (void *)op, Py_TYPE(op)->tp_name, (long long)Py_REFCNT(op));
     }
     PyErr_Restore(et, ev, tb);
     fprintf(REFHOUND_PROBE_STREAM, "refhound: DESCRIBE %s at %s:%d: %s\n", expr, file, line, buf);
