@@ -69,6 +69,11 @@ except KeyError as e:
     res["raises"] = repr(e)
 if mode == "engine":
     res["marks"] = core.probe_marks()
+    m.describe_freed()
+    class Fresh:
+        pass
+    fresh = Fresh()
+    res["fresh"] = core.probe_describe(fresh)
 print(json.dumps(res))
 """
 
@@ -162,6 +167,16 @@ def test_describe_names_type_refcount_and_address(kind):
     text = lines[1]
     assert "%x: str, refcnt %d, len 12; obj block of " % (res["s_id"], res["s_refcnt"]) in text, text
     assert re.search(r"bytes born in epoch \d+ \(now \d+\)", text), text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_describe_never_trusts_a_dangling_pointer(kind):
+    res, err = _run(kind, True, "engine")
+    lines = [ln for ln in err.splitlines() if ln.startswith("refhound: DESCRIBE gone")]
+    assert len(lines) == 1, err
+    assert "not a live object" in lines[0], lines[0]
+    # A class created after the last walk is known at once.
+    assert re.match(r"0x[0-9a-f]+: Fresh, refcnt 2; obj block of \d+ bytes born in epoch", res["fresh"])
 
 
 @pytest.mark.parametrize("kind", KINDS)

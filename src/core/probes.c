@@ -113,25 +113,45 @@ static long long debug_total(void)
     return v;
 }
 
+/* Around every use of the heap: the re-entry flag, the caller's pending
+ * exception put aside, the cyclic GC paused, the type set refreshed (types
+ * created since the last refresh must be known to recognise objects). */
+typedef struct {
+    PyObject *et, *ev, *tb;
+    int gc_was;
+} walk_guard_t;
+
+static int walk_begin(walk_guard_t *g, const char **why)
+{
+    busy = 1;
+    PyErr_Fetch(&g->et, &g->ev, &g->tb);
+    g->gc_was = gc_pause();
+    if (g->gc_was < 0)
+        PyErr_Clear();
+    if (_rh_typeset_refresh() < 0) {
+        PyErr_Clear();
+        *why = "refhound could not list the live types (out of memory?)";
+        return -1;
+    }
+    return 0;
+}
+
+static void walk_end(walk_guard_t *g)
+{
+    gc_resume(g->gc_was);
+    PyErr_Restore(g->et, g->ev, g->tb);
+    busy = 0;
+}
+
 static int probe_totals(refhound_totals_t *out, const char **why)
 {
     out->refs = out->objects = out->debug_refs = -1;
     out->epoch = _rh_epoch;
     if (!usable(why))
         return -1;
-    int rc = 0;
-    busy = 1;
-    PyObject *et, *ev, *tb;
-    PyErr_Fetch(&et, &ev, &tb);
-    int gc_was = gc_pause();
-    if (gc_was < 0)
-        PyErr_Clear();
-    if (_rh_typeset_refresh() < 0) {
-        PyErr_Clear();
-        *why = "refhound could not list the live types (out of memory?)";
-        rc = -1;
-    }
-    else {
+    walk_guard_t g;
+    int rc = walk_begin(&g, why);
+    if (rc == 0) {
         rh_walk_totals_t w;
         _rh_objects_walk(&w, 0);
         if (!_rh_tracker_active()) {
@@ -142,9 +162,7 @@ static int probe_totals(refhound_totals_t *out, const char **why)
         out->objects = w.objects;
         out->debug_refs = debug_total();
     }
-    gc_resume(gc_was);
-    PyErr_Restore(et, ev, tb);
-    busy = 0;
+    walk_end(&g);
     return rc;
 }
 
@@ -221,6 +239,11 @@ static void value_hint(PyObject *op, char *buf, size_t n)
             snprintf(buf, n, ", value %lld", v);
         PyErr_Clear();
     }
+#if PY_VERSION_HEX < 0x030C0000
+    else if (PyUnicode_CheckExact(op) && !PyUnicode_IS_READY(op)) {
+        /* a legacy string not yet made canonical: no length to read */
+    }
+#endif
     else if (PyUnicode_CheckExact(op) || PyBytes_CheckExact(op) || PyTuple_CheckExact(op) ||
              PyList_CheckExact(op) || PyDict_CheckExact(op) || PySet_CheckExact(op)) {
         Py_ssize_t len = PyUnicode_CheckExact(op) ? PyUnicode_GET_LENGTH(op)
@@ -239,10 +262,23 @@ static void refcnt_text(PyObject *op, char *buf, size_t n)
         snprintf(buf, n, "refcnt %zd", Py_REFCNT(op));
 }
 
+static int describe_unlocked(PyObject *op, char *buf, size_t bufsize);
+
 static int probe_describe(PyObject *op, char *buf, size_t bufsize, const char **why)
 {
     if (!usable(why))
         return -1;
+    walk_guard_t g;
+    int rc = walk_begin(&g, why);
+    if (rc == 0)
+        rc = describe_unlocked(op, buf, bufsize);
+    walk_end(&g);
+    return rc;
+}
+
+/* Under walk_begin(): the type set is fresh. */
+static int describe_unlocked(PyObject *op, char *buf, size_t bufsize)
+{
     static const char *const domains[] = {"raw", "mem", "obj", "adopted"};
     char rc[32], hint[64];
     rh_typeinfo_t *ti = NULL;
@@ -276,10 +312,14 @@ static int probe_describe(PyObject *op, char *buf, size_t bufsize, const char **
                  (void *)op, (void *)type);
         return 0;
     }
+    Py_ssize_t refcnt = Py_REFCNT(op);
+    if (!RH_IS_IMMORTAL(op) && (refcnt <= 0 || refcnt >= RH_MAX_REFCNT)) {
+        snprintf(buf, bufsize, "%p: %.80s header with refcount %zd: not a live object "
+                 "(freed?)", (void *)op, ((PyTypeObject *)type)->tp_name, refcnt);
+        return 0;
+    }
     refcnt_text(op, rc, sizeof(rc));
-    hint[0] = '\0';
-    if (Py_REFCNT(op) > 0)
-        value_hint(op, hint, sizeof(hint));
+    value_hint(op, hint, sizeof(hint));
     snprintf(buf, bufsize, "%p: %.80s, %s%s; not in refhound's block table (a static object, "
              "or memory reused from a free list filled before tracking started)",
              (void *)op, ((PyTypeObject *)type)->tp_name, rc, hint);

@@ -112,6 +112,19 @@ describe(PyObject *Py_UNUSED(module), PyObject *obj)
     Py_RETURN_NONE;
 }
 
+/* DESCRIBE on a dangling pointer: only ever called with the engine
+ * tracking, which never dereferences what it cannot vouch for. */
+static PyObject *
+describe_freed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    PyObject *gone = PyBytes_FromString("a bytes object that is freed before it is described");
+    if (gone == NULL)
+        return NULL;
+    Py_DECREF(gone);
+    REFHOUND_DESCRIBE(gone);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 mark(PyObject *Py_UNUSED(module), PyObject *arg)
 {
@@ -145,6 +158,7 @@ static PyMethodDef methods[] = {
     {"incref_none_clean", incref_none_clean, METH_NOARGS, "The same region, balanced."},
     {"hold", hold, METH_NOARGS, "COUNTREFS around keeping one new int."},
     {"describe", describe, METH_O, "REFHOUND_DESCRIBE(obj)."},
+    {"describe_freed", describe_freed, METH_NOARGS, "REFHOUND_DESCRIBE of a freed object."},
     {"mark", mark, METH_O, "REFHOUND_MARK(label)."},
     {"available", available, METH_NOARGS, "REFHOUND_AVAILABLE()."},
     {"raises", raises, METH_NOARGS, "Probes with a KeyError pending; raises it."},
