@@ -245,10 +245,10 @@ static void value_hint(PyObject *op, char *buf, size_t n)
     }
 #endif
     else if (PyUnicode_CheckExact(op) || PyBytes_CheckExact(op) || PyTuple_CheckExact(op) ||
-             PyList_CheckExact(op) || PyDict_CheckExact(op) || PySet_CheckExact(op)) {
+             PyList_CheckExact(op) || PyDict_CheckExact(op) || Py_IS_TYPE(op, &PySet_Type)) {
         Py_ssize_t len = PyUnicode_CheckExact(op) ? PyUnicode_GET_LENGTH(op)
                          : PyDict_CheckExact(op) ? PyDict_GET_SIZE(op)
-                         : PySet_CheckExact(op) ? PySet_GET_SIZE(op)
+                         : Py_IS_TYPE(op, &PySet_Type) ? PySet_GET_SIZE(op)
                                                 : Py_SIZE(op);
         snprintf(buf, n, ", len %zd", len);
     }
