@@ -14,9 +14,7 @@ read-back is checked on the real pyconfig.h files installed here.
 """
 import os
 import re
-import subprocess
 import sys
-import textwrap
 
 import pytest
 

@@ -147,7 +147,8 @@ def test_pymalloc_figures_add_up_and_follow_allocations(kind):
         classes = st["size_classes"]
         assert sum(c["pools"] for c in classes) == st["pools_in_use"]
         assert sum(c["blocks_in_use"] for c in classes) == st["blocks_in_use"]
-        assert sum(c["size"] * c["blocks_in_use"] for c in classes) == st["bytes_in_allocated_blocks"]
+        in_blocks = sum(c["size"] * c["blocks_in_use"] for c in classes)
+        assert in_blocks == st["bytes_in_allocated_blocks"]
         assert st["arenas"]["highwater"] >= st["arenas"]["current"] > 0
     # 10,000 new objects are 10,000 more blocks (a few more for the frame and list growth).
     grown = during["blocks_in_use"] - before["blocks_in_use"]

@@ -149,8 +149,8 @@ def test_countrefs_prints_totals_and_change(kind):
     assert m, counts[1]
     assert int(m.group(1)) == second
     # one new int kept in a list: one reference, one object
-    assert re.match(r" (gettotalrefcount=\d+ )?\(\+1 refs, \+1 objects since \S+probes_delta\.c:%d\)$"
-                    % first, m.group(4)), counts[1]
+    since = r" (gettotalrefcount=\d+ )?\(\+1 refs, \+1 objects since \S+probes_delta\.c:%d\)$"
+    assert re.match(since % first, m.group(4)), counts[1]
     if kind == "debug":
         assert "gettotalrefcount=" in counts[1]
 
@@ -165,7 +165,8 @@ def test_describe_names_type_refcount_and_address(kind):
     assert "%x" % res["x_id"] in text
     assert ": list, refcnt %d, len 3;" % res["x_refcnt"] in text, (text, res["x_refcnt"])
     text = lines[1]
-    assert "%x: str, refcnt %d, len 12; obj block of " % (res["s_id"], res["s_refcnt"]) in text, text
+    born = "%x: str, refcnt %d, len 12; obj block of " % (res["s_id"], res["s_refcnt"])
+    assert born in text, text
     assert re.search(r"bytes born in epoch \d+ \(now \d+\)", text), text
 
 
@@ -176,7 +177,8 @@ def test_describe_never_trusts_a_dangling_pointer(kind):
     assert len(lines) == 1, err
     assert "not a live object" in lines[0], lines[0]
     # A class created after the last walk is known at once.
-    assert re.match(r"0x[0-9a-f]+: Fresh, refcnt 2; obj block of \d+ bytes born in epoch", res["fresh"])
+    assert re.match(r"0x[0-9a-f]+: Fresh, refcnt 2; obj block of \d+ bytes born in epoch",
+                    res["fresh"]), res["fresh"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

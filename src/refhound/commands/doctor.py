@@ -291,7 +291,8 @@ def debug_symbols(path):
     finally:
         elf.close()
     out["producers"] = producers
-    out["frame_pointers"] = _fp_from_producers(producers) or _fp_verdict(out["frame_pointer_sample"])
+    out["frame_pointers"] = (_fp_from_producers(producers)
+                             or _fp_verdict(out["frame_pointer_sample"]))
     out["verdict"] = ("in the file" if out["debug_info"]
                       else "separate file" if out["separate_debug_file"] else "none")
     return out
