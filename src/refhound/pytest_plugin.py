@@ -202,18 +202,35 @@ def _fmt(value):
     return _fmt_rate(value)
 
 
-def _site_line(site):
-    text = "%s:%s" % (site.get("file") or "?", site.get("line") or "?")
+def _site_lines(site, indent, lead=""):
+    """A site: where, function, rate; then its culprit source line and the
+    first Python caller, when attribution gave them."""
+    if site.get("file"):
+        where = "%s:%s" % (site["file"], site.get("line") or "?")
+    else:
+        where = site.get("module") or "(no native frame)"
+    text = where
     if site.get("function"):
-        text += " in %s" % site["function"]
+        text += " in %s()" % site["function"]
     extra = []
     if site.get("blocks_per_call") is not None:
         extra.append("%s blocks" % _fmt(site["blocks_per_call"]))
     if site.get("bytes_per_call") is not None:
         extra.append("%s bytes" % _fmt(site["bytes_per_call"]))
+    if site.get("refs_per_call") is not None:
+        extra.append("%s refs" % _fmt(site["refs_per_call"]))
     if extra:
         text += "  (%s per call)" % ", ".join(extra)
-    return text
+    lines = [indent + lead + text]
+    for entry in site.get("source") or []:
+        if isinstance(entry, (list, tuple)) and len(entry) == 3 and entry[2]:
+            lines.append(indent + "  > %5s | %s" % (entry[0], str(entry[1]).strip()))
+    python = site.get("python") or []
+    if python:
+        frame = python[0]
+        lines.append(indent + "  called from %s:%s in %s" % (
+            frame.get("file"), frame.get("line"), frame.get("function")))
+    return lines
 
 
 def headline(record):
@@ -256,16 +273,13 @@ def details(record, indent="  "):
         for g in growth[:5]:
             lines.append(indent + "  %s refs per call on %s %s" % (
                 _fmt(g["refs_per_call"]), g["type"], g["repr"]))
-            for s in (g.get("sites") or [])[:3]:
-                lines.append(indent + "    at " + _site_line(s))
+            for site in (g.get("sites") or [])[:3]:
+                lines.extend(_site_lines(site, indent + "    ", "at "))
     sites = result.get("sites") or []
     if sites:
-        lines.append(indent + "culprit sites:")
-        for s in sites[:5]:
-            lines.append(indent + "  " + _site_line(s))
-            for frame in (s.get("python") or [])[:2]:
-                lines.append(indent + "    called from %s:%s in %s" % (
-                    frame.get("file"), frame.get("line"), frame.get("function")))
+        lines.append(indent + "culprit sites (where the surviving blocks were allocated):")
+        for site in sites[:5]:
+            lines.extend(_site_lines(site, indent + "  "))
     for note in result.get("notes") or []:
         lines.append(indent + "note: " + note)
     fixture = record.get("fixture_result")
