@@ -16,15 +16,46 @@ CFLAGS = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wextra",
 
 core_sources = sorted(glob.glob("src/core/*.c"))
 
+
+def have_valgrind_headers():
+    """Valgrind's client-request headers (Debian/Ubuntu: the valgrind package;
+    Fedora: valgrind-devel).  REFHOUND_NO_VALGRIND=1 builds without them."""
+    if os.environ.get("REFHOUND_NO_VALGRIND") == "1":
+        return False
+    for inc in ("/usr/include", "/usr/local/include"):
+        if all(os.path.exists(os.path.join(inc, "valgrind", h))
+               for h in ("valgrind.h", "memcheck.h")):
+            return True
+    return False
+
+
+def have_libdw():
+    """elfutils' libdw, for DWARF symbolization (Debian: libdw-dev).
+    REFHOUND_NO_LIBDW=1 builds without it (symbol+offset from the ELF
+    symbol table only)."""
+    if os.environ.get("REFHOUND_NO_LIBDW") == "1":
+        return False
+    return any(os.path.exists(os.path.join(inc, "elfutils", "libdwfl.h"))
+               for inc in ("/usr/include", "/usr/local/include"))
+
+
+core_macros = [("REFHOUND_CORE_BUILD", "1")]
+core_libraries = ["pthread", "dl"]
+if have_valgrind_headers():
+    core_macros.append(("HAVE_VALGRIND", "1"))
+if have_libdw():
+    core_macros.append(("HAVE_LIBDW", "1"))
+    core_libraries += ["dw", "elf"]
+
 setup(
     ext_modules=[
         Extension(
             "refhound._core",
             sources=core_sources,
             include_dirs=["src/core", "include"],
-            define_macros=[("REFHOUND_CORE_BUILD", "1")],
+            define_macros=core_macros,
             extra_compile_args=CFLAGS,
-            libraries=["pthread"],
+            libraries=core_libraries,
         ),
         Extension(
             "refhound._demo",

@@ -110,6 +110,27 @@ static PyObject *core_trend(PyObject *mod, PyObject *args)
                          "p_up", r.p_up, "p_down", r.p_down);
 }
 
+/* The live object at an address, or None: only what the block table and
+ * the type set vouch for is read, so any integer is safe to ask about. */
+static PyObject *core_object_at(PyObject *mod, PyObject *arg)
+{
+    uintptr_t addr = (uintptr_t)PyLong_AsUnsignedLong(arg);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    static const size_t pre[] = {0, 2 * sizeof(void *), 4 * sizeof(void *)};
+    for (size_t i = 0; _rh_tracker_active() && i < 3; i++) {
+        if (addr < pre[i])
+            break;
+        const rh_block_t *b = _rh_table_find(&_rh_gil_table, addr - pre[i]);
+        PyObject *op;
+        if (b != NULL && _rh_recognize(b, &op, 1) != NULL && (uintptr_t)op == addr)
+            return Py_NewRef(op);
+    }
+    Py_RETURN_NONE;
+}
+
 /* Where the table has an object: (domain, epoch) or None. For tests. */
 static PyObject *core_block_of(PyObject *mod, PyObject *obj)
 {
@@ -147,6 +168,8 @@ static PyObject *core_blocks_of_epoch(PyObject *mod, PyObject *arg)
 }
 
 static PyMethodDef core_methods[] = {
+    {"object_at", core_object_at, METH_O,
+     "object_at(address) -> the live object there, or None (never reads unknown memory)"},
     {"block_of", core_block_of, METH_O,
      "block_of(obj) -> (domain, birth epoch) of the object's block, or None"},
     {"blocks_of_epoch", core_blocks_of_epoch, METH_O,
@@ -170,6 +193,9 @@ static struct PyModuleDef core_module = {
  * A file that offers functions to Python declares its table in
  * rh_internal.h and adds it here. */
 static PyMethodDef *const extra_methods[] = {
+    _rh_stacks_methods,
+    _rh_symbols_methods,
+    _rh_watch_methods,
     _rh_probes_methods,
     _rh_pymalloc_methods,
     _rh_doctor_methods,
@@ -184,6 +210,7 @@ PyMODINIT_FUNC PyInit__core(void)
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL)
         return NULL;
+    _rh_stacks_init();
     for (int i = 0; extra_methods[i] != NULL; i++) {
         if (PyModule_AddFunctions(m, extra_methods[i]) < 0) {
             Py_DECREF(m);

@@ -127,6 +127,34 @@ int _rh_tracker_adopt(uintptr_t block, size_t object_offset);
 typedef void (*rh_free_observer_t)(const rh_block_t *freed);
 extern rh_free_observer_t _rh_free_observer;
 
+/* Visit every live block of every domain (both locks taken in turn). */
+void _rh_tracker_foreach(void (*visit)(const rh_block_t *, void *), void *arg);
+
+/* ------------------------------------------------------------------ */
+/* stacks.c — allocation stacks: capture (in hooks), interning, sites. */
+#define RH_MAX_NATIVE 32
+#define RH_MAX_PY 8
+extern volatile int _rh_capture_stacks;   /* hooks record stacks */
+extern volatile int _rh_stacks_in_use;    /* the side table has entries */
+int _rh_native_backtrace(uintptr_t *ips, int max);
+uint32_t _rh_stack_intern(const uintptr_t *native, int nn, const uintptr_t *py, int npy);
+uint32_t _rh_stack_capture(int with_python);
+void _rh_stacks_on_alloc(uintptr_t block, int with_python);
+void _rh_stacks_on_free(uintptr_t block);
+void _rh_stacks_on_move(uintptr_t from, uintptr_t to);
+uint32_t _rh_stack_of(uintptr_t block);
+int _rh_stack_get(uint32_t id, const uintptr_t **native, int *nn, const uintptr_t **py, int *npy);
+void _rh_stacks_reset(void);
+void _rh_stacks_init(void);   /* at module init */
+int _rh_python_frames_supported(void);
+extern PyMethodDef _rh_stacks_methods[];
+
+/* symbols.c — address => module, function, file:line (libdw or dladdr). */
+extern PyMethodDef _rh_symbols_methods[];
+
+/* watch.c — hardware write watchpoints on refcount fields. */
+extern PyMethodDef _rh_watch_methods[];
+
 /* ------------------------------------------------------------------ */
 /* typeset.c — the set of live type objects, rebuilt under the GIL.
  * Lets the engine tell an object from arbitrary bytes without
@@ -276,5 +304,25 @@ typedef struct {
 } rh_watch_probe_t;
 void _rh_doctor_watchpoint(rh_watch_probe_t *out);
 extern PyMethodDef _rh_doctor_methods[];
+
+/* ------------------------------------------------------------------ */
+/* vgpool.c, vgclient.c — Valgrind: the memcheck-annotated pool allocator
+ * for the mem and obj domains, and client requests from inside the
+ * process.  Compiled in when setup.py finds Valgrind's headers
+ * (HAVE_VALGRIND); otherwise the requests answer 0 and the pool cannot
+ * be installed.                                                         */
+typedef struct {
+    int installed, annotated;
+    size_t quarantine;       /* freed slots held back before reuse */
+    size_t red_zone;         /* never-addressable bytes after each slot */
+    int64_t allocs, frees, live, bad_frees, arenas, pools;
+} rh_vgpool_stats_t;
+/* 0 ok, -1 with *why set (no exception).  Annotates when running under
+ * Valgrind or when force_annotate is set. */
+int _rh_vgpool_install(size_t quarantine, int force_annotate, const char **why);
+void _rh_vgpool_stats(rh_vgpool_stats_t *out);
+int _rh_vgpool_owns(const void *p);           /* a live pool block? */
+int _rh_vg_running(void);                     /* RUNNING_ON_VALGRIND */
+extern PyMethodDef _rh_vgclient_methods[];
 
 #endif /* RH_INTERNAL_H */

@@ -82,16 +82,22 @@ static void raw_record(void *p, size_t size)
 static void *raw_malloc(void *ctx, size_t size)
 {
     void *p = prev_raw.malloc(prev_raw.ctx, size);
-    if (p != NULL && _rh_tracking && !raw_nested())
+    if (p != NULL && _rh_tracking && !raw_nested()) {
         raw_record(p, size);
+        if (_rh_capture_stacks)
+            _rh_stacks_on_alloc((uintptr_t)p, 0);   /* no GIL: native frames only */
+    }
     return p;
 }
 
 static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     void *p = prev_raw.calloc(prev_raw.ctx, nelem, elsize);
-    if (p != NULL && _rh_tracking && !raw_nested())
+    if (p != NULL && _rh_tracking && !raw_nested()) {
         raw_record(p, nelem * elsize);
+        if (_rh_capture_stacks)
+            _rh_stacks_on_alloc((uintptr_t)p, 0);
+    }
     return p;
 }
 
@@ -113,6 +119,10 @@ static void *raw_realloc(void *ctx, void *ptr, size_t size)
             give_up("the raw block table could not grow (out of memory)");
     }
     pthread_mutex_unlock(&raw_lock);
+    if (p != NULL && _rh_stacks_in_use && ptr != NULL && p != ptr)
+        _rh_stacks_on_move((uintptr_t)ptr, (uintptr_t)p);
+    else if (p != NULL && _rh_capture_stacks && ptr == NULL)
+        _rh_stacks_on_alloc((uintptr_t)p, 0);
     return p;
 }
 
@@ -123,6 +133,8 @@ static void raw_free(void *ctx, void *ptr)
         if (_rh_tracking)
             _rh_table_remove(&raw_table, (uintptr_t)ptr, NULL);
         pthread_mutex_unlock(&raw_lock);
+        if (_rh_stacks_in_use)
+            _rh_stacks_on_free((uintptr_t)ptr);
     }
     prev_raw.free(prev_raw.ctx, ptr);
 }
@@ -164,8 +176,11 @@ static void *gil_malloc(void *ctx, size_t size)
     uintptr_t saved = enter_prev();
     void *p = d->prev->malloc(d->prev->ctx, size);
     leave_prev(saved);
-    if (p != NULL && _rh_tracking)
+    if (p != NULL && _rh_tracking) {
         gil_record((uintptr_t)p, size, d->domain, _rh_epoch);
+        if (_rh_capture_stacks)
+            _rh_stacks_on_alloc((uintptr_t)p, 1);
+    }
     return p;
 }
 
@@ -175,8 +190,11 @@ static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
     uintptr_t saved = enter_prev();
     void *p = d->prev->calloc(d->prev->ctx, nelem, elsize);
     leave_prev(saved);
-    if (p != NULL && _rh_tracking)
+    if (p != NULL && _rh_tracking) {
         gil_record((uintptr_t)p, nelem * elsize, d->domain, _rh_epoch);
+        if (_rh_capture_stacks)
+            _rh_stacks_on_alloc((uintptr_t)p, 1);
+    }
     return p;
 }
 
@@ -207,6 +225,10 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
         }
     }
     gil_record((uintptr_t)p, recorded, domain, epoch);
+    if (_rh_stacks_in_use && ptr != NULL && p != ptr)
+        _rh_stacks_on_move((uintptr_t)ptr, (uintptr_t)p);
+    else if (_rh_capture_stacks && ptr == NULL)
+        _rh_stacks_on_alloc((uintptr_t)p, 1);
     return p;
 }
 
@@ -220,6 +242,8 @@ static void gil_free(void *ctx, void *ptr)
         GIL_TABLE_UNLOCK();
         if (found && _rh_free_observer != NULL)
             _rh_free_observer(&old);
+        if (found && _rh_stacks_in_use)
+            _rh_stacks_on_free((uintptr_t)ptr);
     }
     uintptr_t saved = enter_prev();
     d->prev->free(d->prev->ctx, ptr);
@@ -313,6 +337,7 @@ int _rh_tracker_start(void)
 
 void _rh_tracker_stop(void)
 {
+    _rh_stacks_reset();
     pthread_mutex_lock(&raw_lock);
     _rh_tracking = 0;
     _rh_table_release(&raw_table);
@@ -387,6 +412,22 @@ void _rh_tracker_survivors(uint32_t first, uint32_t last, int64_t *blocks, int64
     GIL_TABLE_UNLOCK();
     pthread_mutex_lock(&raw_lock);
     survivors_in(&raw_table, first, last, blocks, bytes);
+    pthread_mutex_unlock(&raw_lock);
+}
+
+void _rh_tracker_foreach(void (*visit)(const rh_block_t *, void *), void *arg)
+{
+    if (!_rh_tracking)
+        return;
+    GIL_TABLE_LOCK();
+    for (size_t i = 0; i < _rh_gil_table.capacity; i++)
+        if (_rh_gil_table.slots[i].addr != 0)
+            visit(&_rh_gil_table.slots[i], arg);
+    GIL_TABLE_UNLOCK();
+    pthread_mutex_lock(&raw_lock);
+    for (size_t i = 0; i < raw_table.capacity; i++)
+        if (raw_table.slots[i].addr != 0)
+            visit(&raw_table.slots[i], arg);
     pthread_mutex_unlock(&raw_lock);
 }
 

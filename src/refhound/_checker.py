@@ -13,6 +13,7 @@ from ._caches import clear_caches
 from ._result import Result
 from ._saferepr import safe_repr, type_name
 
+ATTRIBUTION_ITERATIONS = 2
 RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", "fds")
 
 
@@ -30,12 +31,14 @@ class Checker:
     calls:       calls per iteration; None picks a power of ten so that an
                  iteration takes about `iteration_seconds`.
     alpha:       significance of the trend test.
+    attribution: after a leak, run two more iterations recording an
+                 allocation stack per block and name the culprit lines.
     progress:    callable(dict) told after each iteration, or None.
     """
 
     def __init__(self, warmup=3, iterations=60, min_iterations=8, calls=None,
                  iteration_seconds=0.005, max_calls=10000, alpha=0.001,
-                 diagnose=3, progress=None):
+                 diagnose=3, attribution=True, progress=None):
         if warmup < 0 or iterations < 1 or min_iterations < 3 or (calls is not None and calls < 1):
             raise ValueError("refhound: warmup >= 0, iterations >= 1, min_iterations >= 3, calls >= 1")
         self.warmup = warmup
@@ -46,6 +49,7 @@ class Checker:
         self.max_calls = max_calls
         self.alpha = alpha
         self.diagnose = diagnose
+        self.attribution = attribution
         self.progress = progress
 
     def check(self, func, *args, **kwargs):
@@ -87,7 +91,7 @@ class Checker:
         while True:
             session = _core.Session(
                 func, args, kwargs, clear_caches, calls,
-                max_samples=self.warmup + self.iterations + self.diagnose + 4,
+                max_samples=self.warmup + self.iterations + self.diagnose + ATTRIBUTION_ITERATIONS + 4,
                 min_measured=self.min_iterations, max_measured=self.iterations,
                 alpha=self.alpha)
             try:
@@ -109,12 +113,24 @@ class Checker:
                         growth = self._diagnose(session)
                     except _core.TrackingError as exc:
                         notes.append("no refcount diagnosis: refhound %s" % exc)
+                sites = []
+                if verdict == "leak" and self.attribution:
+                    try:
+                        sites = self._attribute(session, notes)
+                    except _core.TrackingError as exc:
+                        notes.append("no attribution: refhound %s" % exc)
+                if growth and self.attribution:
+                    self._watch(func, args, kwargs, session.calls, growth, notes)
+                    if not sites:
+                        # Nothing allocated: the refcount writes are the sites.
+                        sites = [s for g in growth[:1] for s in g["sites"]]
                 raw = session.results()
             finally:
                 session.close()
             break
         result = self._result(target, verdict, raw, measured_samples, growth, notes,
                               time.perf_counter() - t0)
+        result.sites = sites
         if incomplete:
             result.incomplete = incomplete
             result.per_call = dict.fromkeys(result.per_call)
@@ -182,22 +198,62 @@ class Checker:
                         "refs_per_call": round(rate, 4), "sites": [], "object": obj})
         return out
 
+    def _attribute(self, session, notes):
+        """Iterations with a stack recorded for every new block; the blocks
+        born in them that survive are grouped by stack into sites."""
+        from ._attribution import leak_sites
+        _core.capture_stacks(True)
+        try:
+            for _ in range(ATTRIBUTION_ITERATIONS):
+                self._call(session.iterate, False)
+        finally:
+            _core.capture_stacks(False)
+        last = _core.stats()["epoch"]
+        first = last - ATTRIBUTION_ITERATIONS + 1
+        try:
+            sites, unattributed = leak_sites(first, last, session.calls * ATTRIBUTION_ITERATIONS)
+        finally:
+            _core.reset_stacks()
+        if not _core.symbols_have_dwarf() and sites:
+            notes.append("sites are named by symbol only: refhound was built without libdw")
+        return sites
+
+    def _watch(self, func, args, kwargs, calls, growth, notes):
+        """Hardware watchpoints on the objects whose refcount moves: the
+        lines whose writes do not balance, per call."""
+        from ._attribution import watch_sites
+        calls = max(1, min(calls, 100))
+        watched = growth[:4]
+        try:
+            found, error = watch_sites([g["object"] for g in watched], func, args, kwargs, calls)
+        except BaseException as exc:
+            raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc
+        if error:
+            notes.append("no refcount sites: %s" % error)
+            return
+        for g, sites in zip(watched, found):
+            sign = 1 if g["refs_per_call"] > 0 else -1
+            g["sites"] = [s for s in sites if s["refs_per_call"] * sign > 0][:3]
+
     def _result(self, target, verdict, raw, nsamples, growth, notes, seconds):
         samples = raw["samples"][:nsamples]
         base = max(raw["warmup_samples"] - 1, 0)
         measured = len(samples) - 1 - base
         calls = raw["calls"]
-        ncalls = max(measured * calls, 1)
         first, last = samples[base], samples[-1]
-        per_call = {}
-        for key in RATE_METRICS:
-            if first[key] < 0 or last[key] < 0:
-                per_call[key] = None
-            else:
-                per_call[key] = round((last[key] - first[key]) / ncalls, 4)
-        debug = None
-        if first["debug_refs"] >= 0:
-            debug = round((last["debug_refs"] - first["debug_refs"]) / ncalls, 4)
+        # Rate per call: the Theil-Sen slope of the measured samples (median
+        # of pairwise slopes), so a one-off step (a cache entry, a free-list
+        # refill) does not bend it, divided by the calls per iteration.
+        measured_samples = samples[base:]
+
+        def rate(key):
+            series = [x[key] for x in measured_samples]
+            if min(series) < 0:
+                return None
+            return round(_core.trend(series)["slope"] / calls, 4)
+
+        per_call = {key: rate(key) for key in RATE_METRICS}
+        debug = rate("debug_refs") if first["debug_refs"] >= 0 else None
         objects = []
         half = base + measured // 2
         for t in raw["types"]:
@@ -207,7 +263,9 @@ class Checker:
             grew = live[-1] - live[base]
             recent = live[-1] - live[half]
             if grew > 0 and recent > 0 and verdict in ("leak", "error", "inconclusive"):
-                objects.append({"type": t["type"], "count_per_call": round(grew / ncalls, 4)})
+                slope = _core.trend(live[base:])["slope"] / calls
+                if slope > 0:
+                    objects.append({"type": t["type"], "count_per_call": round(slope, 4)})
         objects.sort(key=lambda o: -o["count_per_call"])
         types = sorted(({"type": t["type"], "allocs": t["allocs"], "frees": t["frees"],
                          "max_live": t["max_live"], "live": t["live"][nsamples - 1]}

@@ -64,13 +64,50 @@ def render(result, color=False):
             lines.append("    %10s  %s %s" % (_fmt_rate(g["refs_per_call"]), g["type"], g["repr"]))
     if r.sites:
         lines.append("")
-        lines.append("  sites")
-        for s in r.sites[:10]:
-            lines.append("    %s:%s %s  (%s blocks per call)" % (
-                s.get("file"), s.get("line"), s.get("function"), _fmt_rate(s.get("blocks_per_call"))))
+        if r.sites[0].get("blocks_per_call") is not None:
+            lines.append("  leak sites (where the surviving blocks were allocated)")
+        else:
+            lines.append("  reference sites (refcount writes left unbalanced, found with "
+                         "hardware watchpoints)")
+        for n, s in enumerate(r.sites[:5]):
+            lines.extend(_site_lines(s, n == 0, color))
     for note in r.notes:
         lines.append("  note: %s" % note)
     return "\n".join(lines) + "\n"
+
+
+def _where(site):
+    if site.get("file"):
+        return "%s:%s" % (site["file"], site["line"])
+    return site.get("module") or "?"
+
+
+def _site_lines(site, first, color):
+    rate = []
+    if site.get("blocks_per_call") is not None:
+        rate.append("%s blocks, %s bytes per call" % (_fmt_rate(site["blocks_per_call"]),
+                                                     _fmt_rate(site.get("bytes_per_call"))))
+    if site.get("refs_per_call") is not None:
+        rate.append("%s references per call" % _fmt_rate(site["refs_per_call"]))
+    where = ("in %s()" % site["function"]) if site.get("function") else (
+        "in the definition of %s" % site.get("type_symbol") if site.get("type_symbol") else "")
+    head = "    %s %s  %s" % (_where(site), where, "; ".join(rate))
+    out = [_style(head, "1", color) if first else head]
+    for n, text, is_culprit in site.get("source", []):
+        mark = ">" if is_culprit else " "
+        line = "      %s %5d | %s" % (mark, n, text)
+        out.append(_style(line, "33", color) if is_culprit else line)
+    for step in site.get("history", []):
+        out.append("      " + step)
+    if site.get("allocated_at"):
+        out.append("      instances allocated at %s" % site["allocated_at"])
+    if site.get("python"):
+        py = site["python"][0]
+        out.append("      called from %s:%s in %s" % (py.get("file"), py.get("line"),
+                                                      py.get("function")))
+    if site.get("reason"):
+        out.append("      (%s)" % site["reason"])
+    return out
 
 
 class ProgressLine:

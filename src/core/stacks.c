@@ -1,0 +1,573 @@
+/* stacks.c — allocation stacks: capture, interning, block => stack, sites.
+ *
+ * While _rh_capture_stacks is set, the allocator hooks call
+ * _rh_stacks_on_alloc() for every new block: the native return addresses
+ * are taken with the compiler's unwinder (_Unwind_Backtrace, which reads
+ * .eh_frame, so code without frame pointers unwinds too), the Python frames
+ * as (code object, bytecode offset) pairs read from the thread's frame
+ * chain (GIL domains only: the raw domain runs without the GIL), and the
+ * pair is interned in a stack table so a block costs one 32-bit id in a
+ * side table keyed by block address.  Nothing is resolved here: symbols.c
+ * turns addresses into file:line later, outside the hooks.
+ *
+ * Memory: records and the index live in mmap'd memory; the side table is a
+ * blocks.c table (the id in the size field).  All of it is guarded by
+ * stacks_lock, taken by hooks of every domain; never held while calling
+ * anything that can allocate through Python.
+ */
+#include "rh_internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unwind.h>
+#include <link.h>
+
+volatile int _rh_capture_stacks = 0;
+volatile int _rh_stacks_in_use = 0;
+
+static pthread_mutex_t stacks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Record layout in `words`: [hash | nnative << 32 | npy << 48], then
+ * nnative addresses, then npy pairs (code object, byte offset). */
+#define ARENA_WORDS ((size_t)1 << 25)   /* 256 MiB of address space, reserved */
+static uintptr_t *words;
+static size_t nwords = 1;               /* id 0 = "no stack" */
+static uint32_t *index_slots;           /* open addressing: record offsets */
+static size_t index_cap, index_count;
+static rh_table_t block_stacks;         /* block address => stack id */
+static uintptr_t self_lo, self_hi;      /* our own text, left out of stacks */
+
+/* ---- capture ------------------------------------------------------------- */
+
+typedef struct {
+    uintptr_t *ips;
+    int n, max;
+} trace_t;
+
+static _Unwind_Reason_Code trace_cb(struct _Unwind_Context *ctx, void *arg)
+{
+    trace_t *t = (trace_t *)arg;
+    uintptr_t ip = (uintptr_t)_Unwind_GetIP(ctx);
+    if (ip == 0)
+        return _URC_END_OF_STACK;
+    if (ip >= self_lo && ip < self_hi && t->n == 0)
+        return _URC_NO_REASON;          /* refhound's own hook frames */
+    t->ips[t->n++] = ip;
+    return t->n < t->max ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+
+int _rh_native_backtrace(uintptr_t *ips, int max)
+{
+    trace_t t = {ips, 0, max};
+    _Unwind_Backtrace(trace_cb, &t);
+    return t.n;
+}
+
+/* The Python frames of the running thread, innermost first.  The frame
+ * layout is internal to CPython, so this exists only for the versions it
+ * was written against. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(Py_GIL_DISABLED)
+#  define RH_HAVE_PY_FRAMES 1
+typedef struct rh_iframe {
+    void *f_func, *f_globals, *f_builtins, *f_locals;
+    PyCodeObject *f_code;
+    void *frame_obj;
+    struct rh_iframe *previous;
+    _Py_CODEUNIT *prev_instr;
+    int stacktop;
+    char is_entry;
+    char owner;
+} rh_iframe_t;
+#  define IFRAME_CODE(f) ((f)->f_code)
+#  define IFRAME_SKIP(f) 0
+#  define CURRENT_IFRAME(ts) ((rh_iframe_t *)(ts)->cframe->current_frame)
+#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
+#  define RH_HAVE_PY_FRAMES 1
+typedef struct rh_iframe {
+    PyCodeObject *f_code;
+    struct rh_iframe *previous;
+    void *f_funcobj, *f_globals, *f_builtins, *f_locals, *frame_obj;
+    _Py_CODEUNIT *prev_instr;
+    int stacktop;
+    uint16_t return_offset;
+    char owner;
+} rh_iframe_t;
+#  define IFRAME_CODE(f) ((f)->f_code)
+#  define IFRAME_SKIP(f) ((f)->owner == 3)      /* FRAME_OWNED_BY_CSTACK */
+#  define CURRENT_IFRAME(ts) ((rh_iframe_t *)(ts)->cframe->current_frame)
+#else
+#  define RH_HAVE_PY_FRAMES 0
+#endif
+
+int _rh_python_frames_supported(void) { return RH_HAVE_PY_FRAMES; }
+
+static int python_frames(uintptr_t *pairs, int max)
+{
+#if RH_HAVE_PY_FRAMES
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+    if (ts == NULL || ts->cframe == NULL)
+        return 0;
+    int n = 0;
+    for (rh_iframe_t *f = CURRENT_IFRAME(ts); f != NULL && n < max; f = f->previous) {
+        if (IFRAME_SKIP(f) || IFRAME_CODE(f) == NULL)
+            continue;
+        PyCodeObject *co = IFRAME_CODE(f);
+        _Py_CODEUNIT *first = (_Py_CODEUNIT *)co->co_code_adaptive;
+        pairs[2 * n] = (uintptr_t)co;
+        pairs[2 * n + 1] = (uintptr_t)((char *)f->prev_instr - (char *)first);
+        n++;
+    }
+    return n;
+#else
+    return 0;
+#endif
+}
+
+/* ---- interning -------------------------------------------------------- */
+
+static uint32_t hash_words(const uintptr_t *w, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= w[i];
+        h *= 1099511628211ull;
+        h ^= h >> 31;
+    }
+    return (uint32_t)(h ^ (h >> 32)) | 1;
+}
+
+static int ensure_arena_unlocked(void)
+{
+    if (words != NULL)
+        return 0;
+    void *p = mmap(NULL, ARENA_WORDS * sizeof(uintptr_t), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    words = (uintptr_t *)p;
+    nwords = 1;
+    return 0;
+}
+
+static int index_grow_unlocked(void)
+{
+    size_t cap = index_cap ? index_cap * 2 : 4096;
+    uint32_t *slots = mmap(NULL, cap * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (slots == MAP_FAILED)
+        return -1;
+    for (size_t i = 0; i < index_cap; i++) {
+        uint32_t id = index_slots[i];
+        if (id == 0)
+            continue;
+        size_t j = (uint32_t)words[id] & (cap - 1);
+        while (slots[j] != 0)
+            j = (j + 1) & (cap - 1);
+        slots[j] = id;
+    }
+    if (index_slots)
+        munmap(index_slots, index_cap * sizeof(uint32_t));
+    index_slots = slots;
+    index_cap = cap;
+    return 0;
+}
+
+/* Intern a stack; 0 when out of room (the block just gets no stack). */
+static uint32_t intern_unlocked(const uintptr_t *native, int nn, const uintptr_t *py, int npy)
+{
+    uintptr_t buf[RH_MAX_NATIVE + 2 * RH_MAX_PY];
+    memcpy(buf, native, nn * sizeof(uintptr_t));
+    memcpy(buf + nn, py, 2 * npy * sizeof(uintptr_t));
+    size_t len = nn + 2 * (size_t)npy;
+    uint32_t h = hash_words(buf, len);
+    uintptr_t head = (uintptr_t)h | ((uintptr_t)nn << 32) | ((uintptr_t)npy << 48);
+    if (ensure_arena_unlocked() < 0)
+        return 0;
+    if ((index_count + 1) * 2 > index_cap && index_grow_unlocked() < 0)
+        return 0;
+    size_t i = h & (index_cap - 1);
+    while (index_slots[i] != 0) {
+        uint32_t id = index_slots[i];
+        if (words[id] == head && memcmp(&words[id + 1], buf, len * sizeof(uintptr_t)) == 0)
+            return id;
+        i = (i + 1) & (index_cap - 1);
+    }
+    if (nwords + 1 + len > ARENA_WORDS || nwords + 1 + len > UINT32_MAX)
+        return 0;
+    uint32_t id = (uint32_t)nwords;
+    words[id] = head;
+    memcpy(&words[id + 1], buf, len * sizeof(uintptr_t));
+    nwords += 1 + len;
+    index_slots[i] = id;
+    index_count++;
+    return id;
+}
+
+uint32_t _rh_stack_intern(const uintptr_t *native, int nn, const uintptr_t *py, int npy)
+{
+    pthread_mutex_lock(&stacks_lock);
+    uint32_t id = intern_unlocked(native, nn, py, npy);
+    pthread_mutex_unlock(&stacks_lock);
+    return id;
+}
+
+uint32_t _rh_stack_capture(int with_python)
+{
+    uintptr_t native[RH_MAX_NATIVE], py[2 * RH_MAX_PY];
+    int nn = _rh_native_backtrace(native, RH_MAX_NATIVE);
+    int npy = with_python ? python_frames(py, RH_MAX_PY) : 0;
+    return _rh_stack_intern(native, nn, py, npy);
+}
+
+/* ---- block => stack ---------------------------------------------------- */
+
+void _rh_stacks_on_alloc(uintptr_t block, int with_python)
+{
+    uint32_t id = _rh_stack_capture(with_python);
+    if (id == 0)
+        return;
+    pthread_mutex_lock(&stacks_lock);
+    if (block_stacks.slots != NULL || _rh_table_init(&block_stacks, 1 << 14) == 0) {
+        if (_rh_table_insert(&block_stacks, block, rh_block_meta(id, 0, 0)) == 0)
+            _rh_stacks_in_use = 1;
+    }
+    pthread_mutex_unlock(&stacks_lock);
+}
+
+void _rh_stacks_on_free(uintptr_t block)
+{
+    pthread_mutex_lock(&stacks_lock);
+    _rh_table_remove(&block_stacks, block, NULL);
+    pthread_mutex_unlock(&stacks_lock);
+}
+
+void _rh_stacks_on_move(uintptr_t from, uintptr_t to)
+{
+    rh_block_t old;
+    pthread_mutex_lock(&stacks_lock);
+    if (_rh_table_remove(&block_stacks, from, &old))
+        _rh_table_insert(&block_stacks, to, old.meta);
+    pthread_mutex_unlock(&stacks_lock);
+}
+
+uint32_t _rh_stack_of(uintptr_t block)
+{
+    pthread_mutex_lock(&stacks_lock);
+    const rh_block_t *b = _rh_table_find(&block_stacks, block);
+    uint32_t id = b ? (uint32_t)rh_block_size(b) : 0;
+    pthread_mutex_unlock(&stacks_lock);
+    return id;
+}
+
+/* Frames of a stack; the pointers stay valid until _rh_stacks_reset(). */
+int _rh_stack_get(uint32_t id, const uintptr_t **native, int *nn, const uintptr_t **py, int *npy)
+{
+    if (id == 0 || words == NULL || id >= nwords)
+        return -1;
+    uintptr_t head = words[id];
+    *nn = (int)((head >> 32) & 0xffff);
+    *npy = (int)((head >> 48) & 0xffff);
+    *native = &words[id + 1];
+    *py = &words[id + 1 + *nn];
+    return 0;
+}
+
+void _rh_stacks_reset(void)
+{
+    pthread_mutex_lock(&stacks_lock);
+    _rh_capture_stacks = 0;
+    _rh_stacks_in_use = 0;
+    _rh_table_release(&block_stacks);
+    if (index_slots)
+        munmap(index_slots, index_cap * sizeof(uint32_t));
+    index_slots = NULL;
+    index_cap = index_count = 0;
+    if (words)
+        munmap(words, ARENA_WORDS * sizeof(uintptr_t));
+    words = NULL;
+    nwords = 1;
+    pthread_mutex_unlock(&stacks_lock);
+}
+
+/* Find our own executable segment, so hook frames are left out. */
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+    uintptr_t probe = (uintptr_t)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && probe >= lo &&
+            probe < lo + ph->p_memsz) {
+            self_lo = lo;
+            self_hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void _rh_stacks_init(void)
+{
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)&_rh_stack_capture);
+}
+
+/* ---- sites: surviving blocks grouped by stack ------------------------------ *
+ *
+ * A site is a stack with the blocks born in the given epochs that are still
+ * alive.  Blocks that hold a Python object referenced by another surviving
+ * object are "held": the leak's root is what holds them (a leaked list
+ * holds its items), so sites are ranked by root blocks first. */
+
+typedef struct {
+    uintptr_t block, obj;
+    int64_t bytes;
+    uint32_t stack;
+    int held;
+} survivor_t;
+
+typedef struct {
+    survivor_t *items;
+    size_t count, cap;
+    uint32_t first, last;
+    int64_t unattributed;
+    /* object address => index, open addressing (index + 1; 0 empty) */
+    size_t *index;
+    size_t index_mask;
+    size_t current;
+} survivors_t;
+
+static void survivor_visit(const rh_block_t *b, void *arg)
+{
+    survivors_t *sv = (survivors_t *)arg;
+    uint32_t e = rh_block_epoch(b);
+    if (rh_block_domain(b) == RH_DOMAIN_ADOPTED || e < sv->first || e > sv->last)
+        return;
+    const rh_block_t *st = _rh_table_find(&block_stacks, b->addr);
+    if (st == NULL) {
+        sv->unattributed++;
+        return;
+    }
+    if (sv->count == sv->cap) {
+        size_t cap = sv->cap ? 2 * sv->cap : 1024;
+        survivor_t *more = realloc(sv->items, cap * sizeof(survivor_t));
+        if (more == NULL)
+            return;
+        sv->items = more;
+        sv->cap = cap;
+    }
+    survivor_t *x = &sv->items[sv->count++];
+    PyObject *op = NULL;
+    x->block = b->addr;
+    x->obj = _rh_recognize(b, &op, 1) ? (uintptr_t)op : 0;
+    x->bytes = (int64_t)rh_block_size(b);
+    x->stack = (uint32_t)rh_block_size(st);
+    x->held = 0;
+}
+
+static size_t obj_slot(uintptr_t obj, size_t mask)
+{
+    return (size_t)(((uint64_t)obj * 0x9E3779B97F4A7C15ull) >> 17) & mask;
+}
+
+static int mark_held(PyObject *ref, void *arg)
+{
+    survivors_t *sv = (survivors_t *)arg;
+    if (ref == NULL || (uintptr_t)ref == sv->items[sv->current].obj)
+        return 0;
+    for (size_t j = obj_slot((uintptr_t)ref, sv->index_mask);; j = (j + 1) & sv->index_mask) {
+        size_t k = sv->index[j];
+        if (k == 0)
+            return 0;
+        if (sv->items[k - 1].obj == (uintptr_t)ref) {
+            sv->items[k - 1].held = 1;
+            return 0;
+        }
+    }
+}
+
+/* Mark every survivor object referenced by another survivor. */
+static void find_roots(survivors_t *sv)
+{
+    size_t cap = 1024;
+    while (cap < 2 * sv->count)
+        cap *= 2;
+    sv->index = calloc(cap, sizeof(size_t));
+    if (sv->index == NULL)
+        return;
+    sv->index_mask = cap - 1;
+    for (size_t i = 0; i < sv->count; i++) {
+        if (sv->items[i].obj == 0)
+            continue;
+        size_t j = obj_slot(sv->items[i].obj, sv->index_mask);
+        while (sv->index[j] != 0)
+            j = (j + 1) & sv->index_mask;
+        sv->index[j] = i + 1;
+    }
+    for (size_t i = 0; i < sv->count; i++) {
+        PyObject *op = (PyObject *)sv->items[i].obj;
+        if (op == NULL)
+            continue;
+        traverseproc trav = Py_TYPE(op)->tp_traverse;
+        sv->current = i;
+        if (trav != NULL && PyType_IS_GC(Py_TYPE(op)))
+            trav(op, mark_held, sv);
+    }
+    free(sv->index);
+    sv->index = NULL;
+}
+
+typedef struct {
+    uint32_t stack;
+    int64_t blocks, bytes, roots;
+    uintptr_t sample;       /* a surviving object of this site, or 0 */
+} site_acc_t;
+
+static int cmp_stack(const void *a, const void *b)
+{
+    uint32_t x = ((const survivor_t *)a)->stack, y = ((const survivor_t *)b)->stack;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_site(const void *a, const void *b)
+{
+    const site_acc_t *x = a, *y = b;
+    if (x->roots != y->roots)
+        return x->roots < y->roots ? 1 : -1;
+    if (x->blocks != y->blocks)
+        return x->blocks < y->blocks ? 1 : -1;
+    return x->bytes < y->bytes ? 1 : (x->bytes > y->bytes ? -1 : 0);
+}
+
+/* sites(first_epoch, last_epoch) ->
+ *     ([(stack id, blocks, bytes, root blocks, a root object or None)],
+ *      unattributed blocks) */
+static PyObject *stacks_sites(PyObject *mod, PyObject *args)
+{
+    unsigned long first, last;
+    if (!PyArg_ParseTuple(args, "kk", &first, &last))
+        return NULL;
+    survivors_t sv;
+    memset(&sv, 0, sizeof(sv));
+    sv.first = (uint32_t)first;
+    sv.last = (uint32_t)last;
+    /* Under stacks_lock, only libc memory: a Python allocator would come
+     * back into our hooks, which take the lock.  tp_traverse allocates
+     * nothing (the GC's contract). */
+    pthread_mutex_lock(&stacks_lock);
+    _rh_tracker_foreach(survivor_visit, &sv);
+    pthread_mutex_unlock(&stacks_lock);
+    if (_rh_typeset_count() > 0)
+        find_roots(&sv);
+    qsort(sv.items, sv.count, sizeof(survivor_t), cmp_stack);
+    site_acc_t *sites = calloc(sv.count + 1, sizeof(site_acc_t));
+    size_t n = 0;
+    for (size_t i = 0; sites && i < sv.count; i++) {
+        if (n == 0 || sites[n - 1].stack != sv.items[i].stack) {
+            sites[n].stack = sv.items[i].stack;
+            n++;
+        }
+        sites[n - 1].blocks++;
+        sites[n - 1].bytes += sv.items[i].bytes;
+        sites[n - 1].roots += !sv.items[i].held;
+        if (sites[n - 1].sample == 0 && sv.items[i].obj != 0 && !sv.items[i].held)
+            sites[n - 1].sample = sv.items[i].obj;
+    }
+    free(sv.items);
+    if (sites == NULL)
+        return PyErr_NoMemory();
+    qsort(sites, n, sizeof(site_acc_t), cmp_site);
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out && i < n; i++) {
+        /* Still alive: no Python code ran since the walk. */
+        PyObject *sample = sites[i].sample ? (PyObject *)sites[i].sample : Py_None;
+        PyObject *item = Py_BuildValue("(kLLLO)", (unsigned long)sites[i].stack,
+                                       (long long)sites[i].blocks, (long long)sites[i].bytes,
+                                       (long long)sites[i].roots, sample);
+        if (item == NULL || PyList_Append(out, item) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(item);
+    }
+    free(sites);
+    if (out == NULL)
+        return NULL;
+    return Py_BuildValue("(NL)", out, (long long)sv.unattributed);
+}
+
+/* stack(id) -> ([native return addresses], [(code, bytecode offset)]) */
+static PyObject *stacks_stack(PyObject *mod, PyObject *arg)
+{
+    unsigned long id = PyLong_AsUnsignedLong(arg);
+    if (PyErr_Occurred())
+        return NULL;
+    const uintptr_t *native, *py;
+    int nn, npy;
+    pthread_mutex_lock(&stacks_lock);
+    int ok = _rh_stack_get((uint32_t)id, &native, &nn, &py, &npy);
+    pthread_mutex_unlock(&stacks_lock);
+    if (ok < 0)
+        return Py_BuildValue("([][])");
+    PyObject *ln = PyList_New(nn), *lp = PyList_New(0);
+    if (ln == NULL || lp == NULL)
+        goto error;
+    for (int i = 0; i < nn; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(native[i]);
+        if (v == NULL)
+            goto error;
+        PyList_SET_ITEM(ln, i, v);
+    }
+    for (int i = 0; i < npy; i++) {
+        /* Only a code object that is still alive can be named. */
+        uintptr_t co = py[2 * i];
+        PyObject *item;
+        if (_rh_object_is_live(co, (uintptr_t)&PyCode_Type))
+            item = Py_BuildValue("(Ok)", (PyObject *)co, (unsigned long)py[2 * i + 1]);
+        else
+            item = Py_BuildValue("(Ok)", Py_None, (unsigned long)py[2 * i + 1]);
+        if (item == NULL || PyList_Append(lp, item) < 0) {
+            Py_XDECREF(item);
+            goto error;
+        }
+        Py_DECREF(item);
+    }
+    return Py_BuildValue("(NN)", ln, lp);
+error:
+    Py_XDECREF(ln);
+    Py_XDECREF(lp);
+    return NULL;
+}
+
+static PyObject *stacks_capture(PyObject *mod, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    _rh_capture_stacks = on;
+    Py_RETURN_NONE;
+}
+
+static PyObject *stacks_reset(PyObject *mod, PyObject *unused)
+{
+    _rh_stacks_reset();
+    Py_RETURN_NONE;
+}
+
+static PyObject *stacks_stack_of(PyObject *mod, PyObject *obj)
+{
+    rh_typeinfo_t *ti = _rh_typeset_lookup((uintptr_t)Py_TYPE(obj));
+    uintptr_t block = (uintptr_t)obj - (ti ? ti->preheader : 0);
+    return PyLong_FromUnsignedLong(_rh_stack_of(block));
+}
+
+PyMethodDef _rh_stacks_methods[] = {
+    {"capture_stacks", stacks_capture, METH_O,
+     "capture_stacks(on): record an allocation stack for every new block"},
+    {"reset_stacks", stacks_reset, METH_NOARGS, "forget every recorded stack"},
+    {"sites", stacks_sites, METH_VARARGS,
+     "sites(first_epoch, last_epoch) -> ([(stack id, blocks, bytes, root blocks, sample "
+     "object)], unattributed blocks)"},
+    {"stack", stacks_stack, METH_O, "stack(id) -> ([native addresses], [(code, offset)])"},
+    {"stack_of", stacks_stack_of, METH_O, "stack_of(obj) -> stack id of its block, 0 if none"},
+    {NULL}
+};

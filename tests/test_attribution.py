@@ -1,0 +1,76 @@
+"""Attribution: the culprit line of every zoo case, built -O0 and -O2.
+
+Allocation leaks are named by the stack of their surviving blocks; extra
+INCREFs and DECREFs on existing objects by hardware watchpoints on the
+refcount.  The ground truth is the `/* @culprit */` marker in each file.
+"""
+import os
+
+import pytest
+
+from support import build_zoo_case, cbuild, check_json, interpreter
+
+CASES = cbuild.zoo_cases()
+OPTS = ["-O0", "-O2"]
+
+
+def run_case(case, opt):
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python, opt=opt)
+    status, result, err = check_json(python, case["name"] + ":leaky", cwd)
+    assert result is not None, err
+    return result
+
+
+# At -O2 the compiler may fold several refcount writes into one instruction
+# (two INCREFs and a DECREF of None become a single +1): the write then
+# belongs to whichever line the line table gives it, and only the function
+# can be right.  These are listed here, checked for their function only,
+# and counted against the 90% floor.
+FOLDED_AT_O2 = {"incref_none"}
+
+
+@pytest.mark.parametrize("opt", OPTS)
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_top_site_is_the_culprit(case, opt):
+    result = run_case(case, opt)
+    assert result["sites"], (result["notes"], result["refcount_growth"])
+    top = result["sites"][0]
+    assert os.path.basename(top["file"]) == os.path.basename(case["path"]), top
+    if case["culprit_function"] is None:
+        # The culprit is a type definition: a cycle hidden from the GC.
+        assert top["kind"] == "gc-blind-cycle" and top["function"] is None, top
+    else:
+        assert top["function"] == case["culprit_function"], top
+    if opt == "-O2" and case["name"] in FOLDED_AT_O2:
+        return
+    assert top["line"] == case["culprit_line"], (top["line"], case["culprit_line"], top["frames"][:4])
+
+
+def test_exact_line_for_at_least_90_percent():
+    """Every case not excused above is asserted exact; count the excuses."""
+    runs = len(CASES) * len(OPTS)
+    excused = sum(1 for c in CASES if c["name"] in FOLDED_AT_O2)
+    assert (runs - excused) / runs >= 0.9, (runs, excused)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_clean_twin_has_no_sites(case):
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python, opt="-O2")
+    status, result, err = check_json(python, case["name"] + ":clean", cwd)
+    assert (status, result["verdict"], result["sites"]) == (0, "clean", []), err
+
+
+@pytest.mark.parametrize("name", ["incref_none", "incref_cached_str", "incref_static_type",
+                                  "extra_decref"])
+@pytest.mark.parametrize("opt", OPTS)
+def test_watchpoint_path_names_the_refcount_write(name, opt):
+    case = next(c for c in CASES if c["name"] == name)
+    result = run_case(case, opt)
+    growth = result["refcount_growth"][0]
+    site = growth["sites"][0]
+    assert site["function"] == case["culprit_function"], (growth, site)
+    if not (opt == "-O2" and name in FOLDED_AT_O2):
+        assert site["line"] == case["culprit_line"], (growth, site)
+    assert site["refs_per_call"] == pytest.approx(case["expect"]["refs"], abs=0.05)
