@@ -74,3 +74,27 @@ def test_watchpoint_path_names_the_refcount_write(name, opt):
     if not (opt == "-O2" and name in FOLDED_AT_O2):
         assert site["line"] == case["culprit_line"], (growth, site)
     assert site["refs_per_call"] == pytest.approx(case["expect"]["refs"], abs=0.05)
+
+
+def _line_of(path, text, after):
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if n > after and text in line:
+                return n
+    raise AssertionError(text)
+
+
+@pytest.mark.parametrize("opt", OPTS)
+def test_life_history_of_a_leaked_object(opt):
+    """created where allocated, +1 where the list took it, -1 where the list
+    was released, never released itself."""
+    case = next(c for c in CASES if c["name"] == "list_append")
+    top = run_case(case, opt)["sites"][0]
+    append = _line_of(case["path"], "PyList_Append(", case["culprit_line"])
+    history = top["history"][0]
+    assert history.startswith("created at list_append.c:%d (PyLong_FromLong)"
+                              % case["culprit_line"]), history
+    assert "+1 at list_append.c:%d (PyList_Append)" % append in history, history
+    assert history.endswith("never released (refcount 1 when the call returned)"), history
+    deltas = [e["delta"] for e in top["history_events"]]
+    assert deltas[0] is None and sum(d for d in deltas[1:]) == 0

@@ -139,7 +139,7 @@ extern volatile int _rh_stacks_in_use;    /* the side table has entries */
 int _rh_native_backtrace(uintptr_t *ips, int max);
 uint32_t _rh_stack_intern(const uintptr_t *native, int nn, const uintptr_t *py, int npy);
 uint32_t _rh_stack_capture(int with_python);
-void _rh_stacks_on_alloc(uintptr_t block, int with_python);
+void _rh_stacks_on_alloc(uintptr_t block, int domain);   /* RH_DOMAIN_* */
 void _rh_stacks_on_free(uintptr_t block);
 void _rh_stacks_on_move(uintptr_t from, uintptr_t to);
 uint32_t _rh_stack_of(uintptr_t block);
@@ -154,6 +154,10 @@ extern PyMethodDef _rh_symbols_methods[];
 
 /* watch.c — hardware write watchpoints on refcount fields. */
 extern PyMethodDef _rh_watch_methods[];
+/* Life history: the first block allocated with _rh_history_ip among its
+ * return addresses gets watchpoints on its possible refcount words. */
+extern volatile uintptr_t _rh_history_ip;
+void _rh_history_arm(uintptr_t block);
 
 /* ------------------------------------------------------------------ */
 /* typeset.c — the set of live type objects, rebuilt under the GIL.

@@ -213,19 +213,36 @@ uint32_t _rh_stack_intern(const uintptr_t *native, int nn, const uintptr_t *py, 
     return id;
 }
 
-uint32_t _rh_stack_capture(int with_python)
+volatile uintptr_t _rh_history_ip = 0;
+
+/* domain: where the block comes from (RH_DOMAIN_*), or -1 for no block. */
+static uint32_t capture_for(uintptr_t block, int domain)
 {
+    int with_python = domain == RH_DOMAIN_MEM || domain == RH_DOMAIN_OBJ;
     uintptr_t native[RH_MAX_NATIVE], py[2 * RH_MAX_PY];
     int nn = _rh_native_backtrace(native, RH_MAX_NATIVE);
     int npy = with_python ? python_frames(py, RH_MAX_PY) : 0;
+    if (_rh_history_ip != 0 && domain == RH_DOMAIN_OBJ) {
+        /* An object allocated from the watched call site: follow its life. */
+        for (int i = 0; i < nn; i++)
+            if (native[i] == _rh_history_ip) {
+                _rh_history_arm(block);
+                break;
+            }
+    }
     return _rh_stack_intern(native, nn, py, npy);
+}
+
+uint32_t _rh_stack_capture(int with_python)
+{
+    return capture_for(0, with_python ? RH_DOMAIN_OBJ : -1);
 }
 
 /* ---- block => stack ---------------------------------------------------- */
 
-void _rh_stacks_on_alloc(uintptr_t block, int with_python)
+void _rh_stacks_on_alloc(uintptr_t block, int domain)
 {
-    uint32_t id = _rh_stack_capture(with_python);
+    uint32_t id = capture_for(block, domain);
     if (id == 0)
         return;
     pthread_mutex_lock(&stacks_lock);

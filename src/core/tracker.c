@@ -85,7 +85,7 @@ static void *raw_malloc(void *ctx, size_t size)
     if (p != NULL && _rh_tracking && !raw_nested()) {
         raw_record(p, size);
         if (_rh_capture_stacks)
-            _rh_stacks_on_alloc((uintptr_t)p, 0);   /* no GIL: native frames only */
+            _rh_stacks_on_alloc((uintptr_t)p, RH_DOMAIN_RAW);   /* no GIL: native frames only */
     }
     return p;
 }
@@ -96,7 +96,7 @@ static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
     if (p != NULL && _rh_tracking && !raw_nested()) {
         raw_record(p, nelem * elsize);
         if (_rh_capture_stacks)
-            _rh_stacks_on_alloc((uintptr_t)p, 0);
+            _rh_stacks_on_alloc((uintptr_t)p, RH_DOMAIN_RAW);
     }
     return p;
 }
@@ -122,7 +122,7 @@ static void *raw_realloc(void *ctx, void *ptr, size_t size)
     if (p != NULL && _rh_stacks_in_use && ptr != NULL && p != ptr)
         _rh_stacks_on_move((uintptr_t)ptr, (uintptr_t)p);
     else if (p != NULL && _rh_capture_stacks && ptr == NULL)
-        _rh_stacks_on_alloc((uintptr_t)p, 0);
+        _rh_stacks_on_alloc((uintptr_t)p, RH_DOMAIN_RAW);
     return p;
 }
 
@@ -179,7 +179,7 @@ static void *gil_malloc(void *ctx, size_t size)
     if (p != NULL && _rh_tracking) {
         gil_record((uintptr_t)p, size, d->domain, _rh_epoch);
         if (_rh_capture_stacks)
-            _rh_stacks_on_alloc((uintptr_t)p, 1);
+            _rh_stacks_on_alloc((uintptr_t)p, d->domain);
     }
     return p;
 }
@@ -193,7 +193,7 @@ static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
     if (p != NULL && _rh_tracking) {
         gil_record((uintptr_t)p, nelem * elsize, d->domain, _rh_epoch);
         if (_rh_capture_stacks)
-            _rh_stacks_on_alloc((uintptr_t)p, 1);
+            _rh_stacks_on_alloc((uintptr_t)p, d->domain);
     }
     return p;
 }
@@ -228,7 +228,7 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
     if (_rh_stacks_in_use && ptr != NULL && p != ptr)
         _rh_stacks_on_move((uintptr_t)ptr, (uintptr_t)p);
     else if (_rh_capture_stacks && ptr == NULL)
-        _rh_stacks_on_alloc((uintptr_t)p, 1);
+        _rh_stacks_on_alloc((uintptr_t)p, d->domain);
     return p;
 }
 

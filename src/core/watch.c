@@ -38,6 +38,7 @@
 #endif
 
 typedef struct {
+    int64_t value;                 /* the refcount word after the write */
     uint32_t object;
     int32_t delta;
     uint16_t nframes;
@@ -93,6 +94,7 @@ static void on_trap(int sig, siginfo_t *si, void *ctx)
         size_t n = nhits;
         if (n < max_hits) {
             hit_t *h = &hits[n];
+            h->value = (int64_t)now;
             ucontext_t *uc = (ucontext_t *)ctx;
             uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
             uintptr_t raw[HIT_DEPTH + 8];
@@ -296,7 +298,143 @@ done:
     return result;
 }
 
+/* ---- life history of one new object ----------------------------------- */
+
+static const size_t history_offsets[] = {0, 2 * sizeof(void *), 4 * sizeof(void *)};
+static volatile uintptr_t history_block;
+
+/* Called from an allocator hook (stacks.c) for the first block allocated
+ * from the watched call site: watch each word where its refcount can be
+ * (the object's offset is known only once its type is set). */
+void _rh_history_arm(uintptr_t block)
+{
+    if (history_block != 0 || hits == NULL)
+        return;
+    history_block = block;
+    _rh_history_ip = 0;
+    for (int i = 0; i < 3; i++) {
+        int err = 0;
+        watched[i].addr = block + history_offsets[i];
+        watched[i].last = *(volatile Py_ssize_t *)watched[i].addr;
+        watched[i].fd = open_watchpoint(watched[i].addr, i, &err);
+        nwatched = i + 1;
+        if (watched[i].fd >= 0)
+            ioctl(watched[i].fd, PERF_EVENT_IOC_ENABLE, 0);
+    }
+}
+
+/* history(address, func, args, kwargs, max_calls=10) -> dict
+ * Calls func (recording allocation stacks) until a block is allocated from
+ * the call site whose return address is `address`, finishes that call, and
+ * returns every write to the object's refcount:
+ *   {"hits": [(value after, (addresses...))], "alive": bool, "refcnt": n}
+ *   or {"error": reason}. */
+static PyObject *watch_history(PyObject *mod, PyObject *args)
+{
+    unsigned long address;
+    PyObject *func, *fargs, *fkwargs;
+    Py_ssize_t max_calls = 10;
+    if (!PyArg_ParseTuple(args, "kOO!O|n", &address, &func, &PyTuple_Type, &fargs, &fkwargs,
+                          &max_calls))
+        return NULL;
+#ifdef Py_GIL_DISABLED
+    return Py_BuildValue("{s:s}", "error", "watchpoints are not implemented for free-threaded builds");
+#endif
+    if (fkwargs == Py_None)
+        fkwargs = NULL;
+    /* Probe once that watchpoints are allowed, to say why if not. */
+    int err = 0;
+    static volatile Py_ssize_t probe;
+    int fd = open_watchpoint((uintptr_t)&probe, 0, &err);
+    if (fd < 0)
+        return Py_BuildValue("{s:s}", "error", refusal(err));
+    close(fd);
+    max_hits = 16384;
+    hits = mmap(NULL, max_hits * sizeof(hit_t), PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (hits == MAP_FAILED) {
+        hits = NULL;
+        return PyErr_NoMemory();
+    }
+    memset(hits, 0, max_hits * sizeof(hit_t));
+    nhits = dropped = 0;
+    nwatched = 0;
+    history_block = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_trap;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTRAP, &sa, &previous);
+
+    int capture = _rh_capture_stacks;
+    _rh_capture_stacks = 1;
+    _rh_history_ip = (uintptr_t)address;
+    int failed = 0;
+    for (Py_ssize_t c = 0; c < max_calls && history_block == 0; c++) {
+        PyObject *r = PyObject_Call(func, fargs, fkwargs);
+        if (r == NULL) {
+            failed = 1;
+            break;
+        }
+        Py_DECREF(r);
+    }
+    _rh_history_ip = 0;
+    _rh_capture_stacks = capture;
+    for (int i = 0; i < nwatched; i++)
+        if (watched[i].fd >= 0)
+            ioctl(watched[i].fd, PERF_EVENT_IOC_DISABLE, 0);
+    disarm();
+    PyObject *result = NULL;
+    if (failed)
+        goto done;
+    if (history_block == 0) {
+        result = Py_BuildValue("{s:s}", "error", "no allocation from that call site was seen");
+        goto done;
+    }
+    /* Which word was the refcount: the object recognised in the block now. */
+    const rh_block_t *b = _rh_table_find(&_rh_gil_table, history_block);
+    PyObject *op = NULL;
+    int alive = b != NULL && _rh_recognize(b, &op, 1) != NULL;
+    int k = -1;
+    for (int i = 0; alive && i < 3; i++)
+        if ((uintptr_t)op == history_block + history_offsets[i])
+            k = i;
+    if (k < 0) {
+        result = Py_BuildValue("{s:O,s:O}", "alive", Py_False, "hits", Py_None);
+        goto done;
+    }
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; list && i < nhits; i++) {
+        hit_t *h = &hits[i];
+        if (h->object != (uint32_t)k)
+            continue;
+        PyObject *frames = PyTuple_New(h->nframes);
+        if (frames == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        for (uint32_t f = 0; f < h->nframes; f++)
+            PyTuple_SET_ITEM(frames, f, PyLong_FromUnsignedLong(h->frames[f]));
+        PyObject *item = Py_BuildValue("(LN)", (long long)h->value, frames);
+        if (item == NULL || PyList_Append(list, item) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(item);
+    }
+    if (list != NULL)
+        result = Py_BuildValue("{s:O,s:N,s:n,s:s}", "alive", Py_True, "hits", list, "refcnt",
+                               Py_REFCNT(op), "type", Py_TYPE(op)->tp_name);
+done:
+    munmap(hits, max_hits * sizeof(hit_t));
+    hits = NULL;
+    history_block = 0;
+    return result;
+}
+
 PyMethodDef _rh_watch_methods[] = {
+    {"history", watch_history, METH_VARARGS,
+     "history(address, func, args, kwargs, max_calls=10): follow every write to the refcount "
+     "of the first object allocated from the call site at `address`"},
     {"watch", (PyCFunction)(void (*)(void))watch_watch, METH_VARARGS | METH_KEYWORDS,
      "watch(objects, func, args, kwargs, calls, max_hits=65536): call func with a hardware "
      "write watchpoint on each object's refcount; -> {'hits': [(index, delta, addresses)], "

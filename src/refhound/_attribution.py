@@ -140,6 +140,7 @@ def site_dict(frames, python, index):
     """The JSON `sites` entry (rates are filled by the caller)."""
     user = frames[index] if index is not None else None
     site = {
+        "address": user.get("address") if user else None,
         "function": user["function"] if user else None,
         "file": user["file"] if user else None,
         "line": user["line"] if user else None,
@@ -288,3 +289,51 @@ def _increment_kind(frames, where):
         return "call"
     user = [f for f in frames if is_user_frame(f)]
     return "direct" if frames[where]["function"] == user[-1]["function"] else "call"
+
+
+def _api_name(frames, where):
+    """The function the user's line called (the outermost frame before the
+    user frame that is not inlined), e.g. PyList_Append."""
+    if where is None:
+        return None
+    for frame in reversed(frames[:where]):
+        if not frame.get("inlined") and frame.get("function"):
+            return frame["function"]
+    return None
+
+
+def life_history(address, func, args, kwargs, max_calls=10):
+    """Every write to the refcount of one new object from the call site at
+    `address`, from its creation to the end of the call that made it.
+
+    Returns (events, summary) or (None, reason): each event is
+    {"delta", "refcnt", "file", "line", "function", "api"}; the summary
+    reads like "created at f.c:41 (PyList_New); +1 at f.c:44
+    (PyList_Append); never released"."""
+    out = _core.history(address, func, tuple(args), kwargs or None, max_calls)
+    if "error" in out:
+        return None, out["error"]
+    if not out["alive"]:
+        return None, "the instance that was followed was released: this call site does not leak every time"
+    events = []
+    previous = None
+    for value, addresses in out["hits"]:
+        if previous is None and value != 1:
+            continue                 # the block being cleared before the object exists
+        frames = native_frames(addresses)
+        where = culprit(frames)
+        user = frames[where] if where is not None else {}
+        events.append({"delta": None if previous is None else value - previous, "refcnt": value,
+                       "file": user.get("file"), "line": user.get("line"),
+                       "function": user.get("function"), "api": _api_name(frames, where)})
+        previous = value
+    parts = []
+    for e in events:
+        where = "%s:%s" % (os.path.basename(e["file"]), e["line"]) if e["file"] else "the interpreter"
+        api = " (%s)" % e["api"] if e["api"] else ""
+        if e["delta"] is None:
+            parts.append("created at %s%s" % (where, api))
+        elif e["delta"]:
+            parts.append("%+d at %s%s" % (e["delta"], where, api))
+    parts.append("never released (refcount %d when the call returned)" % out["refcnt"])
+    return events, "; ".join(parts)

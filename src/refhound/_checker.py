@@ -86,6 +86,7 @@ class Checker:
 
     def _run(self, func, args, kwargs, target, notes):
         t0 = time.perf_counter()
+        self._target = (func, args, kwargs)
         incomplete = None
         calls = self._calibrate(func, args, kwargs)
         while True:
@@ -212,11 +213,27 @@ class Checker:
         first = last - ATTRIBUTION_ITERATIONS + 1
         try:
             sites, unattributed = leak_sites(first, last, session.calls * ATTRIBUTION_ITERATIONS)
+            if sites and sites[0].get("address") and session.calls >= 1:
+                self._history(sites[0], notes)
         finally:
             _core.reset_stacks()
         if not _core.symbols_have_dwarf() and sites:
             notes.append("sites are named by symbol only: refhound was built without libdw")
         return sites
+
+    def _history(self, site, notes):
+        """Follow one new object from the top site through its life."""
+        from ._attribution import life_history
+        func, args, kwargs = self._target
+        try:
+            events, summary = life_history(site["address"], func, args, kwargs)
+        except BaseException as exc:
+            raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc
+        if events is None:
+            notes.append("no life history: %s" % summary)
+            return
+        site["history_events"] = events
+        site["history"] = [summary]
 
     def _watch(self, func, args, kwargs, calls, growth, notes):
         """Hardware watchpoints on the objects whose refcount moves: the
