@@ -8,7 +8,7 @@ iteration: the iterations, samples and statistics run in C
 import sys
 import time
 
-from . import _core
+from . import _core, _valgrind
 from ._caches import clear_caches
 from ._result import Result
 from ._saferepr import safe_repr, type_name
@@ -63,9 +63,14 @@ class Checker:
     def run(self, func, args, kwargs, target):
         started_here = _core.start()
         notes = []
+        # Under Valgrind: a memcheck scope with a leak search per iteration.
+        self._vg = _valgrind.begin(target, "call")
         try:
-            return self._run(func, tuple(args), dict(kwargs) or None, target, notes)
+            result = self._run(func, tuple(args), dict(kwargs) or None, target, notes)
+            _valgrind.attach(self._vg, result)
+            return result
         finally:
+            _valgrind.end(self._vg)
             if started_here:
                 _core.stop()
 
@@ -175,7 +180,11 @@ class Checker:
         except BaseException as exc:
             raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc
 
+    _vg = None
+
     def _report(self, target, phase, i, session, t0):
+        if self._vg is not None:
+            self._vg.iteration(phase, i, session.calls)
         if self.progress is not None:
             self.progress({"target": target, "phase": phase, "iteration": i,
                            "calls": session.calls, "seconds": time.perf_counter() - t0,

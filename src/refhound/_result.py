@@ -33,6 +33,7 @@ class Result:
         self.notes = list(notes)
         self.tracker = tracker or {}
         self.incomplete = None   # why the check could not conclude, if it could not
+        self.valgrind = None     # memcheck figures when run under Valgrind (_valgrind.attach)
 
     def __bool__(self):
         return self.verdict == "clean"
@@ -65,6 +66,8 @@ class Result:
         }
         if self.debug_refs_per_call is not None:
             d["debug"] = {"gettotalrefcount_per_call": self.debug_refs_per_call}
+        if self.valgrind is not None:
+            d["valgrind"] = dict(self.valgrind)
         return d
 
     def to_json(self, indent=2):
