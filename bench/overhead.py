@@ -172,11 +172,14 @@ def child_peak(mode, n):
 # --------------------------------------------------------------------------
 # The parent.
 
+ENGINE = os.path.join(ROOT, "src")     # set by main() (bench/engine.py)
+
+
 def _env(mode):
     env = dict(os.environ)
     env.pop("PYTHONMALLOC", None)
     env.pop("PYTHONTRACEMALLOC", None)
-    paths = [os.path.join(ROOT, "src"), BUILD]
+    paths = [ENGINE, BUILD]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -383,6 +386,9 @@ def main(argv=None):
     ap.add_argument("--no-peak", action="store_true")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--engine", default="HEAD", metavar="HEAD|worktree|DIR",
+                    help="the refhound to measure (default: the committed HEAD, "
+                         "built apart; see bench/engine.py)")
     ap.add_argument("--out", default=os.path.join(RESULTS, "overhead.json"))
     args = ap.parse_args(argv)
     names = args.workloads or list(workloads.WORKLOADS)
@@ -401,9 +407,13 @@ def main(argv=None):
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
+    global ENGINE
+    import engine
+    ENGINE = engine.engine_dir(args.python, args.engine)
     doc = {"command": "python3 bench/" + os.path.basename(__file__) + " " + " ".join(argv),
            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "git": git_head(), "python": args.python, "python_version": platform.python_version(),
+           "git": git_head(), "engine": engine.describe(args.python, ENGINE),
+           "python": args.python, "python_version": platform.python_version(),
            "machine": machine_info(), "rounds": args.rounds, "scale": args.scale,
            "seed": args.seed, "modes": modes, "notes": notes}
     t0 = time.time()

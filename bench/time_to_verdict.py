@@ -56,10 +56,13 @@ def build(python, loops):
     return out
 
 
+ENGINE = os.path.join(ROOT, "src")     # set by main() (bench/engine.py)
+
+
 def env_for(build_dir):
     env = dict(os.environ)
     env.pop("PYTHONMALLOC", None)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "src"), build_dir])
+    env["PYTHONPATH"] = os.pathsep.join([ENGINE, build_dir])
     return env
 
 
@@ -190,6 +193,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--engine", default="HEAD", metavar="HEAD|worktree|DIR",
+                    help="the refhound to measure (default: the committed HEAD, "
+                         "built apart; see bench/engine.py)")
     ap.add_argument("--debug-python", default=shutil.which("python3.11-dbg"))
     ap.add_argument("--rss-cap", type=float, default=10.0)
     ap.add_argument("--out", default=os.path.join(RESULTS, "time_to_verdict.json"))
@@ -198,6 +204,11 @@ def main(argv=None):
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
+    global ENGINE
+    sys.path.insert(0, HERE)
+    import engine
+    from overhead import machine_info
+    ENGINE = engine.engine_dir(args.python, args.engine)
     loops = calibrate(args.python)
     rel_dir = build(args.python, loops)
     speed = {f: per_call_us(args.python, rel_dir, f) for f in FUNCS}
@@ -250,9 +261,10 @@ def main(argv=None):
 
     doc = {"command": "python3 bench/time_to_verdict.py " + " ".join(argv or sys.argv[1:]),
            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "engine": engine.describe(args.python, ENGINE),
            "python": args.python, "python_version": platform.python_version(),
            "debug_python": args.debug_python, "loops": loops, "runs": args.runs,
-           "loadavg": os.getloadavg(), "summary": summary, "samples": runs}
+           "machine": machine_info(), "summary": summary, "samples": runs}
     print(render(doc))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
