@@ -315,3 +315,22 @@ def test_plugin_is_registered_by_entry_point():
 def test_marker_is_registered_without_refhound(project):
     proc = run_pytest(["--markers"], cwd=str(project))
     assert "@pytest.mark.refhound(skip=False, iterations=None" in proc.stdout
+
+
+def test_plugin_autoloads_through_its_entry_point(project):
+    # What an install makes of [project.entry-points.pytest11]: a dist-info
+    # with entry_points.txt; pytest then loads the plugin without -p.
+    dist = project / "site" / "refhound-0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: refhound\nVersion: 0.0\n")
+    (dist / "entry_points.txt").write_text("[pytest11]\nrefhound = refhound.pytest_plugin\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(project / "site"), engine_path(PY)])
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run([PY, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           "-p", "no:memray", "-q", "--refhound", "-k", "test_leaks or test_clean"],
+                          cwd=str(project), env=env, capture_output=True, text=True, timeout=300)
+    assert "refhound leak check" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "LEAKED test_proj.py::test_leaks" in proc.stdout
+    assert proc.returncode == 1
