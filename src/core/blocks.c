@@ -1,12 +1,16 @@
 /* blocks.c — the table of live blocks: address => (size, domain, birth epoch).
  *
- * Open addressing, linear probing, backward-shift deletion (no tombstones),
- * any capacity (the slot is picked by multiply-high, not by a mask), so the
- * table can grow by 1.5x: load stays between 0.5 and 0.75 and a live block
- * costs 16/load = 21..32 bytes.  Slots come from mmap, never from a
- * hooked allocator.  No locking here: the caller (tracker.c) holds the GIL
- * or the raw-domain mutex.  Growth failure returns -1 and leaves the table
- * as it was.
+ * Open addressing with Robin Hood linear probing: an entry never sits
+ * farther from its home slot than the entry it displaced, which keeps probe
+ * sequences short and lets a lookup stop as soon as it meets an entry
+ * closer to its home than the probe is.  Each key carries that distance in
+ * its top 16 bits (user-space addresses fit in 48), so deletion shifts the
+ * following entries back without recomputing a hash.  Any capacity (the
+ * home slot is picked by multiply-high), so the table grows by 1.5x: load
+ * stays between 0.5 and 0.75 and a live block costs 16/load = 21..32 bytes.
+ * Slots come from mmap, never from a hooked allocator.  No locking here:
+ * the caller (tracker.c, stacks.c) holds the GIL or its own mutex.  Growth
+ * failure returns -1 and leaves the table as it was.
  */
 #include "rh_internal.h"
 
@@ -15,13 +19,20 @@
 
 #define MAX_LOAD_NUM 3
 #define MAX_LOAD_DEN 4
+#define DIST_SHIFT 48
+#define MAX_DIST 0xffff
 
 static inline size_t home_slot(uintptr_t addr, size_t capacity)
 {
-    uint64_t h = (uint64_t)addr * 0x9E3779B97F4A7C15ull;
-    h ^= h >> 29;
+    uint64_t h = (uint64_t)addr;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
     return (size_t)(((unsigned __int128)h * capacity) >> 64);
 }
+
+static inline uint64_t dist_of(uint64_t key) { return key >> DIST_SHIFT; }
+static inline uint64_t with_dist(uint64_t addr, uint64_t d) { return addr | (d << DIST_SHIFT); }
 
 static rh_block_t *map_slots(size_t capacity)
 {
@@ -55,15 +66,34 @@ size_t _rh_table_bytes(const rh_table_t *t)
     return t->capacity * sizeof(rh_block_t);
 }
 
-/* Put a block known to be absent into slots (no counters). */
-static void place(rh_block_t *slots, size_t capacity, rh_block_t b)
+/* Robin Hood placement of an address known to be absent; no counters.
+ * Returns 0, or -1 if a probe distance would overflow its 16 bits. */
+static int place(rh_block_t *slots, size_t capacity, uint64_t addr, uint64_t meta)
 {
-    size_t i = home_slot(b.addr, capacity);
-    while (slots[i].addr != 0) {
+    size_t i = home_slot(addr, capacity);
+    uint64_t d = 0;
+    for (;;) {
+        rh_block_t *s = &slots[i];
+        if (s->key == 0) {
+            s->key = with_dist(addr, d);
+            s->meta = meta;
+            return 0;
+        }
+        uint64_t sd = dist_of(s->key);
+        if (sd < d) {
+            /* Take the slot from the richer entry and carry it on. */
+            uint64_t a2 = s->key & RH_ADDR_MASK, m2 = s->meta;
+            s->key = with_dist(addr, d);
+            s->meta = meta;
+            addr = a2;
+            meta = m2;
+            d = sd;
+        }
+        if (++d > MAX_DIST)
+            return -1;
         if (++i == capacity)
             i = 0;
     }
-    slots[i] = b;
 }
 
 static int grow(rh_table_t *t)
@@ -75,8 +105,11 @@ static int grow(rh_table_t *t)
     if (slots == NULL)
         return -1;
     for (size_t i = 0; i < t->capacity; i++) {
-        if (t->slots[i].addr != 0)
-            place(slots, capacity, t->slots[i]);
+        const rh_block_t *b = &t->slots[i];
+        if (b->key != 0 && place(slots, capacity, b->key & RH_ADDR_MASK, b->meta) < 0) {
+            munmap(slots, capacity * sizeof(rh_block_t));
+            return -1;
+        }
     }
     munmap(t->slots, t->capacity * sizeof(rh_block_t));
     t->slots = slots;
@@ -85,33 +118,40 @@ static int grow(rh_table_t *t)
     return 0;
 }
 
-int _rh_table_insert(rh_table_t *t, uintptr_t addr, uint64_t meta)
+/* The slot holding addr, or NULL. */
+static rh_block_t *lookup(const rh_table_t *t, uint64_t addr)
 {
-    rh_block_t b = {addr, meta};
+    if (t->slots == NULL)
+        return NULL;
     size_t i = home_slot(addr, t->capacity);
-    while (t->slots[i].addr != 0) {
-        if (t->slots[i].addr == addr) {
-            /* A block we never saw freed (freed through another path):
-             * replace it. */
-            rh_block_t *old = &t->slots[i];
-            t->live_blocks[rh_block_domain(old)]--;
-            t->live_bytes[rh_block_domain(old)] -= (int64_t)rh_block_size(old);
-            *old = b;
-            goto count;
-        }
+    for (uint64_t d = 0;; d++) {
+        rh_block_t *s = &t->slots[i];
+        if (s->key == 0 || dist_of(s->key) < d)
+            return NULL;    /* Robin Hood: it would have been placed by now */
+        if ((s->key & RH_ADDR_MASK) == addr)
+            return s;
         if (++i == t->capacity)
             i = 0;
     }
-    if (t->count + 1 > t->grow_at) {
-        if (grow(t) < 0)
-            return -1;
-        place(t->slots, t->capacity, b);
+}
+
+int _rh_table_insert(rh_table_t *t, uintptr_t addr, uint64_t meta)
+{
+    rh_block_t *old = lookup(t, addr);
+    if (old != NULL) {
+        /* A block we never saw freed (freed through another path): replace. */
+        t->live_blocks[rh_block_domain(old)]--;
+        t->live_bytes[rh_block_domain(old)] -= (int64_t)rh_block_size(old);
+        old->meta = meta;
     }
     else {
-        t->slots[i] = b;
+        if (t->count + 1 > t->grow_at && grow(t) < 0)
+            return -1;
+        if (place(t->slots, t->capacity, addr, meta) < 0)
+            return -1;
+        t->count++;
     }
-    t->count++;
-count:
+    rh_block_t b = {addr, meta};
     t->live_blocks[rh_block_domain(&b)]++;
     t->live_bytes[rh_block_domain(&b)] += (int64_t)rh_block_size(&b);
     return 0;
@@ -119,53 +159,32 @@ count:
 
 const rh_block_t *_rh_table_find(const rh_table_t *t, uintptr_t addr)
 {
-    if (t->slots == NULL)
-        return NULL;
-    size_t i = home_slot(addr, t->capacity);
-    while (t->slots[i].addr != 0) {
-        if (t->slots[i].addr == addr)
-            return &t->slots[i];
-        if (++i == t->capacity)
-            i = 0;
-    }
-    return NULL;
+    return lookup(t, addr);
 }
 
 int _rh_table_remove(rh_table_t *t, uintptr_t addr, rh_block_t *out)
 {
-    if (t->slots == NULL)
+    rh_block_t *s = lookup(t, addr);
+    if (s == NULL)
         return 0;
-    size_t cap = t->capacity;
-    size_t i = home_slot(addr, cap);
-    while (t->slots[i].addr != addr) {
-        if (t->slots[i].addr == 0)
-            return 0;
-        if (++i == cap)
-            i = 0;
-    }
-    rh_block_t gone = t->slots[i];
+    rh_block_t gone = {addr, s->meta};
     if (out)
         *out = gone;
     t->live_blocks[rh_block_domain(&gone)]--;
     t->live_bytes[rh_block_domain(&gone)] -= (int64_t)rh_block_size(&gone);
     t->count--;
-    /* Backward-shift: pull later members of the cluster into the hole. */
-    size_t hole = i, j = i;
+    /* Backward shift: pull each following displaced entry one step home. */
+    size_t hole = (size_t)(s - t->slots);
     for (;;) {
-        if (++j == cap)
-            j = 0;
-        if (t->slots[j].addr == 0)
+        size_t next = hole + 1 == t->capacity ? 0 : hole + 1;
+        rh_block_t *n = &t->slots[next];
+        if (n->key == 0 || dist_of(n->key) == 0)
             break;
-        size_t k = home_slot(t->slots[j].addr, cap);
-        /* The entry at j may move to hole unless its home lies cyclically
-         * in (hole, j]. */
-        int stays = (hole <= j) ? (hole < k && k <= j) : (hole < k || k <= j);
-        if (!stays) {
-            t->slots[hole] = t->slots[j];
-            hole = j;
-        }
+        t->slots[hole].key = n->key - ((uint64_t)1 << DIST_SHIFT);
+        t->slots[hole].meta = n->meta;
+        hole = next;
     }
-    t->slots[hole].addr = 0;
+    t->slots[hole].key = 0;
     t->slots[hole].meta = 0;
     return 1;
 }

@@ -123,7 +123,7 @@ static PyObject *core_object_at(PyObject *mod, PyObject *arg)
     for (size_t i = 0; _rh_tracker_active() && i < 3; i++) {
         if (addr < pre[i])
             break;
-        const rh_block_t *b = _rh_table_find(&_rh_gil_table, addr - pre[i]);
+        const rh_block_t *b = _rh_tracker_find(addr - pre[i]);
         PyObject *op;
         if (b != NULL && _rh_recognize(b, &op, 1) != NULL && (uintptr_t)op == addr)
             return Py_NewRef(op);
@@ -137,7 +137,7 @@ static PyObject *core_block_of(PyObject *mod, PyObject *obj)
     rh_typeinfo_t *ti = _rh_typeset_lookup((uintptr_t)Py_TYPE(obj));
     if (ti == NULL || !_rh_tracker_active())
         Py_RETURN_NONE;
-    const rh_block_t *b = _rh_table_find(&_rh_gil_table, (uintptr_t)obj - ti->preheader);
+    const rh_block_t *b = _rh_tracker_find((uintptr_t)obj - ti->preheader);
     if (b == NULL)
         Py_RETURN_NONE;
     static const char *names[] = {"raw", "mem", "obj", "adopted"};
@@ -154,9 +154,9 @@ static PyObject *core_blocks_of_epoch(PyObject *mod, PyObject *arg)
     const rh_table_t *t = &_rh_gil_table;
     for (size_t i = 0; out && t->slots && i < t->capacity; i++) {
         const rh_block_t *b = &t->slots[i];
-        if (b->addr == 0 || rh_block_epoch(b) != epoch || rh_block_domain(b) == RH_DOMAIN_ADOPTED)
+        if (rh_block_empty(b) || rh_block_epoch(b) != epoch || rh_block_domain(b) == RH_DOMAIN_ADOPTED)
             continue;
-        PyObject *item = Py_BuildValue("(kni)", (unsigned long)b->addr,
+        PyObject *item = Py_BuildValue("(kni)", (unsigned long)rh_block_addr(b),
                                        (Py_ssize_t)rh_block_size(b), rh_block_domain(b));
         if (item == NULL || PyList_Append(out, item) < 0) {
             Py_XDECREF(item);

@@ -25,7 +25,7 @@ rh_typeinfo_t *_rh_recognize(const rh_block_t *b, PyObject **out, int need_live)
     int domain = rh_block_domain(b);
     if (domain == RH_DOMAIN_ADOPTED) {
         size_t off = rh_block_size(b);
-        uintptr_t op = b->addr + off;
+        uintptr_t op = rh_block_addr(b) + off;
         rh_typeinfo_t *ti = _rh_typeset_lookup(*(uintptr_t *)(op + offsetof(PyObject, ob_type)));
         if (ti == NULL || ti->preheader != off)
             return NULL;
@@ -42,7 +42,7 @@ rh_typeinfo_t *_rh_recognize(const rh_block_t *b, PyObject **out, int need_live)
         size_t off = offsets[k];
         if (off + sizeof(PyObject) > size)
             break;
-        uintptr_t op = b->addr + off;
+        uintptr_t op = rh_block_addr(b) + off;
         rh_typeinfo_t *ti = _rh_typeset_lookup(*(uintptr_t *)(op + offsetof(PyObject, ob_type)));
         if (ti == NULL || ti->preheader != off)
             continue;
@@ -81,12 +81,13 @@ void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch)
     rh_typeinfo_t *types = _rh_typeset_slots(&ncap);
     for (size_t i = 0; i < ncap; i++)
         types[i].live = types[i].live_new = 0;
-    const rh_table_t *t = &_rh_gil_table;
-    if (!_rh_tracking || t->slots == NULL)
+    if (!_rh_tracking)
         return;
-    for (size_t i = 0; i < t->capacity; i++) {
-        const rh_block_t *b = &t->slots[i];
-        if (b->addr == 0)
+    const rh_table_t *tables[2] = {&_rh_gil_table, &_rh_old_table};
+    for (int k = 0; k < 2; k++)
+    for (size_t i = 0; tables[k]->slots && i < tables[k]->capacity; i++) {
+        const rh_block_t *b = &tables[k]->slots[i];
+        if (rh_block_empty(b))
             continue;
         PyObject *op;
         rh_typeinfo_t *ti = _rh_recognize(b, &op, 1);
@@ -111,17 +112,18 @@ static int cmp_snapentry(const void *a, const void *b)
 
 int _rh_snapshot_take(rh_snapshot_t *snap)
 {
-    const rh_table_t *t = &_rh_gil_table;
     snap->entries = NULL;
     snap->count = 0;
-    if (!_rh_tracking || t->slots == NULL)
+    if (!_rh_tracking)
         return 0;
-    snap->entries = malloc(sizeof(rh_snapentry_t) * (t->count + 1));
+    snap->entries = malloc(sizeof(rh_snapentry_t) * (_rh_gil_table.count + _rh_old_table.count + 1));
     if (snap->entries == NULL)
         return -1;
-    for (size_t i = 0; i < t->capacity; i++) {
-        const rh_block_t *b = &t->slots[i];
-        if (b->addr == 0)
+    const rh_table_t *tables[2] = {&_rh_gil_table, &_rh_old_table};
+    for (int k = 0; k < 2; k++)
+    for (size_t i = 0; tables[k]->slots && i < tables[k]->capacity; i++) {
+        const rh_block_t *b = &tables[k]->slots[i];
+        if (rh_block_empty(b))
             continue;
         PyObject *op;
         if (_rh_recognize(b, &op, 1) == NULL || RH_IS_IMMORTAL(op))
@@ -147,7 +149,7 @@ int _rh_object_is_live(uintptr_t obj, uintptr_t type)
     rh_typeinfo_t *ti = _rh_typeset_lookup(type);
     if (ti == NULL || !_rh_tracking || obj < ti->preheader)
         return 0;
-    const rh_block_t *b = _rh_table_find(&_rh_gil_table, obj - ti->preheader);
+    const rh_block_t *b = _rh_tracker_find(obj - ti->preheader);
     PyObject *op;
     return b != NULL && _rh_recognize(b, &op, 1) == ti && (uintptr_t)op == obj;
 }

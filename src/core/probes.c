@@ -215,7 +215,7 @@ static const rh_block_t *find_object_block(PyObject *op, rh_typeinfo_t **ti_out)
         uintptr_t addr = (uintptr_t)op - obj_offsets[k];
         if (addr > (uintptr_t)op)
             break;
-        const rh_block_t *b = _rh_table_find(&_rh_gil_table, addr);
+        const rh_block_t *b = _rh_tracker_find(addr);
         if (b == NULL)
             continue;
         PyObject *found;

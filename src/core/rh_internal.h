@@ -48,9 +48,10 @@ static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
 /* ------------------------------------------------------------------ */
 /* blocks.c — the table of live blocks: address => size, domain, epoch.
  *
- * Open addressing with linear probing and backward-shift deletion; 16
- * bytes a slot, load kept between 0.5 and 0.75, so at most 32 bytes per
- * live block.  Memory comes from mmap, never from a hooked allocator.
+ * Open addressing, Robin Hood linear probing with backward-shift deletion;
+ * 16 bytes a slot, load kept between 0.5 and 0.75, so at most 32 bytes per
+ * live block.  User-space addresses fit in 48 bits: the top 16 bits of the
+ * key hold the slot's distance from its home.  Memory comes from mmap, never from a hooked allocator.
  * The table does no locking: its owner (tracker.c) guards it.        */
 
 enum {
@@ -66,9 +67,13 @@ enum {
 #define RH_EPOCH_MAX ((1u << 24) - 1)
 
 typedef struct {
-    uintptr_t addr;   /* 0 = empty slot */
+    uint64_t key;     /* address:48 | distance from its home slot:16; 0 = empty */
     uint64_t meta;    /* size:38 | domain:2 | epoch:24 */
 } rh_block_t;
+
+#define RH_ADDR_MASK (((uint64_t)1 << 48) - 1)
+static inline uintptr_t rh_block_addr(const rh_block_t *b) { return (uintptr_t)(b->key & RH_ADDR_MASK); }
+static inline int rh_block_empty(const rh_block_t *b) { return b->key == 0; }
 
 static inline size_t rh_block_size(const rh_block_t *b) { return (size_t)(b->meta & RH_SIZE_MASK); }
 static inline int rh_block_domain(const rh_block_t *b) { return (int)((b->meta >> RH_SIZE_BITS) & 3); }
@@ -105,7 +110,10 @@ size_t _rh_table_bytes(const rh_table_t *t);
  * GIL; the raw table has its own mutex.  Everything here is C-only and
  * never calls a hooked allocator.                                      */
 
-extern rh_table_t _rh_gil_table;
+extern rh_table_t _rh_gil_table;     /* mem + obj blocks born while tracking */
+extern rh_table_t _rh_old_table;     /* adopted objects (before tracking) */
+/* The entry of a mem/obj/adopted block, or NULL (GIL held). */
+const rh_block_t *_rh_tracker_find(uintptr_t block);
 extern volatile int _rh_tracking;
 extern volatile uint32_t _rh_epoch;
 

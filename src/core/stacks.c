@@ -361,7 +361,7 @@ static void survivor_visit(const rh_block_t *b, void *arg)
     uint32_t e = rh_block_epoch(b);
     if (rh_block_domain(b) == RH_DOMAIN_ADOPTED || e < sv->first || e > sv->last)
         return;
-    const rh_block_t *st = _rh_table_find(&block_stacks, b->addr);
+    const rh_block_t *st = _rh_table_find(&block_stacks, rh_block_addr(b));
     if (st == NULL) {
         sv->unattributed++;
         return;
@@ -376,7 +376,7 @@ static void survivor_visit(const rh_block_t *b, void *arg)
     }
     survivor_t *x = &sv->items[sv->count++];
     PyObject *op = NULL;
-    x->block = b->addr;
+    x->block = rh_block_addr(b);
     x->obj = _rh_recognize(b, &op, 1) ? (uintptr_t)op : 0;
     x->bytes = (int64_t)rh_block_size(b);
     x->stack = (uint32_t)rh_block_size(st);

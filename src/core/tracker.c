@@ -6,7 +6,7 @@
  * mmap'd memory (blocks.c).
  *
  * Locking:
- *   _rh_gil_table  mem + obj + adopted blocks; guarded by the GIL (the mem
+ *   _rh_gil_table  mem + obj blocks; guarded by the GIL (the mem
  *                  and obj domains require it).  Free-threaded builds take
  *                  gil_table_lock instead.
  *   raw_table      raw blocks; guarded by raw_lock (the raw domain is called
@@ -31,6 +31,8 @@
 #include <string.h>
 
 rh_table_t _rh_gil_table;
+rh_table_t _rh_old_table;      /* adopted objects (existed before tracking); GIL */
+
 static rh_table_t raw_table;
 static pthread_mutex_t raw_lock = PTHREAD_MUTEX_INITIALIZER;
 #ifdef Py_GIL_DISABLED
@@ -170,6 +172,19 @@ static inline void gil_record(uintptr_t p, size_t size, int domain, uint32_t epo
     GIL_TABLE_UNLOCK();
 }
 
+/* Forget a mem/obj/adopted block wherever it is (lock held). */
+static inline int gil_forget_unlocked(uintptr_t p, rh_block_t *old, int *adopted)
+{
+    *adopted = 0;
+    if (_rh_table_remove(&_rh_gil_table, p, old))
+        return 1;
+    if (_rh_old_table.count != 0 && _rh_table_remove(&_rh_old_table, p, old)) {
+        *adopted = 1;
+        return 1;
+    }
+    return 0;
+}
+
 static void *gil_malloc(void *ctx, size_t size)
 {
     gil_domain_t *d = (gil_domain_t *)ctx;
@@ -211,18 +226,20 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
     size_t recorded = size;
     if (ptr != NULL) {
         rh_block_t old;
+        int adopted;
         GIL_TABLE_LOCK();
-        int found = _rh_table_remove(&_rh_gil_table, (uintptr_t)ptr, &old);
-        GIL_TABLE_UNLOCK();
-        if (found) {
-            /* Same logical block: it keeps its birth epoch.  An adopted
-             * object stays adopted (its offset is kept in the size). */
-            epoch = rh_block_epoch(&old);
-            if (rh_block_domain(&old) == RH_DOMAIN_ADOPTED) {
-                domain = RH_DOMAIN_ADOPTED;
-                recorded = rh_block_size(&old);
-            }
+        int found = gil_forget_unlocked((uintptr_t)ptr, &old, &adopted);
+        if (found && adopted) {
+            /* An adopted object that moved stays adopted (its offset is
+             * kept in the size). */
+            if (_rh_table_insert(&_rh_old_table, (uintptr_t)p, old.meta) < 0)
+                give_up("the block table could not grow (out of memory)");
+            GIL_TABLE_UNLOCK();
+            return p;
         }
+        GIL_TABLE_UNLOCK();
+        if (found)
+            epoch = rh_block_epoch(&old);   /* same logical block: same birth */
     }
     gil_record((uintptr_t)p, recorded, domain, epoch);
     if (_rh_stacks_in_use && ptr != NULL && p != ptr)
@@ -237,8 +254,9 @@ static void gil_free(void *ctx, void *ptr)
     gil_domain_t *d = (gil_domain_t *)ctx;
     if (ptr != NULL && _rh_tracking) {
         rh_block_t old;
+        int adopted;
         GIL_TABLE_LOCK();
-        int found = _rh_table_remove(&_rh_gil_table, (uintptr_t)ptr, &old);
+        int found = gil_forget_unlocked((uintptr_t)ptr, &old, &adopted);
         GIL_TABLE_UNLOCK();
         if (found && _rh_free_observer != NULL)
             _rh_free_observer(&old);
@@ -313,9 +331,13 @@ int _rh_tracker_start(void)
     if (_rh_tracking)
         return 0;
     failure = NULL;
-    if (_rh_table_init(&_rh_gil_table, 1 << 16) < 0 ||
-        _rh_table_init(&raw_table, 1 << 12) < 0) {
+    /* Small tables to start with: a table much larger than its contents
+     * spreads every hook over cold cache lines. */
+    if (_rh_table_init(&_rh_gil_table, 1 << 12) < 0 ||
+        _rh_table_init(&_rh_old_table, 1 << 12) < 0 ||
+        _rh_table_init(&raw_table, 1 << 10) < 0) {
         _rh_table_release(&_rh_gil_table);
+        _rh_table_release(&_rh_old_table);
         PyErr_SetString(PyExc_MemoryError, "refhound: cannot map the block table");
         return -1;
     }
@@ -324,6 +346,7 @@ int _rh_tracker_start(void)
     const char *limit = getenv("REFHOUND_MAX_BLOCKS");
     if (limit != NULL && atol(limit) > 0) {
         _rh_gil_table.max_capacity = (size_t)atol(limit);
+        _rh_old_table.max_capacity = (size_t)atol(limit);
         raw_table.max_capacity = (size_t)atol(limit);
     }
     _rh_epoch = 0;
@@ -344,6 +367,7 @@ void _rh_tracker_stop(void)
     pthread_mutex_unlock(&raw_lock);
     GIL_TABLE_LOCK();
     _rh_table_release(&_rh_gil_table);
+    _rh_table_release(&_rh_old_table);
     GIL_TABLE_UNLOCK();
     uninstall_hooks();
 }
@@ -362,6 +386,7 @@ void _rh_tracker_totals(int64_t blocks[RH_NDOMAINS], int64_t bytes[RH_NDOMAINS])
         blocks[d] = _rh_gil_table.live_blocks[d];
         bytes[d] = _rh_gil_table.live_bytes[d];
     }
+    blocks[RH_DOMAIN_ADOPTED] = _rh_old_table.live_blocks[RH_DOMAIN_ADOPTED];
     GIL_TABLE_UNLOCK();
     pthread_mutex_lock(&raw_lock);
     blocks[RH_DOMAIN_RAW] = raw_table.live_blocks[RH_DOMAIN_RAW];
@@ -375,7 +400,7 @@ size_t _rh_tracker_table_bytes(void)
     pthread_mutex_lock(&raw_lock);
     size_t n = _rh_table_bytes(&raw_table);
     pthread_mutex_unlock(&raw_lock);
-    return n + _rh_table_bytes(&_rh_gil_table);
+    return n + _rh_table_bytes(&_rh_gil_table) + _rh_table_bytes(&_rh_old_table);
 }
 
 size_t _rh_tracker_table_entries(void)
@@ -383,7 +408,7 @@ size_t _rh_tracker_table_entries(void)
     pthread_mutex_lock(&raw_lock);
     size_t n = raw_table.count;
     pthread_mutex_unlock(&raw_lock);
-    return n + _rh_gil_table.count;
+    return n + _rh_gil_table.count + _rh_old_table.count;
 }
 
 static void survivors_in(const rh_table_t *t, uint32_t first, uint32_t last,
@@ -391,7 +416,7 @@ static void survivors_in(const rh_table_t *t, uint32_t first, uint32_t last,
 {
     for (size_t i = 0; i < t->capacity; i++) {
         const rh_block_t *b = &t->slots[i];
-        if (b->addr == 0 || rh_block_domain(b) == RH_DOMAIN_ADOPTED)
+        if (rh_block_empty(b) || rh_block_domain(b) == RH_DOMAIN_ADOPTED)
             continue;
         uint32_t e = rh_block_epoch(b);
         if (e < first || e > last)
@@ -421,14 +446,23 @@ void _rh_tracker_foreach(void (*visit)(const rh_block_t *, void *), void *arg)
         return;
     GIL_TABLE_LOCK();
     for (size_t i = 0; i < _rh_gil_table.capacity; i++)
-        if (_rh_gil_table.slots[i].addr != 0)
+        if (_rh_gil_table.slots[i].key != 0)
             visit(&_rh_gil_table.slots[i], arg);
+    for (size_t i = 0; i < _rh_old_table.capacity; i++)
+        if (_rh_old_table.slots[i].key != 0)
+            visit(&_rh_old_table.slots[i], arg);
     GIL_TABLE_UNLOCK();
     pthread_mutex_lock(&raw_lock);
     for (size_t i = 0; i < raw_table.capacity; i++)
-        if (raw_table.slots[i].addr != 0)
+        if (raw_table.slots[i].key != 0)
             visit(&raw_table.slots[i], arg);
     pthread_mutex_unlock(&raw_lock);
+}
+
+const rh_block_t *_rh_tracker_find(uintptr_t block)
+{
+    const rh_block_t *b = _rh_table_find(&_rh_gil_table, block);
+    return b != NULL ? b : _rh_table_find(&_rh_old_table, block);
 }
 
 int _rh_tracker_adopt(uintptr_t block, size_t object_offset)
@@ -437,8 +471,9 @@ int _rh_tracker_adopt(uintptr_t block, size_t object_offset)
         return 0;
     int added = 0;
     GIL_TABLE_LOCK();
-    if (_rh_table_find(&_rh_gil_table, block) == NULL) {
-        if (_rh_table_insert(&_rh_gil_table, block,
+    if (_rh_table_find(&_rh_gil_table, block) == NULL &&
+        _rh_table_find(&_rh_old_table, block) == NULL) {
+        if (_rh_table_insert(&_rh_old_table, block,
                              rh_block_meta(object_offset, RH_DOMAIN_ADOPTED, 0)) < 0) {
             give_up("the block table could not grow (out of memory)");
             added = -1;

@@ -393,7 +393,7 @@ static PyObject *watch_history(PyObject *mod, PyObject *args)
         goto done;
     }
     /* Which word was the refcount: the object recognised in the block now. */
-    const rh_block_t *b = _rh_table_find(&_rh_gil_table, history_block);
+    const rh_block_t *b = _rh_tracker_find(history_block);
     PyObject *op = NULL;
     int alive = b != NULL && _rh_recognize(b, &op, 1) != NULL;
     int k = -1;
