@@ -179,7 +179,8 @@ def test_fixture_leak_is_not_blamed_on_the_test(serial):
     assert fresh["pytest"]["outcome"] == "fixture", fresh["pytest"]
     fixture = fresh["pytest"]["fixture_result"]
     assert fixture["verdict"] == "leak"
-    assert abs(fixture["per_call"]["blocks"] - 1) < 0.05 and abs(fixture["per_call"]["bytes"] - 256) < 5
+    assert abs(fixture["per_call"]["blocks"] - 1) < 0.05
+    assert abs(fixture["per_call"]["bytes"] - 256) < 5
     assert not junit["test_sample.py::test_uses_leaky_fixture_fresh"]["failed"]
     assert "leaks of function-scoped fixtures, not blamed on the test:" in proc.stdout
     # fresh fixtures also keep a test that appends to its fixture clean.
@@ -274,7 +275,8 @@ def test_ini_options_and_warn_mode(project):
     (project / "pytest.ini").write_text(
         "[pytest]\nrefhound = true\nrefhound_warn = true\nrefhound_iterations = 20\n"
         "refhound_calls = 10\n")
-    proc = run_pytest(["-q", "-k", "not bad_marker", "--refhound-json", "out.json"], cwd=str(project))
+    proc = run_pytest(["-q", "-k", "not bad_marker", "--refhound-json", "out.json"],
+                      cwd=str(project))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "RefhoundLeakWarning" in proc.stdout
     assert "leaking tests (warnings only: --refhound-warn)" in proc.stdout

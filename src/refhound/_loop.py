@@ -230,8 +230,8 @@ class _LoopCheck:
                           "refhound checks one loop at a time" % self.waited)
             return
         needed = (self.warmup + self.min_iterations + 1) * (self.every or 1)
-        self._give_up("the loop ended (or was left) after %d bodies; a check needs about %d (%d per "
-                      "iteration)" % (self.bodies, needed, self.every or 1))
+        self._give_up("the loop ended (or was left) after %d bodies; a check needs about %d "
+                      "(%d per iteration)" % (self.bodies, needed, self.every or 1))
 
     def _give_up(self, reason):
         if self.session is not None:

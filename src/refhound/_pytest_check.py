@@ -77,7 +77,8 @@ class Settings:
         kw = dict(marker.kwargs)
         unknown = sorted(set(kw) - set(MARKER_KEYS))
         if unknown:
-            raise BadMarker("unknown argument %r; the marker is %s" % (unknown[0], MARKER_SIGNATURE))
+            raise BadMarker("unknown argument %r; the marker is %s"
+                            % (unknown[0], MARKER_SIGNATURE))
         s = Settings(self.warmup, self.iterations, self.min_iterations, self.calls,
                      self.fixtures, self.metrics, self.allow, self.skip, self.strict)
         skip = kw.get("skip", False)
@@ -94,7 +95,8 @@ class Settings:
             s.iterations = s.min_iterations
         if kw.get("fixtures") is not None:
             if kw["fixtures"] not in FIXTURE_MODES:
-                raise BadMarker("fixtures=%r must be one of %s" % (kw["fixtures"], ", ".join(FIXTURE_MODES)))
+                raise BadMarker("fixtures=%r must be one of %s"
+                                % (kw["fixtures"], ", ".join(FIXTURE_MODES)))
             s.fixtures = kw["fixtures"]
         if kw.get("metrics") is not None:
             metrics = kw["metrics"]
@@ -103,7 +105,8 @@ class Settings:
             metrics = tuple(metrics)
             bad = [m for m in metrics if m not in VERDICT_METRICS]
             if bad or not metrics:
-                raise BadMarker("metrics=%r: choose from %s" % (kw["metrics"], ", ".join(VERDICT_METRICS)))
+                raise BadMarker("metrics=%r: choose from %s"
+                                % (kw["metrics"], ", ".join(VERDICT_METRICS)))
             s.metrics = metrics
         if kw.get("allow") is not None:
             s.allow = parse_allow(kw["allow"])
@@ -288,10 +291,12 @@ def judge(result, settings):
     metrics = settings.metrics
     if verdict == "error":
         if metrics and "refs" not in metrics:
-            return "ignored", "the reference count falls, but 'refs' is not among the watched metrics"
+            return "ignored", ("the reference count falls, but 'refs' is not among the "
+                               "watched metrics")
         return "error", "the reference count falls call after call (an extra DECREF)"
     if verdict == "inconclusive":
-        return ("leak" if settings.strict else "inconclusive"), "a trend that is not significant yet"
+        return ("leak" if settings.strict else "inconclusive",
+                "a trend that is not significant yet")
     if verdict != "leak":
         return "clean", ""
     growing = growing_metrics(result, metrics)
@@ -336,7 +341,8 @@ class Outcome:
     def __init__(self, nodeid, outcome, reason="", result=None, fixture_result=None,
                  settings=None):
         self.nodeid = nodeid
-        self.outcome = outcome      # clean leak error inconclusive allowed ignored fixture skipped unchecked
+        # clean leak error inconclusive allowed ignored fixture skipped unchecked
+        self.outcome = outcome
         self.reason = reason
         self.result = result
         self.fixture_result = fixture_result

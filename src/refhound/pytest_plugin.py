@@ -97,7 +97,8 @@ def _convert(name, kind, value):
             raise pytest.UsageError("refhound: %s=%r is not a whole number" % (name, value))
         low = {"refhound_min_iterations": 3, "refhound_warmup": 0}.get(name, 1)
         if number < low:
-            raise pytest.UsageError("refhound: %s must be at least %d (got %d)" % (name, low, number))
+            raise pytest.UsageError("refhound: %s must be at least %d (got %d)"
+                                    % (name, low, number))
         return number
     if kind == "calls":
         if text == "auto":
@@ -105,7 +106,8 @@ def _convert(name, kind, value):
         try:
             number = int(text)
         except ValueError:
-            raise pytest.UsageError("refhound: %s=%r must be a whole number or 'auto'" % (name, value))
+            raise pytest.UsageError("refhound: %s=%r must be a whole number or 'auto'"
+                                    % (name, value))
         if number < 1:
             raise pytest.UsageError("refhound: %s must be at least 1" % name)
         return number
@@ -428,7 +430,8 @@ class RefhoundPlugin:
         tr.write_line("%d tests checked: %s" % (
             len(records), ", ".join("%d %s" % (counts[k], k) for k in order if k in counts)))
         sections = (
-            ("leak", "leaking tests" + (" (warnings only: --refhound-warn)" if self.warn else ""), True),
+            ("leak", "leaking tests" + (" (warnings only: --refhound-warn)" if self.warn else ""),
+             True),
             ("error", "reference counts falling (an extra DECREF: this ends in a crash)", True),
             ("fixture", "leaks of function-scoped fixtures, not blamed on the test", True),
             ("allowed", "known leaks within the marker's allowance", False),
