@@ -101,6 +101,7 @@ def serial(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def parallel(tmp_path_factory):
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install pytest-xdist)")
     out = tmp_path_factory.mktemp("xdist")
     proc = run_pytest(["--refhound", "-n", "2", "--refhound-json", str(out / "r.json"),
                        "--junitxml", str(out / "junit.xml")])
