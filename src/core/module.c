@@ -196,6 +196,7 @@ static PyMethodDef *const extra_methods[] = {
     _rh_stacks_methods,
     _rh_symbols_methods,
     _rh_watch_methods,
+    _rh_unwind_methods,
     _rh_probes_methods,
     _rh_pymalloc_methods,
     _rh_doctor_methods,

@@ -140,7 +140,7 @@ void _rh_tracker_foreach(void (*visit)(const rh_block_t *, void *), void *arg);
 
 /* ------------------------------------------------------------------ */
 /* stacks.c — allocation stacks: capture (in hooks), interning, sites. */
-#define RH_MAX_NATIVE 32
+#define RH_MAX_NATIVE 24
 #define RH_MAX_PY 8
 extern volatile int _rh_capture_stacks;   /* hooks record stacks */
 extern volatile int _rh_stacks_in_use;    /* the side table has entries */
@@ -159,6 +159,20 @@ extern PyMethodDef _rh_stacks_methods[];
 
 /* symbols.c — address => module, function, file:line (libdw or dladdr). */
 extern PyMethodDef _rh_symbols_methods[];
+enum { RH_CFA_RSP = 1, RH_CFA_RBP = 2 };
+enum { RH_RBP_SAME = 0, RH_RBP_SAVED = 1, RH_RBP_LOST = 2 };
+typedef struct {
+    uint8_t cfa_base;       /* RH_CFA_*: CFA = that register + cfa_offset */
+    uint8_t rbp;            /* RH_RBP_*: where the caller's rbp is */
+    int32_t cfa_offset;
+    int32_t rbp_offset;     /* RH_RBP_SAVED: at CFA + rbp_offset */
+} rh_cfi_rule_t;
+int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule);
+
+/* unwind.c — fast native backtrace from cached CFI rules. */
+int _rh_fast_backtrace(uintptr_t *ips, int max);
+void _rh_unwind_reset(void);
+extern PyMethodDef _rh_unwind_methods[];
 
 /* watch.c — hardware write watchpoints on refcount fields. */
 extern PyMethodDef _rh_watch_methods[];

@@ -2,8 +2,9 @@
  *
  * While _rh_capture_stacks is set, the allocator hooks call
  * _rh_stacks_on_alloc() for every new block: the native return addresses
- * are taken with the compiler's unwinder (_Unwind_Backtrace, which reads
- * .eh_frame, so code without frame pointers unwinds too), the Python frames
+ * are taken by unwind.c's cached-CFI walk (falling back to the compiler's
+ * unwinder, _Unwind_Backtrace: both read .eh_frame, so code without frame
+ * pointers unwinds too), the Python frames
  * as (code object, bytecode offset) pairs read from the thread's frame
  * chain (GIL domains only: the raw domain runs without the GIL), and the
  * pair is interned in a stack table so a block costs one 32-bit id in a
@@ -219,8 +220,17 @@ volatile uintptr_t _rh_history_ip = 0;
 static uint32_t capture_for(uintptr_t block, int domain)
 {
     int with_python = domain == RH_DOMAIN_MEM || domain == RH_DOMAIN_OBJ;
-    uintptr_t native[RH_MAX_NATIVE], py[2 * RH_MAX_PY];
-    int nn = _rh_native_backtrace(native, RH_MAX_NATIVE);
+    uintptr_t raw[RH_MAX_NATIVE + 8], py[2 * RH_MAX_PY];
+    int nraw = _rh_fast_backtrace(raw, RH_MAX_NATIVE + 8);
+    int skip = 0;
+    while (skip < nraw && raw[skip] >= self_lo && raw[skip] < self_hi)
+        skip++;                                 /* refhound's own frames */
+    uintptr_t *native = raw + skip;
+    int nn = nraw - skip;
+    if (nn > RH_MAX_NATIVE)
+        nn = RH_MAX_NATIVE;
+    if (nn < 4 && nraw < RH_MAX_NATIVE + 8)     /* the fast walk gave up early */
+        nn = _rh_native_backtrace(native = raw, RH_MAX_NATIVE);
     int npy = with_python ? python_frames(py, RH_MAX_PY) : 0;
     if (_rh_history_ip != 0 && domain == RH_DOMAIN_OBJ) {
         /* An object allocated from the watched call site: follow its life. */

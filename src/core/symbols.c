@@ -16,6 +16,7 @@
 #include "rh_internal.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +28,12 @@
 
 static Dwfl *dwfl;
 static char *debuginfo_path;
+/* Guards the Dwfl session: symbolization (GIL) and CFI look-ups from the
+ * allocator hooks (any thread).  symbolizer_thread marks the thread that
+ * holds it while building Python objects, whose allocations come back
+ * into the hooks: there the unwinder must not wait for the lock. */
+static pthread_mutex_t dwfl_lock = PTHREAD_MUTEX_INITIALIZER;
+static volatile uintptr_t symbolizer_thread;
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
     .find_debuginfo = dwfl_standard_find_debuginfo,
@@ -92,18 +99,10 @@ static PyObject *frame_dict(const char *module, const char *function, const char
 /* symbolize(address, is_return_address=True) -> [frame, ...] innermost first:
  * an address inside inlined code gives the inlined functions first, then
  * the function they were inlined into, each with its own file:line. */
-static PyObject *symbols_symbolize(PyObject *mod, PyObject *args)
-{
-    unsigned long address;
-    int is_return = 1;
-    if (!PyArg_ParseTuple(args, "k|p", &address, &is_return))
-        return NULL;
-    /* A return address points after the call; the call is one byte back. */
-    uintptr_t pc = is_return && address > 0 ? address - 1 : address;
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
 #ifdef HAVE_LIBDW
+/* The frames of pc, appended to out (dwfl_lock held). */
+static PyObject *symbolize_locked(uintptr_t pc, PyObject *out)
+{
     Dwfl_Module *m = module_of(pc);
     if (m == NULL) {
         PyObject *f = frame_dict(NULL, NULL, NULL, 0, 0, 0, "address in no loaded module");
@@ -179,6 +178,27 @@ static PyObject *symbols_symbolize(PyObject *mod, PyObject *args)
         Py_XDECREF(f);
     }
     return out;
+}
+#endif
+
+static PyObject *symbols_symbolize(PyObject *mod, PyObject *args)
+{
+    unsigned long address;
+    int is_return = 1;
+    if (!PyArg_ParseTuple(args, "k|p", &address, &is_return))
+        return NULL;
+    /* A return address points after the call; the call is one byte back. */
+    uintptr_t pc = is_return && address > 0 ? address - 1 : address;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+#ifdef HAVE_LIBDW
+    pthread_mutex_lock(&dwfl_lock);
+    __atomic_store_n(&symbolizer_thread, (uintptr_t)pthread_self(), __ATOMIC_RELAXED);
+    out = symbolize_locked(pc, out);
+    __atomic_store_n(&symbolizer_thread, 0, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&dwfl_lock);
+    return out;
 #else
     Dl_info info;
     PyObject *f;
@@ -195,12 +215,78 @@ static PyObject *symbols_symbolize(PyObject *mod, PyObject *args)
 #endif
 }
 
+/* How to step from a frame at pc to its caller (unwind.c's cache fills
+ * itself from here).  0 and *rule filled, or -1: no simple rule (the
+ * caller falls back to the compiler's unwinder). */
+int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule)
+{
+#ifdef HAVE_LIBDW
+    if (__atomic_load_n(&symbolizer_thread, __ATOMIC_RELAXED) == (uintptr_t)pthread_self())
+        return -1;      /* we are inside the symbolizer: never wait on ourselves */
+    int ok = -1;
+    pthread_mutex_lock(&dwfl_lock);
+    Dwfl_Module *m = module_of(pc);
+    Dwarf_Addr bias = 0;
+    Dwarf_CFI *cfi = m ? dwfl_module_eh_cfi(m, &bias) : NULL;
+    if (cfi == NULL && m != NULL)
+        cfi = dwfl_module_dwarf_cfi(m, &bias);
+    Dwarf_Frame *frame = NULL;
+    if (cfi != NULL && dwarf_cfi_addrframe(cfi, pc - bias, &frame) == 0) {
+        Dwarf_Op *ops;
+        size_t nops;
+        /* CFA = rsp+N or rbp+N: DW_OP_breg7/6 N, or DW_OP_bregx 7/6 N. */
+        int reg = -1;
+        Dwarf_Sword off = 0;
+        if (dwarf_frame_cfa(frame, &ops, &nops) == 0 && nops == 1) {
+            if (ops[0].atom == DW_OP_breg7 || ops[0].atom == DW_OP_breg6) {
+                reg = ops[0].atom - DW_OP_breg0;
+                off = (Dwarf_Sword)ops[0].number;
+            }
+            else if (ops[0].atom == DW_OP_bregx) {
+                reg = (int)ops[0].number;
+                off = (Dwarf_Sword)ops[0].number2;
+            }
+        }
+        if (reg == 7 || reg == 6) {
+            rule->cfa_base = reg == 7 ? RH_CFA_RSP : RH_CFA_RBP;
+            rule->cfa_offset = (int32_t)off;
+            Dwarf_Op mem[3];
+            if (dwarf_frame_register(frame, 6, mem, &ops, &nops) == 0) {
+                if (nops == 0) {
+                    rule->rbp = ops == NULL ? RH_RBP_SAME : RH_RBP_LOST;
+                    ok = 0;
+                }
+                else if (nops == 3 && ops[0].atom == DW_OP_call_frame_cfa &&
+                         ops[1].atom == DW_OP_consts && ops[2].atom == DW_OP_plus) {
+                    rule->rbp = RH_RBP_SAVED;
+                    rule->rbp_offset = (int32_t)(Dwarf_Sword)ops[1].number;
+                    ok = 0;
+                }
+                else if (nops == 2 && ops[0].atom == DW_OP_call_frame_cfa &&
+                         ops[1].atom == DW_OP_plus_uconst) {
+                    rule->rbp = RH_RBP_SAVED;
+                    rule->rbp_offset = (int32_t)ops[1].number;
+                    ok = 0;
+                }
+            }
+        }
+    }
+    free(frame);
+    pthread_mutex_unlock(&dwfl_lock);
+    return ok;
+#else
+    return -1;
+#endif
+}
+
 static PyObject *symbols_forget(PyObject *mod, PyObject *unused)
 {
 #ifdef HAVE_LIBDW
+    pthread_mutex_lock(&dwfl_lock);
     if (dwfl != NULL)
         dwfl_end(dwfl);
     dwfl = NULL;
+    pthread_mutex_unlock(&dwfl_lock);
 #endif
     Py_RETURN_NONE;
 }

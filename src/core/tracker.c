@@ -361,6 +361,7 @@ int _rh_tracker_start(void)
 void _rh_tracker_stop(void)
 {
     _rh_stacks_reset();
+    _rh_unwind_reset();
     pthread_mutex_lock(&raw_lock);
     _rh_tracking = 0;
     _rh_table_release(&raw_table);

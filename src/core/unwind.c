@@ -1,0 +1,145 @@
+/* unwind.c — a fast native backtrace for the allocator hooks (x86-64).
+ *
+ * The compiler's unwinder interprets DWARF call-frame information for every
+ * frame of every backtrace, which costs microseconds per allocation.  Almost
+ * every frame of a C program follows one of two simple rules — the caller's
+ * stack pointer (the CFA) is rsp+N or rbp+N, the return address sits just
+ * below the CFA, and the caller's rbp is unchanged or saved at CFA+M — so
+ * this file asks libdw for the rule of each return address once
+ * (symbols.c), keeps it in a cache keyed by address, and then walks a
+ * stack with a few loads per frame.  A frame whose rule is not that simple
+ * (or unknown) ends the fast walk; if that leaves too few frames, the
+ * compiler's unwinder does the whole backtrace instead.
+ *
+ * The walk only reads the current thread's own stack, checking that each
+ * CFA moves up by less than a megabyte.  The cache is mmap'd and guarded by
+ * unwind_lock (hooks run on any thread); libdw is reached only on a miss,
+ * under symbols.c's own lock.  Never used from a signal handler (watch.c
+ * uses the compiler's unwinder there).
+ */
+#include "rh_internal.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#if defined(__x86_64__) && defined(HAVE_LIBDW)
+#  define RH_FAST_UNWIND 1
+#else
+#  define RH_FAST_UNWIND 0
+#endif
+
+#define CACHE_SLOTS (1u << 16)          /* power of two */
+#define MAX_STEP ((uintptr_t)1 << 20)   /* a frame larger than 1 MiB: stop */
+
+typedef struct {
+    uintptr_t pc;           /* 0 = empty */
+    rh_cfi_rule_t rule;
+    int known;              /* 0: no simple rule at this pc */
+} cached_rule_t;
+
+static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
+static cached_rule_t *cache;
+
+#if RH_FAST_UNWIND
+static const cached_rule_t *rule_for(uintptr_t pc)
+{
+    if (cache == NULL) {
+        void *p = mmap(NULL, CACHE_SLOTS * sizeof(cached_rule_t), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        cache = (cached_rule_t *)p;
+    }
+    size_t i = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 48) & (CACHE_SLOTS - 1);
+    for (int probe = 0; probe < 16; probe++, i = (i + 1) & (CACHE_SLOTS - 1)) {
+        cached_rule_t *c = &cache[i];
+        if (c->pc == pc)
+            return c;
+        if (c->pc == 0) {
+            c->known = _rh_cfi_rule(pc, &c->rule) == 0;
+            c->pc = pc;
+            return c;
+        }
+    }
+    return NULL;            /* neighbourhood full: treat as unknown */
+}
+#endif
+
+int _rh_fast_backtrace(uintptr_t *ips, int max)
+{
+#if RH_FAST_UNWIND
+    /* Start from our caller: this file is built with frame pointers. */
+    uintptr_t *fp = (uintptr_t *)__builtin_frame_address(0);
+    uintptr_t rip = (uintptr_t)__builtin_return_address(0);
+    uintptr_t rsp = (uintptr_t)fp + 16;
+    uintptr_t rbp = fp[0];
+    int rbp_valid = 1;
+    int n = 0;
+    pthread_mutex_lock(&unwind_lock);
+    while (n < max && rip > 4096) {
+        ips[n++] = rip;
+        const cached_rule_t *c = rule_for(rip - 1);     /* rip is a return address */
+        if (c == NULL || !c->known)
+            break;
+        uintptr_t base;
+        if (c->rule.cfa_base == RH_CFA_RSP)
+            base = rsp;
+        else if (rbp_valid)
+            base = rbp;
+        else
+            break;
+        uintptr_t cfa = base + (intptr_t)c->rule.cfa_offset;
+        if (cfa <= rsp || cfa - rsp > MAX_STEP)
+            break;
+        uintptr_t next_rip = *(uintptr_t *)(cfa - 8);
+        if (c->rule.rbp == RH_RBP_SAVED)
+            rbp = *(uintptr_t *)(cfa + (intptr_t)c->rule.rbp_offset);
+        else if (c->rule.rbp == RH_RBP_LOST)
+            rbp_valid = 0;
+        rsp = cfa;
+        rip = next_rip;
+    }
+    pthread_mutex_unlock(&unwind_lock);
+    return n;
+#else
+    (void)ips;
+    (void)max;
+    return 0;
+#endif
+}
+
+void _rh_unwind_reset(void)
+{
+    pthread_mutex_lock(&unwind_lock);
+    if (cache != NULL)
+        munmap(cache, CACHE_SLOTS * sizeof(cached_rule_t));
+    cache = NULL;
+    pthread_mutex_unlock(&unwind_lock);
+}
+
+/* unwind_check() -> (fast addresses, compiler-unwinder addresses) from
+ * here: for tests, the two walks must agree where the fast one goes. */
+static PyObject *unwind_check(PyObject *mod, PyObject *unused)
+{
+    uintptr_t fast[64], slow[64];
+    int nf = _rh_fast_backtrace(fast, 64);
+    int ns = _rh_native_backtrace(slow, 64);
+    PyObject *a = PyList_New(nf), *b = PyList_New(ns);
+    if (a == NULL || b == NULL) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return NULL;
+    }
+    for (int i = 0; i < nf; i++)
+        PyList_SET_ITEM(a, i, PyLong_FromUnsignedLong(fast[i]));
+    for (int i = 0; i < ns; i++)
+        PyList_SET_ITEM(b, i, PyLong_FromUnsignedLong(slow[i]));
+    return Py_BuildValue("(NN)", a, b);
+}
+
+PyMethodDef _rh_unwind_methods[] = {
+    {"unwind_check", unwind_check, METH_NOARGS,
+     "unwind_check() -> (fast walk, compiler unwinder) return addresses from here"},
+    {NULL}
+};
