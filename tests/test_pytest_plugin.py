@@ -323,10 +323,15 @@ def test_marker_is_registered_without_refhound(project):
 def test_plugin_autoloads_through_its_entry_point(project):
     # What an install makes of [project.entry-points.pytest11]: a dist-info
     # with entry_points.txt; pytest then loads the plugin without -p.
+    # When refhound is installed (pip install -e .), its own dist-info is
+    # the one on the path; a second one would register the plugin twice.
+    from importlib.metadata import entry_points
+    installed = any(ep.name == "refhound" for ep in entry_points(group="pytest11"))
     dist = project / "site" / "refhound-0.0.dist-info"
     dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: refhound\nVersion: 0.0\n")
-    (dist / "entry_points.txt").write_text("[pytest11]\nrefhound = refhound.pytest_plugin\n")
+    if not installed:
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: refhound\nVersion: 0.0\n")
+        (dist / "entry_points.txt").write_text("[pytest11]\nrefhound = refhound.pytest_plugin\n")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(project / "site"), engine_path(PY)])
     env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)

@@ -201,6 +201,7 @@ typedef struct {
 int _rh_typeset_refresh(void);                 /* 0 ok, -1 exception */
 rh_typeinfo_t *_rh_typeset_lookup(uintptr_t type);
 size_t _rh_typeset_count(void);
+size_t _rh_typeset_heap_bytes(void);
 rh_typeinfo_t *_rh_typeset_slots(size_t *capacity);
 void _rh_typeset_clear(void);
 

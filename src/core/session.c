@@ -18,6 +18,7 @@
  */
 #include "rh_internal.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -142,6 +143,22 @@ static void observe_free(const rh_block_t *b)
 
 /* ---- sampling ------------------------------------------------------------ */
 
+/* Bytes of the C heap refhound itself holds now: native_bytes is the
+ * process's whole glibc heap, and the engine's own tables grow when new
+ * types appear; that is not the target's growth. */
+static int64_t own_heap_bytes(Session *s)
+{
+    size_t n = _rh_typeset_heap_bytes();
+    n += malloc_usable_size(s->samples) + malloc_usable_size(s->stats);
+    for (size_t i = 0; s->stats && i <= s->stats_mask; i++) {
+        if (s->stats[i] != NULL)
+            n += malloc_usable_size(s->stats[i]) + malloc_usable_size(s->stats[i]->live);
+    }
+    for (int i = 0; i < s->nsnaps; i++)
+        n += s->snaps[i].entries ? malloc_usable_size(s->snaps[i].entries) : 0;
+    return (int64_t)n;
+}
+
 static int take_sample(Session *s)
 {
     if (s->nsamples >= s->max_samples) {
@@ -186,7 +203,7 @@ static int take_sample(Session *s)
     x->m[M_OBJ_BYTES] = bytes[RH_DOMAIN_OBJ];
     x->m[M_BLOCKS] = blocks[RH_DOMAIN_RAW] + blocks[RH_DOMAIN_MEM] + blocks[RH_DOMAIN_OBJ];
     x->m[M_BYTES] = bytes[RH_DOMAIN_RAW] + bytes[RH_DOMAIN_MEM] + bytes[RH_DOMAIN_OBJ];
-    x->m[M_NATIVE] = ps.native_bytes;
+    x->m[M_NATIVE] = ps.native_bytes < 0 ? -1 : ps.native_bytes - own_heap_bytes(s);
     x->m[M_RSS] = ps.rss_bytes;
     x->m[M_USS] = ps.uss_bytes;
     x->m[M_FDS] = ps.fds;
@@ -776,6 +793,31 @@ static PyObject *Session_last_delta(Session *s, PyObject *arg)
     return NULL;
 }
 
+/* series(metric, start=0) -> [values] from sample `start` on */
+static PyObject *Session_series(Session *s, PyObject *args)
+{
+    const char *name;
+    int start = 0;
+    if (!PyArg_ParseTuple(args, "s|i", &name, &start))
+        return NULL;
+    for (int k = 0; k < NMETRICS; k++) {
+        if (strcmp(name, metric_names[k]) != 0)
+            continue;
+        PyObject *out = PyList_New(0);
+        for (int i = start < 0 ? 0 : start; out && i < s->nsamples; i++) {
+            PyObject *v = PyLong_FromLongLong(s->samples[i].m[k]);
+            if (v == NULL || PyList_Append(out, v) < 0)
+                Py_CLEAR(out);
+            Py_XDECREF(v);
+        }
+        return out;
+    }
+    PyErr_Format(PyExc_KeyError, "no metric %s", name);
+    return NULL;
+}
+
+static PyObject *Session_get_warmup(Session *s, void *c) { return PyLong_FromLong(s->nwarmup); }
+
 static PyObject *Session_get_nsamples(Session *s, void *c) { return PyLong_FromLong(s->nsamples); }
 static PyObject *Session_get_calls(Session *s, void *c) { return PyLong_FromSsize_t(s->calls); }
 
@@ -788,6 +830,8 @@ static PyMethodDef Session_methods[] = {
      "growth(limit=20) -> [(object, [refcnt per snapshot])] moving one way"},
     {"results", (PyCFunction)Session_results, METH_NOARGS, "results() -> dict"},
     {"set_calls", (PyCFunction)Session_set_calls, METH_O, "set the calls per iteration"},
+    {"series", (PyCFunction)Session_series, METH_VARARGS,
+     "series(metric, start=0) -> the metric's value at each sample from `start`"},
     {"last_delta", (PyCFunction)Session_last_delta, METH_O,
      "last_delta(metric) -> change between the last two samples"},
     {"close", (PyCFunction)Session_close, METH_NOARGS, "stop receiving free notifications"},
@@ -797,6 +841,7 @@ static PyMethodDef Session_methods[] = {
 static PyGetSetDef Session_getset[] = {
     {"nsamples", (getter)Session_get_nsamples, NULL, "samples taken", NULL},
     {"calls", (getter)Session_get_calls, NULL, "calls per iteration", NULL},
+    {"warmup_samples", (getter)Session_get_warmup, NULL, "samples taken during warm-up", NULL},
     {NULL}
 };
 

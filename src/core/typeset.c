@@ -12,6 +12,7 @@
  */
 #include "rh_internal.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,12 @@ rh_typeinfo_t *_rh_typeset_lookup(uintptr_t type)
 }
 
 size_t _rh_typeset_count(void) { return current.count; }
+
+/* Bytes of the C heap the type set holds (left out of native_bytes). */
+size_t _rh_typeset_heap_bytes(void)
+{
+    return current.slots ? malloc_usable_size(current.slots) : 0;
+}
 
 rh_typeinfo_t *_rh_typeset_slots(size_t *capacity)
 {

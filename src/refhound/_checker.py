@@ -14,6 +14,8 @@ from ._result import Result
 from ._saferepr import safe_repr, type_name
 
 ATTRIBUTION_ITERATIONS = 2
+CONFIRM_ITERATIONS = 3     # plus one for the baseline
+CONFIRM_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "fds")
 RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", "fds")
 
 
@@ -97,7 +99,8 @@ class Checker:
         while True:
             session = _core.Session(
                 func, args, kwargs, clear_caches, calls,
-                max_samples=self.warmup + self.iterations + self.diagnose + ATTRIBUTION_ITERATIONS + 4,
+                max_samples=(self.warmup + self.iterations + self.diagnose + ATTRIBUTION_ITERATIONS
+                             + CONFIRM_ITERATIONS + 5),
                 min_measured=self.min_iterations, max_measured=self.iterations,
                 alpha=self.alpha)
             try:
@@ -113,6 +116,11 @@ class Checker:
                     continue
                 verdict = outcome
                 measured_samples = session.nsamples
+                if verdict in ("leak", "error"):
+                    try:
+                        verdict = self._confirm(session, verdict, notes)
+                    except _core.TrackingError as exc:
+                        notes.append("not confirmed: refhound %s" % exc)
                 growth = []
                 if verdict in ("leak", "error") and self.diagnose > 0:
                     try:
@@ -207,6 +215,49 @@ class Checker:
             out.append({"type": type_name(type(obj)), "repr": safe_repr(obj),
                         "refs_per_call": round(rate, 4), "sites": [], "object": obj})
         return out
+
+    def _confirm(self, session, verdict, notes):
+        """A trend seen at N calls per iteration must show at another count.
+
+        A leak grows with the number of calls; a cache that fills and is
+        emptied every k entries, sampled every N calls, can draw a steady
+        ramp that is only aliasing.  Re-measure at another count (2N+1, and
+        enough calls for a few events of the measured rate): the per-call
+        rate of at least one trending metric must come back with the same
+        sign and within a factor of two, else the verdict is "inconclusive"."""
+        calls = session.calls
+        base = max(session.warmup_samples - 1, 0)
+        before = {}
+        for key in CONFIRM_METRICS:
+            series = session.series(key, base)
+            if series and min(series) >= 0:
+                rate = _core.trend(series)["slope"] / calls
+                if rate != 0:
+                    before[key] = rate
+        if not before:
+            return verdict
+        counts = [abs(r) for k, r in before.items() if k in ("refs", "objects", "blocks", "fds")]
+        fastest = max(counts) if counts else max(abs(r) for r in before.values())
+        other = max(calls * 2 + 1, min(int(5 / fastest) + 1, calls * 100, 100000))
+        # The first iteration is the baseline: the objects made above are
+        # alive from then on and cancel out.  No Python object may be
+        # created between the samples that follow.
+        start = session.nsamples
+        session.set_calls(other)
+        try:
+            for _ in range(CONFIRM_ITERATIONS + 1):
+                self._call(session.iterate, False)
+        finally:
+            session.set_calls(calls)
+        for key, rate in before.items():
+            series = session.series(key, start)
+            after = (series[-1] - series[0]) / (other * (len(series) - 1))
+            if (rate > 0) == (after > 0) and 0.5 <= after / rate <= 2.0:
+                return verdict
+        notes.append("the growth seen at %d calls per iteration did not show at %d: a cache "
+                     "emptied periodically and sampled in step with it? (rates %s)"
+                     % (calls, other, ", ".join("%s %+.3g" % kv for kv in before.items())))
+        return "inconclusive"
 
     def _attribute(self, session, notes):
         """Iterations with a stack recorded for every new block; the blocks

@@ -40,6 +40,8 @@ def render(result, color=False):
     }[r.verdict]
     if r.incomplete:
         summary = "could not conclude: " + r.incomplete
+    elif r.verdict == "inconclusive" and r.notes:
+        summary = "no conclusion (see the note below)"
     lines.append("  verdict   %s: %s" % (head, summary))
     lines.append("  measured  %d iterations x %d calls after %d warm-up, %.2f s" % (
         r.iterations["measured"], r.calls_per_iteration, r.iterations["warmup"], r.seconds))
