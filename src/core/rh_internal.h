@@ -120,6 +120,7 @@ extern volatile uint32_t _rh_epoch;
 int _rh_tracker_start(void);        /* 0 ok, -1 with exception */
 void _rh_tracker_stop(void);
 int _rh_tracker_active(void);
+int _rh_tracker_call_unhooked(int (*fn)(void *), void *arg);
 const char *_rh_tracker_failure(void);   /* NULL or why tracking stopped */
 uint32_t _rh_epoch_advance(void);
 /* Live blocks and bytes per domain (raw from the locked table). */

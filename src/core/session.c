@@ -4,8 +4,8 @@
  * its own birth epoch, then collects garbage, clears the interpreter caches
  * (a Python callable given by the caller) and takes a sample: references,
  * objects, gc-tracked objects, blocks and bytes per domain, native heap,
- * RSS/USS, descriptors, threads, and `sys.gettotalrefcount()` on debug
- * builds.  All samples live in C memory (libc), so the bookkeeping of
+ * RSS/USS, descriptors, threads, pymalloc's arenas/pools/blocks, and
+ * `sys.gettotalrefcount()` on debug builds.  All samples live in C memory (libc), so the bookkeeping of
  * the check itself never shows up in what it measures.
  *
  * Per type (COUNT_ALLOCS figures): live count at every sample, objects
@@ -27,6 +27,7 @@ enum {
     M_REFS, M_OBJECTS, M_GC, M_BLOCKS, M_BYTES,
     M_RAW_BLOCKS, M_MEM_BLOCKS, M_OBJ_BLOCKS, M_RAW_BYTES, M_MEM_BYTES, M_OBJ_BYTES,
     M_NATIVE, M_RSS, M_USS, M_FDS, M_THREADS, M_DEBUG_REFS,
+    M_ARENAS, M_POOLS, M_PYMALLOC_BLOCKS,
     NMETRICS
 };
 
@@ -34,6 +35,7 @@ static const char *const metric_names[NMETRICS] = {
     "refs", "objects", "gc_objects", "blocks", "bytes",
     "raw_blocks", "mem_blocks", "obj_blocks", "raw_bytes", "mem_bytes", "obj_bytes",
     "native_bytes", "rss_bytes", "uss_bytes", "fds", "threads", "debug_refs",
+    "arenas", "pools", "pymalloc_blocks",
 };
 
 /* Metrics whose growth makes a leak (the others are shown only). */
@@ -159,6 +161,8 @@ static int64_t own_heap_bytes(Session *s)
     return (int64_t)n;
 }
 
+static int read_pymalloc(void *out) { return _rh_pymalloc_read((rh_pymalloc_t *)out); }
+
 static int take_sample(Session *s)
 {
     if (s->nsamples >= s->max_samples) {
@@ -208,6 +212,15 @@ static int take_sample(Session *s)
     x->m[M_USS] = ps.uss_bytes;
     x->m[M_FDS] = ps.fds;
     x->m[M_THREADS] = ps.threads;
+    /* pymalloc's own figures, as PYTHONMALLOCSTATS prints them (-1 when
+     * pymalloc is not the allocator). */
+    rh_pymalloc_t pm;
+    x->m[M_ARENAS] = x->m[M_POOLS] = x->m[M_PYMALLOC_BLOCKS] = -1;
+    if (_rh_tracker_call_unhooked(read_pymalloc, &pm) == 0 && pm.enabled) {
+        x->m[M_ARENAS] = pm.arenas_current;
+        x->m[M_POOLS] = pm.pools_in_use;
+        x->m[M_PYMALLOC_BLOCKS] = pm.blocks_in_use;
+    }
 
     for (size_t i = 0; i < ncap; i++) {
         rh_typestat_t *st = types[i].stat;
@@ -414,7 +427,8 @@ static int classify_all(Session *s, int *measured)
         for (int i = 0; i < window; i++) {
             int64_t v = s->samples[start + i].m[k];
             if (v < 0 && (k == M_NATIVE || k == M_RSS || k == M_USS || k == M_FDS ||
-                          k == M_THREADS || k == M_DEBUG_REFS))
+                          k == M_THREADS || k == M_DEBUG_REFS || k == M_ARENAS ||
+                          k == M_POOLS || k == M_PYMALLOC_BLOCKS))
                 missing = 1;
             x[i] = (double)v;
         }

@@ -49,6 +49,7 @@ volatile uint32_t _rh_epoch = 0;
 rh_free_observer_t _rh_free_observer = NULL;
 
 static int hooks_installed = 0;
+static int allocator_is(PyMemAllocatorDomain domain, const PyMemAllocatorEx *ours);
 static const char *failure = NULL;
 static PyMemAllocatorEx prev_raw, prev_mem, prev_obj;
 static PyMemAllocatorEx our_raw, our_mem, our_obj;
@@ -324,6 +325,19 @@ static void uninstall_hooks(void)
 }
 
 int _rh_tracker_active(void) { return _rh_tracking; }
+
+/* Run fn with the obj domain's previous allocator back in place: CPython
+ * reports pymalloc's statistics only while pymalloc is the installed
+ * allocator.  GIL held; fn must not allocate through Python. */
+int _rh_tracker_call_unhooked(int (*fn)(void *), void *arg)
+{
+    if (!hooks_installed || !allocator_is(PYMEM_DOMAIN_OBJ, &our_obj))
+        return fn(arg);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &prev_obj);
+    int rc = fn(arg);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &our_obj);
+    return rc;
+}
 const char *_rh_tracker_failure(void) { return failure; }
 
 int _rh_tracker_start(void)

@@ -51,6 +51,11 @@ def render(result, color=False):
             ("fds", "fds", "")]
     lines.append("  per call  " + "".join("%10s" % c[1] for c in cols))
     lines.append("            " + "".join("%10s" % _fmt_rate(pc.get(c[0])) for c in cols))
+    if r.samples and r.samples[0].get("arenas", -1) >= 0:
+        a, b = r.samples[0], r.samples[-1]
+        lines.append("            pymalloc: arenas %d -> %d, pools in use %d -> %d, blocks in use %d -> %d"
+                     % (a["arenas"], b["arenas"], a["pools"], b["pools"], a["pymalloc_blocks"],
+                        b["pymalloc_blocks"]))
     if r.debug_refs_per_call is not None:
         lines.append("            sys.gettotalrefcount(): %s per call" % _fmt_rate(r.debug_refs_per_call))
     if r.objects:
