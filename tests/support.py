@@ -5,6 +5,7 @@ test (release `python3` or Debian's `python3.11-dbg`), so the engine is
 compiled against that interpreter's own headers.
 """
 import fcntl
+import glob
 import functools
 import json
 import os
@@ -52,16 +53,45 @@ def engine_path(python):
     with _Lock(out + ".lock"):
         pkg = os.path.join(out, "refhound")
         os.makedirs(pkg, exist_ok=True)
-        proc = subprocess.run(
-            [python, "setup.py", "-q", "build_ext", "-b", out, "-t", out + ".tmp"],
-            cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError("building refhound for %s failed:\n%s%s"
-                               % (python, proc.stdout, proc.stderr))
+        has_setuptools = subprocess.run([python, "-c", "import setuptools"],
+                                        capture_output=True).returncode == 0
+        if has_setuptools:
+            proc = subprocess.run(
+                [python, "setup.py", "-q", "build_ext", "-b", out, "-t", out + ".tmp"],
+                cwd=ROOT, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError("building refhound for %s failed:\n%s%s"
+                                   % (python, proc.stdout, proc.stderr))
+        else:
+            _build_engine_with_cc(python, pkg)
         # The Python side, as it is in the tree (the .so files come from the build).
         shutil.copytree(os.path.join(ROOT, "src", "refhound"), pkg, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     return out
+
+
+def _build_engine_with_cc(python, pkg):
+    """The engine for an interpreter without setuptools: the system compiler
+    with the flags setup.py uses."""
+    info = cbuild.interpreter_info(python)
+    incs = [info["include"]] + ([info["platinclude"]] if info.get("platinclude") else [])
+    flags = ["-O2", "-g", "-fPIC", "-shared", "-fno-omit-frame-pointer", "-std=gnu11",
+             "-DREFHOUND_CORE_BUILD=1", "-I" + os.path.join(ROOT, "src", "core"),
+             "-I" + os.path.join(ROOT, "include")] + ["-I" + d for d in incs]
+    libs = ["-lpthread", "-ldl"]
+    if os.path.exists("/usr/include/elfutils/libdwfl.h"):
+        flags.append("-DHAVE_LIBDW=1")
+        libs += ["-ldw", "-lelf"]
+    if os.path.exists("/usr/include/valgrind/memcheck.h"):
+        flags.append("-DHAVE_VALGRIND=1")
+    sources = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")))
+    for name, srcs, extra in (("_core", sources, libs),
+                              ("_demo", [os.path.join(ROOT, "src", "demo", "demo.c")], [])):
+        target = os.path.join(pkg, name + info["ext_suffix"])
+        proc = subprocess.run(["cc"] + flags + srcs + ["-o", target] + extra,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError("compiling refhound for %s failed:\n%s" % (python, proc.stderr))
 
 
 def zoo_dir(python, opt="-O0"):
