@@ -22,6 +22,7 @@ probe, bench/c/alloccount.c), to turn the overhead into ns per call.
     python3 bench/overhead.py                  # everything, ~15 min on 2 cores
     python3 bench/overhead.py --rounds 3 churn json
     python3 bench/overhead.py --peak-only
+    python3 bench/overhead.py --render [FILE]   # the table of a saved run
 
 Prints a table; writes bench/results/overhead.json.
 """
@@ -70,10 +71,19 @@ class _Tool:
         self.tmpdir = tmpdir
         self.tracker = None
 
-    def start(self):
+    def prepare(self):
+        """Imports, so that start() times the tool's own start only."""
         if self.mode == "refhound":
             from refhound import _core
             self.core = _core
+        elif self.mode.startswith("memray"):
+            import memray  # noqa: F401
+        elif self.mode == "tracemalloc":
+            import tracemalloc  # noqa: F401
+
+    def start(self):
+        if self.mode == "refhound":
+            _core = self.core
             if not _core.start():
                 raise RuntimeError("refhound was already tracking")
         elif self.mode == "tracemalloc":
@@ -123,6 +133,7 @@ def child_run(mode, workload, scale):
     gc.collect()
     with tempfile.TemporaryDirectory(prefix="rh-bench-") as tmpdir:
         tool = _Tool(mode, tmpdir)
+        tool.prepare()
         t0 = time.perf_counter()
         tool.start()
         t1 = time.perf_counter()
@@ -314,35 +325,47 @@ def fmt_ratio(x):
     return "-" if x is None else "%.2fx" % x
 
 
+def geomean(xs):
+    import math
+    xs = [x for x in xs if x]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
 def render(doc):
     lines = []
     ov = doc.get("overhead") or {}
     modes = doc["modes"]
     calls = doc.get("calls") or {}
     if ov:
-        head = ["workload", "plain s"] + modes[1:] + ["rh start ms", "calls/s", "rh ns/call"]
+        # Wall: the median over rounds of (mode / plain of the same round),
+        # pairs that ran close in time; CPU: process CPU time, medians.
+        head = (["workload", "plain wall s"] + ["%s wall (CPU)" % m for m in modes[1:]]
+                + ["rh start ms", "calls/s", "rh ns/call"])
         lines.append(" | ".join(head))
         lines.append(" | ".join("---" for _ in head))
         for w, row in ov.items():
             cells = [w, "%.3f" % row["plain_s"]]
             for m in modes[1:]:
-                cells.append(fmt_ratio(row["modes"][m]["ratio"]))
+                r = row["modes"][m]
+                cells.append("%s (%s)" % (fmt_ratio(r["ratio_per_round_median"]),
+                                          fmt_ratio(r["cpu_ratio"])))
             rh = row["modes"].get("refhound")
             cells.append("%.1f" % (rh["start_s"] * 1e3) if rh else "-")
             c = calls.get(w)
-            if c:
+            plain_cpu = med([x["cpu_s"] for x in doc.get("samples", {}).get(w, {}).get("plain", [])])
+            if c and plain_cpu:
+                # Per allocator call, from CPU time (steadier than wall here).
                 n = c["raw"] + c["mem"] + c["obj"] + c["frees"]
-                cells.append("%.1fM" % (n / row["plain_s"] / 1e6))
-                cells.append("%.0f" % ((rh["median_s"] - row["plain_s"]) / n * 1e9) if rh else "-")
+                cells.append("%.1fM" % (n / plain_cpu / 1e6))
+                cells.append("%.0f" % ((rh["cpu_ratio"] - 1) * plain_cpu / n * 1e9) if rh else "-")
             else:
                 cells += ["-", "-"]
             lines.append(" | ".join(cells))
-        # Geometric mean of the ratios.
-        import math
         cells = ["geomean", ""]
         for m in modes[1:]:
-            rs = [row["modes"][m]["ratio"] for row in ov.values()]
-            cells.append(fmt_ratio(math.exp(sum(map(math.log, rs)) / len(rs))))
+            cells.append("%s (%s)" % (
+                fmt_ratio(geomean([r["modes"][m]["ratio_per_round_median"] for r in ov.values()])),
+                fmt_ratio(geomean([r["modes"][m]["cpu_ratio"] for r in ov.values()]))))
         lines.append(" | ".join(cells + ["", "", ""]))
     peak = doc.get("peak")
     if peak:
@@ -371,6 +394,10 @@ def main(argv=None):
         return 0
     if argv[:1] == ["--child-peak"]:
         print(json.dumps(child_peak(argv[1], int(argv[2]))))
+        return 0
+    if argv[:1] == ["--render"]:
+        with open(argv[1] if len(argv) > 1 else os.path.join(RESULTS, "overhead.json")) as f:
+            print(render(json.load(f)))
         return 0
 
     sys.path.insert(0, HERE)
