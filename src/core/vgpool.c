@@ -12,7 +12,7 @@
  *   arena created      VALGRIND_MAKE_MEM_NOACCESS over the whole arena
  *   block handed out   VALGRIND_MEMPOOL_ALLOC(anchor, p, size)
  *   block freed        VALGRIND_MEMPOOL_FREE(anchor, p)
- *   realloc in place   VALGRIND_MEMPOOL_CHANGE + definedness of the tail
+ *   realloc            a new block, the bytes copied, the old one freed
  *
  * so memcheck reports errors and leaks per object, with its allocation and
  * free stacks, exactly as for malloc blocks.
@@ -248,11 +248,12 @@ static void quarantine_put(void *p)
         recycle(p);
         return;
     }
-    size_t tail = (vp.q_head + vp.q_count) % vp.quarantine_cap;
+    size_t mask = vp.quarantine_cap - 1;     /* a power of two */
+    size_t tail = (vp.q_head + vp.q_count) & mask;
     if (vp.q_count == vp.quarantine_cap) {
         void *old = vp.quarantine[vp.q_head];
         vp.quarantine[vp.q_head] = p;
-        vp.q_head = (vp.q_head + 1) % vp.quarantine_cap;
+        vp.q_head = (vp.q_head + 1) & mask;
         recycle(old);
         return;
     }
@@ -267,20 +268,22 @@ static void *small_alloc(size_t size)
     int cls = size ? (int)((size - 1) / GRAIN) : 0;
     class_t *c = &vp.classes[cls];
     void *p;
+    pool_t *pool;
+    uint32_t i = 0;
     if (c->count > 0) {
         p = c->items[--c->count];
         c->items[c->count] = NULL;     /* no stale pointer to a live block */
+        pool = slot_of(arena_of(p), p, &i);
     } else {
         if (c->bump_pool == NULL || c->bump_pool->bumped == c->bump_pool->nslots) {
             c->bump_pool = new_pool(cls, &c->bump_base);
             if (c->bump_pool == NULL)
                 return NULL;
         }
-        p = c->bump_base + vp.lead + (size_t)c->bump_pool->bumped++ * stride_of(cls);
+        pool = c->bump_pool;
+        i = pool->bumped++;
+        p = c->bump_base + vp.lead + (size_t)i * stride_of(cls);
     }
-    arena_t *ar = arena_of(p);
-    uint32_t i = 0;
-    pool_t *pool = slot_of(ar, p, &i);
     pool->live[i >> 6] |= (uint64_t)1 << (i & 63);
     pool->size[i] = (uint16_t)size;
     vp.stats.allocs++;
@@ -359,18 +362,14 @@ static void *vp_realloc(void *ctx, void *p, size_t size)
         return NULL;
     }
     size_t old = pool->size[i];
-    if (size <= MAX_SMALL && (size ? (int)((size - 1) / GRAIN) : 0) == pool->cls) {
-        /* Same class: stays in place; memcheck learns the new extent. */
-        pool->size[i] = (uint16_t)size;
-        if (vp.annotate) {
-            VALGRIND_MEMPOOL_CHANGE(&vp_anchor, p, p, size);
-            if (size > old)
-                VALGRIND_MAKE_MEM_UNDEFINED((char *)p + old, size - old);
-            else if (size < old)
-                VALGRIND_MAKE_MEM_NOACCESS((char *)p + size, old - size);
-        }
+    if (!vp.annotate && size <= MAX_SMALL && (size ? (int)((size - 1) / GRAIN) : 0) == pool->cls) {
+        pool->size[i] = (uint16_t)size;     /* same class: stays in place */
         return p;
     }
+    /* Under memcheck a realloc always moves, as memcheck's own realloc
+     * does: a stale pointer to the old block is then caught, and
+     * VALGRIND_MEMPOOL_CHANGE is avoided (memcheck checks the whole pool,
+     * sorted, on every call: quadratic on a large heap). */
     void *q = vp_malloc(ctx, size);
     if (q == NULL)
         return NULL;
@@ -399,7 +398,12 @@ int _rh_vgpool_install(size_t quarantine, int force_annotate, const char **why)
     vp.annotate = force_annotate || RUNNING_ON_VALGRIND;
     vp.red_zone = vp.annotate ? RED_ZONE : 0;
     vp.lead = vp.red_zone;
-    vp.quarantine_cap = vp.annotate ? quarantine : 0;
+    vp.quarantine_cap = 0;
+    if (vp.annotate && quarantine > 0) {
+        vp.quarantine_cap = 1;
+        while (vp.quarantine_cap < quarantine && vp.quarantine_cap < ((size_t)1 << 30))
+            vp.quarantine_cap <<= 1;
+    }
     if (vp.quarantine_cap > 0) {
         vp.quarantine = calloc(vp.quarantine_cap, sizeof(void *));
         if (vp.quarantine == NULL) {

@@ -28,6 +28,7 @@ each scope holds a fixed set of attributes that are replaced, not grown.
 import gc
 import json
 import os
+import time
 
 MARK = "refhound:"
 
@@ -51,6 +52,7 @@ def mark(event, **fields):
     """Write one marker into Valgrind's log/XML (nothing natively)."""
     if running():
         fields["ev"] = event
+        fields["cpu"] = round(time.process_time(), 3)
         _core.valgrind_printf(MARK + json.dumps(fields, sort_keys=True))
 
 
@@ -59,7 +61,8 @@ def leak_search(mode="changed"):
     Returns the totals (bytes and blocks per kind) or None natively."""
     if not running():
         return None
-    _core.valgrind_printf(MARK + '{"ev": "search", "mode": "%s"}' % mode)
+    _core.valgrind_printf(MARK + '{"ev": "search", "mode": "%s", "cpu": %.3f}'
+                          % (mode, time.process_time()))
     return _core.valgrind_leak_check(mode)
 
 
@@ -125,6 +128,8 @@ def begin(name, kind="test", collect=True):
     Valgrind.  A leak search first, so the scope starts from a known state."""
     if not running():
         return None
+    if _stack and _stack[-1].kind == kind and _stack[-1].name == str(name):
+        return None         # already open (a plugin and a conftest both bracketing)
     if collect:
         gc.collect()
     totals = leak_search("changed")

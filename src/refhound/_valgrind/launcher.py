@@ -15,9 +15,12 @@ them for sys.executable: Valgrind must start the real interpreter, not a
 shell.
 
 memcheck_options() is the one list of options both the run and its
-suppression baseline use: XML output (one file per process), leak search
-with every kind (refhound's "changed" searches need still-reachable
-records to see growth), no error limit.
+suppression baseline use: XML output (one file per process), full leak
+search showing lost blocks (definitely and indirectly; refhound's own
+searches hide the GC's links, so a leaked container is lost too), no error
+limit.  --show-reachable adds "possibly lost" and "still reachable"
+records: thousands on a large program (pytest), hundreds of megabytes of
+XML per search.
 """
 import os
 import re
@@ -43,6 +46,18 @@ class Plan:
         self.python = python              # the real interpreter executable
         self.interp_opts = list(interp_opts)
         self.program = list(program)      # -c CMD ... | -m MOD ... | - ... | SCRIPT ...
+
+    def is_pytest(self):
+        if len(self.program) >= 2 and self.program[0] == "-m":
+            return self.program[1] in ("pytest", "py.test")
+        return bool(self.program) and os.path.basename(self.program[0]) in ("pytest", "py.test")
+
+    def with_pytest_scopes(self):
+        """pytest gets refhound's per-test scopes plugin (-p ...)."""
+        if not self.is_pytest():
+            return
+        at = 2 if self.program[0] == "-m" else 1
+        self.program[at:at] = ["-p", "refhound._valgrind.pytest_scopes"]
 
     def imports(self):
         """Modules worth importing in the suppression baseline: the -m module."""
@@ -172,9 +187,11 @@ def valgrind_version(valgrind):
     return out.stdout.strip() or None
 
 
-def memcheck_options(num_callers=24, track_origins=False, trace_children=False):
-    opts = ["--tool=memcheck", "--leak-check=full", "--show-leak-kinds=all",
-            "--errors-for-leak-kinds=definite,indirect", "--num-callers=%d" % num_callers,
+def memcheck_options(num_callers=24, track_origins=False, trace_children=False,
+                     show_reachable=False):
+    kinds = "all" if show_reachable else "definite,indirect"
+    opts = ["--tool=memcheck", "--leak-check=full", "--show-leak-kinds=" + kinds,
+            "--errors-for-leak-kinds=none", "--num-callers=%d" % num_callers,
             "--error-limit=no", "--keep-debuginfo=yes", "--child-silent-after-fork=no",
             "--trace-children=%s" % ("yes" if trace_children else "no")]
     if track_origins:

@@ -107,7 +107,7 @@ def cache_dir():
     return os.path.join(base, "valgrind")
 
 
-def cache_key(info, valgrind_version, allocator, num_callers, imports):
+def cache_key(info, valgrind_version, allocator, options, imports):
     """The inputs that decide what the baseline's records look like."""
     key = {
         "format": FORMAT,
@@ -119,7 +119,7 @@ def cache_key(info, valgrind_version, allocator, num_callers, imports):
         "py_debug": info["py_debug"],
         "valgrind": valgrind_version,
         "allocator": allocator,
-        "num_callers": num_callers,
+        "options": list(options),
         "imports": sorted(imports),
         "refhound_core": _stat(_core_path(info)),
     }
@@ -180,11 +180,11 @@ def baseline_program(imports):
 
 
 def ensure(python, info, valgrind, valgrind_version, memcheck_opts, boot_prefix, env,
-           allocator, num_callers, imports=(), regenerate=False, log=None):
+           allocator, key_options, imports=(), regenerate=False, log=None):
     """Path of the suppression file for this interpreter build, generating
     it (a baseline run under memcheck, some seconds) when missing or stale.
     Returns (path, generated_now, count)."""
-    key, digest = cache_key(info, valgrind_version, allocator, num_callers, imports)
+    key, digest = cache_key(info, valgrind_version, allocator, key_options, imports)
     folder = cache_dir()
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "baseline-%s.supp" % digest)

@@ -18,9 +18,13 @@ yields, in file order:
     ("truncated", reason)                  the file ends early (the process
                                            was killed or is still running)
 
-Streaming (iterparse, elements cleared as they are read) keeps memory flat
-on the multi-megabyte files a leak search with every kind produces.
+The file is read line by line, one top-level element at a time, which
+keeps memory flat on the large files a leak search with every kind
+produces and copes with what is not one well-formed document: a process
+killed before memcheck closed its report, and the headers that children
+started with vfork (subprocess) write into their parent's file.
 """
+import re
 import xml.etree.ElementTree as ET
 
 LEAK_KINDS = {
@@ -140,20 +144,115 @@ def _error(el):
     return e
 
 
+_SINGLE = re.compile(r"^<(\w+)>.*</\1>\s*$")
+_OPEN = re.compile(r"^<(\w+)>\s*$")
+
+
+def _chunks(path):
+    """Top-level pieces of a memcheck XML file, as (tag, text): "xmldecl"
+    for a document start, "docend" for </valgrindoutput>, else the
+    element's tag and its full text.  memcheck writes each top-level
+    element from column 0 and nests with indentation, so a line scan finds
+    them without trusting the file to be one well-formed document."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        buf = None
+        tag = None
+        for line in fh:
+            if buf is not None:
+                buf.append(line)
+                if line.startswith("</" + tag + ">"):
+                    yield tag, "".join(buf)
+                    buf = None
+                continue
+            if line.startswith("<?xml"):
+                yield "xmldecl", line
+            elif line.startswith("</valgrindoutput>"):
+                yield "docend", line
+            elif line.startswith("<valgrindoutput>") or not line.startswith("<"):
+                continue
+            else:
+                m = _SINGLE.match(line)
+                if m:
+                    yield m.group(1), line
+                    continue
+                m = _OPEN.match(line)
+                if m:
+                    tag = m.group(1)
+                    buf = [line]
+        if buf is not None:
+            yield "partial", "".join(buf)
+
+
+def _elements(path):
+    """(tag, Element) of the main process's document.
+
+    A child started with vfork (subprocess, posix_spawn) writes its XML
+    header into the parent's file before it executes its program (and,
+    when the exec fails, its final report), and the parent then goes on
+    writing: such injected pieces are dropped here.  A real fork()ed child
+    gets a file of its own."""
+    main_started = False
+    child = None            # None, "header" or "report"
+    pending = []            # a child's final report, held back in case it is the main's
+    for tag, text in _chunks(path):
+        if tag == "xmldecl":
+            if main_started:
+                child = "header"
+            main_started = True
+            continue
+        if tag == "partial":
+            yield "partial", None
+            return
+        if child == "header":
+            if tag == "args":
+                child = "after-args"
+            continue
+        if child == "after-args":
+            if tag == "status" and "FINISHED" in text:
+                child = "report"
+                pending = [(tag, text)]
+                continue
+            child = None
+        if child == "report":
+            if tag == "docend":
+                child = "report-ended"
+                continue
+            pending.append((tag, text))
+            continue
+        if child == "report-ended":
+            # more after the child's report: it was the child's indeed
+            pending = []
+            child = None
+        if tag == "docend":
+            continue
+        try:
+            el = ET.fromstring(text)
+        except ET.ParseError:
+            continue
+        yield tag, el
+    if child in ("report", "report-ended") and pending:
+        # the file ends with it: the main process's own final report
+        for tag, text in pending:
+            try:
+                yield tag, ET.fromstring(text)
+            except ET.ParseError:
+                continue
+    elif child is None or child == "after-args":
+        yield "complete", None
+
+
 def read_events(path):
     """Yield the events of one memcheck XML file (see the module docstring)."""
-    depth = 0
     proc = {"pid": None, "ppid": None, "argv": []}
     announced = False
+    ended = False
     try:
-        for event, el in ET.iterparse(path, events=("start", "end")):
-            if event == "start":
-                depth += 1
+        for tag, el in _elements(path):
+            if tag == "partial":
+                break
+            if tag == "complete":
+                ended = True
                 continue
-            depth -= 1
-            if depth != 1:
-                continue            # only direct children of <valgrindoutput>
-            tag = el.tag
             if tag == "pid":
                 proc["pid"] = int(el.text)
             elif tag == "ppid":
@@ -172,6 +271,7 @@ def read_events(path):
             elif tag == "status":
                 if _text(el, "state") == "FINISHED":
                     yield ("finished", None)
+                    ended = True
             elif tag == "errorcounts":
                 counts = {}
                 for pair in el.findall("pair"):
@@ -179,10 +279,12 @@ def read_events(path):
                     if u and c and c.isdigit():
                         counts[u] = int(c)
                 yield ("counts", counts)
-            el.clear()
-    except ET.ParseError as exc:
+    except OSError as exc:
         if not announced:
             yield ("process", dict(proc))
         yield ("truncated", str(exc))
-    except OSError as exc:
-        yield ("truncated", str(exc))
+        return
+    if not announced:
+        yield ("process", dict(proc))
+    if not ended:
+        yield ("truncated", "the report ends early (the process was killed or is running)")

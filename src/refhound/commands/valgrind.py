@@ -45,6 +45,9 @@ def add_parser(sub):
                         "whose import-time noise should be suppressed; repeatable)")
     v.add_argument("--num-callers", type=positive_int, default=24, metavar="N",
                    help="stack depth memcheck records (default 24)")
+    v.add_argument("--show-reachable", action="store_true",
+                   help="also record possibly lost and still reachable blocks, so growth of "
+                        "referenced memory is reported per test (much bigger output)")
     v.add_argument("--track-origins", action="store_true",
                    help="memcheck --track-origins=yes (where uninitialised values come from; "
                         "slower)")
@@ -56,6 +59,8 @@ def add_parser(sub):
     v.add_argument("--valgrind", metavar="PATH", help="the valgrind executable")
     v.add_argument("--vg-opt", action="append", default=[], metavar="OPTION",
                    help="pass OPTION to valgrind as is (repeatable; e.g. --vg-opt=--freelist-vol=50000000)")
+    v.add_argument("--no-test-scopes", action="store_true",
+                   help="do not load refhound's per-test scopes plugin into pytest")
     v.add_argument("--quiet", "-q", action="store_true", help="no summary, only the exit status")
     v.add_argument("program", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                    help="the command to run")
@@ -121,7 +126,10 @@ def _run(args, plan, valgrind, xml_dir, launcher, report, suppressions, UserFilt
         notes.append("%s is not a Python interpreter or script: run as is with "
                      "PYTHONMALLOC=malloc" % plan.argv[0])
         allocator = "malloc"
-    opts = launcher.memcheck_options(args.num_callers, args.track_origins, args.trace_children)
+    if plan.kind == "python" and not args.no_test_scopes:
+        plan.with_pytest_scopes()
+    opts = launcher.memcheck_options(args.num_callers, args.track_origins, args.trace_children,
+                                     args.show_reachable)
     version = launcher.valgrind_version(valgrind)
     supp_files = list(args.suppressions)
     supp_info = {"files": list(args.suppressions), "count": 0, "generated": False}
@@ -131,7 +139,7 @@ def _run(args, plan, valgrind, xml_dir, launcher, report, suppressions, UserFilt
             path, generated, count = suppressions.ensure(
                 plan.python, info, valgrind, version, opts,
                 launcher.boot_prefix(allocator, args.quarantine), env, allocator,
-                args.num_callers, imports=imports, regenerate=args.regenerate,
+                opts, imports=imports, regenerate=args.regenerate,
                 log=None if args.quiet else _log)
         except suppressions.BaselineError as exc:
             return fail_usage(exc)
