@@ -341,7 +341,8 @@ extern PyMethodDef _rh_doctor_methods[];
  * be installed.                                                         */
 typedef struct {
     int installed, annotated;
-    size_t quarantine;       /* freed slots held back before reuse */
+    size_t quarantine;       /* bytes of freed slots held back before reuse */
+    size_t quarantined;      /* bytes held now */
     size_t red_zone;         /* never-addressable bytes after each slot */
     int64_t allocs, frees, live, bad_frees, arenas, pools;
 } rh_vgpool_stats_t;

@@ -260,7 +260,7 @@ static PyObject *vg_printf(PyObject *mod, PyObject *arg)
 static PyObject *vgpool_install(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"quarantine", "annotate", NULL};
-    Py_ssize_t quarantine = 32768;
+    Py_ssize_t quarantine = 21000000;
     int annotate = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|np", kwlist, &quarantine, &annotate))
         return NULL;
@@ -280,10 +280,11 @@ static PyObject *vgpool_stats(PyObject *mod, PyObject *unused)
 {
     rh_vgpool_stats_t s;
     _rh_vgpool_stats(&s);
-    return Py_BuildValue("{s:O,s:O,s:n,s:n,s:L,s:L,s:L,s:L,s:L,s:L}",
+    return Py_BuildValue("{s:O,s:O,s:n,s:n,s:n,s:L,s:L,s:L,s:L,s:L,s:L}",
                          "installed", s.installed ? Py_True : Py_False,
                          "annotated", s.annotated ? Py_True : Py_False,
                          "quarantine", (Py_ssize_t)s.quarantine,
+                         "quarantined", (Py_ssize_t)s.quarantined,
                          "red_zone", (Py_ssize_t)s.red_zone,
                          "allocs", (long long)s.allocs, "frees", (long long)s.frees,
                          "live", (long long)s.live, "bad_frees", (long long)s.bad_frees,
@@ -311,8 +312,9 @@ PyMethodDef _rh_vgclient_methods[] = {
      "valgrind_printf(text): write a marker line into Valgrind's log/XML"},
     {"vgpool_install", (PyCFunction)(void (*)(void))vgpool_install,
      METH_VARARGS | METH_KEYWORDS,
-     "vgpool_install(quarantine=32768, annotate=False): make the memcheck-annotated pool "
-     "allocator the mem and obj allocator of this process (for good)"},
+     "vgpool_install(quarantine=21000000, annotate=False): make the memcheck-annotated pool "
+     "allocator the mem and obj allocator of this process (for good); quarantine: bytes of "
+     "freed blocks held back before reuse (at least memcheck's --freelist-vol)"},
     {"vgpool_stats", vgpool_stats, METH_NOARGS, "figures of the pool allocator"},
     {"vgpool_owns", vgpool_owns, METH_O,
      "vgpool_owns(address) -> bool: is address a live block of the pool allocator?"},

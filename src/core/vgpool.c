@@ -35,6 +35,11 @@
  *
  * Freed slots wait in a FIFO quarantine before reuse (under Valgrind
  * only), so that a use after free hits memory memcheck knows is freed.
+ * Its budget is in bytes and must be at least memcheck's --freelist-vol:
+ * memcheck remembers a freed block (to say "freed at ...") until that many
+ * bytes have been freed after it, and when two remembered blocks share an
+ * address it describes the older one.  A slot is reused only once memcheck
+ * has forgotten its previous life.
  *
  * Ownership.  Blocks allocated before install (by the previous allocator)
  * are passed back to it: free/realloc look the address up in a two-level
@@ -99,12 +104,14 @@ typedef struct {
 static struct {
     int installed;
     int annotate;                /* running under Valgrind */
-    size_t red_zone, lead, quarantine_cap;
+    size_t red_zone, lead;
+    size_t q_budget, q_bytes;    /* quarantine: budget and bytes held */
+    size_t q_cap;                /* ring capacity (a power of two) */
     PyMemAllocatorEx prev_mem, prev_obj;
     arena_t **l1[1 << L1_BITS];  /* leaves of arena_t*, calloc'd on demand */
     arena_t *current;            /* arena with unused pools */
     class_t classes[NCLASSES];
-    void **quarantine;           /* ring of freed slots */
+    void **quarantine;           /* ring of freed slots, oldest at q_head */
     size_t q_head, q_count;
     rh_vgpool_stats_t stats;
 } vp;
@@ -242,23 +249,48 @@ static void recycle(void *p)
         push_free(pool->cls, p);
 }
 
+static size_t slot_size(void *p)
+{
+    arena_t *ar = arena_of(p);
+    uint32_t i;
+    pool_t *pool = ar ? slot_of(ar, p, &i) : NULL;
+    return pool ? pool->size[i] : 0;
+}
+
+/* Double the ring, keeping the FIFO order; -1 when memory is short. */
+static int quarantine_grow(void)
+{
+    size_t cap = vp.q_cap ? vp.q_cap * 2 : 4096;
+    void **ring = calloc(cap, sizeof(void *));
+    if (ring == NULL)
+        return -1;
+    for (size_t k = 0; k < vp.q_count; k++)
+        ring[k] = vp.quarantine[(vp.q_head + k) & (vp.q_cap - 1)];
+    free(vp.quarantine);
+    vp.quarantine = ring;
+    vp.q_cap = cap;
+    vp.q_head = 0;
+    return 0;
+}
+
 static void quarantine_put(void *p)
 {
-    if (vp.quarantine_cap == 0) {
+    if (vp.q_budget == 0 || (vp.q_count == vp.q_cap && quarantine_grow() < 0)) {
         recycle(p);
         return;
     }
-    size_t mask = vp.quarantine_cap - 1;     /* a power of two */
-    size_t tail = (vp.q_head + vp.q_count) & mask;
-    if (vp.q_count == vp.quarantine_cap) {
-        void *old = vp.quarantine[vp.q_head];
-        vp.quarantine[vp.q_head] = p;
-        vp.q_head = (vp.q_head + 1) & mask;
-        recycle(old);
-        return;
-    }
-    vp.quarantine[tail] = p;
+    vp.quarantine[(vp.q_head + vp.q_count) & (vp.q_cap - 1)] = p;
     vp.q_count++;
+    vp.q_bytes += slot_size(p);
+    while (vp.q_bytes > vp.q_budget && vp.q_count > 0) {
+        void *old = vp.quarantine[vp.q_head];
+        vp.quarantine[vp.q_head] = NULL;
+        vp.q_head = (vp.q_head + 1) & (vp.q_cap - 1);
+        vp.q_count--;
+        size_t n = slot_size(old);
+        vp.q_bytes -= n < vp.q_bytes ? n : vp.q_bytes;
+        recycle(old);
+    }
 }
 
 /* ---- the allocator ----------------------------------------------------- */
@@ -398,19 +430,7 @@ int _rh_vgpool_install(size_t quarantine, int force_annotate, const char **why)
     vp.annotate = force_annotate || RUNNING_ON_VALGRIND;
     vp.red_zone = vp.annotate ? RED_ZONE : 0;
     vp.lead = vp.red_zone;
-    vp.quarantine_cap = 0;
-    if (vp.annotate && quarantine > 0) {
-        vp.quarantine_cap = 1;
-        while (vp.quarantine_cap < quarantine && vp.quarantine_cap < ((size_t)1 << 30))
-            vp.quarantine_cap <<= 1;
-    }
-    if (vp.quarantine_cap > 0) {
-        vp.quarantine = calloc(vp.quarantine_cap, sizeof(void *));
-        if (vp.quarantine == NULL) {
-            *why = "out of memory for the quarantine";
-            return -1;
-        }
-    }
+    vp.q_budget = vp.annotate ? quarantine : 0;
     if (vp.annotate)
         VALGRIND_CREATE_MEMPOOL(&vp_anchor, RED_ZONE, 0);
     PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &vp.prev_mem);
@@ -428,7 +448,8 @@ void _rh_vgpool_stats(rh_vgpool_stats_t *out)
     *out = vp.stats;
     out->installed = vp.installed;
     out->annotated = vp.annotate;
-    out->quarantine = vp.quarantine_cap;
+    out->quarantine = vp.q_budget;
+    out->quarantined = vp.q_bytes;
     out->red_zone = vp.red_zone;
     out->live = vp.stats.allocs - vp.stats.frees;
 }

@@ -1,7 +1,8 @@
 """Run bug-zoo and Valgrind cases in one process, each function in its own
 refhound scope, for `refhound valgrind -- python driver.py ...`.
 
-    python driver.py [--warmup W] [--measured M] [--calls N] MODULE_DIR CASE [CASE ...]
+    python driver.py [--warmup W] [--measured M] [--calls N] [--only FUNCTION]
+                     MODULE_DIR CASE [CASE ...]
 
 For every CASE (a module in MODULE_DIR) and each of its functions `leaky`
 and `clean`: a scope named "CASE:FUNCTION" (kind "call"), then W warm-up and
@@ -18,9 +19,11 @@ import sys
 from refhound import _valgrind
 
 
-def run_case(name, warmup, measured, calls):
+def run_case(name, warmup, measured, calls, only=None):
     mod = importlib.import_module(name)
     for fname in ("leaky", "clean"):
+        if only and fname != only:
+            continue
         func = getattr(mod, fname)
         scope = _valgrind.begin("%s:%s" % (name, fname), "call")
         for i in range(warmup + measured):
@@ -34,7 +37,7 @@ def run_case(name, warmup, measured, calls):
 
 
 def main(argv):
-    warmup, measured, calls = 2, 4, 1
+    warmup, measured, calls, only = 2, 4, 1, None
     while argv and argv[0].startswith("--"):
         if argv[0] == "--warmup":
             warmup = int(argv[1])
@@ -42,6 +45,8 @@ def main(argv):
             measured = int(argv[1])
         elif argv[0] == "--calls":
             calls = int(argv[1])
+        elif argv[0] == "--only":
+            only = argv[1]
         else:
             raise SystemExit("unknown option %s" % argv[0])
         argv = argv[2:]
@@ -49,7 +54,7 @@ def main(argv):
     if not _valgrind.running():
         sys.stderr.write("driver: not under Valgrind (the scopes do nothing)\n")
     for name in argv[1:]:
-        run_case(name, warmup, measured, calls)
+        run_case(name, warmup, measured, calls, only)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Start a Python program with refhound's memcheck-annotated allocator.
 
     python [interpreter options] -m refhound._valgrind.boot [--allocator pool|malloc]
-           [--quarantine N] (-c CMD | -m MODULE | - | SCRIPT) [ARGS...]
+           [--quarantine BYTES] (-c CMD | -m MODULE | - | SCRIPT) [ARGS...]
 
 `refhound valgrind` rewrites `python ... -m pytest -x` into this form.  The
 allocator must be swapped before the program allocates its objects, and an
@@ -51,7 +51,7 @@ def _run_code(code, filename, argv):
 
 
 def main(argv):
-    allocator, quarantine = "pool", 32768
+    allocator, quarantine = "pool", 21000000
     i = 0
     while i < len(argv) and argv[i].startswith("--"):
         opt = argv[i]

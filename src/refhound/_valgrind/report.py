@@ -16,6 +16,9 @@ LABELS = {
     "uninitialised": "use of uninitialised memory",
 }
 
+SITE_NAMES = {"access": "accessed", "free": "freed", "alloc": "allocated",
+              "origin": "uninitialised value created"}
+
 CLASSES = {
     "per-call": "growing with the calls",
     "lost-in-scope": "lost",
@@ -90,20 +93,23 @@ def render(data, color=False, root=None):
                 lines.append("  %s %s in %s%s%s%s" % (red(label), _where(c, root), c["function"],
                                                      role, times, scope))
                 lines.append("      %s" % f["what"])
-                for aux in f.get("aux", [])[:2]:
-                    if aux["what"] and aux["stack"]:
-                        first = aux["stack"][0]
-                        lines.append("      %s  (%s %s)" % (aux["what"], first["function"],
-                                                            _where(first, root)))
+                sites = f.get("sites", {})
+                for role in ("access", "free", "alloc", "origin"):
+                    if role in sites and role != c["role"]:
+                        s = sites[role]
+                        lines.append("      %s at %s in %s" % (SITE_NAMES[role],
+                                                             _where(s, root), s["function"]))
             else:
                 cls = CLASSES.get(f.get("class"), f.get("class"))
                 rate = ""
                 if f.get("per_call"):
-                    rate = ", %.3g blocks / %.3g bytes per call" % (
+                    rate = ": %.3g blocks, %.3g bytes per call" % (
                         f["per_call"]["blocks"], f["per_call"]["bytes"])
-                lines.append("  %s %s in %s: %s blocks, %s bytes %s%s%s" % (
+                else:
+                    rate = ": %s blocks, %s bytes" % (f["blocks"], f["bytes"])
+                lines.append("  %s %s in %s, %s%s%s" % (
                     red("leak") if f["category"] == "leak" else "growth",
-                    _where(c, root), c["function"], f["blocks"], f["bytes"], cls, rate, scope))
+                    _where(c, root), c["function"], cls, rate, scope))
     if data["one_time"]:
         lines.append("")
         lines.append("one-time allocations in checked calls (not leaks): %d" % len(data["one_time"]))

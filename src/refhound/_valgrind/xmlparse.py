@@ -237,8 +237,6 @@ def _elements(path):
                 yield tag, ET.fromstring(text)
             except ET.ParseError:
                 continue
-    elif child is None or child == "after-args":
-        yield "complete", None
 
 
 def read_events(path):
@@ -250,9 +248,6 @@ def read_events(path):
         for tag, el in _elements(path):
             if tag == "partial":
                 break
-            if tag == "complete":
-                ended = True
-                continue
             if tag == "pid":
                 proc["pid"] = int(el.text)
             elif tag == "ppid":

@@ -14,19 +14,22 @@ from ..cli import EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, fail_usage, non_negative_
 def add_parser(sub):
     v = sub.add_parser(
         "valgrind", help="run a command under Valgrind memcheck, filtered to your code",
-        description="Run COMMAND under Valgrind's memcheck with refhound's memcheck-annotated "
-                    "allocator, suppressions generated for this interpreter, and a summary "
-                    "of the errors and leaks in your own code with their lines.",
+        description="Run COMMAND under Valgrind's memcheck with an allocator that shows "
+                    "memcheck every object, suppressions generated for this interpreter, and "
+                    "a summary of the errors and leaks in your own code with their lines, "
+                    "each tied to its test (pytest) or checked call (refhound.check).",
         epilog="examples:  refhound valgrind -- python -m pytest tests/test_ext.py\n"
                "           refhound valgrind -- python -m refhound check mymod:func\n"
                "           refhound valgrind --json report.json -- python script.py",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    v.add_argument("--allocator", choices=("pool", "malloc"), default="pool",
-                   help="pool: refhound's pool allocator annotated for memcheck (default); "
-                        "malloc: PYTHONMALLOC=malloc")
-    v.add_argument("--quarantine", type=non_negative_int, default=32768, metavar="N",
-                   help="freed pool blocks held back before reuse, to catch use after free "
-                        "(default 32768)")
+    v.add_argument("--allocator", choices=("malloc", "pool"), default="malloc",
+                   help="malloc: PYTHONMALLOC=malloc, every object a malloc block (default); "
+                        "pool: refhound's pool allocator, each object announced to memcheck "
+                        "with mempool client requests (same findings; see docs/valgrind.md "
+                        "for how the two compare)")
+    v.add_argument("--quarantine", type=non_negative_int, default=None, metavar="BYTES",
+                   help="bytes of freed pool blocks held back before reuse, to catch use after "
+                        "free (default: memcheck's --freelist-vol, 20000000, plus 5%%)")
     v.add_argument("--json", metavar="FILE", help="write the summary as JSON ('-' for stdout)")
     v.add_argument("--user", action="append", default=[], metavar="GLOB",
                    help="only frames whose object or source path matches GLOB are your code "
@@ -110,6 +113,8 @@ def _log(message):
 def _run(args, plan, valgrind, xml_dir, launcher, report, suppressions, UserFilter, analyze):
     notes = []
     allocator = args.allocator
+    if args.quarantine is None:
+        args.quarantine = _freelist_vol(args.vg_opt) * 21 // 20
     env = launcher.child_env(allocator)
     info = None
     if plan.kind == "python":
@@ -189,6 +194,18 @@ def _run(args, plan, valgrind, xml_dir, launcher, report, suppressions, UserFilt
     if status != 0:
         return EXIT_TARGET
     return EXIT_CLEAN
+
+
+def _freelist_vol(vg_opts, default=20000000):
+    """memcheck's --freelist-vol as the run will use it."""
+    vol = default
+    for opt in vg_opts:
+        if opt.startswith("--freelist-vol="):
+            try:
+                vol = int(opt.split("=", 1)[1])
+            except ValueError:
+                pass
+    return vol
 
 
 def _third_party(plan, info):
