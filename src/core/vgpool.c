@@ -111,7 +111,7 @@ static struct {
     arena_t **l1[1 << L1_BITS];  /* leaves of arena_t*, calloc'd on demand */
     arena_t *current;            /* arena with unused pools */
     class_t classes[NCLASSES];
-    void **quarantine;           /* ring of freed slots, oldest at q_head */
+    struct qentry *quarantine;   /* ring of freed slots, oldest at q_head */
     size_t q_head, q_count;
     rh_vgpool_stats_t stats;
 } vp;
@@ -198,6 +198,11 @@ static pool_t *new_pool(int cls, char **base)
 
 static inline size_t stride_of(int cls) { return (size_t)(cls + 1) * GRAIN + vp.red_zone; }
 
+/* ceil(2^32 / stride) per class: rel / stride == (rel * inv) >> 32 exactly
+ * for every rel below POOL_SIZE (the error term stays under 2^-18).  A
+ * division is a helper call under Valgrind; a multiplication is not. */
+static uint64_t inv_stride[NCLASSES];
+
 /* The pool and slot index of an owned address; -1 if p is not the start
  * of a slot. */
 static inline pool_t *slot_of(arena_t *ar, const void *p, uint32_t *index)
@@ -209,11 +214,11 @@ static inline pool_t *slot_of(arena_t *ar, const void *p, uint32_t *index)
     size_t in_pool = (off & (POOL_SIZE - 1));
     if (in_pool < vp.lead)
         return NULL;
-    size_t stride = stride_of(pool->cls);
     size_t rel = in_pool - vp.lead;
-    if (rel % stride != 0 || rel / stride >= pool->bumped)
+    uint32_t i = (uint32_t)((rel * inv_stride[pool->cls]) >> 32);
+    if ((size_t)i * stride_of(pool->cls) != rel || i >= pool->bumped)
         return NULL;
-    *index = (uint32_t)(rel / stride);
+    *index = i;
     return pool;
 }
 
@@ -239,29 +244,18 @@ static int push_free(int cls, void *p)
     return 0;
 }
 
-/* Make a freed slot reusable (after its time in quarantine). */
-static void recycle(void *p)
-{
-    arena_t *ar = arena_of(p);
-    uint32_t i;
-    pool_t *pool = ar ? slot_of(ar, p, &i) : NULL;
-    if (pool != NULL && !slot_live(pool, i))
-        push_free(pool->cls, p);
-}
-
-static size_t slot_size(void *p)
-{
-    arena_t *ar = arena_of(p);
-    uint32_t i;
-    pool_t *pool = ar ? slot_of(ar, p, &i) : NULL;
-    return pool ? pool->size[i] : 0;
-}
+/* A freed slot waiting for reuse: its class and requested size are kept
+ * so that leaving the quarantine needs no lookup. */
+typedef struct qentry {
+    void *p;
+    uint32_t cls, size;
+} qentry_t;
 
 /* Double the ring, keeping the FIFO order; -1 when memory is short. */
 static int quarantine_grow(void)
 {
     size_t cap = vp.q_cap ? vp.q_cap * 2 : 4096;
-    void **ring = calloc(cap, sizeof(void *));
+    qentry_t *ring = calloc(cap, sizeof(qentry_t));
     if (ring == NULL)
         return -1;
     for (size_t k = 0; k < vp.q_count; k++)
@@ -273,23 +267,24 @@ static int quarantine_grow(void)
     return 0;
 }
 
-static void quarantine_put(void *p)
+/* p was just freed (not live, so nobody can hand it out meanwhile). */
+static void quarantine_put(void *p, int cls, size_t size)
 {
     if (vp.q_budget == 0 || (vp.q_count == vp.q_cap && quarantine_grow() < 0)) {
-        recycle(p);
+        push_free(cls, p);
         return;
     }
-    vp.quarantine[(vp.q_head + vp.q_count) & (vp.q_cap - 1)] = p;
+    vp.quarantine[(vp.q_head + vp.q_count) & (vp.q_cap - 1)] =
+        (qentry_t){p, (uint32_t)cls, (uint32_t)size};
     vp.q_count++;
-    vp.q_bytes += slot_size(p);
+    vp.q_bytes += size;
     while (vp.q_bytes > vp.q_budget && vp.q_count > 0) {
-        void *old = vp.quarantine[vp.q_head];
-        vp.quarantine[vp.q_head] = NULL;
+        qentry_t old = vp.quarantine[vp.q_head];
+        vp.quarantine[vp.q_head].p = NULL;
         vp.q_head = (vp.q_head + 1) & (vp.q_cap - 1);
         vp.q_count--;
-        size_t n = slot_size(old);
-        vp.q_bytes -= n < vp.q_bytes ? n : vp.q_bytes;
-        recycle(old);
+        vp.q_bytes -= old.size < vp.q_bytes ? old.size : vp.q_bytes;
+        push_free((int)old.cls, old.p);
     }
 }
 
@@ -340,7 +335,7 @@ static int small_free(arena_t *ar, void *p)
     vp.stats.frees++;
     if (vp.annotate)
         VALGRIND_MEMPOOL_FREE(&vp_anchor, p);
-    quarantine_put(p);
+    quarantine_put(p, pool->cls, pool->size[i]);
     return 0;
 }
 
@@ -431,6 +426,8 @@ int _rh_vgpool_install(size_t quarantine, int force_annotate, const char **why)
     vp.red_zone = vp.annotate ? RED_ZONE : 0;
     vp.lead = vp.red_zone;
     vp.q_budget = vp.annotate ? quarantine : 0;
+    for (int c = 0; c < NCLASSES; c++)
+        inv_stride[c] = (((uint64_t)1 << 32) + stride_of(c) - 1) / stride_of(c);
     if (vp.annotate)
         VALGRIND_CREATE_MEMPOOL(&vp_anchor, RED_ZONE, 0);
     PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &vp.prev_mem);
