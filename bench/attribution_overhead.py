@@ -36,7 +36,9 @@ Then one end-to-end figure: a leak check of a leaking zoo case
     api-attribution       Checker(attribution=True).run(...) in a script
     api-no-attribution    Checker(attribution=False).run(...) in a script
 
-    python3 bench/attribution_overhead.py                 # ~7 min on 2 shared cores
+(calls per iteration pinned by --e2e-calls, default 1000).
+
+    python3 bench/attribution_overhead.py                 # 4-7 min on 2 shared cores
     python3 bench/attribution_overhead.py --rounds 3 json churn --no-e2e
     python3 bench/attribution_overhead.py --e2e-only
     # A/B of a patched engine (see docs/benchmarks-attribution.md)
