@@ -336,6 +336,9 @@ def test_plugin_autoloads_through_its_entry_point(project):
     env["PYTHONPATH"] = os.pathsep.join([str(project / "site"), engine_path(PY)])
     env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
     env.pop("PYTEST_ADDOPTS", None)
+    for key in list(env):           # when this suite itself runs under xdist
+        if key.startswith("PYTEST_XDIST") or key == "PYTEST_CURRENT_TEST":
+            env.pop(key)
     proc = subprocess.run([PY, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
                            "-p", "no:memray", "-q", "--refhound", "-k", "test_leaks or test_clean"],
                           cwd=str(project), env=env, capture_output=True, text=True, timeout=300)

@@ -17,9 +17,9 @@
  *                  raw_lock.
  *
  * Re-entry: pymalloc serves large requests from the raw domain, so an obj
- * hook can call the raw hook on the same thread.  The GIL hooks publish the
- * id of the thread inside them (gil_hook_thread); the raw hook ignores
- * calls made from that thread, so such a block is counted once, as obj.
+ * hook can call the raw hook on the same thread.  The GIL hooks set a
+ * thread-local flag around their call to the previous allocator; the raw
+ * hook ignores calls made under it, so such a block is counted once, as obj.
  *
  * Out of memory: when a table cannot grow, tracking stops with a reason
  * (_rh_tracker_failure) and the program goes on untouched.
@@ -53,9 +53,10 @@ static int allocator_is(PyMemAllocatorDomain domain, const PyMemAllocatorEx *our
 static const char *failure = NULL;
 static PyMemAllocatorEx prev_raw, prev_mem, prev_obj;
 static PyMemAllocatorEx our_raw, our_mem, our_obj;
-static volatile uintptr_t gil_hook_thread = 0;
-
-static inline uintptr_t self_thread(void) { return (uintptr_t)pthread_self(); }
+/* This thread is inside a GIL-domain hook's call to the previous
+ * allocator.  initial-exec TLS: one %fs-relative access, no call (a few
+ * bytes of the static TLS surplus glibc keeps for dlopen'd modules). */
+static __thread int in_gil_hook __attribute__((tls_model("initial-exec")));
 
 /* Stop tracking because the tracker itself ran out of memory. */
 static void give_up(const char *why)
@@ -68,8 +69,7 @@ static void give_up(const char *why)
 
 static inline int raw_nested(void)
 {
-    uintptr_t owner = __atomic_load_n(&gil_hook_thread, __ATOMIC_RELAXED);
-    return owner != 0 && owner == self_thread();
+    return in_gil_hook;
 }
 
 static void raw_record(void *p, size_t size)
@@ -152,16 +152,16 @@ typedef struct {
 static gil_domain_t mem_domain = {&prev_mem, RH_DOMAIN_MEM};
 static gil_domain_t obj_domain = {&prev_obj, RH_DOMAIN_OBJ};
 
-static inline uintptr_t enter_prev(void)
+static inline int enter_prev(void)
 {
-    uintptr_t saved = gil_hook_thread;
-    __atomic_store_n(&gil_hook_thread, self_thread(), __ATOMIC_RELAXED);
+    int saved = in_gil_hook;
+    in_gil_hook = 1;
     return saved;
 }
 
-static inline void leave_prev(uintptr_t saved)
+static inline void leave_prev(int saved)
 {
-    __atomic_store_n(&gil_hook_thread, saved, __ATOMIC_RELAXED);
+    in_gil_hook = saved;
 }
 
 static inline void gil_record(uintptr_t p, size_t size, int domain, uint32_t epoch)
@@ -189,7 +189,7 @@ static inline int gil_forget_unlocked(uintptr_t p, rh_block_t *old, int *adopted
 static void *gil_malloc(void *ctx, size_t size)
 {
     gil_domain_t *d = (gil_domain_t *)ctx;
-    uintptr_t saved = enter_prev();
+    int saved = enter_prev();
     void *p = d->prev->malloc(d->prev->ctx, size);
     leave_prev(saved);
     if (p != NULL && _rh_tracking) {
@@ -203,7 +203,7 @@ static void *gil_malloc(void *ctx, size_t size)
 static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     gil_domain_t *d = (gil_domain_t *)ctx;
-    uintptr_t saved = enter_prev();
+    int saved = enter_prev();
     void *p = d->prev->calloc(d->prev->ctx, nelem, elsize);
     leave_prev(saved);
     if (p != NULL && _rh_tracking) {
@@ -217,7 +217,7 @@ static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
 static void *gil_realloc(void *ctx, void *ptr, size_t size)
 {
     gil_domain_t *d = (gil_domain_t *)ctx;
-    uintptr_t saved = enter_prev();
+    int saved = enter_prev();
     void *p = d->prev->realloc(d->prev->ctx, ptr, size);
     leave_prev(saved);
     if (p == NULL || !_rh_tracking)
@@ -264,7 +264,7 @@ static void gil_free(void *ctx, void *ptr)
         if (found && _rh_stacks_in_use)
             _rh_stacks_on_free((uintptr_t)ptr);
     }
-    uintptr_t saved = enter_prev();
+    int saved = enter_prev();
     d->prev->free(d->prev->ctx, ptr);
     leave_prev(saved);
 }
@@ -277,7 +277,7 @@ static void atfork_child(void)
 {
     /* Only this thread survives: the lock is ours, make it new. */
     pthread_mutex_init(&raw_lock, NULL);
-    gil_hook_thread = 0;
+    in_gil_hook = 0;
 }
 
 /* ---- life cycle ------------------------------------------------------- */
@@ -345,9 +345,10 @@ int _rh_tracker_start(void)
     if (_rh_tracking)
         return 0;
     failure = NULL;
-    /* Small tables to start with: a table much larger than its contents
-     * spreads every hook over cold cache lines. */
-    if (_rh_table_init(&_rh_gil_table, 1 << 12) < 0 ||
+    /* The mem/obj table starts sparse (1 MiB): measured here, probe length
+     * (the load) costs more than cache lines, for the live sets of a few
+     * thousand blocks that most checks have. */
+    if (_rh_table_init(&_rh_gil_table, 1 << 16) < 0 ||
         _rh_table_init(&_rh_old_table, 1 << 12) < 0 ||
         _rh_table_init(&raw_table, 1 << 10) < 0) {
         _rh_table_release(&_rh_gil_table);
