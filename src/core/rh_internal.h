@@ -171,7 +171,7 @@ typedef struct {
 int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule);
 
 /* unwind.c — fast native backtrace from cached CFI rules. */
-int _rh_fast_backtrace(uintptr_t *ips, int max);
+int _rh_fast_backtrace(uintptr_t *ips, int max, int eval_frames);
 void _rh_unwind_reset(void);
 extern PyMethodDef _rh_unwind_methods[];
 
@@ -346,9 +346,9 @@ typedef struct {
     size_t red_zone;         /* never-addressable bytes after each slot */
     int64_t allocs, frees, live, bad_frees, arenas, pools;
 } rh_vgpool_stats_t;
-/* 0 ok, -1 with *why set (no exception).  Annotates when running under
- * Valgrind or when force_annotate is set. */
-int _rh_vgpool_install(size_t quarantine, int force_annotate, const char **why);
+/* 0 ok, -1 with *why set (no exception).  annotate: 1 always, 0 never,
+ * -1 when running under Valgrind. */
+int _rh_vgpool_install(size_t quarantine, int annotate, const char **why);
 void _rh_vgpool_stats(rh_vgpool_stats_t *out);
 int _rh_vgpool_owns(const void *p);           /* a live pool block? */
 int _rh_vg_running(void);                     /* RUNNING_ON_VALGRIND */

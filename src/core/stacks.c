@@ -83,6 +83,7 @@ typedef struct rh_iframe {
 } rh_iframe_t;
 #  define IFRAME_CODE(f) ((f)->f_code)
 #  define IFRAME_SKIP(f) 0
+#  define IFRAME_ENTRY(f) ((f)->is_entry ? 1 : 0)
 #  define CURRENT_IFRAME(ts) ((rh_iframe_t *)(ts)->cframe->current_frame)
 #elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
 #  define RH_HAVE_PY_FRAMES 1
@@ -97,6 +98,7 @@ typedef struct rh_iframe {
 } rh_iframe_t;
 #  define IFRAME_CODE(f) ((f)->f_code)
 #  define IFRAME_SKIP(f) ((f)->owner == 3)      /* FRAME_OWNED_BY_CSTACK */
+#  define IFRAME_ENTRY(f) ((f)->owner == 3)     /* a shim frame per C entry */
 #  define CURRENT_IFRAME(ts) ((rh_iframe_t *)(ts)->cframe->current_frame)
 #else
 #  define RH_HAVE_PY_FRAMES 0
@@ -104,15 +106,19 @@ typedef struct rh_iframe {
 
 int _rh_python_frames_supported(void) { return RH_HAVE_PY_FRAMES; }
 
-static int python_frames(uintptr_t *pairs, int max)
+/* Also counts, in *entries, the C-to-Python entries on the chain: as many
+ * native frames of the eval loop are on the C stack. */
+static int python_frames(uintptr_t *pairs, int max, int *entries)
 {
+    *entries = 0;
 #if RH_HAVE_PY_FRAMES
     PyThreadState *ts = _PyThreadState_UncheckedGet();
     if (ts == NULL || ts->cframe == NULL)
         return 0;
-    int n = 0;
-    for (rh_iframe_t *f = CURRENT_IFRAME(ts); f != NULL && n < max; f = f->previous) {
-        if (IFRAME_SKIP(f) || IFRAME_CODE(f) == NULL)
+    int n = 0, depth = 0;
+    for (rh_iframe_t *f = CURRENT_IFRAME(ts); f != NULL && depth < 10000; f = f->previous, depth++) {
+        *entries += IFRAME_ENTRY(f);
+        if (n >= max || IFRAME_SKIP(f) || IFRAME_CODE(f) == NULL)
             continue;
         PyCodeObject *co = IFRAME_CODE(f);
         _Py_CODEUNIT *first = (_Py_CODEUNIT *)co->co_code_adaptive;
@@ -221,7 +227,11 @@ static uint32_t capture_for(uintptr_t block, int domain)
 {
     int with_python = domain == RH_DOMAIN_MEM || domain == RH_DOMAIN_OBJ;
     uintptr_t raw[RH_MAX_NATIVE + 8], py[2 * RH_MAX_PY];
-    int nraw = _rh_fast_backtrace(raw, RH_MAX_NATIVE + 8);
+    int entries = 0;
+    int npy = with_python ? python_frames(py, RH_MAX_PY, &entries) : 0;
+    /* Past the outermost eval loop the C stack is the same for every block
+     * (Py_RunMain ... _start): the walk stops a few frames after it. */
+    int nraw = _rh_fast_backtrace(raw, RH_MAX_NATIVE + 8, entries);
     int skip = 0;
     while (skip < nraw && raw[skip] >= self_lo && raw[skip] < self_hi)
         skip++;                                 /* refhound's own frames */
@@ -231,7 +241,6 @@ static uint32_t capture_for(uintptr_t block, int domain)
         nn = RH_MAX_NATIVE;
     if (nn < 4 && nraw < RH_MAX_NATIVE + 8)     /* the fast walk gave up early */
         nn = _rh_native_backtrace(native = raw, RH_MAX_NATIVE);
-    int npy = with_python ? python_frames(py, RH_MAX_PY) : 0;
     if (_rh_history_ip != 0 && domain == RH_DOMAIN_OBJ) {
         /* An object allocated from the watched call site: follow its life. */
         for (int i = 0; i < nn; i++)

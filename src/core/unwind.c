@@ -9,7 +9,10 @@
  * (symbols.c), keeps it in a cache keyed by address, and then walks a
  * stack with a few loads per frame.  A frame whose rule is not that simple
  * (or unknown) ends the fast walk; if that leaves too few frames, the
- * compiler's unwinder does the whole backtrace instead.
+ * compiler's unwinder does the whole backtrace instead.  Given the number
+ * of C-to-Python entries on the thread (from the Python frame chain), the
+ * walk stops four frames past the outermost eval loop: what lies beyond
+ * (Py_RunMain, main, _start) is the same for every block.
  *
  * The walk only reads the current thread's own stack, checking that each
  * CFA moves up by less than a megabyte.  The cache is mmap'd and guarded by
@@ -19,6 +22,8 @@
  */
 #include "rh_internal.h"
 
+#include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -66,9 +71,29 @@ static const cached_rule_t *rule_for(uintptr_t pc)
 }
 #endif
 
-int _rh_fast_backtrace(uintptr_t *ips, int max)
+/* The eval loop's code, to count its frames (found once at first use). */
+static uintptr_t eval_lo, eval_hi;
+static int eval_looked_up;
+
+static void find_eval_loop(void)
+{
+    eval_looked_up = 1;
+    void *sym = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+    Dl_info info;
+    const ElfW(Sym) *entry = NULL;
+    if (sym != NULL && dladdr1(sym, &info, (void **)&entry, RTLD_DL_SYMENT) && entry != NULL &&
+        entry->st_size > 0) {
+        eval_lo = (uintptr_t)sym;
+        eval_hi = eval_lo + entry->st_size;
+    }
+}
+
+int _rh_fast_backtrace(uintptr_t *ips, int max, int eval_frames)
 {
 #if RH_FAST_UNWIND
+    if (!eval_looked_up)
+        find_eval_loop();
+    int after_last_eval = -1;   /* frames still to take after the outermost eval loop */
     /* Start from our caller: this file is built with frame pointers. */
     uintptr_t *fp = (uintptr_t *)__builtin_frame_address(0);
     uintptr_t rip = (uintptr_t)__builtin_return_address(0);
@@ -77,8 +102,12 @@ int _rh_fast_backtrace(uintptr_t *ips, int max)
     int rbp_valid = 1;
     int n = 0;
     pthread_mutex_lock(&unwind_lock);
-    while (n < max && rip > 4096) {
+    while (n < max && rip > 4096 && after_last_eval != 0) {
         ips[n++] = rip;
+        if (after_last_eval > 0)
+            after_last_eval--;
+        else if (eval_frames > 0 && rip >= eval_lo && rip < eval_hi && --eval_frames == 0)
+            after_last_eval = 4;
         const cached_rule_t *c = rule_for(rip - 1);     /* rip is a return address */
         if (c == NULL || !c->known)
             break;
@@ -105,6 +134,7 @@ int _rh_fast_backtrace(uintptr_t *ips, int max)
 #else
     (void)ips;
     (void)max;
+    (void)eval_frames;
     return 0;
 #endif
 }
@@ -123,7 +153,7 @@ void _rh_unwind_reset(void)
 static PyObject *unwind_check(PyObject *mod, PyObject *unused)
 {
     uintptr_t fast[64], slow[64];
-    int nf = _rh_fast_backtrace(fast, 64);
+    int nf = _rh_fast_backtrace(fast, 64, 0);
     int ns = _rh_native_backtrace(slow, 64);
     PyObject *a = PyList_New(nf), *b = PyList_New(ns);
     if (a == NULL || b == NULL) {
