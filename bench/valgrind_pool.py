@@ -1,7 +1,7 @@
 """refhound's memcheck-annotated pool allocator against PYTHONMALLOC=malloc,
 under memcheck, on the same workload: time and findings side by side.
 
-    python3 bench/valgrind_pool.py [--repeat 3] [--scale 1.0] [--json FILE]
+    python3 bench/valgrind_pool.py [--repeat 3] [--scale 1.0] [--json FILE] [--breakdown]
 
 The workload (written to build/bench/valgrind/workload.py) is an
 allocation-heavy Python loop (strings, tuples, dicts, lists: container
@@ -21,7 +21,11 @@ two allocators; the table gives medians of:
             (time.process_time around the loop and the calls)
 
 and the findings (kind and culprit line) of each allocator, which must be
-the same.
+the same.  --breakdown adds where an allocation's time goes under memcheck:
+a loop of short-lived objects with pymalloc (memcheck blind to objects), the
+pool without announcing anything, PYTHONMALLOC=malloc and the announcing
+pool; and a C loop of alloc/free pairs as malloc/free or as mempool
+requests.
 """
 import argparse
 import json
@@ -73,6 +77,111 @@ uaf_read.leaky()
 overflow_write.leaky()
 sys.stderr.write("BENCH " + json.dumps({"work": time.process_time() - t0}) + "\n")
 '''
+
+
+LOOP = r'''
+import sys, time
+def work(n):
+    out = 0
+    for i in range(n):
+        s = str(i) * 2
+        t = (s, i, None)
+        d = {"a": t, "b": [s, s]}
+        out += len(d["b"])
+    return out
+work(1000)
+t = time.process_time()
+work(60000)
+sys.stderr.write("LOOP %.4f\n" % (time.process_time() - t))
+'''
+
+PAIRS_C = r'''
+/* alloc/free pairs: malloc/free, or a mempool chunk announced and retired */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <valgrind/valgrind.h>
+#include <valgrind/memcheck.h>
+#define N 400000
+#define LIVE 1024
+static char anchor;
+static void *slots[LIVE];
+static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+                          return t.tv_sec + t.tv_nsec * 1e-9; }
+__attribute__((noinline)) static void *get(int mode, char *arena, int i) {
+    if (mode == 0) return malloc(32);
+    char *p = arena + (size_t)(i % (LIVE * 4)) * 64 + 16;
+    VALGRIND_MEMPOOL_ALLOC(&anchor, p, 32);
+    return p;
+}
+__attribute__((noinline)) static void put(int mode, void *p) {
+    if (mode == 0) free(p); else VALGRIND_MEMPOOL_FREE(&anchor, p);
+}
+int main(int argc, char **argv) {
+    int mode = atoi(argv[1]);
+    char *arena = malloc(LIVE * 4 * 64 + 64);
+    VALGRIND_CREATE_MEMPOOL(&anchor, 16, 0);
+    VALGRIND_MAKE_MEM_NOACCESS(arena, LIVE * 4 * 64 + 64);
+    double t = now();
+    for (int i = 0; i < N; i++) {
+        int k = i % LIVE;
+        if (slots[k]) put(mode, slots[k]);
+        slots[k] = get(mode, arena, i);
+        memset(slots[k], 1, 32);
+    }
+    printf("%.4f\n", now() - t);
+    return 0;
+}
+'''
+
+
+def breakdown(out, env, repeat):
+    """Where the time of an allocation goes under memcheck: one loop of
+    short-lived objects with four allocators, and a C loop of alloc/free
+    pairs announced either way.  Best of `repeat`."""
+    loop = os.path.join(out, "loop.py")
+    with open(loop, "w") as fh:
+        fh.write(LOOP)
+    configs = [("pymalloc, nothing announced", None),
+               ("pool, nothing announced", "pool-blind"),
+               ("PYTHONMALLOC=malloc", "malloc"),
+               ("pool, every object announced", "pool")]
+    best = {}
+    for name, alloc in configs:
+        times = []
+        for _ in range(repeat):
+            e = dict(env)
+            cmd = ["valgrind", "-q", "--xml=yes", "--xml-file=" + os.path.join(out, "loop.xml"),
+                   "--num-callers=24", sys.executable]
+            if alloc is None:
+                e.pop("PYTHONMALLOC", None)
+                cmd += [loop]
+            else:
+                e["PYTHONMALLOC"] = "malloc"
+                cmd += ["-m", "refhound._valgrind.boot", "--allocator", alloc, "--", loop]
+            proc = subprocess.run(cmd, env=e, capture_output=True, text=True)
+            times += [float(l.split()[1]) for l in proc.stderr.splitlines()
+                      if l.startswith("LOOP ")]
+        best[name] = min(times)
+    src = os.path.join(out, "pairs.c")
+    exe = os.path.join(out, "pairs")
+    with open(src, "w") as fh:
+        fh.write(PAIRS_C)
+    subprocess.run(["cc", "-O2", "-g", src, "-o", exe], check=True)
+    pairs = {}
+    for mode, name in ((0, "malloc/free"), (1, "MEMPOOL_ALLOC/FREE")):
+        pairs[name] = min(float(subprocess.run(
+            ["valgrind", "-q", "--num-callers=24", exe, str(mode)], capture_output=True,
+            text=True).stdout) for _ in range(repeat))
+    base = best["pymalloc, nothing announced"]
+    print("\nthe loop (367k short-lived objects), CPU s under memcheck, best of %d:" % repeat)
+    for name, _ in configs:
+        print("  %-32s %6.2f s   %+6.2f s" % (name, best[name], best[name] - base))
+    print("400 000 alloc/free pairs in C under memcheck, best of %d:" % repeat)
+    for name, t in pairs.items():
+        print("  %-32s %6.2f s" % (name, t))
+    return {"loop": best, "pairs": pairs}
 
 
 def build(out):
@@ -139,6 +248,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="workload size (1.0 = 20000 rows)")
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also measure where an allocation's time goes under memcheck")
     args = ap.parse_args()
 
     out = os.path.join(ROOT, "build", "bench", "valgrind")
@@ -181,6 +292,8 @@ def main():
               "findings": {a: runs[a][0]["findings"] for a in runs},
               "runs": {a: [{k: r[k] for k in ("wall", "cpu", "work")} for r in rs]
                        for a, rs in runs.items()}}
+    if args.breakdown:
+        result["breakdown"] = breakdown(out, env, args.repeat)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

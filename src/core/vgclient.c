@@ -261,8 +261,11 @@ static PyObject *vgpool_install(PyObject *mod, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"quarantine", "annotate", NULL};
     Py_ssize_t quarantine = 21000000;
-    int annotate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|np", kwlist, &quarantine, &annotate))
+    PyObject *annotate_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|nO", kwlist, &quarantine, &annotate_obj))
+        return NULL;
+    int annotate = -1;
+    if (annotate_obj != Py_None && (annotate = PyObject_IsTrue(annotate_obj)) < 0)
         return NULL;
     if (quarantine < 0) {
         PyErr_SetString(PyExc_ValueError, "refhound: quarantine must be 0 or more");
@@ -312,9 +315,10 @@ PyMethodDef _rh_vgclient_methods[] = {
      "valgrind_printf(text): write a marker line into Valgrind's log/XML"},
     {"vgpool_install", (PyCFunction)(void (*)(void))vgpool_install,
      METH_VARARGS | METH_KEYWORDS,
-     "vgpool_install(quarantine=21000000, annotate=False): make the memcheck-annotated pool "
+     "vgpool_install(quarantine=21000000, annotate=None): make the memcheck-annotated pool "
      "allocator the mem and obj allocator of this process (for good); quarantine: bytes of "
-     "freed blocks held back before reuse (at least memcheck's --freelist-vol)"},
+     "freed blocks held back before reuse (at least memcheck's --freelist-vol); annotate: "
+     "None when under Valgrind, True always, False never (a blind pool, for measurements)"},
     {"vgpool_stats", vgpool_stats, METH_NOARGS, "figures of the pool allocator"},
     {"vgpool_owns", vgpool_owns, METH_O,
      "vgpool_owns(address) -> bool: is address a live block of the pool allocator?"},

@@ -409,7 +409,7 @@ static void *vp_realloc(void *ctx, void *p, size_t size)
 
 static PyMemAllocatorEx our_mem, our_obj;
 
-int _rh_vgpool_install(size_t quarantine, int force_annotate, const char **why)
+int _rh_vgpool_install(size_t quarantine, int annotate, const char **why)
 {
     *why = NULL;
     if (vp.installed)
@@ -422,7 +422,9 @@ int _rh_vgpool_install(size_t quarantine, int force_annotate, const char **why)
         *why = "the pool allocator must be installed before tracking starts";
         return -1;
     }
-    vp.annotate = force_annotate || RUNNING_ON_VALGRIND;
+    /* annotate: 1 always, 0 never (a blind pool, for measurements), -1
+     * when running under Valgrind. */
+    vp.annotate = annotate < 0 ? (RUNNING_ON_VALGRIND != 0) : (annotate != 0);
     vp.red_zone = vp.annotate ? RED_ZONE : 0;
     vp.lead = vp.red_zone;
     vp.q_budget = vp.annotate ? quarantine : 0;
@@ -463,7 +465,7 @@ int _rh_vgpool_owns(const void *p)
 
 #else  /* !HAVE_VALGRIND: the feature is compiled out */
 
-int _rh_vgpool_install(size_t quarantine, int force_annotate, const char **why)
+int _rh_vgpool_install(size_t quarantine, int annotate, const char **why)
 {
     *why = "refhound was built without Valgrind's headers (install the valgrind package "
            "and rebuild)";

@@ -29,12 +29,15 @@ def _usage(message):
 
 
 def _install(allocator, quarantine):
-    if allocator != "pool":
+    if allocator not in ("pool", "pool-blind"):
         return "malloc"
     try:
         from .. import _core
-        _core.vgpool_install(quarantine=quarantine)
-        return "pool"
+        if allocator == "pool-blind":     # measurements only: memcheck not told
+            _core.vgpool_install(quarantine=0, annotate=False)
+        else:
+            _core.vgpool_install(quarantine=quarantine)
+        return allocator
     except Exception as exc:  # noqa: BLE001 - any failure degrades to malloc
         sys.stderr.write("refhound: warning: the pool allocator is not available (%s); "
                          "running with PYTHONMALLOC=malloc\n" % exc)
@@ -69,7 +72,7 @@ def main(argv):
             break
         else:
             _usage("unknown option %r" % opt)
-    if allocator not in ("pool", "malloc"):
+    if allocator not in ("pool", "malloc", "pool-blind"):
         _usage("--allocator is pool or malloc")
     rest = argv[i:]
     if not rest:
