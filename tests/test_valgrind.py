@@ -534,3 +534,17 @@ def test_check_under_valgrind_classifies_per_call_leaks():
     assert f["class"] == "per-call" and f["culprit"]["line"] == 21
     assert f["per_call"]["blocks"] == pytest.approx(1.0, abs=0.05)
     assert "errors" in err and "leaked_blocks" in err     # Result.valgrind was attached
+
+
+@needs_valgrind
+def test_a_failing_clean_program_is_exit_3_with_zero_records():
+    # The interpreter's own noise (start-up, imports, exit) is suppressed or
+    # filtered to nothing; the command's failure is exit status 3.
+    proc = run_refhound(sys.executable,
+                        ["valgrind", "--json", "-", "-q", "--", sys.executable, "-c",
+                         "import json, collections, re; raise SystemExit(4)"],
+                        cwd=ROOT, timeout=600, env=_env())
+    assert proc.returncode == 3, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["exit_status"] == 4 and data["verdict"] == "clean"
+    assert data["errors"] == [] and data["leaks"] == [] and data["growth"] == []

@@ -152,6 +152,20 @@ def split_python_args(args):
     return opts, []
 
 
+def _unshim(path):
+    """pyenv's shims are shell scripts: the program they run, for Valgrind
+    must start that program itself."""
+    if os.path.basename(os.path.dirname(path)) != "shims" or _is_elf(path):
+        return path
+    try:
+        out = subprocess.run(["pyenv", "which", os.path.basename(path)], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return path
+    real = out.stdout.strip()
+    return real if out.returncode == 0 and real and os.path.exists(real) else path
+
+
 def plan(argv):
     if not argv:
         raise PlanError("no command given (refhound valgrind [OPTIONS] -- COMMAND ...)")
@@ -159,6 +173,7 @@ def plan(argv):
     path = exe if os.sep in exe else shutil.which(exe)
     if path is None or not os.path.exists(path):
         raise PlanError("command not found: %s" % exe)
+    path = _unshim(path)
     base = os.path.basename(path)
     if PY_NAME.match(base):
         python = real_python(path)
