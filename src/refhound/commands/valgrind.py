@@ -14,10 +14,10 @@ from ..cli import EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, fail_usage, non_negative_
 def add_parser(sub):
     v = sub.add_parser(
         "valgrind", help="run a command under Valgrind memcheck, filtered to your code",
-        description="Run COMMAND under Valgrind's memcheck with an allocator that shows "
-                    "memcheck every object, suppressions generated for this interpreter, and "
-                    "a summary of the errors and leaks in your own code with their lines, "
-                    "each tied to its test (pytest) or checked call (refhound.check).",
+        description="Run COMMAND under Valgrind's memcheck with an allocator that shows\n"
+                    "memcheck every object and suppressions generated for this interpreter;\n"
+                    "report the errors and leaks in your own code with their lines, each\n"
+                    "tied to its test (pytest) or checked call (refhound.check).",
         epilog="examples:  refhound valgrind -- python -m pytest tests/test_ext.py\n"
                "           refhound valgrind -- python -m refhound check mymod:func\n"
                "           refhound valgrind --json report.json -- python script.py",
