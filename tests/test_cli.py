@@ -103,6 +103,11 @@ def test_demo_runs_the_bundled_example():
     assert "refhound._demo:tag_none\n  verdict   LEAK" in out
     assert "refhound._demo:checksum\n  verdict   CLEAN" in out
     assert "NoneType None" in out          # the growing refcount is named
+    # The culprit lines of the bundled example, from its own DWARF (built by
+    # setup.py with a relative source path: resolved against the build dir).
+    assert "src/demo/demo.c:12 in parse_items()" in out
+    assert ">    12 |     PyObject *items = PyList_New(0);" in out
+    assert "src/demo/demo.c:31 in tag_none()" in out
 
 
 def test_progress_line_on_a_terminal(tmp_path):

@@ -452,6 +452,41 @@ static void find_roots(survivors_t *sv)
     }
     free(sv->index);
     sv->index = NULL;
+    /* Buffers that belong to a surviving object (a list's item array, a
+     * dict's keys) are held too: the object's own body points at them. */
+    size_t bcap = 1024;
+    while (bcap < 2 * sv->count)
+        bcap *= 2;
+    size_t *bindex = calloc(bcap, sizeof(size_t));
+    if (bindex == NULL)
+        return;
+    for (size_t i = 0; i < sv->count; i++) {
+        if (sv->items[i].obj != 0)
+            continue;           /* objects are matched by tp_traverse above */
+        size_t j = obj_slot(sv->items[i].block, bcap - 1);
+        while (bindex[j] != 0)
+            j = (j + 1) & (bcap - 1);
+        bindex[j] = i + 1;
+    }
+    for (size_t i = 0; i < sv->count; i++) {
+        PyObject *op = (PyObject *)sv->items[i].obj;
+        if (op == NULL)
+            continue;
+        size_t words = (size_t)Py_TYPE(op)->tp_basicsize / sizeof(uintptr_t);
+        const uintptr_t *body = (const uintptr_t *)op;
+        for (size_t w = 2; w < words; w++) {
+            uintptr_t target = body[w];
+            if (target == 0)
+                continue;
+            for (size_t j = obj_slot(target, bcap - 1); bindex[j] != 0; j = (j + 1) & (bcap - 1)) {
+                if (sv->items[bindex[j] - 1].block == target) {
+                    sv->items[bindex[j] - 1].held = 1;
+                    break;
+                }
+            }
+        }
+    }
+    free(bindex);
 }
 
 typedef struct {

@@ -17,6 +17,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -88,6 +89,16 @@ static const char *die_name(Dwarf_Die *die)
 }
 #endif /* HAVE_LIBDW */
 
+/* A source path as the user can open it: relative names in DWARF are
+ * relative to the compilation directory (a package built by setup.py). */
+static const char *full_path(const char *file, const char *comp_dir, char *buf, size_t size)
+{
+    if (file == NULL || file[0] == '/' || comp_dir == NULL || comp_dir[0] == '\0')
+        return file;
+    snprintf(buf, size, "%s/%s", comp_dir, file);
+    return buf;
+}
+
 static PyObject *frame_dict(const char *module, const char *function, const char *file, int line,
                             int inlined, unsigned long offset, const char *why)
 {
@@ -136,6 +147,9 @@ static PyObject *symbolize_locked(uintptr_t pc, PyObject *out)
     Dwarf_Files *files = NULL;
     size_t nfiles;
     dwarf_getsrcfiles(cu, &files, &nfiles);
+    Dwarf_Attribute cd_attr;
+    const char *comp_dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &cd_attr));
+    char pathbuf[4096];
     /* The innermost scope at pc, then its concrete nesting (as
      * eu-addr2line -i does): inlined instances, innermost first, up to the
      * function they were inlined into. */
@@ -156,8 +170,9 @@ static PyObject *symbolize_locked(uintptr_t pc, PyObject *out)
             continue;
         const char *fn = die_name(&chain[i]);
         int inlined = tag == DW_TAG_inlined_subroutine;
-        PyObject *f = frame_dict(modname, fn ? fn : symname, file, line, inlined,
-                                 (unsigned long)sym_off, NULL);
+        PyObject *f = frame_dict(modname, fn ? fn : symname,
+                                 full_path(file, comp_dir, pathbuf, sizeof(pathbuf)), line,
+                                 inlined, (unsigned long)sym_off, NULL);
         if (f == NULL || PyList_Append(out, f) < 0) {
             Py_XDECREF(f);
             Py_CLEAR(out);
@@ -172,7 +187,9 @@ static PyObject *symbolize_locked(uintptr_t pc, PyObject *out)
     }
     free(chain);
     if (out != NULL && emitted == 0) {
-        PyObject *f = frame_dict(modname, symname, file, line, 0, (unsigned long)sym_off, NULL);
+        PyObject *f = frame_dict(modname, symname,
+                                 full_path(file, comp_dir, pathbuf, sizeof(pathbuf)), line, 0,
+                                 (unsigned long)sym_off, NULL);
         if (f == NULL || PyList_Append(out, f) < 0)
             Py_CLEAR(out);
         Py_XDECREF(f);

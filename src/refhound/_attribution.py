@@ -16,7 +16,7 @@ import sysconfig
 from . import _core
 
 _SYSTEM_MODULES = ("libpython", "libc.so", "libc-", "ld-linux", "libgcc", "libstdc++",
-                   "libpthread", "libdl", "libm.so", "/refhound/_core", "/refhound/_demo.",
+                   "libpthread", "libdl", "libm.so", "/refhound/_core",
                    "linux-vdso")
 
 
