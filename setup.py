@@ -52,7 +52,7 @@ setup(
         Extension(
             "refhound._core",
             sources=core_sources,
-            include_dirs=["src/core", "include"],
+            include_dirs=["src/core", "src/refhound/include"],
             define_macros=core_macros,
             extra_compile_args=CFLAGS,
             libraries=core_libraries,

@@ -257,20 +257,6 @@ def build_zoo_case(python):
                                      out, python=python, opt="-O2")
 
 
-def machine_info():
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "loadavg": os.getloadavg()}
-
-
 def med(xs):
     return statistics.median(xs) if xs else None
 
@@ -499,7 +485,7 @@ def main(argv=None):
            "engine": engine.describe(args.python, ENGINE),
            "engine_b": engine.describe(args.python, ENGINE_B) if ENGINE_B else None,
            "python": args.python, "python_version": platform.python_version(),
-           "memray": memray_version(args.python), "machine": machine_info(),
+           "memray": memray_version(args.python), "machine": engine.machine_info(),
            "rounds": args.rounds, "scale": args.scale, "seed": args.seed, "modes": modes,
            "target_ratio": TARGET_RATIO, "notes": notes}
     t0 = time.time()

@@ -9,6 +9,7 @@
                         of a prototype copy of the tree)
 """
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -69,3 +70,18 @@ def describe(python, path):
     return {"path": path, "git_head": _git("rev-parse", "--short", "HEAD"),
             "worktree_engine_dirty": bool(_git("status", "--porcelain", "--", "src/core")),
             "import": probe.stdout.strip() or probe.stderr.strip()[-300:]}
+
+
+def machine_info():
+    """Where a benchmark ran: cores, CPU model, kernel, load."""
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "loadavg": os.getloadavg()}

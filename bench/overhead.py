@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -217,20 +216,6 @@ def build_probe(python):
     import cbuild
     return cbuild.build_extension(os.path.join(HERE, "c", "alloccount.c"), BUILD,
                                   python=python, opt="-O2")
-
-
-def machine_info():
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "loadavg": os.getloadavg()}
 
 
 def git_head():
@@ -441,7 +426,7 @@ def main(argv=None):
            "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "git": git_head(), "engine": engine.describe(args.python, ENGINE),
            "python": args.python, "python_version": platform.python_version(),
-           "machine": machine_info(), "rounds": args.rounds, "scale": args.scale,
+           "machine": engine.machine_info(), "rounds": args.rounds, "scale": args.scale,
            "seed": args.seed, "modes": modes, "notes": notes}
     t0 = time.time()
     if not args.peak_only:

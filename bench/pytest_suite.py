@@ -30,7 +30,6 @@ in build/bench/), pytest-memray and pytest-xdist.
 """
 import argparse
 import datetime
-import glob
 import json
 import os
 import platform

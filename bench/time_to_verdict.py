@@ -207,7 +207,7 @@ def main(argv=None):
     global ENGINE
     sys.path.insert(0, HERE)
     import engine
-    from overhead import machine_info
+    machine_info = engine.machine_info
     ENGINE = engine.engine_dir(args.python, args.engine)
     loops = calibrate(args.python)
     rel_dir = build(args.python, loops)

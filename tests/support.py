@@ -77,7 +77,7 @@ def _build_engine_with_cc(python, pkg):
     incs = [info["include"]] + ([info["platinclude"]] if info.get("platinclude") else [])
     flags = ["-O2", "-g", "-fPIC", "-shared", "-fno-omit-frame-pointer", "-std=gnu11",
              "-DREFHOUND_CORE_BUILD=1", "-I" + os.path.join(ROOT, "src", "core"),
-             "-I" + os.path.join(ROOT, "include")] + ["-I" + d for d in incs]
+             "-I" + os.path.join(ROOT, "src", "refhound", "include")] + ["-I" + d for d in incs]
     libs = ["-lpthread", "-ldl"]
     if os.path.exists("/usr/include/elfutils/libdwfl.h"):
         flags.append("-DHAVE_LIBDW=1")

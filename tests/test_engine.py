@@ -121,3 +121,19 @@ def test_our_own_entry_points_do_not_leak():
 ])
 def test_trend_classification(series, trend):
     assert _core.trend(series)["trend"] == trend
+
+
+def test_fast_unwinder_agrees_with_the_compilers():
+    """unwind.c's cached-CFI walk gives the same return addresses as
+    _Unwind_Backtrace, frame for frame, as far as the latter goes."""
+    fast, slow = _core.unwind_check()
+    # fast[0] is unwind_check itself; both walks stop at 64 frames.
+    n = min(len(fast) - 1, len(slow))
+    assert n >= 5
+    assert fast[1:n + 1] == slow[:n]
+
+
+def test_pymalloc_figures_in_every_sample():
+    result = refhound.check(lambda: [1, 2, 3])
+    assert result.samples and all(s["arenas"] > 0 and s["pools"] > 0 and s["pymalloc_blocks"] > 0
+                                  for s in result.samples)

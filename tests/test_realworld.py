@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from support import BUILD, ROOT, run_refhound
+from support import ROOT, run_refhound
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "realworld"))
 from cases import CASES  # noqa: E402

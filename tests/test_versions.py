@@ -3,7 +3,6 @@ against each one's headers and gives the right verdicts, including the
 3.12+ rule that an extra INCREF on an immortal object (None, a static type)
 is a no-op, so not a leak, while on 3.11 and older it is one."""
 import glob
-import os
 
 import pytest
 

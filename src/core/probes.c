@@ -1,5 +1,5 @@
 /* probes.c — the engine's side of the public probes header
- * (include/refhound/refhound.h): totals, marks and object descriptions for
+ * (src/refhound/include/refhound/refhound.h): totals, marks and object descriptions for
  * probes compiled into extension modules, published as the capsule
  * refhound._core._C_API.
  *

@@ -1,6 +1,6 @@
 /* rh_internal.h — declarations shared between the files of refhound's engine.
  *
- * Not a public header: extension authors use the headers in include/refhound.  Each
+ * Not a public header: extension authors use src/refhound/include/refhound/refhound.h.  Each
  * section below belongs to one .c file of src/core and says what it owns.
  */
 #ifndef RH_INTERNAL_H
@@ -146,8 +146,6 @@ void _rh_tracker_foreach(void (*visit)(const rh_block_t *, void *), void *arg);
 extern volatile int _rh_capture_stacks;   /* hooks record stacks */
 extern volatile int _rh_stacks_in_use;    /* the side table has entries */
 int _rh_native_backtrace(uintptr_t *ips, int max);
-uint32_t _rh_stack_intern(const uintptr_t *native, int nn, const uintptr_t *py, int npy);
-uint32_t _rh_stack_capture(int with_python);
 void _rh_stacks_on_alloc(uintptr_t block, int domain);   /* RH_DOMAIN_* */
 void _rh_stacks_on_free(uintptr_t block);
 void _rh_stacks_on_move(uintptr_t from, uintptr_t to);
@@ -155,7 +153,6 @@ uint32_t _rh_stack_of(uintptr_t block);
 int _rh_stack_get(uint32_t id, const uintptr_t **native, int *nn, const uintptr_t **py, int *npy);
 void _rh_stacks_reset(void);
 void _rh_stacks_init(void);   /* at module init */
-int _rh_python_frames_supported(void);
 extern PyMethodDef _rh_stacks_methods[];
 
 /* symbols.c — address => module, function, file:line (libdw or dladdr). */
@@ -271,8 +268,6 @@ typedef struct {
 } rh_trend_result_t;
 
 void _rh_trend_classify(const double *x, int n, double alpha, rh_trend_result_t *out);
-double _rh_mann_kendall(const double *x, int n, double *p_up, double *p_down);
-double _rh_theil_sen(const double *x, int n);
 
 /* ------------------------------------------------------------------ */
 /* session.c — one leak check (the Python type refhound._core.Session). */

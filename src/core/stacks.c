@@ -104,8 +104,6 @@ typedef struct rh_iframe {
 #  define RH_HAVE_PY_FRAMES 0
 #endif
 
-int _rh_python_frames_supported(void) { return RH_HAVE_PY_FRAMES; }
-
 /* Also counts, in *entries, the C-to-Python entries on the chain: as many
  * native frames of the eval loop are on the C stack. */
 static int python_frames(uintptr_t *pairs, int max, int *entries)
@@ -212,7 +210,7 @@ static uint32_t intern_unlocked(const uintptr_t *native, int nn, const uintptr_t
     return id;
 }
 
-uint32_t _rh_stack_intern(const uintptr_t *native, int nn, const uintptr_t *py, int npy)
+static uint32_t stack_intern(const uintptr_t *native, int nn, const uintptr_t *py, int npy)
 {
     pthread_mutex_lock(&stacks_lock);
     uint32_t id = intern_unlocked(native, nn, py, npy);
@@ -249,13 +247,9 @@ static uint32_t capture_for(uintptr_t block, int domain)
                 break;
             }
     }
-    return _rh_stack_intern(native, nn, py, npy);
+    return stack_intern(native, nn, py, npy);
 }
 
-uint32_t _rh_stack_capture(int with_python)
-{
-    return capture_for(0, with_python ? RH_DOMAIN_OBJ : -1);
-}
 
 /* ---- block => stack ---------------------------------------------------- */
 
@@ -346,7 +340,7 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 
 void _rh_stacks_init(void)
 {
-    dl_iterate_phdr(find_self, (void *)(uintptr_t)&_rh_stack_capture);
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)&_rh_stacks_init);
 }
 
 /* ---- sites: surviving blocks grouped by stack ------------------------------ *

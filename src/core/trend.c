@@ -22,7 +22,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-double _rh_mann_kendall(const double *x, int n, double *p_up, double *p_down)
+static double mann_kendall(const double *x, int n, double *p_up, double *p_down)
 {
     *p_up = *p_down = 1.0;
     if (n < 3)
@@ -60,7 +60,7 @@ double _rh_mann_kendall(const double *x, int n, double *p_up, double *p_down)
     return s;
 }
 
-double _rh_theil_sen(const double *x, int n)
+static double theil_sen(const double *x, int n)
 {
     if (n < 2)
         return 0.0;
@@ -95,8 +95,8 @@ void _rh_trend_classify(const double *x, int n, double alpha, rh_trend_result_t 
         out->trend = RH_TREND_FLAT;
         return;
     }
-    _rh_mann_kendall(x, n, &out->p_up, &out->p_down);
-    out->slope = _rh_theil_sen(x, n);
+    mann_kendall(x, n, &out->p_up, &out->p_down);
+    out->slope = theil_sen(x, n);
     /* The last third of the window must still move at a quarter of the
      * overall pace at least: a cache that filled early in the window and
      * then stopped fails this, a leak passes it. */

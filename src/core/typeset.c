@@ -155,7 +155,8 @@ int _rh_typeset_refresh(void)
         Py_DECREF(subs);
     }
     Py_DECREF(pending);
-    /* Keep the session counters attached to types that survive. */
+    /* Keep the session counters attached to types that survive (a refresh
+     * outside a sample, e.g. from a probe, must not detach them). */
     if (current.slots != NULL) {
         for (size_t i = 0; i <= t.mask; i++) {
             if (t.slots[i].type == 0)

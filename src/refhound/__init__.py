@@ -11,4 +11,4 @@ from ._result import Result
 from ._loop import loop  # noqa: F401  (check a loop body: for x in loop(data))
 
 __version__ = "0.1.0"
-__all__ = ["check", "Checker", "Result", "TargetFailed", "__version__"]
+__all__ = ["check", "Checker", "Result", "TargetFailed", "get_include", "loop", "__version__"]

@@ -5,7 +5,6 @@ The loop itself is written so that it allocates nothing that survives an
 iteration: the iterations, samples and statistics run in C
 (refhound._core.Session); this module only steers and shapes the result.
 """
-import sys
 import time
 
 from . import _core, _valgrind
@@ -317,7 +316,7 @@ class Checker:
         base = max(raw["warmup_samples"] - 1, 0)
         measured = len(samples) - 1 - base
         calls = raw["calls"]
-        first, last = samples[base], samples[-1]
+        first = samples[base]
         # Rate per call: the Theil-Sen slope of the measured samples (median
         # of pairwise slopes), so a one-off step (a cache entry, a free-list
         # refill) does not bend it, divided by the calls per iteration.

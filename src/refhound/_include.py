@@ -1,10 +1,8 @@
 """Where refhound's public C header lives.
 
 The header is shipped inside the package as data:
-``refhound/include/refhound/refhound.h``.  The canonical copy in the source
-tree is ``include/refhound/refhound.h`` (the engine compiles against it);
-the packaged copy is a byte-identical duplicate, kept so by a test
-(tests/test_probes.py).  Compile an extension with
+``refhound/include/refhound/refhound.h``, the one copy in the source tree
+(the engine compiles against it too).  Compile an extension with
 ``-I$(python -m refhound --include)`` and ``#include <refhound/refhound.h>``.
 """
 import os

@@ -23,7 +23,7 @@ def safe_repr(obj, limit=60):
 
 
 def tp_module(tp):
-    mod = tp.__dict__.get("__module__", "builtins") if isinstance(tp.__dict__, dict) or True else "?"
+    mod = tp.__dict__.get("__module__", "builtins")
     return mod if isinstance(mod, str) else "?"
 
 

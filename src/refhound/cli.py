@@ -25,24 +25,36 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("%r must be at least 1" % text)
-    return value
+def _whole_number(minimum, wording):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not a whole number" % text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError("%r must be %s" % (text, wording))
+        return value
+    return parse
 
 
-def non_negative_int(text):
+positive_int = _whole_number(1, "at least 1")
+non_negative_int = _whole_number(0, "0 or more")
+
+
+def write_json(dest, text):
+    """Write a command's JSON to `dest` ('-' = stdout).  Returns the stream
+    the human report should go to (stderr when stdout carries the JSON),
+    or None when the file cannot be written (the error is printed, exit 2)."""
+    if dest == "-":
+        sys.stdout.write(text + "\n")
+        return sys.stderr
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("%r must be 0 or more" % text)
-    return value
+        with open(dest, "w") as f:
+            f.write(text + "\n")
+    except OSError as exc:
+        fail_usage("cannot write %s: %s" % (dest, exc.strerror or exc))
+        return None
+    return sys.stdout
 
 
 def fail_usage(message):

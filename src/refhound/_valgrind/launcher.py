@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 PY_NAME = re.compile(r"^python[\d.]*(?:-dbg|d|m|-debug)?$")
 

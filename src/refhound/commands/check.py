@@ -1,7 +1,8 @@
 """refhound check MODULE:CALLABLE | FILE.py:CALLABLE — leak-check one callable."""
 import sys
 
-from ..cli import EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, fail_usage, non_negative_int, positive_int
+from ..cli import (EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, EXIT_USAGE, fail_usage,
+                   non_negative_int, positive_int, write_json)
 
 
 def add_parser(sub):
@@ -61,16 +62,9 @@ def _check(args):
     progress.clear()
     report_stream = sys.stdout
     if args.json:
-        text = result.to_json()
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-            report_stream = sys.stderr
-        else:
-            try:
-                with open(args.json, "w") as f:
-                    f.write(text + "\n")
-            except OSError as exc:
-                return fail_usage("cannot write %s: %s" % (args.json, exc.strerror or exc))
+        report_stream = write_json(args.json, result.to_json())
+        if report_stream is None:
+            return EXIT_USAGE
     if not args.quiet:
         report_stream.write(render(result, color=report_stream.isatty()))
     if result.verdict in ("leak", "error"):

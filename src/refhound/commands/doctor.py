@@ -18,7 +18,7 @@ import subprocess
 import sys
 import zlib
 
-from ..cli import EXIT_CLEAN, fail_usage
+from ..cli import EXIT_CLEAN, EXIT_USAGE, fail_usage, write_json
 
 DEBUG_ROOT = "/usr/lib/debug"
 
@@ -41,15 +41,8 @@ def run(args):
             return fail_usage(error)
     report = diagnose(module_path, args.module)
     if args.json is not None:
-        text = json.dumps(report, indent=2, sort_keys=True) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            try:
-                with open(args.json, "w") as fh:
-                    fh.write(text)
-            except OSError as exc:
-                return fail_usage("cannot write %s: %s" % (args.json, exc.strerror))
+        if write_json(args.json, json.dumps(report, indent=2, sort_keys=True)) is None:
+            return EXIT_USAGE
     else:
         sys.stdout.write(render(report))
     return EXIT_CLEAN

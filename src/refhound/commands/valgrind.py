@@ -8,7 +8,8 @@ import sys
 import tempfile
 import time
 
-from ..cli import EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, fail_usage, non_negative_int, positive_int
+from ..cli import (EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, EXIT_USAGE, fail_usage,
+                   non_negative_int, positive_int, write_json)
 
 
 def add_parser(sub):
@@ -177,16 +178,9 @@ def _run(args, plan, valgrind, xml_dir, launcher, report, suppressions, UserFilt
                            "xml_dir": xml_dir if args.xml_dir else None}, analysis)
     stream = sys.stdout
     if args.json:
-        text = report.to_json(data)
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-            stream = sys.stderr
-        else:
-            try:
-                with open(args.json, "w") as fh:
-                    fh.write(text + "\n")
-            except OSError as exc:
-                return fail_usage("cannot write %s: %s" % (args.json, exc.strerror or exc))
+        stream = write_json(args.json, report.to_json(data))
+        if stream is None:
+            return EXIT_USAGE
     if not args.quiet:
         stream.write(report.render(data, color=stream.isatty(), root=os.getcwd()))
     if data["errors"] or data["leaks"]:
