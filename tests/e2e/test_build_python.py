@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from support import interpreter, run_refhound
+from support import ROOT, interpreter, run_refhound
 
 PATCHLEVEL = """\
 /* Python version identification scheme (a fake tree for refhound's tests) */
@@ -195,7 +195,7 @@ def test_prefix_is_required(tmp_path):
 
 def test_pyconfig_read_back_on_real_headers(tmp_path):
     import sysconfig
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "src"))
+    sys.path.insert(0, os.path.join(ROOT, "src"))
     try:
         from refhound.commands.build_python import verify_pyconfig
     finally:

@@ -12,7 +12,7 @@ import pytest
 
 from support import ROOT, run_refhound
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "realworld"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "realworld"))
 from cases import CASES  # noqa: E402
 from fetch import ensure_installed  # noqa: E402
 

@@ -30,8 +30,7 @@ import pytest
 
 from support import BUILD, ROOT, cbuild, engine_path, run_refhound
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CASES_DIR = os.path.join(HERE, "valgrind_cases")
+CASES_DIR = os.path.join(ROOT, "tests", "valgrind_cases")
 VALGRIND = shutil.which("valgrind")
 HAVE_HEADERS = os.path.exists("/usr/include/valgrind/memcheck.h")
 needs_valgrind = pytest.mark.skipif(VALGRIND is None or not HAVE_HEADERS,
