@@ -207,7 +207,7 @@ class _LoopCheck:
             from . import _core
             _core.stop()
         if self.report:
-            from ._report import render
+            from .report.terminal import render
             sys.stderr.write(render(self.result).replace("refhound check ", "refhound loop ", 1))
             sys.stderr.flush()
 

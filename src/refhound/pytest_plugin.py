@@ -200,7 +200,7 @@ def pytest_configure(config):
 
 
 def _fmt(value):
-    from ._report import _fmt_rate
+    from .report.terminal import _fmt_rate
     return _fmt_rate(value)
 
 

@@ -38,7 +38,7 @@ def _check(args):
     from .. import _core
     from .._checker import Checker, TargetFailed
     from .._child import print_target_failure
-    from .._report import ProgressLine, render
+    from ..report.terminal import ProgressLine, render
     from .._target import BadTarget, TargetImportFailed, resolve
 
     # Track before the target is imported, so its import-time objects are known.

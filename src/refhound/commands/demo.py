@@ -17,7 +17,7 @@ def run(args):
 def _demo(args):
     from .. import _core
     from .._checker import Checker
-    from .._report import ProgressLine, render
+    from ..report.terminal import ProgressLine, render
 
     _core.start()
     from .. import _demo as demo

@@ -1,0 +1,2 @@
+"""Renderers of results: terminal.py (the text a person reads in a terminal,
+and the live progress line) and html.py (one self-contained HTML file)."""
