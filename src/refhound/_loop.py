@@ -20,12 +20,15 @@ The `with` form is entered again and again: every `refhound.loop("parse")`
 (or, without a name, every call from the same line) returns a handle to the
 same check, so the state lives across the passes.
 
-How a check runs: the first body is timed to choose how many bodies make an
-iteration (`every`, a power of ten, ~5 ms, like `refhound check`); after each
-`every` bodies the engine's Session closes an iteration (a new birth epoch,
-cache clearing, two collections, a sample).  Warm-up iterations first, then
-measured ones until the trend test is sure; on a leak three more iterations
-find the objects whose reference counts move.  The verdict is printed to
+How a check runs: the same check run as `refhound check` (_run.py), driven
+by the loop instead of by calls.  The first body is timed to choose how many
+bodies make an iteration (`calls`, a power of ten, ~5 ms, like `refhound
+check`); each iteration opens a new birth epoch before its first body and is
+closed by the engine's Session after its last (cache clearing, two
+collections, a sample).  Warm-up iterations first, then measured ones until
+the verdict is sure, confirmation at another count, diagnosis and
+attribution, as for a callable; the passes that need to call the target
+themselves (watchpoints, life history) are left out.  The verdict is printed to
 stderr when it is reached (report=False to keep quiet) and kept in
 `handle.result`.  In the iterator form the loop stops once the verdict is in
 (stop=False runs the iterable to its end); the other forms keep running and
@@ -41,6 +44,8 @@ import sys
 import time
 import weakref
 
+from .options import OptionError, Options
+
 _ACTIVE = {}        # key -> _LoopCheck of the keyed forms (with, decorator)
 _RUNNING = weakref.WeakSet()    # _LoopCheck of iterator forms still alive
 _FINISHED = []      # _LoopCheck objects whose check has ended, in order
@@ -52,31 +57,20 @@ DEFAULT_REPORT = True   # `refhound run --quiet` turns the reports off
 class _LoopCheck:
     """The state of one loop check; bodies report to it."""
 
-    def __init__(self, name, every, warmup, iterations, min_iterations, report,
-                 iteration_seconds=0.005, max_every=10000, alpha=0.001, diagnose=3):
+    def __init__(self, name, options, report):
         self.name = name
-        self.every = every
-        self.warmup = max(warmup, 1)
-        self.iterations = max(iterations, min_iterations)
-        self.min_iterations = max(min_iterations, 3)
+        self.options = options
         self.report = report
-        self.iteration_seconds = iteration_seconds
-        self.max_every = max_every
-        self.alpha = alpha
-        self.diagnose = diagnose
-        self.phase = "calibrate" if every is None else "warmup"
-        self.count = 0          # bodies in the current iteration
-        self.bodies = 0         # bodies seen in all
-        self.waited = 0         # bodies run while another check held the engine
-        self.warmed = 0
-        self.diagnosed = 0
-        self.session = None
+        self.phase = "calibrate"    # calibrate, run, done, unchecked
+        self.count = 0              # bodies in the current iteration
+        self.bodies = 0             # bodies seen in all
+        self.waited = 0             # bodies run while another check held the engine
+        self.run = None             # the CheckRun (_run.py)
+        self.steps = None           # its generator of steps
+        self.step = None            # the step the bodies are running
+        self.session = None         # claimed before calibration
         self.result = None
-        self.verdict_raw = None
-        self.measured_samples = 0
-        self.notes = []
-        self.unchecked = None   # the reason when the check could not run
-        self.t0 = None
+        self.unchecked = None       # the reason when the check could not run
         self.t_body = None
         self.started_tracking = False
 
@@ -95,145 +89,150 @@ class _LoopCheck:
             self.t_body = time.perf_counter()
 
     def body_end(self):
-        phase = self.phase
-        if phase in ("done", "unchecked"):
+        if self.done:
             return
         if self.session is None:
             self.waited += 1
             return
         self.bodies += 1
-        if phase == "calibrate":
-            self._calibrate(time.perf_counter() - self.t_body)
-            return
-        self.count += 1
-        if self.count < self.every:
-            return
-        self.count = 0
         try:
-            self._iteration()
+            if self.phase == "calibrate":
+                self._start(time.perf_counter() - self.t_body)
+                return
+            self.count += 1
+            if self.count < self.step.calls:
+                return
+            self.count = 0
+            self._close_iteration()
         except Exception as exc:    # the engine must never break the program
             self._give_up("%s: %s" % (type(exc).__name__, exc))
 
-    def _calibrate(self, once):
-        every = 1
-        while every * 10 <= self.max_every and every * 10 * once <= self.iteration_seconds:
-            every *= 10
-        self.every = every
-        self.session.set_calls(every)
-        self.phase = "warmup"
+    # -- the check run ---------------------------------------------------------
 
     def _open(self):
         """Claim the engine (one check at a time); stay waiting while another
         check holds it, give up if tracking cannot run."""
         from . import _core
         from ._caches import clear_caches
+        from ._run import max_samples
         try:
             if not _core.is_tracking():
                 _core.start()
                 self.started_tracking = True
-                self.notes.append("tracking started at the loop, not before the program's "
-                                  "imports (run the program with `refhound run` for full detail)")
-            self.session = _core.Session(
-                _noop, (), None, clear_caches, self.every or 1,
-                max_samples=self.warmup + self.iterations + self.diagnose + 4,
-                min_measured=self.min_iterations, max_measured=self.iterations, alpha=self.alpha)
+            self.session = _core.Session(_noop, (), None, clear_caches, 1,
+                                         max_samples=max_samples(self.options))
         except RuntimeError as exc:
             if "already running" not in str(exc):
                 self._give_up(str(exc).replace("refhound: ", ""))
             return
         except Exception as exc:
             self._give_up("%s: %s" % (type(exc).__name__, exc))
-            return
-        self.t0 = time.perf_counter()
 
-    def _iteration(self):
-        s = self.session
-        if self.phase == "warmup":
-            s.iterate(True)
-            self.warmed += 1
-            if self.warmed >= self.warmup:
-                self.phase = "measure"
-            return
-        if self.phase == "measure":
-            s.iterate()
-            verdict, stop = s.decide()
-            if not stop:
-                return
-            self._decided(verdict)
-            return
-        if self.phase == "diagnose":
-            s.iterate(False, True)
-            self.diagnosed += 1
-            if self.diagnosed >= self.diagnose:
-                self._finish_result()
-
-    def _decided(self, verdict):
-        self.verdict_raw = verdict
-        self.measured_samples = self.session.nsamples
-        if verdict in ("leak", "error") and self.diagnose > 0:
-            self.session.snapshot()
-            self.phase = "diagnose"
+    def _open_session(self, calls):
+        """The session of the run: the one claimed at the first body, then
+        (after a restart at one call per iteration) a new one."""
+        from . import _core
+        from ._caches import clear_caches
+        from ._run import max_samples
+        session, self.session = self.session, None
+        if session is None or session.nsamples > 0:
+            session = _core.Session(_noop, (), None, clear_caches, calls,
+                                    max_samples=max_samples(self.options))
         else:
-            self._finish_result()
+            session.set_calls(calls)
+        self.session = session
+        return session
+
+    def _start(self, once):
+        from ._run import CheckRun, calibrated_calls
+        self.run = CheckRun(self.options, self.name, self._open_session, can_call=False)
+        if self.started_tracking:
+            self.run.notes.append(
+                "tracking started at the loop, not before the program's imports (run the "
+                "program with `refhound run` for full detail)")
+        self.steps = self.run.steps(calibrated_calls(self.options, once))
+        self.phase = "run"
+        self._next(None)
+
+    def _next(self, error):
+        """Advance the run to its next step and open that iteration."""
+        from . import _core
+        try:
+            step = self.steps.throw(error) if error is not None else next(self.steps)
+        except StopIteration:
+            self._finished()
+            return
+        self.step = step
+        if step.stacks:
+            _core.capture_stacks(True)
+        _begin(self.session)
+
+    def _close_iteration(self):
+        from . import _core
+        step = self.step
+        try:
+            _end(self.session, step)
+            error = None
+        except _core.TrackingError as exc:
+            error = exc
+        finally:
+            if step.stacks:
+                _core.capture_stacks(False)
+        self._next(error)
 
     # -- the end -----------------------------------------------------------
 
-    def _finish_result(self, ended_early=False):
-        from ._checker import Checker
-        from ._saferepr import safe_repr, type_name
-        s = self.session
-        growth = []
-        if self.phase == "diagnose" and self.diagnosed >= 1:
-            calls = s.calls * self.diagnosed
-            for obj, series in s.growth(20):
-                rate = (series[-1] - series[0]) / calls
-                if abs(rate) >= 0.01:
-                    growth.append({"type": type_name(type(obj)), "repr": safe_repr(obj),
-                                   "refs_per_call": round(rate, 4), "sites": [], "object": obj})
-        raw = s.results()
-        s.close()
+    def _finished(self, ended_early=None):
+        from . import _core
+        result = self.run.result
+        self.steps = None
         self.session = None
-        if ended_early:
-            self.notes.append("the loop ended after %d bodies, before the check was sure"
-                              % self.bodies)
-        self.result = Checker()._result(
-            self.name, self.verdict_raw, raw, self.measured_samples, growth, self.notes,
-            time.perf_counter() - self.t0)
-        for g in self.result.refcount_growth:
+        if result is None:
+            self._give_up(ended_early or "the check ended without a result")
+            return
+        for g in result.refcount_growth:
             g.pop("object", None)   # do not keep the user's objects alive
+        self.result = result
         self.phase = "done"
         _FINISHED.append(self)
         if self.started_tracking:
-            from . import _core
             _core.stop()
+            self.started_tracking = False
         if self.report:
             from .report.terminal import render
-            sys.stderr.write(render(self.result).replace("refhound check ", "refhound loop ", 1))
+            sys.stderr.write(render(result).replace("refhound check ", "refhound loop ", 1))
             sys.stderr.flush()
 
     def finish(self):
         """The loop is over: decide with what was measured (or say why not)."""
         if self.done:
             return
-        if self.phase == "diagnose":
-            self._finish_result()
-            return
-        if self.phase == "measure" and self.session is not None and \
-                self.session.nsamples - self.warmed >= 3:
-            verdict, stop = self.session.decide()
-            self.verdict_raw = verdict if stop else "inconclusive"
-            self.measured_samples = self.session.nsamples
-            self._finish_result(ended_early=not stop)
+        if self.phase == "run":
+            from . import _core
+            if self.step is not None and self.step.stacks:
+                _core.capture_stacks(False)
+            note = "the loop ended after %d bodies, before the check was sure" % self.bodies
+            self.run.finish_early(note)
+            self.steps.close()
+            self._finished(ended_early="the loop ended (or was left) after %d bodies, "
+                           "before the check had enough iterations" % self.bodies)
             return
         if self.session is None and self.waited:
             self._give_up("another check held the engine for the whole loop (%d bodies); "
                           "refhound checks one loop at a time" % self.waited)
             return
-        needed = (self.warmup + self.min_iterations + 1) * (self.every or 1)
+        calls = self.step.calls if self.step is not None else (self.options.calls or 1)
+        needed = (max(self.options.warmup, 1) + self.options.min_iterations + 1) * calls
         self._give_up("the loop ended (or was left) after %d bodies; a check needs about %d "
-                      "(%d per iteration)" % (self.bodies, needed, self.every or 1))
+                      "(%d per iteration)" % (self.bodies, needed, calls))
 
     def _give_up(self, reason):
+        if self.steps is not None:
+            try:
+                self.steps.close()
+            except Exception:
+                pass
+            self.steps = None
         if self.session is not None:
             try:
                 self.session.close()
@@ -257,6 +256,20 @@ class _LoopCheck:
 
 def _noop():
     return None
+
+
+def _begin(session):
+    begin = getattr(session, "begin", None)     # MERGE: the engine's begin()/end()
+    if begin is not None:
+        begin()
+
+
+def _end(session, step):
+    end = getattr(session, "end", None)
+    if end is not None:
+        end(step.warmup, step.snapshot)
+    else:
+        session.iterate(step.warmup, step.snapshot)
 
 
 def _finish_all():
@@ -288,18 +301,16 @@ class Loop:
 
     See the module documentation; make one with refhound.loop(...)."""
 
-    def __init__(self, iterable=None, name=None, key=None, every=None, warmup=3,
-                 iterations=60, min_iterations=8, stop=True, report=None):
+    def __init__(self, iterable=None, name=None, key=None, stop=True, report=None, **options):
         if report is None:
             report = DEFAULT_REPORT
-        if every is not None and (not isinstance(every, int) or every < 1):
-            raise ValueError("refhound.loop: every must be a whole number >= 1")
-        if warmup < 0 or iterations < 1 or min_iterations < 3:
-            raise ValueError("refhound.loop: warmup >= 0, iterations >= 1, min_iterations >= 3")
         self.iterable = iterable
         self.stop = stop
-        self._options = dict(every=every, warmup=warmup, iterations=iterations,
-                             min_iterations=min_iterations, report=report)
+        try:
+            self._options = Options(**options)
+        except OptionError as exc:
+            raise OptionError("refhound.loop: %s" % exc) from None
+        self._report = report
         self.name = name
         self._key = key
         self._check = None
@@ -311,7 +322,7 @@ class Loop:
 
     def _new_check(self, name):
         _register_atexit()
-        return _LoopCheck(name, **self._options)
+        return _LoopCheck(name, self._options, self._report)
 
     @property
     def result(self):
@@ -389,22 +400,24 @@ class Loop:
         return body
 
 
-def loop(arg=None, *, name=None, every=None, warmup=3, iterations=60, min_iterations=8,
-         stop=True, report=None):
+def loop(arg=None, *, name=None, stop=True, report=None, every=None, **options):
     """Leak-check a loop body; see refhound._loop for the three spellings.
 
     arg:    an iterable (each step is one body), a function (decorator: each
             call is one body), a string (the check's name, for `with`), or
             nothing (`for i in loop():` runs until the verdict; `with loop():`
             is keyed by the line it is written on).
-    every:  bodies per measured iteration (default: calibrated, ~5 ms).
-    warmup, iterations, min_iterations: as for refhound.Checker.
+    calls:  bodies per measured iteration (default: calibrated, ~5 ms);
+            `every` is the same, under its former name.
+    warmup, iterations, min_iterations, ...: the check's options, as for
+            refhound.Checker (refhound.options.FIELDS).
     stop:   the iterator form ends once the verdict is in (default True).
     report: print the verdict to stderr when it is reached (default: yes,
             except under `refhound run --quiet`).
     """
-    options = dict(every=every, warmup=warmup, iterations=iterations,
-                   min_iterations=min_iterations, stop=stop, report=report)
+    if every is not None:
+        options.setdefault("calls", every)
+    options = dict(stop=stop, report=report, **options)
     if isinstance(arg, str):
         return Loop(None, name=arg, key=("name", arg), **options)
     if arg is not None and callable(arg) and not hasattr(arg, "__iter__"):

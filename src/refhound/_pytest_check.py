@@ -26,26 +26,18 @@ pytest's bookkeeping for a leak in the test.
 import logging
 import warnings
 
-# The engine (._checker -> ._core) is imported only when a check runs, so
-# that the plugin, loaded by every pytest run through its entry point, costs
+# The engine (.api -> ._core) is imported only when a check runs, so that
+# the plugin, loaded by every pytest run through its entry point, costs
 # nothing and cannot break a run without --refhound.
 
-# The metrics whose growth makes a leak (session.c: verdict_metrics).
-VERDICT_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "fds", "threads")
+from .options import FIELD, OptionError, Options
+from .verdict import FAILING, VERDICT_METRICS, explained_by_fixture, judge
+
 FIXTURE_MODES = ("reuse", "fresh")
 MARKER_KEYS = ("skip", "iterations", "min_iterations", "warmup", "calls", "metrics",
                "allow", "fixtures")
 MARKER_SIGNATURE = ("refhound(skip=False, iterations=None, min_iterations=None, warmup=None, "
                     "calls=None, metrics=None, allow=None, fixtures=None)")
-
-# native_bytes is the whole process's malloc heap (mallinfo2), the engine's own
-# tables included; in a long pytest process it drifts by a few hundred bytes
-# now and then.  Growth there alone, below one byte per call (a leaked malloc
-# chunk is at least 32 bytes), is drift, not a leak of the test.
-NATIVE_DRIFT = 1.0
-
-# Outcomes of a test under the check; FAILING ones fail the test.
-FAILING = ("leak", "error")
 
 
 class BadMarker(Exception):
@@ -53,20 +45,15 @@ class BadMarker(Exception):
 
 
 class Settings:
-    """What to do with one test: defaults from the command line / ini,
-    overridden by the test's marker."""
+    """What to do with one test: the check's options (defaults from the
+    command line / ini) and the pytest policy, overridden by the marker."""
 
-    def __init__(self, warmup=2, iterations=30, min_iterations=8, calls=None,
-                 fixtures="reuse", metrics=None, allow=None, skip=None, strict=False):
-        self.warmup = warmup
-        self.iterations = iterations
-        self.min_iterations = min_iterations
-        self.calls = calls              # None: calibrated, at most MAX_AUTO_CALLS
+    def __init__(self, options=None, fixtures="reuse", metrics=None, allow=None, skip=None):
+        self.options = options if options is not None else Options.for_pytest()
         self.fixtures = fixtures
         self.metrics = metrics          # None: every verdict metric
         self.allow = allow or {}        # metric -> allowed growth per call
         self.skip = skip                # None or the reason
-        self.strict = strict
 
     def with_marker(self, marker):
         """A copy with the marker's arguments applied (BadMarker if wrong)."""
@@ -79,20 +66,21 @@ class Settings:
         if unknown:
             raise BadMarker("unknown argument %r; the marker is %s"
                             % (unknown[0], MARKER_SIGNATURE))
-        s = Settings(self.warmup, self.iterations, self.min_iterations, self.calls,
-                     self.fixtures, self.metrics, self.allow, self.skip, self.strict)
+        s = Settings(self.options, self.fixtures, self.metrics, self.allow, self.skip)
         skip = kw.get("skip", False)
         if skip:
             s.skip = skip if isinstance(skip, str) else "@pytest.mark.refhound(skip=True)"
-        for key, low in (("iterations", 1), ("min_iterations", 3), ("warmup", 0), ("calls", 1)):
-            value = kw.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise BadMarker("%s=%r must be a whole number >= %d" % (key, value, low))
-            setattr(s, key, value)
-        if s.min_iterations > s.iterations:
-            s.iterations = s.min_iterations
+        changes = {k: kw[k] for k in ("iterations", "min_iterations", "warmup", "calls")
+                   if kw.get(k) is not None}
+        try:
+            for key, value in changes.items():
+                FIELD[key].check(value)
+            if changes.get("min_iterations", 0) > changes.get("iterations",
+                                                               s.options.iterations):
+                changes["iterations"] = changes["min_iterations"]
+            s.options = s.options.replace(**changes)
+        except OptionError as exc:
+            raise BadMarker(str(exc).replace("--", ""))
         if kw.get("fixtures") is not None:
             if kw["fixtures"] not in FIXTURE_MODES:
                 raise BadMarker("fixtures=%r must be one of %s"
@@ -113,8 +101,9 @@ class Settings:
         return s
 
     def to_dict(self):
-        return {"warmup": self.warmup, "iterations": self.iterations,
-                "min_iterations": self.min_iterations, "calls": self.calls,
+        o = self.options
+        return {"warmup": o.warmup, "iterations": o.iterations,
+                "min_iterations": o.min_iterations, "calls": o.calls,
                 "fixtures": self.fixtures,
                 "metrics": list(self.metrics) if self.metrics else None,
                 "allow": dict(self.allow)}
@@ -256,85 +245,6 @@ def fresh_supported(item):
 # The check
 
 
-MAX_AUTO_CALLS = 100
-
-
-def _checker(settings, calls):
-    from ._checker import Checker
-    return Checker(warmup=settings.warmup, iterations=settings.iterations,
-                   min_iterations=settings.min_iterations, calls=calls,
-                   max_calls=MAX_AUTO_CALLS)
-
-
-def growing_metrics(result, metrics=None):
-    """Verdict metrics classified as growing in the final window, whose
-    measured rate over the whole measurement is above zero (a trend in the
-    last samples that adds up to nothing per call is not blamed on a test)."""
-    out = []
-    for m in metrics or VERDICT_METRICS:
-        trend = result.trends.get(m) or {}
-        if trend.get("trend") == "growing" and (m == "threads" or _rate(result, m) > 0):
-            out.append(m)
-    return out
-
-
-def _rate(result, metric):
-    value = result.per_call.get(metric)
-    if value is None and metric == "threads":
-        return 0.0
-    return value or 0.0
-
-
-def judge(result, settings):
-    """(outcome, reason) for a Result under the test's settings."""
-    verdict = result.verdict
-    metrics = settings.metrics
-    if verdict == "error":
-        if metrics and "refs" not in metrics:
-            return "ignored", ("the reference count falls, but 'refs' is not among the "
-                               "watched metrics")
-        return "error", "the reference count falls call after call (an extra DECREF)"
-    if verdict == "inconclusive":
-        return ("leak" if settings.strict else "inconclusive",
-                "a trend that is not significant yet")
-    if verdict != "leak":
-        return "clean", ""
-    growing = growing_metrics(result, metrics)
-    if growing == ["native_bytes"] and _rate(result, "native_bytes") < NATIVE_DRIFT:
-        return "clean", ("only the process's malloc heap drifted (%+.3g bytes per call, "
-                         "below one byte; no block, object or reference grew)"
-                         % _rate(result, "native_bytes"))
-    if not growing:
-        if metrics and growing_metrics(result):
-            return "ignored", ("grows only in metrics that are not watched (%s)"
-                               % ", ".join(growing_metrics(result)))
-        return "clean", ("the engine saw a trend (%s) that adds up to no growth per call"
-                         % ", ".join(m for m in VERDICT_METRICS
-                                     if (result.trends.get(m) or {}).get("trend") == "growing"))
-    over = [m for m in growing if _rate(result, m) > settings.allow.get(m, -1.0) * 1.05 + 0.05]
-    if not over:
-        return "allowed", "within the allowance (%s)" % ", ".join(
-            "%s %+g/call <= %g" % (m, _rate(result, m), settings.allow[m]) for m in growing)
-    return "leak", "grows call after call: %s" % ", ".join(
-        "%s %+.4g/call" % (m, _rate(result, m)) for m in over)
-
-
-def explained_by_fixture(result, fixture_result):
-    """True when every metric the test grows is grown as fast by the fixture
-    cycle alone (fixtures="fresh")."""
-    if fixture_result is None or fixture_result.verdict != "leak":
-        return False
-    growing = growing_metrics(result)
-    if not growing:
-        return False
-    for m in growing:
-        test_rate, fix_rate = _rate(result, m), _rate(fixture_result, m)
-        slack = 64.0 if m in ("bytes", "native_bytes") else 0.25
-        if fix_rate < 0.9 * test_rate - slack:
-            return False
-    return True
-
-
 class Outcome:
     """What the check of one test found; `to_dict` travels in the report."""
 
@@ -382,7 +292,8 @@ def check_item(item, settings):
 
 
 def _check(item, settings, trimmer, fresh):
-    from ._checker import TargetFailed
+    from ._run import TargetFailed
+    from .api import Checker
     nodeid = item.nodeid
     runtest = item.runtest
 
@@ -409,18 +320,19 @@ def _check(item, settings, trimmer, fresh):
                 trimmer.after_call()
 
     try:
-        result = _checker(settings, settings.calls).run(call, (), {}, nodeid)
+        result = Checker(**settings.options.to_dict()).run(call, (), {}, nodeid)
     except TargetFailed as exc:
         return Outcome(nodeid, "unchecked", "the test failed when run again: %s" % exc,
                        settings=settings)
     except Exception as exc:
         return Outcome(nodeid, "unchecked", "%s: %s" % (type(exc).__name__, exc),
                        settings=settings)
-    outcome, reason = judge(result, settings)
+    outcome, reason = judge(result, settings.metrics, settings.allow, settings.options.strict)
     fixture_result = None
     if fresh and outcome in FAILING + ("inconclusive",):
         try:
-            fixture_result = _checker(settings, result.calls_per_iteration).run(
+            options = settings.options.replace(calls=result.calls_per_iteration)
+            fixture_result = Checker(**options.to_dict()).run(
                 fixture_cycle, (), {}, nodeid + " [fixtures]")
         except Exception as exc:
             reason += "; the fixture cycle alone could not be checked (%s)" % exc

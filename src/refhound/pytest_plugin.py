@@ -21,32 +21,28 @@ import warnings
 import pytest
 
 from . import _pytest_check as pc
+from .options import FIELD, OptionError, Options
+from .report.terminal import failure_text, test_details, test_headline
 
 REPORT_ATTR = "refhound"
 
-# One table for the options: (option, type, default, help).  Each has a
-# command-line flag --refhound-... and an ini key refhound_...
-OPTIONS = (
+# The plugin's own options: (name, kind, default, help).  Each has a flag
+# --refhound-... and an ini key refhound_...; the check's options come from
+# refhound.options (CHECK_OPTIONS, with pytest's defaults).
+PLUGIN_OPTIONS = (
     ("refhound", "bool", False,
      "leak-check every selected test (warm-up, then measured runs of its body)"),
     ("refhound_warn", "bool", False,
      "report leaking tests as warnings instead of failing them"),
     ("refhound_strict", "bool", False,
      "fail tests whose check stays inconclusive"),
-    ("refhound_iterations", "int", 30,
-     "at most N measured iterations per test (stops earlier when sure)"),
-    ("refhound_min_iterations", "int", 8,
-     "at least N measured iterations per test (at least 3)"),
-    ("refhound_warmup", "int", 2,
-     "warm-up iterations per test after its normal run"),
-    ("refhound_calls", "calls", "auto",
-     "calls of the test body per iteration: a number, or auto (up to 100, ~5 ms)"),
     ("refhound_fixtures", "fixtures", "reuse",
      "reuse: function-scoped fixtures set up once per test; fresh: set up again "
      "for every call (the fixtures' own leaks are told apart from the test's)"),
     ("refhound_json", "path", None,
      "write the results as JSON to FILE (one entry per test, the schema of refhound check)"),
 )
+CHECK_OPTIONS = ("iterations", "min_iterations", "warmup", "calls")
 
 KEY = pytest.StashKey()
 
@@ -61,17 +57,23 @@ class RefhoundLeakWarning(UserWarning):
 
 def pytest_addoption(parser):
     group = parser.getgroup("refhound", "refhound: leak-check tests of C extensions")
-    for name, kind, default, text in OPTIONS:
+    for name, kind, default, text in PLUGIN_OPTIONS:
         flag = "--" + name.replace("_", "-")
-        ini_type = "bool" if kind == "bool" else None
         if kind == "bool":
             group.addoption(flag, action="store_true", default=None, dest=name, help=text)
-        else:
-            metavar = {"int": "N", "calls": "N|auto", "fixtures": "reuse|fresh",
-                       "path": "FILE"}[kind]
-            group.addoption(flag, action="store", default=None, dest=name, metavar=metavar,
-                            help=text + " (default: %s)" % default)
-        parser.addini(name, text, type=ini_type, default=default)
+            parser.addini(name, text, type="bool", default=default)
+            continue
+        metavar = {"fixtures": "reuse|fresh", "path": "FILE"}[kind]
+        group.addoption(flag, action="store", default=None, dest=name, metavar=metavar,
+                        help=text + " (default: %s)" % default)
+        parser.addini(name, text, default=default)
+    for field in (FIELD[n] for n in CHECK_OPTIONS):
+        name = "refhound_" + field.name
+        default = field.pytest_default
+        text = "%s (default: %s)" % (field.help, "auto" if default is None else default)
+        group.addoption("--" + name.replace("_", "-"), action="store", default=None, dest=name,
+                        metavar="N|auto" if field.kind == "calls" else "N", help=text)
+        parser.addini(name, text, default="auto" if default is None else str(default))
 
 
 def _value(config, name):
@@ -82,56 +84,43 @@ def _value(config, name):
     return value
 
 
-def _convert(name, kind, value):
-    if kind == "bool":
-        if isinstance(value, str):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        return bool(value)
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    if kind == "int":
-        try:
-            number = int(text)
-        except ValueError:
-            raise pytest.UsageError("refhound: %s=%r is not a whole number" % (name, value))
-        low = {"refhound_min_iterations": 3, "refhound_warmup": 0}.get(name, 1)
-        if number < low:
-            raise pytest.UsageError("refhound: %s must be at least %d (got %d)"
-                                    % (name, low, number))
-        return number
-    if kind == "calls":
-        if text == "auto":
-            return None
-        try:
-            number = int(text)
-        except ValueError:
-            raise pytest.UsageError("refhound: %s=%r must be a whole number or 'auto'"
-                                    % (name, value))
-        if number < 1:
-            raise pytest.UsageError("refhound: %s must be at least 1" % name)
-        return number
-    if kind == "fixtures":
-        if text not in pc.FIXTURE_MODES:
-            raise pytest.UsageError("refhound: %s=%r must be one of %s"
-                                    % (name, value, ", ".join(pc.FIXTURE_MODES)))
-        return text
-    return text     # path
+def _flag(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def read_options(config):
+    """{plugin option: value} and "options": the check's Options."""
     out = {}
-    for name, kind, default, _ in OPTIONS:
-        out[name] = _convert(name, kind, _value(config, name))
-    if out["refhound_min_iterations"] > out["refhound_iterations"]:
-        raise pytest.UsageError("refhound: --refhound-min-iterations (%d) is above "
-                                "--refhound-iterations (%d)"
-                                % (out["refhound_min_iterations"], out["refhound_iterations"]))
+    for name, kind, default, _ in PLUGIN_OPTIONS:
+        value = _value(config, name)
+        if kind == "bool":
+            value = _flag(value)
+        elif value in (None, ""):
+            value = None
+        else:
+            value = str(value).strip()
+        if kind == "fixtures" and value not in pc.FIXTURE_MODES:
+            raise pytest.UsageError("refhound: %s=%r must be one of %s"
+                                    % (name, value, ", ".join(pc.FIXTURE_MODES)))
+        out[name] = value
+    values = {}
+    for field in (FIELD[n] for n in CHECK_OPTIONS):
+        text = _value(config, "refhound_" + field.name)
+        try:
+            values[field.name] = field.parse(text)
+        except OptionError as exc:
+            raise pytest.UsageError("refhound: --refhound-%s" % str(exc))
+    try:
+        out["options"] = Options.for_pytest(strict=out["refhound_strict"], **values)
+    except OptionError as exc:
+        raise pytest.UsageError("refhound: %s" % str(exc).replace("--", "--refhound-"))
     return out
 
 
 def _enabled(config):
-    return _convert("refhound", "bool", _value(config, "refhound"))
+    return _flag(_value(config, "refhound"))
 
 
 def _is_worker(config):
@@ -195,106 +184,6 @@ def pytest_configure(config):
     config.pluginmanager.register(plugin, "refhound-plugin")
 
 
-# ---------------------------------------------------------------------------
-# Rendering
-
-
-def _fmt(value):
-    from .report.terminal import _fmt_rate
-    return _fmt_rate(value)
-
-
-def _site_lines(site, indent, lead=""):
-    """A site: where, function, rate; then its culprit source line and the
-    first Python caller, when attribution gave them."""
-    if site.get("file"):
-        where = "%s:%s" % (site["file"], site.get("line") or "?")
-    else:
-        where = site.get("module") or "(no native frame)"
-    text = where
-    if site.get("function"):
-        text += " in %s()" % site["function"]
-    extra = []
-    if site.get("blocks_per_call") is not None:
-        extra.append("%s blocks" % _fmt(site["blocks_per_call"]))
-    if site.get("bytes_per_call") is not None:
-        extra.append("%s bytes" % _fmt(site["bytes_per_call"]))
-    if site.get("refs_per_call") is not None:
-        extra.append("%s refs" % _fmt(site["refs_per_call"]))
-    if extra:
-        text += "  (%s per call)" % ", ".join(extra)
-    lines = [indent + lead + text]
-    for entry in site.get("source") or []:
-        if isinstance(entry, (list, tuple)) and len(entry) == 3 and entry[2]:
-            lines.append(indent + "  > %5s | %s" % (entry[0], str(entry[1]).strip()))
-    python = site.get("python") or []
-    if python:
-        frame = python[0]
-        lines.append(indent + "  called from %s:%s in %s" % (
-            frame.get("file"), frame.get("line"), frame.get("function")))
-    return lines
-
-
-def headline(record):
-    """One line: what leaks, per call."""
-    result = record.get("result") or {}
-    pc_ = result.get("per_call") or {}
-    parts = []
-    for key, label in (("refs", "refs"), ("objects", "objects"), ("blocks", "blocks"),
-                       ("bytes", "bytes"), ("native_bytes", "native bytes"), ("fds", "fds")):
-        value = pc_.get(key)
-        if value is not None and abs(value) >= 0.05:
-            parts.append("%s %s" % (_fmt(value), label))
-    types = [o["type"] for o in result.get("objects") or []][:3]
-    text = "refhound: %s" % record["outcome"].upper()
-    if parts:
-        text += " %s per call" % ", ".join(parts)
-    if types:
-        text += " (%s)" % ", ".join(types)
-    return text
-
-
-def details(record, indent="  "):
-    """The lines under a leaking test: types, growing objects, sites."""
-    result = record.get("result") or {}
-    lines = []
-    if record.get("reason"):
-        lines.append(indent + record["reason"])
-    it = result.get("iterations") or {}
-    if it:
-        lines.append(indent + "measured %s iterations x %s calls after %s warm-up, %.2f s" % (
-            it.get("measured"), result.get("calls_per_iteration"), it.get("warmup"),
-            result.get("seconds") or 0.0))
-    objects = result.get("objects") or []
-    if objects:
-        lines.append(indent + "leaking objects per call: " + ", ".join(
-            "%s %s" % (_fmt(o["count_per_call"]), o["type"]) for o in objects[:6]))
-    growth = result.get("refcount_growth") or []
-    if growth:
-        lines.append(indent + "growing reference counts:")
-        for g in growth[:5]:
-            lines.append(indent + "  %s refs per call on %s %s" % (
-                _fmt(g["refs_per_call"]), g["type"], g["repr"]))
-            for site in (g.get("sites") or [])[:3]:
-                lines.extend(_site_lines(site, indent + "    ", "at "))
-    sites = result.get("sites") or []
-    if sites:
-        lines.append(indent + "culprit sites (where the surviving blocks were allocated):")
-        for site in sites[:5]:
-            lines.extend(_site_lines(site, indent + "  "))
-    for note in result.get("notes") or []:
-        lines.append(indent + "note: " + note)
-    fixture = record.get("fixture_result")
-    if fixture and fixture.get("verdict") == "leak":
-        fpc = fixture.get("per_call") or {}
-        lines.append(indent + "fixture cycle alone: %s refs, %s objects, %s blocks per call" % (
-            _fmt(fpc.get("refs")), _fmt(fpc.get("objects")), _fmt(fpc.get("blocks"))))
-    return lines
-
-
-def failure_text(record):
-    return "\n".join([headline(record)] + details(record)) + "\n"
-
 
 def _properties(record):
     """Compact JUnit properties (the full result goes to --refhound-json)."""
@@ -329,10 +218,7 @@ class RefhoundPlugin:
         self.config = config
         self.options = options
         self.controller = controller
-        self.defaults = pc.Settings(
-            warmup=options["refhound_warmup"], iterations=options["refhound_iterations"],
-            min_iterations=options["refhound_min_iterations"], calls=options["refhound_calls"],
-            fixtures=options["refhound_fixtures"], strict=options["refhound_strict"])
+        self.defaults = pc.Settings(options["options"], fixtures=options["refhound_fixtures"])
         self.warn = options["refhound_warn"]
         self.records = {}       # nodeid -> record (the controller's view)
 
@@ -356,7 +242,7 @@ class RefhoundPlugin:
         item.stash[KEY] = record
         item.user_properties.extend(_properties(record))
         if record["outcome"] in pc.FAILING and self.warn:
-            warnings.warn(RefhoundLeakWarning(headline(record) + " in " + item.nodeid))
+            warnings.warn(RefhoundLeakWarning(test_headline(record) + " in " + item.nodeid))
         return result
 
     @pytest.hookimpl(wrapper=True)
@@ -449,8 +335,8 @@ class RefhoundPlugin:
             for r in sorted(group, key=lambda r: r["nodeid"]):
                 if full or key == "allowed":
                     tr.write_line("  %s" % r["nodeid"])
-                    tr.write_line("    " + headline(r))
-                    for line in details(r, indent="    "):
+                    tr.write_line("    " + test_headline(r))
+                    for line in test_details(r, indent="    "):
                         tr.write_line(line)
                 else:
                     tr.write_line("  %s: %s" % (r["nodeid"], r.get("reason") or ""))

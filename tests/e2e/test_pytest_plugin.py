@@ -293,14 +293,16 @@ def test_ini_options_and_warn_mode(project):
 def test_bad_marker_fails_the_test(project):
     proc = run_pytest(["-q", "--refhound", "-k", "bad_marker"], cwd=str(project))
     assert proc.returncode == 1
-    assert "bad @pytest.mark.refhound: iterations='many' must be a whole number" in proc.stdout
+    assert "bad @pytest.mark.refhound: iterations='many' is not a whole number" in proc.stdout
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--refhound-iterations", "0"], "refhound_iterations must be at least 1"),
-    (["--refhound-calls", "lots"], "must be a whole number or 'auto'"),
+    (["--refhound-iterations", "0"], "--refhound-iterations=0 must be at least 1"),
+    (["--refhound-iterations", str(2**31)], "--refhound-iterations=2147483648 must be at most"),
+    (["--refhound-calls", "lots"], "--refhound-calls='lots' is not a whole number or 'auto'"),
     (["--refhound-fixtures", "sometimes"], "must be one of reuse, fresh"),
-    (["--refhound-min-iterations", "40"], "is above --refhound-iterations"),
+    (["--refhound-min-iterations", "40"],
+     "--refhound-min-iterations (40) is above --refhound-iterations (30)"),
 ])
 def test_bad_options_are_usage_errors(project, args, message):
     proc = run_pytest(["-q", "--refhound"] + args, cwd=str(project))

@@ -16,7 +16,7 @@ def run(args):
 
 def _demo(args):
     from .. import _core
-    from .._checker import Checker
+    from ..api import Checker
     from ..report.terminal import ProgressLine, render
 
     _core.start()

@@ -1,10 +1,14 @@
-"""Terminal rendering of a Result, and the live progress line."""
+"""What a person reads in a terminal: the report of a check (`render`, for
+refhound check, refhound.loop, refhound demo), the lines of a leaking test
+under pytest --refhound (`test_headline`, `test_details`), and the live
+progress line.  Sites are drawn by one function for both."""
 import sys
 
 _VERDICT_STYLE = {"leak": "31;1", "error": "35;1", "clean": "32;1", "inconclusive": "33;1"}
 
 
-def _fmt_rate(value, unit=""):
+def fmt_rate(value, unit=""):
+    """A rate per call, signed and short: +3, +0.1, +1.2k, n/a."""
     if value is None:
         return "n/a"
     if value == 0:
@@ -50,25 +54,25 @@ def render(result, color=False):
             ("bytes", "bytes", ""), ("native_bytes", "native B", ""), ("rss_bytes", "rss B", ""),
             ("fds", "fds", "")]
     lines.append("  per call  " + "".join("%10s" % c[1] for c in cols))
-    lines.append("            " + "".join("%10s" % _fmt_rate(pc.get(c[0])) for c in cols))
+    lines.append("            " + "".join("%10s" % fmt_rate(pc.get(c[0])) for c in cols))
     if r.samples and r.samples[0].get("arenas", -1) >= 0:
         a, b = r.samples[0], r.samples[-1]
         lines.append("            pymalloc: arenas %d -> %d, pools in use %d -> %d, blocks in use %d -> %d"
                      % (a["arenas"], b["arenas"], a["pools"], b["pools"], a["pymalloc_blocks"],
                         b["pymalloc_blocks"]))
     if r.debug_refs_per_call is not None:
-        lines.append("            sys.gettotalrefcount(): %s per call" % _fmt_rate(r.debug_refs_per_call))
+        lines.append("            sys.gettotalrefcount(): %s per call" % fmt_rate(r.debug_refs_per_call))
     if r.objects:
         lines.append("")
         lines.append("  leaking objects (per call)")
         for o in r.objects[:10]:
-            lines.append("    %10s  %s" % (_fmt_rate(o["count_per_call"]), o["type"]))
+            lines.append("    %10s  %s" % (fmt_rate(o["count_per_call"]), o["type"]))
     if r.refcount_growth:
         lines.append("")
         title = "growing reference counts" if r.verdict != "error" else "falling reference counts"
         lines.append("  %s (references per call)" % title)
         for g in r.refcount_growth[:10]:
-            lines.append("    %10s  %s %s" % (_fmt_rate(g["refs_per_call"]), g["type"], g["repr"]))
+            lines.append("    %10s  %s %s" % (fmt_rate(g["refs_per_call"]), g["type"], g["repr"]))
     if r.sites:
         lines.append("")
         if r.sites[0].get("blocks_per_call") is not None:
@@ -77,7 +81,7 @@ def render(result, color=False):
             lines.append("  reference sites (refcount writes left unbalanced, found with "
                          "hardware watchpoints)")
         for n, s in enumerate(r.sites[:5]):
-            lines.extend(_site_lines(s, n == 0, color))
+            lines.extend(site_lines(s, "    ", full=True, color=color, first=n == 0))
     for note in r.notes:
         lines.append("  note: %s" % note)
     return "\n".join(lines) + "\n"
@@ -85,36 +89,109 @@ def render(result, color=False):
 
 def _where(site):
     if site.get("file"):
-        return "%s:%s" % (site["file"], site["line"])
-    return site.get("module") or "?"
+        return "%s:%s" % (site["file"], site.get("line") or "?")
+    return site.get("module") or "(no native frame)"
 
 
-def _site_lines(site, first, color):
+def site_lines(site, indent="    ", full=True, color=False, first=False):
+    """One site: where, function, rates; its source (all the context when
+    full, else only the culprit line), life history, first Python caller."""
     rate = []
     if site.get("blocks_per_call") is not None:
-        rate.append("%s blocks, %s bytes per call" % (_fmt_rate(site["blocks_per_call"]),
-                                                     _fmt_rate(site.get("bytes_per_call"))))
+        rate.append("%s blocks, %s bytes per call" % (fmt_rate(site["blocks_per_call"]),
+                                                     fmt_rate(site.get("bytes_per_call"))))
     if site.get("refs_per_call") is not None:
-        rate.append("%s references per call" % _fmt_rate(site["refs_per_call"]))
+        rate.append("%s references per call" % fmt_rate(site["refs_per_call"]))
     where = ("in %s()" % site["function"]) if site.get("function") else (
         "in the definition of %s" % site.get("type_symbol") if site.get("type_symbol") else "")
-    head = "    %s %s  %s" % (_where(site), where, "; ".join(rate))
-    out = [_style(head, "1", color) if first else head]
-    for n, text, is_culprit in site.get("source", []):
+    head = "%s%s %s  %s" % (indent, _where(site), where, "; ".join(rate))
+    out = [_style(head.rstrip(), "1", color) if first else head.rstrip()]
+    for entry in site.get("source") or []:
+        n, text, is_culprit = entry
+        if not full and not is_culprit:
+            continue
         mark = ">" if is_culprit else " "
-        line = "      %s %5d | %s" % (mark, n, text)
+        line = "%s  %s %5d | %s" % (indent, mark, n, text if full else str(text).strip())
         out.append(_style(line, "33", color) if is_culprit else line)
-    for step in site.get("history", []):
-        out.append("      " + step)
-    if site.get("allocated_at"):
-        out.append("      instances allocated at %s" % site["allocated_at"])
+    if full:
+        for step in site.get("history", []):
+            out.append(indent + "  " + step)
+        if site.get("allocated_at"):
+            out.append(indent + "  instances allocated at %s" % site["allocated_at"])
     if site.get("python"):
         py = site["python"][0]
-        out.append("      called from %s:%s in %s" % (py.get("file"), py.get("line"),
-                                                      py.get("function")))
-    if site.get("reason"):
-        out.append("      (%s)" % site["reason"])
+        out.append(indent + "  called from %s:%s in %s" % (py.get("file"), py.get("line"),
+                                                         py.get("function")))
+    if full and site.get("reason"):
+        out.append(indent + "  (%s)" % site["reason"])
     return out
+
+
+# ---------------------------------------------------------------------------
+# One test under pytest --refhound (a record: outcome, reason, result dict)
+
+_HEADLINE_RATES = (("refs", "refs"), ("objects", "objects"), ("blocks", "blocks"),
+                   ("bytes", "bytes"), ("native_bytes", "native bytes"), ("fds", "fds"))
+
+
+def test_headline(record):
+    """One line: what leaks, per call."""
+    result = record.get("result") or {}
+    per_call = result.get("per_call") or {}
+    parts = []
+    for key, label in _HEADLINE_RATES:
+        value = per_call.get(key)
+        if value is not None and abs(value) >= 0.05:
+            parts.append("%s %s" % (fmt_rate(value), label))
+    types = [o["type"] for o in result.get("objects") or []][:3]
+    text = "refhound: %s" % record["outcome"].upper()
+    if parts:
+        text += " %s per call" % ", ".join(parts)
+    if types:
+        text += " (%s)" % ", ".join(types)
+    return text
+
+
+def test_details(record, indent="  "):
+    """The lines under a leaking test: types, growing objects, sites."""
+    result = record.get("result") or {}
+    lines = []
+    if record.get("reason"):
+        lines.append(indent + record["reason"])
+    it = result.get("iterations") or {}
+    if it:
+        lines.append(indent + "measured %s iterations x %s calls after %s warm-up, %.2f s" % (
+            it.get("measured"), result.get("calls_per_iteration"), it.get("warmup"),
+            result.get("seconds") or 0.0))
+    objects = result.get("objects") or []
+    if objects:
+        lines.append(indent + "leaking objects per call: " + ", ".join(
+            "%s %s" % (fmt_rate(o["count_per_call"]), o["type"]) for o in objects[:6]))
+    growth = result.get("refcount_growth") or []
+    if growth:
+        lines.append(indent + "growing reference counts:")
+        for g in growth[:5]:
+            lines.append(indent + "  %s refs per call on %s %s" % (
+                fmt_rate(g["refs_per_call"]), g["type"], g["repr"]))
+            for site in (g.get("sites") or [])[:3]:
+                lines.extend(site_lines(site, indent + "    ", full=False))
+    sites = result.get("sites") or []
+    if sites:
+        lines.append(indent + "culprit sites (where the surviving blocks were allocated):")
+        for site in sites[:5]:
+            lines.extend(site_lines(site, indent + "  ", full=False))
+    for note in result.get("notes") or []:
+        lines.append(indent + "note: " + note)
+    fixture = record.get("fixture_result")
+    if fixture and fixture.get("verdict") == "leak":
+        fpc = fixture.get("per_call") or {}
+        lines.append(indent + "fixture cycle alone: %s refs, %s objects, %s blocks per call" % (
+            fmt_rate(fpc.get("refs")), fmt_rate(fpc.get("objects")), fmt_rate(fpc.get("blocks"))))
+    return lines
+
+
+def failure_text(record):
+    return "\n".join([test_headline(record)] + test_details(record)) + "\n"
 
 
 class ProgressLine:

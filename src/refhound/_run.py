@@ -1,0 +1,458 @@
+"""One leak check, from the first iteration to the Result, as steps.
+
+Every front end drives the same check:
+
+    refhound check / refhound.check / Checker   run_callable() below
+    pytest --refhound                          run_callable() on the test body
+    refhound.loop / refhound run               _loop.py: the user's loop runs
+                                               the bodies, the loop closes the
+                                               iterations
+
+CheckRun.steps() is a generator of Steps.  The driver performs each step
+(an iteration of `calls` calls, with a refcount snapshot or allocation
+stacks when asked; or a watch or history pass, which need a callable) and
+sends back what the step returns; the check decides what comes next with
+verdict.py.  The phases:
+
+  warm-up        iterations that are not judged (lazy imports, caches)
+  measure        iterations until the Decider is sure (verdict.py)
+  restart        the reference count fell by about one per call: start again
+                 with one call per iteration, so the object is not freed
+                 under the check
+  confirm        a leak or error seen at N calls must show at another count
+  diagnose       iterations with refcount snapshots: existing objects whose
+                 count moves
+  attribute      iterations with an allocation stack per new block: sites
+  watch          hardware watchpoints on the objects whose count moves
+  history        one new object from the top site followed through its life
+
+The engine's Session (refhound._core) runs the iterations in C and keeps the
+samples in C memory; nothing here keeps Python state that grows from one
+iteration to the next (the check would count its own bookkeeping).
+"""
+import time
+
+from . import verdict as V
+from ._result import Result
+from ._saferepr import safe_repr, type_name
+
+ATTRIBUTION_ITERATIONS = 2
+RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", "fds")
+
+
+class TargetFailed(Exception):
+    """The checked callable raised; the original exception is __cause__."""
+
+
+class Step:
+    """What the driver must do next.
+
+    kind "iterate": one iteration of `calls` calls (warmup: not judged;
+    snapshot: take a refcount snapshot after it; stacks: record an
+    allocation stack for every new block during it).  kind "watch" /
+    "history": a pass over the callable (only for drivers that can call)."""
+
+    __slots__ = ("kind", "phase", "calls", "warmup", "snapshot", "stacks", "arg")
+
+    def __init__(self, kind, phase, calls, warmup=False, snapshot=False, stacks=False, arg=None):
+        self.kind = kind
+        self.phase = phase
+        self.calls = calls
+        self.warmup = warmup
+        self.snapshot = snapshot
+        self.stacks = stacks
+        self.arg = arg
+
+
+def calibrated_calls(options, seconds_per_call):
+    """Calls per iteration: the option, or a power of ten giving about
+    options.iteration_seconds per iteration (at most options.max_calls)."""
+    if options.calls is not None:
+        return options.calls
+    calls = 1
+    while calls * 10 <= options.max_calls and calls * 10 * seconds_per_call <= \
+            options.iteration_seconds:
+        calls *= 10
+    return calls
+
+
+def max_samples(options):
+    return (max(options.warmup, 1) + options.iterations + options.diagnose
+            + ATTRIBUTION_ITERATIONS + V.CONFIRM_ITERATIONS + 5)
+
+
+class CheckRun:
+    """The state of one check.  open_session(calls) -> a refhound._core.Session
+    is given by the driver (it knows what the session calls)."""
+
+    def __init__(self, options, target, open_session, can_call=True, observers=()):
+        self.options = options
+        self.target = target
+        self.open_session = open_session
+        self.can_call = can_call
+        self.observers = list(observers)
+        self.notes = []
+        self.session = None
+        self.calls = None           # calls per iteration of the measurement
+        self.decider = None
+        self.decided = None         # the verdict of the measurement, once known
+        self.measured_samples = 0
+        self.result = None
+        self.t0 = time.perf_counter()
+
+    # -- the steps ------------------------------------------------------------
+
+    def steps(self, calls):
+        """Yield Steps until the Result is in self.result."""
+        from . import _core
+        if not _core.is_tracking():
+            self.result = self._incomplete(calls, _tracking_off_reason())
+            return
+        try:
+            while True:
+                self.session = self.open_session(calls)
+                self.calls = calls
+                try:
+                    outcome = yield from self._measure()
+                except _core.TrackingError as exc:
+                    self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
+                    return
+                if outcome == "restart":
+                    self.notes.append(
+                        "the reference count fell on every call: re-checked with one call "
+                        "per iteration so the object is not freed under the check")
+                    self.session.close()
+                    calls = 1
+                    continue
+                break
+            yield from self._conclude(outcome)
+        finally:
+            if self.session is not None:
+                self.session.close()
+
+    def _iterate(self, phase, warmup=False, snapshot=False, stacks=False):
+        return Step("iterate", phase, self.session.calls, warmup, snapshot, stacks)
+
+    def _measure(self):
+        session = self.session
+        options = self.options
+        decider = self.decider = V.Decider(options, max_samples=max_samples(options))
+        warm = max(options.warmup, 1)       # at least one baseline sample
+        for i in range(warm):
+            yield self._iterate("warm-up", warmup=True)
+            self._notify("warm-up", i + 1)
+        falls = done = 0
+        while True:
+            yield self._iterate("measuring")
+            done += 1
+            verdict, stop = decider.decide(session)
+            self._notify("measuring", done)
+            if V.refs_fell(session.last_delta("refs"), session.calls):
+                falls += 1
+                if falls >= 2:
+                    return "restart"
+            else:
+                falls = 0
+            if stop:
+                return verdict
+
+    def _conclude(self, verdict):
+        from . import _core
+        session = self.session
+        self.decided = verdict
+        measured_samples = self.measured_samples = session.nsamples
+        if verdict in ("leak", "error"):
+            try:
+                verdict = yield from self._confirm(verdict)
+            except _core.TrackingError as exc:
+                self.notes.append("not confirmed: refhound %s" % exc)
+        growth = []
+        if verdict in ("leak", "error") and self.options.diagnose > 0:
+            try:
+                growth = yield from self._diagnose()
+            except _core.TrackingError as exc:
+                self.notes.append("no refcount diagnosis: refhound %s" % exc)
+        sites = []
+        if verdict == "leak" and self.options.attribution:
+            try:
+                sites = yield from self._attribute()
+            except _core.TrackingError as exc:
+                self.notes.append("no attribution: refhound %s" % exc)
+        if growth and self.options.attribution and self.can_call:
+            yield from self._watch(growth)
+            if not sites:
+                # Nothing allocated: the refcount writes are the sites.
+                sites = [s for g in growth[:1] for s in g["sites"]]
+        raw = session.results()
+        self.result = build_result(self.target, verdict, raw, self.calls, measured_samples,
+                                   growth, self.notes, time.perf_counter() - self.t0,
+                                   self.options.alpha)
+        self.result.sites = sites
+
+    def _confirm(self, verdict):
+        """A trend seen at N calls per iteration must show at another count
+        (verdict.py: aliasing of a cache emptied every k entries)."""
+        session = self.session
+        calls = session.calls
+        before = V.rates_before(session, calls)
+        if not before:
+            return verdict
+        other = V.other_calls(before, calls)
+        # The first iteration is the baseline: the objects made above are
+        # alive from then on and cancel out.
+        start = session.nsamples
+        session.set_calls(other)
+        try:
+            for _ in range(V.CONFIRM_ITERATIONS + 1):
+                yield self._iterate("confirming")
+        finally:
+            session.set_calls(calls)
+        after = {}
+        for key in before:
+            series = session.series(key, start)
+            after[key] = (series[-1] - series[0]) / (other * (len(series) - 1))
+        if V.confirmed(before, after):
+            return verdict
+        self.notes.append(
+            "the growth seen at %d calls per iteration did not show at %d: a cache "
+            "emptied periodically and sampled in step with it? (rates %s)"
+            % (calls, other, ", ".join("%s %+.3g" % kv for kv in before.items())))
+        return "inconclusive"
+
+    def _diagnose(self):
+        """Iterations with refcount snapshots: which existing objects gain (or
+        lose) references call after call."""
+        session = self.session
+        session.snapshot()
+        for _ in range(self.options.diagnose):
+            yield self._iterate("diagnosing", snapshot=True)
+        calls = session.calls * self.options.diagnose
+        out = []
+        for obj, series in session.growth(20):
+            rate = (series[-1] - series[0]) / calls
+            if abs(rate) < V.MIN_REFS_PER_CALL:
+                continue
+            out.append({"type": type_name(type(obj)), "repr": safe_repr(obj),
+                        "refs_per_call": round(rate, 4), "sites": [], "object": obj})
+        return out
+
+    def _attribute(self):
+        """Iterations with a stack recorded for every new block; the blocks
+        born in them that survive are grouped by stack into sites."""
+        from . import _core
+        from ._attribution import leak_sites
+        for _ in range(ATTRIBUTION_ITERATIONS):
+            yield self._iterate("attributing", stacks=True)
+        last = _core.stats()["epoch"]
+        first = last - ATTRIBUTION_ITERATIONS + 1
+        try:
+            sites, _ = leak_sites(first, last, self.session.calls * ATTRIBUTION_ITERATIONS)
+            if sites and sites[0].get("address") and self.can_call:
+                yield from self._history(sites[0])
+        finally:
+            _core.reset_stacks()
+        if not _core.symbols_have_dwarf() and sites:
+            self.notes.append("sites are named by symbol only: refhound was built without libdw")
+        return sites
+
+    def _history(self, site):
+        """Follow one new object from the top site through its life."""
+        found = yield Step("history", "attributing", 0, arg=site["address"])
+        events, summary = found
+        if events is None:
+            self.notes.append("no life history: %s" % summary)
+            return
+        site["history_events"] = events
+        site["history"] = [summary]
+
+    def _watch(self, growth):
+        """Hardware watchpoints on the objects whose refcount moves: the lines
+        whose writes do not balance, per call."""
+        watched = growth[:4]
+        calls = max(1, min(self.session.calls, 100))
+        found, error = yield Step("watch", "watching", calls,
+                                  arg=[g["object"] for g in watched])
+        if error:
+            self.notes.append("no refcount sites: %s" % error)
+            return
+        for g, sites in zip(watched, found):
+            sign = 1 if g["refs_per_call"] > 0 else -1
+            g["sites"] = [s for s in sites if s["refs_per_call"] * sign > 0][:3]
+
+    def finish_early(self, note):
+        """The driver stops before the steps are over (a loop that ended):
+        a Result from what was measured, if enough was; else None."""
+        session = self.session
+        if self.result is not None or session is None:
+            return self.result
+        verdict = self.decided
+        nsamples = self.measured_samples
+        if verdict is None:
+            _, measured = V.window_of(session.nsamples, session.warmup_samples)
+            if session.warmup_samples == 0 or measured < 3 or self.decider is None:
+                return None
+            verdict, stop = self.decider.decide(session)
+            if not stop:
+                verdict = "inconclusive"
+            nsamples = session.nsamples
+        self.notes.append(note)
+        self.result = build_result(self.target, verdict, session.results(), self.calls,
+                                   nsamples, [], self.notes, time.perf_counter() - self.t0,
+                                   self.options.alpha)
+        return self.result
+
+    # -- observers and results ---------------------------------------------------
+
+    def _notify(self, phase, index):
+        if not self.observers:
+            return
+        session = self.session
+        info = {"target": self.target, "phase": phase, "iteration": index,
+                "calls": session.calls, "seconds": time.perf_counter() - self.t0,
+                "refs_delta": session.last_delta("refs"),
+                "blocks_delta": session.last_delta("blocks")}
+        for observer in self.observers:
+            observer(info)
+
+    def _incomplete(self, calls, why):
+        result = Result(
+            target=self.target, verdict="inconclusive",
+            per_call=dict.fromkeys(RATE_METRICS), objects=[], refcount_growth=[],
+            iterations={"warmup": 0, "measured": 0}, calls_per_iteration=calls,
+            seconds=time.perf_counter() - self.t0, samples=[], types=[], trends={},
+            survivors={"first_epoch": 0, "blocks": [], "bytes": []}, notes=self.notes)
+        result.incomplete = why
+        return result
+
+
+def _tracking_off_reason():
+    from . import _core
+    failure = _core.stats().get("failure")
+    if failure:
+        return "refhound tracking stopped: %s; the program went on" % failure
+    return "refhound tracking is not on"
+
+
+def build_result(target, verdict, raw, calls, nsamples, growth, notes, seconds, alpha):
+    """A Result from the session's raw figures: the first nsamples samples
+    are the measurement, at `calls` calls per iteration (later samples belong
+    to confirmation and diagnosis)."""
+    from . import _core
+    samples = raw["samples"][:nsamples]
+    warmup_samples = raw["warmup_samples"]
+    base = V.measured_base(warmup_samples)
+    measured = len(samples) - 1 - base
+    first = samples[base]
+    # Rate per call: the Theil-Sen slope of the measured samples (median of
+    # pairwise slopes), so a one-off step (a cache entry, a free-list refill)
+    # does not bend it, divided by the calls per iteration.
+    measured_samples = samples[base:]
+
+    def rate(key):
+        series = [x[key] for x in measured_samples]
+        if min(series) < 0:
+            return None
+        return round(_core.trend(series)["slope"] / calls, 4)
+
+    per_call = {key: rate(key) for key in RATE_METRICS}
+    debug = rate("debug_refs") if first["debug_refs"] >= 0 else None
+    objects = []
+    half = base + measured // 2
+    for t in raw["types"]:
+        live = t["live"][:nsamples]
+        if len(live) <= base:
+            continue
+        grew = live[-1] - live[base]
+        recent = live[-1] - live[half]
+        if grew > 0 and recent > 0 and verdict in ("leak", "error", "inconclusive"):
+            slope = _core.trend(live[base:])["slope"] / calls
+            if slope > 0:
+                objects.append({"type": t["type"], "count_per_call": round(slope, 4)})
+    objects.sort(key=lambda o: -o["count_per_call"])
+    types = sorted(({"type": t["type"], "allocs": t["allocs"], "frees": t["frees"],
+                     "max_live": t["max_live"], "live": t["live"][nsamples - 1]}
+                    for t in raw["types"]), key=lambda t: -t["allocs"])[:30]
+    if verdict not in ("leak", "error"):
+        growth = []
+    return Result(
+        target=target, verdict=verdict, per_call=per_call, objects=objects,
+        refcount_growth=growth,
+        iterations={"warmup": max(warmup_samples, 0), "measured": measured},
+        calls_per_iteration=calls, seconds=seconds,
+        samples=samples, types=types, trends=V.all_trends(samples, warmup_samples, alpha),
+        survivors=raw["survivors"], debug_refs_per_call=debug, notes=notes,
+        tracker=raw["tracker"])
+
+
+# ---------------------------------------------------------------------------
+# The driver for a callable
+
+
+def run_callable(options, func, args, kwargs, target, observers=()):
+    """Check func(*args, **kwargs): calibrate, then perform the steps.
+    Raises TargetFailed when the target raises."""
+    from . import _core
+    from ._caches import clear_caches
+
+    args = tuple(args)
+    kwargs = dict(kwargs) or None
+    calls = options.calls
+    if calls is None:
+        try:
+            t = time.perf_counter()
+            func(*args, **(kwargs or {}))
+            once = time.perf_counter() - t
+        except BaseException as exc:
+            raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc
+        calls = calibrated_calls(options, once)
+
+    def open_session(n):
+        return _core.Session(func, args, kwargs, clear_caches, n,
+                             max_samples=max_samples(options))
+
+    run = CheckRun(options, target, open_session, can_call=True, observers=observers)
+    steps = run.steps(calls)
+    reply = pending = None
+    while True:
+        try:
+            step = steps.throw(pending) if pending is not None else steps.send(reply)
+        except StopIteration:
+            break
+        reply = pending = None
+        try:
+            reply = _perform(step, run.session, func, args, kwargs)
+        except _core.TrackingError as exc:
+            pending = exc       # the check decides what an incomplete step means
+        except BaseException:
+            steps.close()
+            raise
+    return run.result
+
+
+def _perform(step, session, func, args, kwargs):
+    from . import _core
+    if step.kind == "iterate":
+        if step.stacks:
+            _core.capture_stacks(True)
+        try:
+            return _call(session.iterate, step.warmup, step.snapshot)
+        finally:
+            if step.stacks:
+                _core.capture_stacks(False)
+    if step.kind == "watch":
+        from ._attribution import watch_sites
+        return _call(watch_sites, step.arg, func, args, kwargs, step.calls)
+    if step.kind == "history":
+        from ._attribution import life_history
+        return _call(life_history, step.arg, func, args, kwargs)
+    raise ValueError("unknown step %r" % step.kind)
+
+
+def _call(method, *args):
+    from . import _core
+    try:
+        return method(*args)
+    except (TargetFailed, _core.TrackingError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc

@@ -1,0 +1,317 @@
+"""The rules of a verdict, written once: every front end asks this module.
+
+The engine (refhound._core) measures: samples per iteration and the pure
+statistics (Mann-Kendall with ties, Theil-Sen slope: `_core.trend`).  This
+module judges:
+
+  classify()   one metric over a window of samples: flat, noise, unclear,
+               growing or falling;
+  Decider      after each measured iteration: leak, error, clean,
+               inconclusive or "continue" (streaks, minimum and maximum
+               number of iterations);
+  confirmation a trend seen at N calls per iteration must show at another
+               count (aliasing of periodic caches);
+  judge()      the outcome of one pytest test under its settings (watched
+               metrics, allowances).
+
+No rule lives anywhere else: the thresholds below are the only ones.
+Nothing here keeps per-iteration Python state that grows (a check counts
+the objects that survive an iteration, its own included).
+"""
+
+# The metrics whose growth makes a leak (the others are shown only).
+VERDICT_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "fds", "threads")
+# Metrics that may be missing from a sample (-1: not available here).
+OPTIONAL_METRICS = frozenset(("native_bytes", "rss_bytes", "uss_bytes", "fds", "threads",
+                              "debug_refs", "arenas", "pools", "pymalloc_blocks"))
+# The glibc heap figure is too noisy to hold a check back or to call it flat.
+NOISY_METRICS = frozenset(("native_bytes",))
+
+MIN_WINDOW = 8          # samples in the recent window, at least
+LEAK_STREAK = 3         # growing decisions in a row before "leak"
+ERROR_STREAK = 2        # falling decisions in a row before "error"
+UNCLEAR_P = 0.05        # a trend leaning one way, not significant yet
+LEANING_P = 0.1         # any hint of net change: forbids an early "clean"
+RECENT_PACE = 0.25      # the last third must still move at this share of the pace
+FLAT, NOISE, UNCLEAR, GROWING, FALLING = "flat", "noise", "unclear", "growing", "falling"
+
+# Confirmation at another number of calls per iteration.
+CONFIRM_ITERATIONS = 3      # plus one for the baseline
+CONFIRM_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "fds")
+CONFIRM_RATIO = (0.5, 2.0)  # the rate at the other count, relative to the first
+
+# Refcount diagnosis: an object whose count moves less than this per call
+# is not reported.
+MIN_REFS_PER_CALL = 0.01
+
+
+def stats(series):
+    """Pure statistics of a series: slope (Theil-Sen, per sample) and the
+    one-sided Mann-Kendall p-values."""
+    from . import _core
+    t = _core.trend(series)
+    return t["slope"], t["p_up"], t["p_down"]
+
+
+class Trend:
+    """The classification of one metric over a window."""
+
+    __slots__ = ("trend", "slope", "p_up", "p_down", "growth", "window")
+
+    def __init__(self, trend=FLAT, slope=0.0, p_up=1.0, p_down=1.0, growth=0.0, window=0):
+        self.trend = trend
+        self.slope = slope
+        self.p_up = p_up
+        self.p_down = p_down
+        self.growth = growth        # last - first over the window
+        self.window = window
+
+    @property
+    def leaning(self):
+        return ((self.p_up < LEANING_P and self.growth > 0) or
+                (self.p_down < LEANING_P and self.growth < 0))
+
+    def to_dict(self):
+        return {"trend": self.trend, "slope": self.slope, "p_up": self.p_up,
+                "p_down": self.p_down, "window": self.window}
+
+
+def classify(x, alpha):
+    """Is the series growing, falling, or settled?
+
+    Growing: the Mann-Kendall trend is significant at `alpha`, the median
+    slope is positive AND the last third of the window still grows at a
+    quarter of that pace or more: the last condition tells a leak from a
+    cache that filled up early in the window.  Falling is the mirror."""
+    n = len(x)
+    if n < 2:
+        return Trend(window=n)
+    growth = x[-1] - x[0]
+    if all(v == x[0] for v in x):
+        return Trend(window=n)
+    slope, p_up, p_down = stats(x)
+    third = max(n // 3, 1)
+    recent = x[-1] - x[-1 - third]
+    pace = RECENT_PACE * slope * third
+    if p_up < alpha and slope > 0 and recent > 0 and recent >= pace:
+        trend = GROWING
+    elif p_down < alpha and slope < 0 and recent < 0 and recent <= pace:
+        trend = FALLING
+    elif (p_up < UNCLEAR_P and recent > 0) or (p_down < UNCLEAR_P and recent < 0):
+        trend = UNCLEAR
+    else:
+        trend = NOISE
+    return Trend(trend, slope, p_up, p_down, growth, n)
+
+
+def measured_base(warmup_samples):
+    """Index of the baseline sample: the last warm-up sample."""
+    return warmup_samples - 1 if warmup_samples > 0 else 0
+
+
+def window_of(nsamples, warmup_samples):
+    """(first index, measured iterations) of the recent window: the last two
+    thirds of the measured samples, at least MIN_WINDOW."""
+    base = measured_base(warmup_samples)
+    measured = nsamples - 1 - base
+    npoints = measured + 1
+    window = (2 * npoints + 2) // 3
+    if window < MIN_WINDOW:
+        window = min(npoints, MIN_WINDOW)
+    return nsamples - window, measured
+
+
+def classify_window(series, alpha, metric):
+    """classify() over a window, a metric with a missing value counting as flat."""
+    if metric in OPTIONAL_METRICS and any(v < 0 for v in series):
+        return Trend(p_up=0.0, p_down=0.0, window=len(series))
+    return classify(series, alpha)
+
+
+class Decider:
+    """After each measured iteration: what the samples say so far.
+
+    decide(session) -> (verdict, stop), verdict one of "leak", "error",
+    "clean", "inconclusive", "continue"."""
+
+    def __init__(self, options, metrics=VERDICT_METRICS, max_samples=None):
+        self.alpha = options.alpha
+        self.min_measured = options.min_iterations
+        self.max_measured = options.iterations
+        self.max_samples = max_samples
+        self.metrics = metrics
+        self.leak_streak = 0
+        self.error_streak = 0
+
+    def decide(self, session):
+        start, measured = window_of(session.nsamples, session.warmup_samples)
+        trends = {m: classify_window(session.series(m, start), self.alpha, m)
+                  for m in self.metrics}
+        return self.decide_trends(trends, measured, session.nsamples)
+
+    def decide_trends(self, trends, measured, nsamples=0):
+        growing = any(t.trend == GROWING for t in trends.values())
+        unclear = any(t.trend == UNCLEAR for t in trends.values())
+        leaning = any(t.leaning for m, t in trends.items() if m not in NOISY_METRICS)
+        flat = all(t.trend == FLAT for m, t in trends.items() if m not in NOISY_METRICS)
+        falling = "refs" in trends and trends["refs"].trend == FALLING
+        self.leak_streak = self.leak_streak + 1 if growing else 0
+        self.error_streak = self.error_streak + 1 if falling else 0
+        if measured >= self.min_measured:
+            if falling and self.error_streak >= ERROR_STREAK:
+                return "error", True
+            if growing and self.leak_streak >= LEAK_STREAK:
+                return "leak", True
+            if not (growing or falling or unclear) and flat:
+                return "clean", True
+            if not (growing or falling or unclear or leaning) and \
+                    measured >= 2 * self.min_measured:
+                return "clean", True
+        full = self.max_samples is not None and nsamples >= self.max_samples - 1
+        if measured >= self.max_measured or full:
+            if falling:
+                return "error", True
+            if growing:
+                return "leak", True
+            if unclear:
+                return "inconclusive", True
+            return "clean", True
+        return "continue", False
+
+
+def refs_fell(refs_delta, calls):
+    """One iteration's drop of the total reference count that means an extra
+    DECREF per call (re-check with one call per iteration, so the object is
+    not freed under the check)."""
+    return calls > 1 and refs_delta <= -(calls // 2)
+
+
+def all_trends(samples, warmup_samples, alpha):
+    """The classification of every metric over the final window (for the result)."""
+    if not samples:
+        return {}
+    start, _ = window_of(len(samples), warmup_samples)
+    out = {}
+    for metric in samples[0]:
+        if metric in ("t", "epoch"):
+            continue
+        series = [s[metric] for s in samples[start:]]
+        out[metric] = classify_window(series, alpha, metric).to_dict()
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Confirmation at another number of calls per iteration
+
+
+def rates_before(session, calls):
+    """Per-call rates of the confirmable metrics over the measured samples."""
+    base = measured_base(session.warmup_samples)
+    out = {}
+    for key in CONFIRM_METRICS:
+        series = session.series(key, base)
+        if series and min(series) >= 0:
+            rate = stats(series)[0] / calls
+            if rate != 0:
+                out[key] = rate
+    return out
+
+
+def other_calls(before, calls):
+    """The number of calls per iteration to confirm at: 2N+1, or enough calls
+    for a few events of the measured rate."""
+    counts = [abs(r) for k, r in before.items() if k in ("refs", "objects", "blocks", "fds")]
+    fastest = max(counts) if counts else max(abs(r) for r in before.values())
+    return max(calls * 2 + 1, min(int(5 / fastest) + 1, calls * 100, 100000))
+
+
+def confirmed(before, after):
+    """A leak grows with the number of calls: at least one metric's per-call
+    rate comes back with the same sign and within a factor of two."""
+    low, high = CONFIRM_RATIO
+    for key, rate in before.items():
+        rate2 = after.get(key, 0.0)
+        if (rate > 0) == (rate2 > 0) and low <= rate2 / rate <= high:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------
+# One pytest test under its settings
+
+# native_bytes is the whole process's malloc heap (mallinfo2); in a long
+# pytest process it drifts by a few hundred bytes now and then.  Growth there
+# alone, below one byte per call (a leaked malloc chunk is at least 32
+# bytes), is drift, not a leak of the test.
+NATIVE_DRIFT = 1.0
+FAILING = ("leak", "error")
+
+
+def rate(result, metric):
+    value = result.per_call.get(metric)
+    if value is None and metric == "threads":
+        return 0.0
+    return value or 0.0
+
+
+def growing_metrics(result, metrics=None):
+    """Verdict metrics classified as growing in the final window, whose
+    measured rate over the whole measurement is above zero (a trend in the
+    last samples that adds up to nothing per call is not blamed on a test)."""
+    out = []
+    for m in metrics or VERDICT_METRICS:
+        trend = result.trends.get(m) or {}
+        if trend.get("trend") == GROWING and (m == "threads" or rate(result, m) > 0):
+            out.append(m)
+    return out
+
+
+def judge(result, metrics=None, allow=None, strict=False):
+    """(outcome, reason) of a Result for a test that watches `metrics` (None:
+    all) and tolerates `allow` {metric: growth per call}."""
+    allow = allow or {}
+    verdict = result.verdict
+    if verdict == "error":
+        if metrics and "refs" not in metrics:
+            return "ignored", ("the reference count falls, but 'refs' is not among the "
+                               "watched metrics")
+        return "error", "the reference count falls call after call (an extra DECREF)"
+    if verdict == "inconclusive":
+        return ("leak" if strict else "inconclusive",
+                result.incomplete or "a trend that is not significant yet")
+    if verdict != "leak":
+        return "clean", ""
+    growing = growing_metrics(result, metrics)
+    if growing == ["native_bytes"] and rate(result, "native_bytes") < NATIVE_DRIFT:
+        return "clean", ("only the process's malloc heap drifted (%+.3g bytes per call, "
+                         "below one byte; no block, object or reference grew)"
+                         % rate(result, "native_bytes"))
+    if not growing:
+        if metrics and growing_metrics(result):
+            return "ignored", ("grows only in metrics that are not watched (%s)"
+                               % ", ".join(growing_metrics(result)))
+        return "clean", ("the engine saw a trend (%s) that adds up to no growth per call"
+                         % ", ".join(m for m in VERDICT_METRICS
+                                     if (result.trends.get(m) or {}).get("trend") == GROWING))
+    over = [m for m in growing if rate(result, m) > allow.get(m, -1.0) * 1.05 + 0.05]
+    if not over:
+        return "allowed", "within the allowance (%s)" % ", ".join(
+            "%s %+g/call <= %g" % (m, rate(result, m), allow[m]) for m in growing)
+    return "leak", "grows call after call: %s" % ", ".join(
+        "%s %+.4g/call" % (m, rate(result, m)) for m in over)
+
+
+def explained_by_fixture(result, fixture_result):
+    """True when every metric the test grows is grown as fast by the fixture
+    cycle alone (fixtures="fresh")."""
+    if fixture_result is None or fixture_result.verdict != "leak":
+        return False
+    growing = growing_metrics(result)
+    if not growing:
+        return False
+    for m in growing:
+        test_rate, fix_rate = rate(result, m), rate(fixture_result, m)
+        slack = 64.0 if m in ("bytes", "native_bytes") else 0.25
+        if fix_rate < 0.9 * test_rate - slack:
+            return False
+    return True
