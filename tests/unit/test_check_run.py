@@ -1,0 +1,124 @@
+"""The step-driven check (src/refhound/_run.py) with the real engine, in
+process: the phases a check goes through, the result it builds, and the
+same check driven by a loop instead of by calls."""
+import pytest
+
+import refhound
+from refhound import _core, _run
+from refhound.options import Options
+
+KEEP = []
+
+
+def leaks_one_object():
+    KEEP.append(object())
+
+
+def clean():
+    return [1, 2, 3]
+
+
+@pytest.fixture(autouse=True)
+def _empty_keep():
+    yield
+    del KEEP[:]
+
+
+def phases_of(options, func, calls):
+    """Drive a CheckRun by hand and record the phases of its steps.
+
+    Only changes of phase are recorded: appending every step's phase to a
+    list would add a reference to the phase's string per iteration, which
+    the check rightly counts as a leak of whatever runs between samples."""
+    started = _core.start()
+    try:
+        def open_session(n):
+            return _core.Session(func, (), None, None, n, max_samples=_run.max_samples(options))
+        run = _run.CheckRun(options, "t", open_session, can_call=False)
+        changes = [["", 0]] * 8
+        n = 0
+        for step in run.steps(calls):
+            assert step.kind == "iterate"
+            if changes[n][0] != step.phase:
+                n += 1
+                changes[n] = [step.phase, 0]
+            changes[n][1] += 1
+            run.session.iterate(step.warmup, step.snapshot)
+        seen = [phase for phase, count in changes[1:n + 1] for _ in range(count)]
+        return seen, run.result
+    finally:
+        if started:
+            _core.stop()
+
+
+def test_a_leak_goes_through_every_phase():
+    options = Options(warmup=2, attribution=False)
+    seen, result = phases_of(options, leaks_one_object, 100)
+    assert result.verdict == "leak"
+    assert seen[:2] == ["warm-up", "warm-up"]
+    measuring = seen.count("measuring")
+    assert 8 <= measuring <= 60
+    assert seen[2 + measuring:] == ["confirming"] * 4 + ["diagnosing"] * 3
+    assert result.per_call["objects"] == pytest.approx(1.0, abs=0.02)
+    assert result.iterations == {"warmup": 2, "measured": measuring}
+    assert result.calls_per_iteration == 100
+
+
+def test_a_clean_function_stops_early_with_no_further_phase():
+    seen, result = phases_of(Options(warmup=1, attribution=False), clean, 100)
+    assert result.verdict == "clean"
+    assert seen[0] == "warm-up" and set(seen[1:]) == {"measuring"}
+    assert 8 <= len(seen) - 1 <= 16         # flat at the minimum, or no trend at twice it
+    assert result.sites == [] and result.refcount_growth == []
+
+
+def test_without_tracking_the_result_says_why():
+    assert not _core.is_tracking()
+    run = _run.CheckRun(Options(), "t", lambda n: None)
+    assert list(run.steps(10)) == []
+    assert run.result.verdict == "inconclusive"
+    assert run.result.incomplete == "refhound tracking is not on"
+    assert not run.result
+
+
+def test_check_api_finds_the_leak_and_its_objects():
+    result = refhound.check(leaks_one_object)
+    assert result.verdict == "leak"
+    assert {"type": "object", "count_per_call": 1.0} in result.objects
+    assert result.per_call["refs"] == pytest.approx(1.0, abs=0.02)
+    assert not _core.is_tracking()       # stopped again: it started here
+
+
+def test_calibration_picks_a_power_of_ten():
+    o = Options()
+    assert _run.calibrated_calls(o, 1e-7) == 10_000
+    assert _run.calibrated_calls(o, 1e-5) == 100
+    assert _run.calibrated_calls(o, 1.0) == 1
+    assert _run.calibrated_calls(Options(calls=7), 1e-7) == 7
+    assert _run.calibrated_calls(Options.for_pytest(), 1e-9) == 100
+
+
+def test_a_generator_function_is_driven_each_call():
+    def gen():
+        KEEP.append(object())
+        yield 1
+    result = refhound.Checker(attribution=False).check(gen)
+    assert result.verdict == "leak"
+    assert result.per_call["objects"] == pytest.approx(1.0, abs=0.02)
+    assert "generator" in result.notes[0]
+
+
+def test_a_loop_runs_the_same_check():
+    for _ in refhound.loop(range(100000), name="unit-loop", report=False):
+        KEEP.append(object())
+    result = refhound._loop.results()[-1]
+    assert result.target == "unit-loop"
+    assert result.verdict == "leak"
+    assert result.per_call["objects"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_options_are_checked_before_anything_runs():
+    with pytest.raises(refhound.OptionError):
+        refhound.Checker(iterations=0)
+    with pytest.raises(ValueError):
+        refhound.loop(range(3), calls=0)

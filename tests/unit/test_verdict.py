@@ -1,0 +1,392 @@
+"""The rules of a verdict (src/refhound/verdict.py) on synthetic series.
+
+A series stands for the samples of a check: one value per iteration, the
+first `warmup` of them warm-up.  The Decider is asked after every measured
+iteration, as the check run asks it, until it stops.
+"""
+import math
+import random
+
+import pytest
+
+from refhound import verdict as V
+from refhound.options import Options
+
+
+class Series:
+    """The samples of a check as the Decider reads them (series, nsamples,
+    warmup_samples), grown one iteration at a time."""
+
+    def __init__(self, metrics, warmup=3):
+        self.metrics = {k: list(v) for k, v in metrics.items()}
+        self.total = len(next(iter(self.metrics.values())))
+        self.nsamples = warmup
+        self.warmup_samples = warmup
+
+    def series(self, metric, start=0):
+        values = self.metrics.get(metric)
+        if values is None:
+            return [0] * (self.nsamples - start)
+        return values[start:self.nsamples]
+
+    def last_delta(self, metric):
+        v = self.series(metric)
+        return v[-1] - v[-2] if len(v) >= 2 else 0
+
+
+def run_decider(metrics, warmup=3, **options):
+    """Feed the series to a Decider one measured iteration at a time ->
+    (verdict, measured iterations when it stopped)."""
+    opts = Options(**options)
+    s = Series(metrics, warmup)
+    decider = V.Decider(opts)
+    while s.nsamples < s.total:
+        s.nsamples += 1
+        verdict, stop = decider.decide(s)
+        if stop:
+            return verdict, s.nsamples - warmup
+    return "ran out", s.nsamples - warmup
+
+
+def steady(n, per_iteration, start=1000):
+    return [start + per_iteration * i for i in range(n)]
+
+
+# ---------------------------------------------------------------------------
+# classify: one metric over a window
+
+
+def test_flat_series_is_flat():
+    t = V.classify([5] * 10, 0.001)
+    assert t.trend == V.FLAT and t.growth == 0 and not t.leaning
+
+
+def test_steady_growth_is_growing_with_its_slope():
+    t = V.classify(steady(12, 3), 0.001)
+    assert t.trend == V.GROWING
+    assert t.slope == pytest.approx(3.0)
+    assert t.growth == 33
+
+
+def test_steady_fall_is_falling():
+    t = V.classify(steady(12, -2), 0.001)
+    assert t.trend == V.FALLING and t.slope == pytest.approx(-2.0)
+
+
+def test_growth_that_stopped_in_the_last_third_is_not_growing():
+    # A cache that filled during the first two thirds of the window.
+    x = [100 + min(i, 6) * 5 for i in range(12)]
+    t = V.classify(x, 0.001)
+    assert t.trend != V.GROWING
+
+
+def test_growth_that_slowed_below_a_quarter_pace_is_not_growing():
+    x = [0, 10, 20, 30, 40, 50, 60, 70, 71, 71, 72, 72]
+    assert V.classify(x, 0.001).trend != V.GROWING
+
+
+def test_noise_without_trend_is_noise():
+    rng = random.Random(1)
+    x = [1000 + rng.choice((-1, 0, 1)) for _ in range(20)]
+    assert V.classify(x, 0.001).trend in (V.NOISE, V.FLAT, V.UNCLEAR)
+    assert V.classify(x, 0.001).trend != V.GROWING
+
+
+def test_weak_rise_is_unclear_not_growing():
+    # Significant at 5 % but not at 0.1 %: leaning, not a leak yet.
+    x = [0, 1, 0, 1, 2, 1, 2, 3, 2, 3]
+    t = V.classify(x, 0.001)
+    assert t.trend == V.UNCLEAR
+    assert t.leaning
+
+
+def test_one_sample_and_two_equal_samples_are_flat():
+    assert V.classify([7], 0.001).trend == V.FLAT
+    assert V.classify([7, 7], 0.001).trend == V.FLAT
+
+
+def test_stricter_alpha_needs_more_evidence():
+    x = steady(6, 1)
+    assert V.classify(x, 0.05).trend == V.GROWING
+    assert V.classify(x, 1e-6).trend != V.GROWING
+
+
+def test_missing_optional_metric_counts_as_flat():
+    t = V.classify_window([-1, -1, 5, 6, 7, 8, 9, 10], 0.001, "native_bytes")
+    assert t.trend == V.FLAT and not t.leaning
+    # A required metric with negative values is judged as it is.
+    assert V.classify_window(steady(10, 1, start=-20), 0.001, "refs").trend == V.GROWING
+
+
+# ---------------------------------------------------------------------------
+# The window and the baseline
+
+
+@pytest.mark.parametrize("nsamples, warmup, start, measured", [
+    (4, 3, 2, 1),       # one measured iteration: the baseline and it
+    (11, 3, 3, 8),      # 8 measured: baseline + 8 = 9 points, window 8
+    (33, 3, 12, 30),    # 30 measured: two thirds of 31 points
+    (10, 0, 2, 9),      # no warm-up: sample 0 is the baseline
+])
+def test_window_is_the_recent_two_thirds_at_least_eight(nsamples, warmup, start, measured):
+    assert V.window_of(nsamples, warmup) == (start, measured)
+
+
+# ---------------------------------------------------------------------------
+# The Decider: leak, error, clean, inconclusive
+
+
+def test_steady_leak_is_a_leak_after_min_iterations_and_three_in_a_row():
+    verdict, measured = run_decider({"refs": steady(40, 10), "objects": steady(40, 10)})
+    assert verdict == "leak"
+    # Significant at alpha 0.001 from 7 points on, then three in a row.
+    assert measured == 9
+
+
+def test_flat_everywhere_is_clean_at_min_iterations():
+    verdict, measured = run_decider({"refs": [500] * 40, "objects": [100] * 40})
+    assert (verdict, measured) == ("clean", 8)
+
+
+def test_cache_that_fills_during_warmup_and_settles_is_clean():
+    x = [1000 + 50 * min(i, 4) for i in range(40)]
+    assert run_decider({"refs": x, "objects": x})[0] == "clean"
+
+
+def test_cache_that_fills_over_the_first_measured_iterations_is_clean():
+    x = [1000 + 7 * min(i, 9) for i in range(60)]
+    verdict, measured = run_decider({"refs": x, "blocks": x})
+    assert verdict == "clean"
+    assert measured > 8         # it waited for the fill to stop
+
+
+def test_falling_refs_is_an_error():
+    verdict, measured = run_decider({"refs": steady(40, -5)})
+    assert verdict == "error" and measured == 8
+
+
+def test_falling_objects_alone_is_not_an_error():
+    # Objects freed call after call (a pool draining) is not an extra DECREF.
+    verdict, _ = run_decider({"objects": steady(60, -3, start=5000)})
+    assert verdict != "error"
+
+
+def test_leak_every_tenth_iteration_is_found():
+    # One call per iteration, a leak on every 10th call.
+    x = [1000 + (i // 10) for i in range(200)]
+    verdict, measured = run_decider({"refs": x, "objects": x}, iterations=150)
+    assert verdict == "leak", measured
+
+
+def test_noise_is_clean_after_twice_the_minimum():
+    rng = random.Random(7)
+    x = [10_000 + rng.choice((-2, -1, 0, 1, 2)) for _ in range(80)]
+    verdict, measured = run_decider({"refs": x, "objects": [5] * 80})
+    assert verdict == "clean"
+    assert 8 < measured <= 40
+
+
+def test_native_heap_noise_does_not_hold_the_check_back():
+    rng = random.Random(3)
+    native = [1 << 20 | rng.randrange(4096) for _ in range(40)]
+    verdict, measured = run_decider({"refs": [9] * 40, "native_bytes": native})
+    assert (verdict, measured) == ("clean", 8)
+
+
+def test_native_heap_that_grows_is_a_leak():
+    native = steady(40, 96, start=1 << 20)
+    assert run_decider({"refs": [9] * 40, "native_bytes": native})[0] == "leak"
+
+
+def test_descriptor_and_thread_growth_are_leaks():
+    assert run_decider({"fds": steady(40, 1, start=5)})[0] == "leak"
+    assert run_decider({"threads": steady(40, 1, start=2)})[0] == "leak"
+
+
+def test_rss_alone_never_makes_a_leak():
+    assert run_decider({"rss_bytes": steady(40, 4096, start=1 << 24)})[0] == "clean"
+
+
+def test_weak_trend_until_the_last_iteration_is_inconclusive():
+    d = V.Decider(Options(iterations=12))
+    unclear = {"refs": V.Trend(V.UNCLEAR, 0.2, 0.01, 0.99, 2, 9)}
+    assert d.decide_trends(unclear, 11) == ("continue", False)
+    assert d.decide_trends(unclear, 12) == ("inconclusive", True)
+
+
+def test_weak_series_leans_but_is_not_significant():
+    x = [0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 2, 1]
+    t = V.classify(x, 0.001)
+    assert t.trend == V.NOISE and t.leaning       # p_up about 0.06: no early "clean"
+
+
+def test_growth_still_going_at_the_last_iteration_is_a_leak():
+    # Not three decisions in a row before the end, but growing at the end.
+    x = [100] * 9 + steady(10, 4, start=100)
+    verdict, measured = run_decider({"refs": x}, iterations=16, min_iterations=8)
+    assert verdict == "leak" and measured <= 16
+
+
+def test_max_samples_ends_the_check():
+    opts = Options(iterations=1000)
+    s = Series({"refs": [1, 2, 1, 2, 1, 3, 2, 1, 2, 1] * 3}, 3)
+    decider = V.Decider(opts, max_samples=12)
+    s.nsamples = 11
+    verdict, stop = decider.decide(s)
+    assert stop
+
+
+def test_streaks_reset_when_the_growth_stops():
+    d = V.Decider(Options())
+    grow = {"refs": V.Trend(V.GROWING, 1.0, 0.0, 1.0, 10, 8)}
+    flat = {"refs": V.Trend(window=8)}
+    d.decide_trends(grow, 3)
+    d.decide_trends(grow, 4)
+    d.decide_trends(flat, 5)
+    assert d.leak_streak == 0
+    assert d.decide_trends(grow, 8) == ("continue", False)     # streak 1 of 3
+
+
+# ---------------------------------------------------------------------------
+# Restart at one call per iteration, confirmation at another count
+
+
+@pytest.mark.parametrize("delta, calls, fell", [
+    (-100, 100, True), (-50, 100, True), (-49, 100, False), (-5, 1, False), (10, 100, False),
+])
+def test_refs_fell_is_about_one_per_call(delta, calls, fell):
+    assert V.refs_fell(delta, calls) is fell
+
+
+def test_other_calls_is_2n_plus_1_or_enough_for_a_few_events():
+    assert V.other_calls({"refs": 1.0}, 100) == 201
+    assert V.other_calls({"refs": 0.001}, 100) == 5001       # five events at 1/1000
+    assert V.other_calls({"bytes": 64.0}, 10) == 21
+
+
+def test_confirmed_needs_the_same_sign_within_a_factor_of_two():
+    assert V.confirmed({"refs": 1.0}, {"refs": 0.9})
+    assert V.confirmed({"refs": 1.0, "blocks": 2.0}, {"refs": 0.0, "blocks": 2.5})
+    assert not V.confirmed({"refs": 1.0}, {"refs": 0.3})
+    assert not V.confirmed({"refs": 1.0}, {"refs": -1.0})
+    assert not V.confirmed({"refs": -1.0}, {"refs": 0.0})
+
+
+def test_aliasing_of_a_periodic_cache_is_not_confirmed():
+    """A cache of `period` entries emptied when full, sampled every N calls,
+    draws a ramp at N that the count at 2N+1 does not repeat."""
+    def live(calls_done, period=51):
+        return calls_done % period
+
+    def rate(calls):
+        xs = [live(i * calls) for i in range(8)]
+        return (xs[-1] - xs[0]) / (calls * 7)
+
+    before = {"objects": rate(100)}
+    after = {"objects": rate(V.other_calls(before, 100))}
+    assert before["objects"] != 0
+    assert not V.confirmed(before, after)
+
+
+# ---------------------------------------------------------------------------
+# judge: a test's outcome under its settings
+
+
+class FakeResult:
+    def __init__(self, verdict, per_call=None, trends=None, incomplete=None):
+        self.verdict = verdict
+        self.per_call = per_call or {}
+        self.trends = trends or {}
+        self.incomplete = incomplete
+
+
+def growing(*metrics):
+    return {m: {"trend": "growing"} for m in metrics}
+
+
+def test_judge_leak_names_the_growing_metrics():
+    r = FakeResult("leak", {"refs": 1.0, "objects": 1.0}, growing("refs", "objects"))
+    outcome, reason = V.judge(r)
+    assert outcome == "leak"
+    assert reason == "grows call after call: refs +1/call, objects +1/call"
+
+
+def test_judge_allowance_tolerates_a_known_leak_and_not_more():
+    r = FakeResult("leak", {"refs": 1.0}, growing("refs"))
+    assert V.judge(r, allow={"refs": 1.0})[0] == "allowed"
+    assert V.judge(r, allow={"refs": 0.5})[0] == "leak"
+
+
+def test_judge_watched_metrics():
+    r = FakeResult("leak", {"blocks": 2.0}, growing("blocks"))
+    assert V.judge(r, metrics=("refs",))[0] == "ignored"
+    e = FakeResult("error", {"refs": -1.0})
+    assert V.judge(e, metrics=("blocks",))[0] == "ignored"
+    assert V.judge(e)[0] == "error"
+
+
+def test_judge_native_drift_below_a_byte_is_clean():
+    r = FakeResult("leak", {"native_bytes": 0.4}, growing("native_bytes"))
+    outcome, reason = V.judge(r)
+    assert outcome == "clean" and "below one byte" in reason
+    r = FakeResult("leak", {"native_bytes": 96.0}, growing("native_bytes"))
+    assert V.judge(r)[0] == "leak"
+
+
+def test_judge_trend_that_adds_up_to_nothing_is_clean():
+    r = FakeResult("leak", {"refs": 0.0}, growing("refs"))
+    outcome, reason = V.judge(r)
+    assert outcome == "clean" and "adds up to no growth" in reason
+
+
+def test_judge_inconclusive_is_a_leak_only_when_strict():
+    r = FakeResult("inconclusive", incomplete="tracking stopped")
+    assert V.judge(r) == ("inconclusive", "tracking stopped")
+    assert V.judge(r, strict=True)[0] == "leak"
+
+
+def test_fixture_explains_a_leak_only_when_it_grows_as_fast():
+    test = FakeResult("leak", {"refs": 2.0}, growing("refs"))
+    assert V.explained_by_fixture(test, FakeResult("leak", {"refs": 2.0}, growing("refs")))
+    assert not V.explained_by_fixture(test, FakeResult("leak", {"refs": 1.0}, growing("refs")))
+    assert not V.explained_by_fixture(test, FakeResult("clean"))
+    assert not V.explained_by_fixture(test, None)
+
+
+# ---------------------------------------------------------------------------
+# The statistics themselves (pure C, refhound._core.trend)
+
+
+def mann_kendall_p_up(x):
+    n = len(x)
+    s = sum((x[j] > x[i]) - (x[j] < x[i]) for i in range(n) for j in range(i + 1, n))
+    groups = {}
+    for v in x:
+        groups[v] = groups.get(v, 0) + 1
+    ties = sum(t * (t - 1) * (2 * t + 5) for t in groups.values())
+    var = (n * (n - 1) * (2 * n + 5) - ties) / 18
+    z = (s - 1) / math.sqrt(var) if s > 0 else (s + 1) / math.sqrt(var) if s < 0 else 0
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stats_agree_with_an_independent_mann_kendall_and_theil_sen(seed):
+    rng = random.Random(seed)
+    x = [rng.randrange(5) + i // 3 for i in range(15)]
+    slope, p_up, p_down = V.stats(x)
+    pairs = sorted((x[j] - x[i]) / (j - i) for i in range(len(x)) for j in range(i + 1, len(x)))
+    m = len(pairs)
+    median = pairs[m // 2] if m % 2 else 0.5 * (pairs[m // 2 - 1] + pairs[m // 2])
+    assert slope == pytest.approx(median)
+    assert p_up == pytest.approx(mann_kendall_p_up(x), rel=1e-9)
+    assert p_up + p_down == pytest.approx(1.0, abs=0.2)
+
+
+def test_all_trends_covers_every_metric_of_the_samples():
+    samples = [{"t": i * 0.1, "epoch": i, "refs": 100 + i, "objects": 50, "rss_bytes": -1}
+               for i in range(12)]
+    trends = V.all_trends(samples, 3, 0.001)
+    assert set(trends) == {"refs", "objects", "rss_bytes"}
+    assert trends["refs"]["trend"] == "growing"
+    assert trends["objects"]["trend"] == "flat"
+    assert trends["rss_bytes"]["trend"] == "flat"
