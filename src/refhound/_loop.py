@@ -72,6 +72,7 @@ class _LoopCheck:
         self.result = None
         self.unchecked = None       # the reason when the check could not run
         self.t_body = None
+        self.t_bodies = None        # when the bodies of the current iteration began
         self.started_tracking = False
 
     # -- bodies ------------------------------------------------------------
@@ -154,11 +155,17 @@ class _LoopCheck:
         self.phase = "run"
         self._next(None)
 
-    def _next(self, error):
-        """Advance the run to its next step and open that iteration."""
+    def _next(self, error, seconds=None):
+        """Advance the run to its next step and open that iteration.  seconds:
+        the time the bodies of the iteration just closed took."""
         from . import _core
         try:
-            step = self.steps.throw(error) if error is not None else next(self.steps)
+            if error is not None:
+                step = self.steps.throw(error)
+            elif self.step is None:
+                step = next(self.steps)
+            else:
+                step = self.steps.send(seconds)
         except StopIteration:
             self._finished()
             return
@@ -166,10 +173,12 @@ class _LoopCheck:
         if step.stacks:
             _core.capture_stacks(True)
         _begin(self.session)
+        self.t_bodies = time.perf_counter()
 
     def _close_iteration(self):
         from . import _core
         step = self.step
+        seconds = time.perf_counter() - self.t_bodies
         try:
             _end(self.session, step)
             error = None
@@ -178,7 +187,7 @@ class _LoopCheck:
         finally:
             if step.stacks:
                 _core.capture_stacks(False)
-        self._next(error)
+        self._next(error, seconds)
 
     # -- the end -----------------------------------------------------------
 

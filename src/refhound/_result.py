@@ -34,6 +34,7 @@ class Result:
         self.tracker = tracker or {}
         self.incomplete = None   # why the check could not conclude, if it could not
         self.valgrind = None     # memcheck figures when run under Valgrind (_valgrind.attach)
+        self.patience = None     # {outcome, calls, seconds, budget} when growth was watched longer
 
     def __bool__(self):
         return self.verdict == "clean"
@@ -66,6 +67,8 @@ class Result:
         }
         if self.debug_refs_per_call is not None:
             d["debug"] = {"gettotalrefcount_per_call": self.debug_refs_per_call}
+        if self.patience is not None:
+            d["patience"] = dict(self.patience)
         if self.valgrind is not None:
             d["valgrind"] = dict(self.valgrind)
         return d
