@@ -45,6 +45,8 @@ VERDICT_TEXT = {
     "inconclusive": "a trend that is not significant yet: run with more iterations",
     None: "not checked",
 }
+TREND_HELP = ("the trend test (Mann-Kendall) on the measured samples: growing or falling "
+              "when significant (p shown); flat, noise or unclear when not")
 FLAGGED = ("leak", "error", "fixture", "inconclusive", "bad-marker")
 
 MEMORY_ERROR_LABELS = {
@@ -161,12 +163,12 @@ def growth_charts(result, prefix):
         verdict = esc(word) + (" (p = %.2g)" % p if trending and isinstance(p, (int, float))
                                else "")
         label = "%s: change since the end of warm-up, per iteration of %s calls" % (title, calls)
-        chart = line_chart(delta, base + 1, slope, intercept, unit, trending, label)
+        chart = line_chart(delta, base + 1, slope, intercept, unit, _flagged(result, key), label)
         cells.append(
             '<figure class="chartbox%s"><figcaption><b>%s</b> <span class="rate">%s per call'
-            '</span> <span class="trend %s">%s</span></figcaption>%s</figure>'
-            % (" hot" if trending and word == "growing" else "", esc(title),
-               esc(fmt_num(rate, unit, signed=True)), esc(word), verdict, chart))
+            '</span> <span class="trend %s" title="%s">%s</span></figcaption>%s</figure>'
+            % (" hot" if _flagged(result, key) else "", esc(title),
+               esc(fmt_num(rate, unit, signed=True)), esc(word), TREND_HELP, verdict, chart))
     legend = ('<p class="legend"><span class="sw series"></span> change since the end of '
               'warm-up &nbsp; <span class="sw fit"></span> fitted trend (Theil-Sen slope = '
               'rate per call &times; %s calls) &nbsp; <span class="sw warm"></span> warm-up'
@@ -208,16 +210,26 @@ def survivors_chart(result):
         chart, esc(note))
 
 
-def _per_call_table(per_call):
+def _flagged(result, key):
+    """Does the rate of `key` stand out: its series trends (the engine's
+    test), or it is a count the verdict rests on, in a leak or an error."""
+    value = (result.get("per_call") or {}).get(key)
+    if value is None or abs(value) < 0.05:
+        return False
+    trend = ((result.get("trends") or {}).get(key) or {}).get("trend")
+    return trend in ("growing", "falling") or (
+        result.get("verdict") in ("leak", "error") and key in ("refs", "objects", "blocks",
+                                                               "bytes", "fds"))
+
+
+def _per_call_table(result):
+    per_call = result.get("per_call") or {}
     head = "".join("<th>%s</th>" % esc(RATE_LABELS[k]) for k in RATE_KEYS)
-    cells = []
-    for k in RATE_KEYS:
-        v = per_call.get(k) if isinstance(per_call, dict) else None
-        hot = v is not None and abs(v) >= 0.05 and k != "rss_bytes"
-        cells.append('<td class="num%s">%s</td>' % (" hot" if hot else "",
-                                                    esc(fmt_num(v, signed=True))))
+    cells = "".join('<td class="num%s">%s</td>' % (" hot" if _flagged(result, k) else "",
+                                                   esc(fmt_num(per_call.get(k), signed=True)))
+                    for k in RATE_KEYS)
     return ('<table class="rates"><tr><th></th>%s</tr><tr><th>per call</th>%s</tr></table>'
-            % (head, "".join(cells)))
+            % (head, cells))
 
 
 def _where(site):
@@ -392,15 +404,15 @@ def site_html(site, number, anchor="", open_stack=False):
     c = site.get("culprit") if isinstance(site.get("culprit"), dict) else site
     rates = []
     if site.get("blocks_per_call") is not None:
-        text = "%s blocks" % fmt_num(site["blocks_per_call"], signed=True)
+        text = _count(site["blocks_per_call"], "block", signed=True)
         root = site.get("root_blocks_per_call")
         if root is not None and site["blocks_per_call"] and root != site["blocks_per_call"]:
             text += " (%s not held by another survivor)" % fmt_num(root)
         rates.append(text)
     if site.get("bytes_per_call") is not None:
-        rates.append("%s bytes" % fmt_num(site["bytes_per_call"], signed=True))
+        rates.append(_count(site["bytes_per_call"], "byte", signed=True))
     if site.get("refs_per_call") is not None:
-        rates.append("%s references" % fmt_num(site["refs_per_call"], signed=True))
+        rates.append(_count(site["refs_per_call"], "reference", signed=True))
     what = _what(site)
     head = ('<h4 id="%s"><span class="rank">%s</span> <span class="where" title="%s">%s</span> '
             '%s <span class="rate">%s</span></h4>'
@@ -541,9 +553,10 @@ def memory_errors_html(errors, prefix):
     return "".join(out)
 
 
-def _count(value, noun):
-    text = fmt_num(value)
-    return "%s %s%s" % (text, noun, "" if text == "1" else "s")
+def _count(value, noun, signed=False):
+    """'1 block', '+2 blocks', '0.5 blocks'."""
+    text = fmt_num(value, signed=signed)
+    return "%s %s%s" % (text, noun, "" if text.lstrip("+-") == "1" else "s")
 
 
 def _stack_frames(value):
@@ -699,7 +712,7 @@ def result_body(result, prefix="r", heading=2, toc_out=None):
                % (_verdict_badge(result.get("verdict")), esc(_summary_text(result)),
                   " &middot; ".join(facts)))
     if isinstance(result.get("per_call"), dict):
-        out.append(_per_call_table(result["per_call"]))
+        out.append(_per_call_table(result))
     anchor, top = _top_site(result)
     if top is not None:
         out.append('<p class="culpritline">Culprit: <a href="#%s-%s"><span class="where">%s'
@@ -977,7 +990,7 @@ font-weight:600}
 table.suite,table.types,table.samples,table.objects,table.growth,table.events,table.facts{
 border-top:1px solid var(--line)}
 table.suite tr+tr td,table.types tr+tr td,table.samples tr+tr td,table.facts tr+tr td,
-table.facts tr+tr th{border-top:1px solid #eceef2}
+table.facts tr+tr th{border-top:1px solid #eceef2}table.facts th{white-space:nowrap}
 tr.warm-up td,tr.baseline td{color:var(--muted)}
 .culpritline{font-size:15px;margin:6px 0}.culpritline .where{font-weight:700}
 ul.notes{margin:6px 0;padding-left:18px;color:#5a4500}
