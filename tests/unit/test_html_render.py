@@ -344,3 +344,17 @@ def test_write_report_fails_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert re.fullmatch(r"refhound: error: cannot write .*dir\.html: No such file or directory\n",
                         err)
+
+
+def test_source_is_read_at_render_time_only_from_source_files(tmp_path):
+    (tmp_path / "secret.txt").write_text("TOPSECRET\n" * 5)
+    (tmp_path / "mod.c").write_text("".join("int line%d;\n" % n for n in range(1, 10)))
+    r = html_samples.result(iterations=5)
+    site = r["sites"][0]
+    site.update(source=[], file=str(tmp_path / "secret.txt"), line=3)
+    assert "TOPSECRET" not in render(r)
+    site.update(file=str(tmp_path / "mod.c"), line=5)
+    page = Page(render(r))
+    text = page.all_text()
+    assert [n for n in range(1, 10) if "int line%d;" % n in text] == [3, 4, 5, 6, 7]
+    assert len(page.find("tr", class_="culprit")) == 1
