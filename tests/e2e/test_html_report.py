@@ -294,3 +294,28 @@ def test_machine_facts_come_from_the_doctor():
     assert "doctor_error" not in facts, facts.get("doctor_error")
     assert facts["doctor"]["interpreter"]["python"] == platform.python_version()
     assert facts["platform"] == platform.platform()
+
+
+HOVER_PROBE = """<script>
+var svg = document.querySelectorAll('svg.chart[data-px]')[3], r = svg.getBoundingClientRect();
+svg.dispatchEvent(new MouseEvent('mousemove', {clientX: r.right - 1, clientY: r.top + 5,
+                                               bubbles: true}));
+document.documentElement.setAttribute('data-hover', svg.querySelector('.readout').textContent +
+    '|' + svg.querySelector('.hover').getAttribute('visibility'));
+</script>"""
+
+
+@needs_chromium
+def test_hovering_a_chart_reads_out_the_nearest_iteration(tmp_path):
+    from refhound.report import html
+    r = html_samples.result(iterations=12)
+    text = html.render(r, None).replace("</body>", HOVER_PROBE + "</body>")
+    page = tmp_path / "hover.html"
+    page.write_text(text)
+    dom, console = open_in_chromium(page, tmp_path / "hover.png", height=900)
+    assert_loads_cleanly(dom, console, charts=6)
+    # The fourth chart is bytes; its last sample is 12 iterations x 1000 calls x 175 bytes
+    # past the baseline.
+    last = r["samples"][-1]["bytes"] - r["samples"][2]["bytes"]
+    assert last == 12 * 1000 * 175
+    assert dom.find("html")[0]["data-hover"] == "iteration 14: +2.1MB|visible"

@@ -103,10 +103,12 @@ ERROR_TRAP = ("window.onerror=function(m,s,l){document.documentElement.setAttrib
 
 SCRIPT = r"""
 (function(){
-function fmt(v,u){var a=Math.abs(v),s=v>0?'+':v<0?'-':'',t;
- if(a>=1e9)t=(a/1e9).toPrecision(4)+'G';else if(a>=1e6)t=(a/1e6).toPrecision(4)+'M';
- else if(a>=1e4)t=(a/1e3).toPrecision(4)+'k';else t=String(Math.round(a*1000)/1000);
- return s+t+(u?' '+u:'');}
+function fmt(v,u){var a=Math.abs(v),s=v>0?'+':v<0?'-':'',t=null,
+ k=[[1e12,'T'],[1e9,'G'],[1e6,'M'],[1e3,'k']];
+ for(var i=0;i<k.length&&t===null;i++)
+  if(a>=k[i][0])t=parseFloat((a/k[i][0]).toPrecision(3))+k[i][1];
+ if(t===null)t=String(parseFloat(a.toPrecision(3)));
+ return s+t+(u?(/\d$/.test(t)?' ':'')+u:'');}
 function attach(svg){
  var px=JSON.parse(svg.getAttribute('data-px')),py=JSON.parse(svg.getAttribute('data-py')),
  ii=JSON.parse(svg.getAttribute('data-i')),vv=JSON.parse(svg.getAttribute('data-v')),
