@@ -358,3 +358,13 @@ def test_source_is_read_at_render_time_only_from_source_files(tmp_path):
     text = page.all_text()
     assert [n for n in range(1, 10) if "int line%d;" % n in text] == [3, 4, 5, 6, 7]
     assert len(page.find("tr", class_="culprit")) == 1
+
+
+def test_the_open_last_epoch_of_a_clean_check_is_told_apart():
+    r = html_samples.result(iterations=9)
+    r.update(verdict="clean", sites=[], objects=[])
+    r["survivors"] = {"first_epoch": 4, "blocks": [0] * 8 + [667], "bytes": [0] * 8 + [43945]}
+    page = Page(render(r))
+    assert len(page.find("rect", class_="bar")) == 8
+    assert len(page.find("rect", class_="bar muted")) == 1
+    assert "Grey: the last epoch, still open when the figures were read" in page.all_text()

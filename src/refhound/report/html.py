@@ -199,8 +199,12 @@ def survivors_chart(result):
     calls = result.get("calls_per_iteration") or 1
     rate = (result.get("per_call") or {}).get("blocks")
     expected = rate * calls if rate and rate > 0 else None
-    chart = bar_chart(blocks, first, None, "", "epoch: blocks still alive", expected,
-                      width=2 * W)
+    # With no later epoch, the last one was still open when the figures were
+    # read: it also holds what the check allocated after its last sample.
+    open_last = later == 0 and len(blocks) > 1
+    chart = bar_chart(blocks, first,
+                      (lambda i: i < len(blocks) - 1) if open_last else None,
+                      "", "epoch: blocks still alive", expected, width=2 * W)
     note = ("Blocks born in each measured iteration (birth epoch %d to %d) and still alive at "
             "the end. A leak leaves the same number in every epoch; a cache only in the first "
             "ones." % (first, first + len(blocks) - 1))
@@ -209,6 +213,9 @@ def survivors_chart(result):
     if later:
         note += (" Not drawn: %d later epochs (confirmation at another call count, diagnosis, "
                  "attribution)." % later)
+    if open_last:
+        note += (" Grey: the last epoch, still open when the figures were read (it also holds "
+                 "what the check allocated after its last sample).")
     return '<figure class="chartbox wide">%s<figcaption class="muted">%s</figcaption></figure>' % (
         chart, esc(note))
 
