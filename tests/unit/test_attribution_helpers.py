@@ -167,9 +167,7 @@ def test_relative_dwarf_path_is_resolved_against_the_compilation_directory():
     assert frame["function"] == "PyInit__core" and frame["module"] == _core.__file__
     assert os.path.isabs(frame["file"]) and frame["file"].endswith("/src/core/module.c")
     assert os.path.normpath(frame["file"]) == frame["file"]
-    checkout = os.path.dirname(os.path.dirname(os.path.dirname(_core.__file__)))
-    if os.path.isfile(os.path.join(checkout, "src", "core", "module.c")):   # an in-place build
-        assert frame["file"] == os.path.join(checkout, "src", "core", "module.c")
+    if os.path.isfile(frame["file"]):     # the tree it was built in is still there
         with open(frame["file"]) as fh:
             lines = fh.read().splitlines()
         decl = next(n for n, text in enumerate(lines, 1) if "PyInit__core(void)" in text)

@@ -129,36 +129,37 @@ def run_cli(capsys, argv):
     return status, out, err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["check", "m:f", "--iterations", "many"], "'many' is not a whole number"),
-    (["check", "m:f", "--iterations", "0"], "'0' must be at least 1"),
-    (["check", "m:f", "--calls", "-5"], "'-5' must be at least 1"),
-    (["check", "m:f", "--warmup", "-1"], "'-1' must be 0 or more"),
-    (["check", "m:f", "--min-iterations", "2.5"], "'2.5' is not a whole number"),
-    (["check", "m:f", "--frobnicate"], "unrecognized arguments: --frobnicate"),
-    (["check"], "the following arguments are required: target"),
-    (["checkk", "m:f"], "invalid choice: 'checkk'"),
+@pytest.mark.parametrize("argv, words", [
+    (["check", "m:f", "--iterations", "many"], ("--iterations", "'many'", "whole number")),
+    (["check", "m:f", "--iterations", "0"], ("--iterations", "0", "at least 1")),
+    (["check", "m:f", "--calls", "-5"], ("--calls", "-5", "at least 1")),
+    (["check", "m:f", "--warmup", "-1"], ("--warmup", "-1")),
+    (["check", "m:f", "--min-iterations", "2.5"], ("--min-iterations", "2.5")),
+    (["check", "m:f", "--frobnicate"], ("unrecognized arguments: --frobnicate",)),
+    (["check"], ("the following arguments are required: target",)),
+    (["checkk", "m:f"], ("invalid choice: 'checkk'",)),
     (["check", "m:f", "--min-iterations", "9", "--iterations", "8"],
-     "--min-iterations (9) is above --iterations (8)"),
-    (["check", "m:f", "--min-iterations", "2"], "--min-iterations must be at least 3"),
-    ([], "no command given (try: refhound check MODULE:CALLABLE, refhound demo, "
-         "refhound --help)"),
-    (["valgrind", "--num-callers", "x", "--", "true"], "'x' is not a whole number"),
-    (["valgrind", "--quarantine", "-1", "--", "true"], "'-1' must be 0 or more"),
-    (["valgrind", "--allocator", "jemalloc", "--", "true"], "invalid choice: 'jemalloc'"),
-    (["run"], "run needs a script (refhound run SCRIPT.py [ARGS]) or a module "
-              "(refhound run -m MODULE [ARGS])"),
-    (["run", "-m"], "-m needs a module name"),
-    (["run", "-m", "not-a-module"], "'not-a-module' is not a module name"),
-    (["run", "/no/such/script.py"], "no such file: /no/such/script.py"),
+     ("--min-iterations", "9", "--iterations", "8")),
+    (["check", "m:f", "--min-iterations", "2"], ("--min-iterations", "at least 3")),
+    ([], ("no command given (try: refhound check MODULE:CALLABLE, refhound demo, "
+          "refhound --help)",)),
+    (["valgrind", "--num-callers", "x", "--", "true"], ("--num-callers", "'x'", "whole number")),
+    (["valgrind", "--quarantine", "-1", "--", "true"], ("--quarantine", "-1")),
+    (["valgrind", "--allocator", "jemalloc", "--", "true"], ("invalid choice: 'jemalloc'",)),
+    (["run"], ("run needs a script (refhound run SCRIPT.py [ARGS]) or a module "
+               "(refhound run -m MODULE [ARGS])",)),
+    (["run", "-m"], ("-m needs a module name",)),
+    (["run", "-m", "not-a-module"], ("'not-a-module' is not a module name",)),
+    (["run", "/no/such/script.py"], ("no such file: /no/such/script.py",)),
 ])
-def test_bad_usage_is_one_line_and_exit_2(capsys, argv, message):
+def test_bad_usage_is_one_line_and_exit_2(capsys, argv, words):
     status, out, err = run_cli(capsys, argv)
     assert status == 2
     assert out == ""
     assert err.startswith("refhound: error: ") and err.endswith("\n")
     assert err.count("\n") == 1, err
-    assert message in err
+    for word in words:
+        assert word in err, (word, err)
 
 
 def test_run_with_a_folder_without_main(capsys, tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from refhound._result import Result
-from refhound.report.terminal import ProgressLine, _fmt_rate, render
+from refhound.report.terminal import ProgressLine, render
 from unitdata import load_result_json
 
 SAVED = ["leak", "leak_history", "leak_refs", "gc_cycle", "error", "clean", "inconclusive",
@@ -214,7 +214,10 @@ def test_no_pymalloc_line_without_pymalloc_figures():
     (12345, "+12.3k"), (-25000, "-25.0k"), (1234567, "+1.23M"), (2e9, "+2000.00M"),
 ])
 def test_rates_are_signed_and_short(value, text):
-    assert _fmt_rate(value) == text
+    d = load_result_json("clean")
+    d["per_call"]["refs"] = value
+    rates = render(Result.from_dict(d)).splitlines()[5]
+    assert rates[12:22] == "%10s" % text       # the refs column
 
 
 # ---- the live progress line ------------------------------------------------------------------
