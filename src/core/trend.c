@@ -39,7 +39,7 @@ static double mann_kendall(const double *x, int n, double *p_up, double *p_down)
     qsort(sorted, n, sizeof(double), cmp_double);
     double ties = 0;
     for (int i = 0; i < n;) {
-        int j = i;
+        int j = i + 1;     /* i + 1: a NaN equals nothing, not even itself */
         while (j < n && sorted[j] == sorted[i])
             j++;
         double t = j - i;
