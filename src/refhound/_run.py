@@ -103,6 +103,7 @@ class CheckRun:
         self.patience = None        # what the patience phase did (JSON "patience")
         self.last_stage = None      # (first sample, calls per iteration) of its last stage
         self.watching = None        # (followed, before, first sample, calls) of a stage under way
+        self.window_epochs = None   # (first, last) birth epochs of the verdict's window
         self.call_seconds = 0.0     # seconds per call, measured
         self.overhead = 0.0         # seconds per iteration besides the calls
         self.result = None
@@ -178,6 +179,11 @@ class CheckRun:
         session = self.session
         self.decided = verdict
         measured_samples = self.measured_samples = session.nsamples
+        # Birth epochs of the iterations in the verdict's window (the first
+        # is the baseline: its blocks were born before the window).
+        start, _ = V.window_of(measured_samples, session.warmup_samples)
+        last = _core.stats()["epoch"]
+        self.window_epochs = (last - (measured_samples - start) + 2, last)
         growth = []
         diagnosed = False
         if verdict == "error" and self.options.diagnose > 0:
@@ -271,7 +277,8 @@ class CheckRun:
                 session.set_calls(calls)
             after = V.rates_since(session, first, other, followed)
             outcome = V.patience_outcome(followed, before, after,
-                                         V.stage_steps(session, first, other, followed))
+                                         V.stage_steps(session, first, other, followed),
+                                         self._survivors_ok(before, calls))
             seen += horizon
             watched += horizon
             self.last_stage = (first, other)
@@ -301,6 +308,16 @@ class CheckRun:
             "growth seen (%s), %s within the patience budget of %g s; run with "
             "--patience %g to wait longer" % (rates, why, budget, max(budget * 10, 60)))
         return "inconclusive"
+
+    def _survivors_ok(self, before, calls):
+        """Are the blocks born in the measured window still alive?"""
+        from . import _core
+        rate = before.get("blocks", 0.0)
+        if rate <= 0 or self.window_epochs is None:
+            return True
+        first, last = self.window_epochs
+        counts = [len(_core.blocks_of_epoch(e)) for e in range(first, last + 1)]
+        return V.survivors_kept(counts, rate * calls)
 
     def _diagnose(self):
         """Iterations with refcount snapshots: which existing objects gain (or

@@ -266,7 +266,23 @@ def stage_steps(session, start, calls, metrics):
     return out
 
 
-def patience_outcome(followed, before, after, steps):
+BLOCK_METRICS = frozenset(("blocks", "bytes"))
+SURVIVORS_KEPT = 0.5        # a leak keeps this share of the blocks born while it was seen
+
+
+def survivors_kept(counts, blocks_per_iteration):
+    """Do the blocks born in the measured iterations survive?  counts: live
+    blocks per birth epoch of those iterations, now; blocks_per_iteration:
+    the growth they showed.  A leak keeps its blocks; a cache that turns
+    over (evicts its oldest entries) does not, however its total grows."""
+    if not counts or blocks_per_iteration <= 0:
+        return True
+    ordered = sorted(counts)
+    median = ordered[len(ordered) // 2]
+    return median >= SURVIVORS_KEPT * blocks_per_iteration
+
+
+def patience_outcome(followed, before, after, steps, survivors_ok=True):
     """"persists", "settled" or "slowing": a patience stage against the rates
     first seen.  after: {metric: per-call rate over the stage}; steps:
     {metric: per-call change of each of its iterations}.
@@ -276,21 +292,26 @@ def patience_outcome(followed, before, after, steps):
     pace seen before: in every iteration of the stage); settled when every
     one has stopped by the end (its last iteration moves less than a tenth
     of the first rate, or turned back); otherwise it is slowing, and a longer
-    horizon decides."""
+    horizon decides.
+
+    survivors_ok: whether the blocks born while the growth was first seen
+    are still alive (survivors_kept); growth of blocks or bytes whose old
+    survivors died is turnover, and persists only through another metric."""
     settled = True
     for m, sign in followed.items():
         deltas = [sign * d for d in steps.get(m) or [0.0]]
         r0 = abs(before.get(m, 0.0))
         r1 = sign * after.get(m, 0.0)
         end = deltas[-1]
+        turnover = m in BLOCK_METRICS and sign > 0 and not survivors_ok
         if r0 > 0.0:
-            if r1 >= PERSISTS * r0 and end >= PERSISTS * r0:
+            if r1 >= PERSISTS * r0 and end >= PERSISTS * r0 and not turnover:
                 return "persists"
             if end >= SETTLED * r0:
                 settled = False
         else:
             if m not in NOISY_METRICS and len(deltas) >= PATIENCE_ITERATIONS and \
-                    all(d > 0 for d in deltas):
+                    all(d > 0 for d in deltas) and not turnover:
                 return "persists"
             if end > 0:
                 settled = False

@@ -457,3 +457,22 @@ def test_all_trends_covers_every_metric_of_the_samples():
     assert trends["refs"]["trend"] == "growing"
     assert trends["objects"]["trend"] == "flat"
     assert trends["rss_bytes"]["trend"] == "flat"
+
+
+def test_survivors_kept_tells_accumulation_from_turnover():
+    # A leak of 100 blocks per iteration: every old epoch still holds its 100.
+    assert V.survivors_kept([100, 100, 99, 100, 100], 100)
+    # A cache that evicts its oldest entries: the old epochs are empty.
+    assert not V.survivors_kept([0, 0, 0, 3, 100], 100)
+    assert V.survivors_kept([], 100) and V.survivors_kept([0, 0], 0)
+
+
+def test_turnover_of_blocks_does_not_persist_but_refs_still_can():
+    followed = {"blocks": 1, "refs": 1}
+    before = {"blocks": 1.0, "refs": 1.0}
+    st = steps(blocks=[1, 1, 1, 1], refs=[0, 0, 0, 0])
+    assert V.patience_outcome(followed, before, {"blocks": 1.0, "refs": 0.0}, st,
+                              survivors_ok=False) == "slowing"
+    st = steps(blocks=[1, 1, 1, 1], refs=[1, 1, 1, 1])
+    assert V.patience_outcome(followed, before, {"blocks": 1.0, "refs": 1.0}, st,
+                              survivors_ok=False) == "persists"
