@@ -315,19 +315,21 @@ class Loop:
             report = DEFAULT_REPORT
         self.iterable = iterable
         self.stop = stop
-        try:
-            self._options = Options(**options)
-        except OptionError as exc:
-            raise OptionError("refhound.loop: %s" % exc) from None
         self._report = report
         self.name = name
         self._key = key
-        self._check = None
-        if key is not None:
-            self._check = _ACTIVE.get(key)
-            if self._check is None:
-                self._check = self._new_check(name)
-                _ACTIVE[key] = self._check
+        # A keyed check (the `with` form, entered once per pass) is looked up
+        # first: the options were validated when it was made.
+        self._check = _ACTIVE.get(key) if key is not None else None
+        self._options = self._check.options if self._check is not None else None
+        if self._options is None:
+            try:
+                self._options = Options(**options)
+            except OptionError as exc:
+                raise OptionError("refhound.loop: %s" % exc) from None
+        if key is not None and self._check is None:
+            self._check = self._new_check(name)
+            _ACTIVE[key] = self._check
 
     def _new_check(self, name):
         _register_atexit()
