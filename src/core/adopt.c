@@ -1,4 +1,4 @@
-/* adopt.c — bring the objects that existed before tracking into the table.
+/* adopt.c — bring the objects that existed before tracking into the tables.
  *
  * Objects born before the hooks were installed are not in the block table,
  * yet a reference leak often lands on one of them (None, an interned string
@@ -9,23 +9,47 @@
  *      int, float, bytes) held by containers, code and modules;
  *   3. the writable data segments of every loaded ELF object: objects that
  *      live there (static singletons, small ints, static strings) and
- *      pointers stored there (a module's `static PyObject *cache`).  A
- *      pointer is followed only when it lands in a readable mapping of
- *      /proc/self/maps and its type word is a live type.
- * Each is recorded as an "adopted" block: address of the object's block,
- * the object's offset in it, epoch 0.  Its free goes through the obj hook
- * and removes it like any other block.
+ *      pointers stored there (a module's `static PyObject *cache`).
+ * 1 and 2 are live objects by construction: ADOPTED entries, read directly
+ * from then on.  What 3 finds is only bytes that look like an object, in
+ * memory the engine does not own: a STATIC entry, read through safemem.c
+ * (never directly) now and at every later use, and dropped when it no
+ * longer checks out.
  *
- * Runs under the GIL with tracking on; memory for the map list from libc.
+ * What makes a static find trustworthy enough to adopt:
+ *   - the segment and every pointer target are copied by safemem.c (an
+ *     unmapped or unbacked page, a sanitizer's shadow memory, the red zone
+ *     after a global: never touched directly);
+ *   - the type word names a live type with that pre-header, the refcount
+ *     is plausible;
+ *   - an object of a GC type must have come from the GC: a tracked one
+ *     not in gc.get_objects() is not an object; an untracked one is taken
+ *     only if it is a tuple whose items all check out;
+ *   - a str or bytes must be well formed (kind, length, terminating NUL).
+ * (libpython's _PyOS_optarg points into freed argv memory whose bytes
+ * once read as an "async_generator" with refcount 1957: the GC rule turns
+ * it away.)
+ *
+ * Runs under the GIL with tracking on, as the engine's own work; memory
+ * for the lists from libc.
  */
-#include "rh_internal.h"
+#include "adopt.h"
+#include "safemem.h"
+#include "tracker.h"
+#include "typeset.h"
 
 #include <link.h>   /* dl_iterate_phdr; Python.h defines _GNU_SOURCE */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define CHUNK ((size_t)64 << 10)
+#define MAX_TUPLE_CHECK 1024
 
 static rh_adopt_stats_t *stats;
+
+/* ---- live objects ------------------------------------------------------ */
 
 /* Adopt one object known to be live; returns 1 when newly added. */
 static int adopt_live(PyObject *op)
@@ -34,7 +58,7 @@ static int adopt_live(PyObject *op)
     if (ti == NULL)
         return 0;
     uintptr_t block = (uintptr_t)op - ti->preheader;
-    return _rh_tracker_adopt(block, ti->preheader) > 0;
+    return _rh_tracker_adopt(block, ti->preheader, RH_ADOPTED_LIVE) > 0;
 }
 
 static int visit_referent(PyObject *op, void *arg)
@@ -53,7 +77,7 @@ static int adopt_gc_objects(void)
     Py_DECREF(gc);
     if (all == NULL)
         return -1;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all) && _rh_tracker_active(); i++) {
         PyObject *op = PyList_GET_ITEM(all, i);
         if (adopt_live(op))
             stats->from_gc++;
@@ -65,7 +89,7 @@ static int adopt_gc_objects(void)
     return 0;
 }
 
-/* ---- data segments ---------------------------------------------------- */
+/* ---- readable mappings (a cheap filter before the safe reads) -------------- */
 
 typedef struct { uintptr_t lo, hi; } range_t;
 static range_t *readable;
@@ -119,54 +143,166 @@ static int is_readable(uintptr_t p, size_t len)
     return 0;
 }
 
-/* Is there a plausible object at readable address p? */
-static rh_typeinfo_t *object_at(uintptr_t p)
+/* ---- checks of a static find, on copies ------------------------------------ */
+
+/* The type of a copied header if it names a live type with a plausible
+ * refcount, else NULL. */
+static rh_typeinfo_t *header_type(const PyObject *h)
 {
-    rh_typeinfo_t *ti = _rh_typeset_lookup(*(uintptr_t *)(p + offsetof(PyObject, ob_type)));
+    rh_typeinfo_t *ti = _rh_typeset_lookup((uintptr_t)Py_TYPE(h));
     if (ti == NULL)
         return NULL;
-    Py_ssize_t rc = Py_REFCNT((PyObject *)p);
+    Py_ssize_t rc = Py_REFCNT(h);
     if (rc <= 0 || rc >= RH_MAX_REFCNT)
         return NULL;
     return ti;
 }
 
-static void scan_range(uintptr_t lo, uintptr_t hi);
-
-/* A writable PT_LOAD segment can span several mappings (RELRO made
- * read-only, .data, .bss continued in anonymous memory): scan the parts
- * that are readable, one mapping at a time. */
-static void scan_segment(uintptr_t lo, uintptr_t hi)
+static int str_well_formed(uintptr_t op)
 {
-    for (size_t i = 0; i < nreadable; i++) {
-        uintptr_t a = readable[i].lo > lo ? readable[i].lo : lo;
-        uintptr_t b = readable[i].hi < hi ? readable[i].hi : hi;
-        if (a < b)
-            scan_range(a, b);
+    PyASCIIObject a;
+    if (_rh_safe_read(op, &a, sizeof(a)) < 0)
+        return 0;
+    unsigned kind = a.state.kind, compact = a.state.compact, ascii = a.state.ascii;
+    if ((kind != 1 && kind != 2 && kind != 4) || (ascii && kind != 1) ||
+        a.length < 0 || a.length > ((Py_ssize_t)1 << 32))
+        return 0;
+    if (!compact)
+        return 1;               /* a legacy string: its data is elsewhere */
+    size_t head = ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject);
+    unsigned char nul[4] = {1, 1, 1, 1};
+    if (_rh_safe_read(op + head + (size_t)a.length * kind, nul, kind) < 0)
+        return 0;
+    return nul[0] == 0 && (kind < 2 || nul[1] == 0) && (kind < 4 || (nul[2] == 0 && nul[3] == 0));
+}
+
+static int bytes_well_formed(uintptr_t op)
+{
+    PyVarObject v;
+    char nul = 1;
+    if (_rh_safe_read(op, &v, sizeof(v)) < 0 || v.ob_size < 0 ||
+        v.ob_size > ((Py_ssize_t)1 << 40))
+        return 0;
+    if (_rh_safe_read(op + offsetof(PyBytesObject, ob_sval) + (size_t)v.ob_size, &nul, 1) < 0)
+        return 0;
+    return nul == 0;
+}
+
+/* An untracked GC object from static data: a tuple whose items are all
+ * objects of live types. */
+static int untracked_tuple_ok(uintptr_t op, PyTypeObject *tp)
+{
+    if (tp != &PyTuple_Type)
+        return 0;
+    PyVarObject v;
+    if (_rh_safe_read(op, &v, sizeof(v)) < 0 || v.ob_size < 0 || v.ob_size > MAX_TUPLE_CHECK)
+        return 0;
+    for (Py_ssize_t i = 0; i < v.ob_size; i++) {
+        uintptr_t item;
+        PyObject h;
+        if (_rh_safe_read(op + offsetof(PyTupleObject, ob_item) + (size_t)i * sizeof(void *),
+                          &item, sizeof(item)) < 0 ||
+            _rh_safe_read(item, &h, sizeof(h)) < 0 || header_type(&h) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+/* Checks of the object at op (its header already copied and typed). */
+static int static_object_ok(uintptr_t op, rh_typeinfo_t *ti)
+{
+    PyTypeObject *tp = (PyTypeObject *)ti->type;
+    if (ti->is_gc) {
+#if RH_HAS_GC_HEAD
+        uintptr_t gc_next = 1;
+        if (op < RH_GC_HEAD_SIZE ||
+            _rh_safe_read(op - RH_GC_HEAD_SIZE, &gc_next, sizeof(gc_next)) < 0 || gc_next != 0)
+            return 0;           /* tracked, yet not in the GC's lists: not an object */
+#endif
+        return untracked_tuple_ok(op, tp);
+    }
+    if (PyType_IsSubtype(tp, &PyUnicode_Type))
+        return str_well_formed(op);
+    if (PyType_IsSubtype(tp, &PyBytes_Type))
+        return bytes_well_formed(op);
+    return 1;
+}
+
+/* ---- data segments --------------------------------------------------------- */
+
+typedef struct {
+    uintptr_t *items;           /* pointer values seen in static data */
+    size_t count, cap;
+} words_t;
+
+static words_t targets;
+
+static void add_target(uintptr_t w)
+{
+    if (targets.count == targets.cap) {
+        size_t cap = targets.cap ? 2 * targets.cap : 4096;
+        uintptr_t *more = realloc(targets.items, cap * sizeof(uintptr_t));
+        if (more == NULL)
+            return;             /* fewer finds, nothing worse */
+        targets.items = more;
+        targets.cap = cap;
+    }
+    targets.items[targets.count++] = w;
+}
+
+/* Objects that live in a copied piece of static data at `base`, and the
+ * pointers it holds (kept for later). */
+static void scan_copy(uintptr_t base, const uintptr_t *words, size_t n)
+{
+    for (size_t i = 0; i < n && _rh_tracker_active(); i++) {
+        /* An object that lives here (static types are in the type set
+         * already; only non-GC static objects can live here). */
+        if (i + 1 < n) {
+            PyObject h;
+            memcpy(&h, &words[i], sizeof(h));
+            rh_typeinfo_t *ti = header_type(&h);
+            if (ti != NULL && ti->preheader == 0 && !ti->is_gc) {
+                uintptr_t p = base + i * sizeof(uintptr_t);
+                if (!static_object_ok(p, ti))
+                    stats->static_rejected++;
+                else if (_rh_tracker_adopt(p, 0, RH_ADOPTED_STATIC) > 0)
+                    stats->from_static_data++;
+                i++;            /* its type word is not a pointer to follow */
+                continue;
+            }
+        }
+        uintptr_t w = words[i];
+        if (w >= 4096 && (w & 7) == 0 && is_readable(w, sizeof(PyObject)))
+            add_target(w);
     }
 }
 
-static void scan_range(uintptr_t lo, uintptr_t hi)
+/* Copy [lo, hi) piece by piece; an unreadable piece is retried page by
+ * page so that the readable pages around a hole are still scanned. */
+static void scan_segment(uintptr_t lo, uintptr_t hi, uintptr_t *buf)
 {
+    static long page = 0;
+    if (page == 0)
+        page = sysconf(_SC_PAGESIZE);
     lo = (lo + 7) & ~(uintptr_t)7;
-    for (uintptr_t p = lo; p + sizeof(void *) <= hi; p += sizeof(void *)) {
-        /* An object that lives here (static types are in the typeset;
-         * only non-GC static objects can be here). */
-        rh_typeinfo_t *ti = p + sizeof(PyObject) <= hi ? object_at(p) : NULL;
-        if (ti != NULL && ti->preheader == 0) {
-            if (_rh_tracker_adopt(p, 0) > 0)
-                stats->from_static_data++;
+    for (uintptr_t p = lo; p < hi && _rh_tracker_active();) {
+        size_t len = hi - p < CHUNK ? (size_t)(hi - p) & ~(size_t)7 : CHUNK;
+        if (len == 0)
+            break;
+        if (_rh_safe_read(p, buf, len) == 0) {
+            scan_copy(p, buf, len / sizeof(uintptr_t));
+            p += len;
             continue;
         }
-        /* A pointer to an object stored here. */
-        uintptr_t w = *(uintptr_t *)p;
-        if (w < 4096 || (w & 7) != 0 || !is_readable(w, sizeof(PyObject)))
-            continue;
-        ti = object_at(w);
-        if (ti == NULL || w < ti->preheader || !is_readable(w - ti->preheader, ti->preheader))
-            continue;
-        if (_rh_tracker_adopt(w - ti->preheader, ti->preheader) > 0)
-            stats->from_static_data++;
+        uintptr_t end = p + len;
+        while (p < end) {
+            uintptr_t next = (p | ((uintptr_t)page - 1)) + 1;
+            if (next > end)
+                next = end;
+            if (_rh_safe_read(p, buf, next - p) == 0)
+                scan_copy(p, buf, (next - p) / sizeof(uintptr_t));
+            p = next;
+        }
     }
 }
 
@@ -177,9 +313,69 @@ static int phdr_callback(struct dl_phdr_info *info, size_t size, void *data)
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
             continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        scan_segment(lo, lo + ph->p_memsz);
+        scan_segment(lo, lo + ph->p_memsz, (uintptr_t *)data);
     }
     return 0;
+}
+
+static int cmp_word(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Follow the pointers found in static data: copy each target's header in
+ * one batch, then check and adopt. */
+static void adopt_targets(void)
+{
+    qsort(targets.items, targets.count, sizeof(uintptr_t), cmp_word);
+    size_t n = 0;
+    for (size_t i = 0; i < targets.count; i++)
+        if (n == 0 || targets.items[n - 1] != targets.items[i])
+            targets.items[n++] = targets.items[i];
+    PyObject *heads = malloc(n * sizeof(PyObject) + 1);
+    unsigned char *ok = malloc(n + 1);
+    if (heads != NULL && ok != NULL) {
+        _rh_safe_read_many(targets.items, n, sizeof(PyObject), (unsigned char *)heads, ok);
+        for (size_t i = 0; i < n && _rh_tracker_active(); i++) {
+            uintptr_t w = targets.items[i];
+            rh_typeinfo_t *ti = ok[i] ? header_type(&heads[i]) : NULL;
+            if (ti == NULL || w < ti->preheader)
+                continue;
+            rh_block_t known;
+            if (_rh_tracker_find(w - ti->preheader,
+                                 RH_TABLE_ADOPTED | RH_TABLE_STATIC | RH_TABLE_GIL, &known))
+                continue;
+            if (!static_object_ok(w, ti)) {
+                stats->static_rejected++;
+                continue;
+            }
+            if (_rh_tracker_adopt(w - ti->preheader, ti->preheader, RH_ADOPTED_STATIC) > 0)
+                stats->from_static_data++;
+        }
+    }
+    free(heads);
+    free(ok);
+}
+
+static void adopt_static_data(void)
+{
+    if (!_rh_safe_available(&stats->static_skipped))
+        return;
+    uintptr_t *buf = malloc(CHUNK);
+    load_readable_ranges();
+    if (buf != NULL && readable != NULL && nreadable > 0) {
+        dl_iterate_phdr(phdr_callback, buf);
+        adopt_targets();
+    }
+    else
+        stats->static_skipped = "out of memory";
+    free(buf);
+    free(readable);
+    readable = NULL;
+    nreadable = 0;
+    free(targets.items);
+    memset(&targets, 0, sizeof(targets));
 }
 
 int _rh_adopt_existing(rh_adopt_stats_t *out)
@@ -188,19 +384,18 @@ int _rh_adopt_existing(rh_adopt_stats_t *out)
     stats = out;
     if (_rh_typeset_refresh() < 0)
         return -1;
+    int engine = _rh_engine_enter();
+    int rc = 0;
     size_t ncap;
     rh_typeinfo_t *types = _rh_typeset_slots(&ncap);
-    for (size_t i = 0; i < ncap; i++) {
+    for (size_t i = 0; i < ncap && _rh_tracker_active(); i++) {
         if (types[i].type != 0 && adopt_live((PyObject *)types[i].type))
             out->from_types++;
     }
-    if (adopt_gc_objects() < 0)
-        return -1;
-    load_readable_ranges();
-    if (readable != NULL && nreadable > 0)
-        dl_iterate_phdr(phdr_callback, NULL);
-    free(readable);
-    readable = NULL;
-    nreadable = 0;
-    return 0;
+    if (_rh_tracker_active() && adopt_gc_objects() < 0)
+        rc = -1;
+    if (rc == 0 && _rh_tracker_active())
+        adopt_static_data();
+    _rh_engine_leave(engine);
+    return rc;
 }
