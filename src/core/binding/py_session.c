@@ -75,12 +75,11 @@ static PyObject *int_list(const int64_t *v, size_t n)
     return out;
 }
 
-static int metric_of(PyObject *name_obj, const char *name)
+static int metric_of(const char *name)
 {
     int k = _rh_metric_index(name);
     if (k < 0)
         PyErr_Format(PyExc_KeyError, "no metric %s", name);
-    (void)name_obj;
     return k;
 }
 
@@ -167,7 +166,11 @@ static PyObject *Session_iterate(Session *self, PyObject *args, PyObject *kw)
     if (_rh_session_end(self->s, self->clear_caches, warmup, snapshot) < 0 ||
         still_tracking() < 0)
         return NULL;
-    return PyFloat_FromDouble(seconds);
+    /* Our own float, even if it lingers in the float free list. */
+    int engine = _rh_engine_enter();
+    PyObject *t = PyFloat_FromDouble(seconds);
+    _rh_engine_leave(engine);
+    return t;
 }
 
 static PyObject *Session_begin(Session *self, PyObject *unused)
@@ -445,7 +448,7 @@ static PyObject *Session_last_delta(Session *self, PyObject *arg)
     const char *name = PyUnicode_AsUTF8(arg);
     if (name == NULL)
         return NULL;
-    int k = metric_of(arg, name);
+    int k = metric_of(name);
     if (k < 0)
         return NULL;
     const rh_session_t *s = self->s;
@@ -461,7 +464,7 @@ static PyObject *Session_series(Session *self, PyObject *args)
     int start = 0;
     if (!PyArg_ParseTuple(args, "s|i", &name, &start))
         return NULL;
-    int k = metric_of(NULL, name);
+    int k = metric_of(name);
     if (k < 0)
         return NULL;
     const rh_session_t *s = self->s;
