@@ -22,13 +22,15 @@
  *     after a global: never touched directly);
  *   - the type word names a live type with that pre-header, the refcount
  *     is plausible;
- *   - an object of a GC type must have come from the GC: a tracked one
- *     not in gc.get_objects() is not an object; an untracked one is taken
- *     only if it is a tuple whose items all check out;
+ *   - an object of a GC type that gc.get_objects() did not list must sit
+ *     in a whole GC list (the next head's back link points at it: the
+ *     permanent generation, immortal mro tuples), or, untracked, be a
+ *     tuple whose items all check out or a dict of sane size whose keys
+ *     table can be read;
  *   - a str or bytes must be well formed (kind, length, terminating NUL).
  * (libpython's _PyOS_optarg points into freed argv memory whose bytes
  * once read as an "async_generator" with refcount 1957: the GC rule turns
- * it away.)
+ * such bytes away.)
  *
  * Runs under the GIL with tracking on, as the engine's own work; memory
  * for the lists from libc.
@@ -145,6 +147,21 @@ static int is_readable(uintptr_t p, size_t len)
 
 /* ---- checks of a static find, on copies ------------------------------------ */
 
+/* A copy of [lo, hi) made by safemem.c; reads outside it are copied now. */
+typedef struct {
+    uintptr_t lo, hi;
+    const unsigned char *bytes;
+} view_t;
+
+static int view_read(const view_t *v, uintptr_t addr, void *out, size_t len)
+{
+    if (addr >= v->lo && addr + len >= addr && addr + len <= v->hi) {
+        memcpy(out, v->bytes + (addr - v->lo), len);
+        return 0;
+    }
+    return _rh_safe_read(addr, out, len);
+}
+
 /* The type of a copied header if it names a live type with a plausible
  * refcount, else NULL. */
 static rh_typeinfo_t *header_type(const PyObject *h)
@@ -158,10 +175,10 @@ static rh_typeinfo_t *header_type(const PyObject *h)
     return ti;
 }
 
-static int str_well_formed(uintptr_t op)
+static int str_well_formed(const view_t *v, uintptr_t op)
 {
     PyASCIIObject a;
-    if (_rh_safe_read(op, &a, sizeof(a)) < 0)
+    if (view_read(v, op, &a, sizeof(a)) < 0)
         return 0;
     unsigned kind = a.state.kind, compact = a.state.compact, ascii = a.state.ascii;
     if ((kind != 1 && kind != 2 && kind != 4) || (ascii && kind != 1) ||
@@ -171,37 +188,46 @@ static int str_well_formed(uintptr_t op)
         return 1;               /* a legacy string: its data is elsewhere */
     size_t head = ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject);
     unsigned char nul[4] = {1, 1, 1, 1};
-    if (_rh_safe_read(op + head + (size_t)a.length * kind, nul, kind) < 0)
+    if (view_read(v, op + head + (size_t)a.length * kind, nul, kind) < 0)
         return 0;
     return nul[0] == 0 && (kind < 2 || nul[1] == 0) && (kind < 4 || (nul[2] == 0 && nul[3] == 0));
 }
 
-static int bytes_well_formed(uintptr_t op)
+static int bytes_well_formed(const view_t *v, uintptr_t op)
 {
-    PyVarObject v;
+    PyVarObject var;
     char nul = 1;
-    if (_rh_safe_read(op, &v, sizeof(v)) < 0 || v.ob_size < 0 ||
-        v.ob_size > ((Py_ssize_t)1 << 40))
+    if (view_read(v, op, &var, sizeof(var)) < 0 || var.ob_size < 0 ||
+        var.ob_size > ((Py_ssize_t)1 << 40))
         return 0;
-    if (_rh_safe_read(op + offsetof(PyBytesObject, ob_sval) + (size_t)v.ob_size, &nul, 1) < 0)
+    if (view_read(v, op + offsetof(PyBytesObject, ob_sval) + (size_t)var.ob_size, &nul, 1) < 0)
         return 0;
     return nul == 0;
 }
 
 /* An untracked GC object from static data: a tuple whose items are all
- * objects of live types. */
-static int untracked_tuple_ok(uintptr_t op, PyTypeObject *tp)
+ * objects of live types, or a dict of sane size whose keys table can be
+ * read (dicts of atomic values leave the GC's lists). */
+static int untracked_ok(const view_t *v, uintptr_t op, PyTypeObject *tp)
 {
+    if (tp == &PyDict_Type) {
+        PyDictObject d;
+        uintptr_t keys_head;
+        return view_read(v, op, &d, sizeof(d)) == 0 && d.ma_used >= 0 &&
+               d.ma_used < ((Py_ssize_t)1 << 32) && d.ma_keys != NULL &&
+               _rh_safe_read((uintptr_t)d.ma_keys, &keys_head, sizeof(keys_head)) == 0;
+    }
     if (tp != &PyTuple_Type)
         return 0;
-    PyVarObject v;
-    if (_rh_safe_read(op, &v, sizeof(v)) < 0 || v.ob_size < 0 || v.ob_size > MAX_TUPLE_CHECK)
+    PyVarObject var;
+    if (view_read(v, op, &var, sizeof(var)) < 0 || var.ob_size < 0 ||
+        var.ob_size > MAX_TUPLE_CHECK)
         return 0;
-    for (Py_ssize_t i = 0; i < v.ob_size; i++) {
+    for (Py_ssize_t i = 0; i < var.ob_size; i++) {
         uintptr_t item;
         PyObject h;
-        if (_rh_safe_read(op + offsetof(PyTupleObject, ob_item) + (size_t)i * sizeof(void *),
-                          &item, sizeof(item)) < 0 ||
+        if (view_read(v, op + offsetof(PyTupleObject, ob_item) + (size_t)i * sizeof(void *),
+                      &item, sizeof(item)) < 0 ||
             _rh_safe_read(item, &h, sizeof(h)) < 0 || header_type(&h) == NULL)
             return 0;
     }
@@ -209,23 +235,39 @@ static int untracked_tuple_ok(uintptr_t op, PyTypeObject *tp)
 }
 
 /* Checks of the object at op (its header already copied and typed). */
-static int static_object_ok(uintptr_t op, rh_typeinfo_t *ti)
+static int static_object_ok(const view_t *v, uintptr_t op, rh_typeinfo_t *ti)
 {
     PyTypeObject *tp = (PyTypeObject *)ti->type;
     if (ti->is_gc) {
 #if RH_HAS_GC_HEAD
-        uintptr_t gc_next = 1;
-        if (op < RH_GC_HEAD_SIZE ||
-            _rh_safe_read(op - RH_GC_HEAD_SIZE, &gc_next, sizeof(gc_next)) < 0 || gc_next != 0)
-            return 0;           /* tracked, yet not in the GC's lists: not an object */
+        /* PyGC_Head: _gc_next (the next head, 0 when untracked) and
+         * _gc_prev (the previous head, flags in its 2 low bits). */
+        uintptr_t head[2], next[2];
+        uintptr_t self = op - RH_GC_HEAD_SIZE;
+        if (op < RH_GC_HEAD_SIZE || view_read(v, self, head, sizeof(head)) < 0)
+            return 0;
+        if (head[0] != 0) {
+            /* Tracked, yet not among gc.get_objects() (the permanent
+             * generation, immortal mro tuples): an object only if the
+             * GC's list is whole around it. */
+            return view_read(v, head[0] & ~(uintptr_t)3, next, sizeof(next)) == 0 &&
+                   (next[1] & ~(uintptr_t)3) == self;
+        }
 #endif
-        return untracked_tuple_ok(op, tp);
+        return untracked_ok(v, op, tp);
     }
     if (PyType_IsSubtype(tp, &PyUnicode_Type))
-        return str_well_formed(op);
+        return str_well_formed(v, op);
     if (PyType_IsSubtype(tp, &PyBytes_Type))
-        return bytes_well_formed(op);
+        return bytes_well_formed(v, op);
     return 1;
+}
+
+/* Is the block already in a table? */
+static int known(uintptr_t block)
+{
+    rh_block_t b;
+    return _rh_tracker_find(block, RH_TABLE_ADOPTED | RH_TABLE_STATIC | RH_TABLE_GIL, &b);
 }
 
 /* ---- data segments --------------------------------------------------------- */
@@ -254,6 +296,7 @@ static void add_target(uintptr_t w)
  * pointers it holds (kept for later). */
 static void scan_copy(uintptr_t base, const uintptr_t *words, size_t n)
 {
+    view_t v = {base, base + n * sizeof(uintptr_t), (const unsigned char *)words};
     for (size_t i = 0; i < n && _rh_tracker_active(); i++) {
         /* An object that lives here (static types are in the type set
          * already; only non-GC static objects can live here). */
@@ -263,7 +306,9 @@ static void scan_copy(uintptr_t base, const uintptr_t *words, size_t n)
             rh_typeinfo_t *ti = header_type(&h);
             if (ti != NULL && ti->preheader == 0 && !ti->is_gc) {
                 uintptr_t p = base + i * sizeof(uintptr_t);
-                if (!static_object_ok(p, ti))
+                if (known(p))
+                    ;
+                else if (!static_object_ok(&v, p, ti))
                     stats->static_rejected++;
                 else if (_rh_tracker_adopt(p, 0, RH_ADOPTED_STATIC) > 0)
                     stats->from_static_data++;
@@ -324,8 +369,32 @@ static int cmp_word(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Follow the pointers found in static data: copy each target's header in
- * one batch, then check and adopt. */
+/* Bytes copied around each pointer target: the GC head in front of it and
+ * the first bytes of the object (a short string's text included), so that
+ * most checks need no further copy. */
+#define AROUND_BEFORE 16
+#define AROUND 128
+#define TARGET_BATCH 4096
+
+/* Check and adopt the object at target w; v holds a copy around it. */
+static void adopt_target(const view_t *v, uintptr_t w)
+{
+    PyObject h;
+    if (view_read(v, w, &h, sizeof(h)) < 0)
+        return;
+    rh_typeinfo_t *ti = header_type(&h);
+    if (ti == NULL || w < ti->preheader || known(w - ti->preheader))
+        return;
+    if (!static_object_ok(v, w, ti)) {
+        stats->static_rejected++;
+        return;
+    }
+    if (_rh_tracker_adopt(w - ti->preheader, ti->preheader, RH_ADOPTED_STATIC) > 0)
+        stats->from_static_data++;
+}
+
+/* Follow the pointers found in static data: copy the bytes around each
+ * target in batches, then check and adopt. */
 static void adopt_targets(void)
 {
     qsort(targets.items, targets.count, sizeof(uintptr_t), cmp_word);
@@ -333,28 +402,24 @@ static void adopt_targets(void)
     for (size_t i = 0; i < targets.count; i++)
         if (n == 0 || targets.items[n - 1] != targets.items[i])
             targets.items[n++] = targets.items[i];
-    PyObject *heads = malloc(n * sizeof(PyObject) + 1);
-    unsigned char *ok = malloc(n + 1);
-    if (heads != NULL && ok != NULL) {
-        _rh_safe_read_many(targets.items, n, sizeof(PyObject), (unsigned char *)heads, ok);
-        for (size_t i = 0; i < n && _rh_tracker_active(); i++) {
-            uintptr_t w = targets.items[i];
-            rh_typeinfo_t *ti = ok[i] ? header_type(&heads[i]) : NULL;
-            if (ti == NULL || w < ti->preheader)
-                continue;
-            rh_block_t known;
-            if (_rh_tracker_find(w - ti->preheader,
-                                 RH_TABLE_ADOPTED | RH_TABLE_STATIC | RH_TABLE_GIL, &known))
-                continue;
-            if (!static_object_ok(w, ti)) {
-                stats->static_rejected++;
-                continue;
-            }
-            if (_rh_tracker_adopt(w - ti->preheader, ti->preheader, RH_ADOPTED_STATIC) > 0)
-                stats->from_static_data++;
+    uintptr_t *from = malloc(TARGET_BATCH * sizeof(uintptr_t));
+    unsigned char *copies = malloc(TARGET_BATCH * AROUND);
+    unsigned char *ok = malloc(TARGET_BATCH);
+    for (size_t first = 0; from && copies && ok && first < n && _rh_tracker_active();
+         first += TARGET_BATCH) {
+        size_t m = n - first < TARGET_BATCH ? n - first : TARGET_BATCH;
+        for (size_t i = 0; i < m; i++)
+            from[i] = targets.items[first + i] - AROUND_BEFORE;
+        _rh_safe_read_many(from, m, AROUND, copies, ok);
+        for (size_t i = 0; i < m && _rh_tracker_active(); i++) {
+            /* Near the end of a mapping the wide copy fails: then each
+             * read is copied on its own. */
+            view_t v = {from[i], ok[i] ? from[i] + AROUND : from[i], copies + i * AROUND};
+            adopt_target(&v, targets.items[first + i]);
         }
     }
-    free(heads);
+    free(from);
+    free(copies);
     free(ok);
 }
 

@@ -296,6 +296,12 @@ static int describe_unlocked(PyObject *op, char *buf, size_t bufsize)
     }
     /* Not in the tables: copy its header, never read it in place. */
     PyObject h;
+    const char *unsafe = NULL;
+    if (!_rh_safe_available(&unsafe)) {
+        snprintf(buf, bufsize, "%p: not in refhound's block table, and refhound cannot read "
+                 "memory it does not own here (%s)", (void *)op, unsafe);
+        return 0;
+    }
     if (_rh_safe_read((uintptr_t)op, &h, sizeof(h)) < 0) {
         snprintf(buf, bufsize, "%p: not a live object (its memory cannot be read)", (void *)op);
         return 0;

@@ -72,7 +72,7 @@ size_t _rh_safe_read_many(const uintptr_t *addrs, size_t n, size_t len,
                           unsigned char *bufs, unsigned char *ok)
 {
     memset(ok, 0, n);
-    if (n == 0 || len == 0 || len > 64 || !check_available())
+    if (n == 0 || len == 0 || len > 256 || !check_available())
         return 0;
     struct iovec l[BATCH], r[BATCH];
     size_t good = 0, i = 0;

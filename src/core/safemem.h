@@ -18,7 +18,7 @@ int _rh_safe_available(const char **why);
  * (or safe reads are not available).  A system call; never in a hook. */
 int _rh_safe_read(uintptr_t addr, void *buf, size_t len);
 
-/* n reads of `len` bytes each (len <= 64), batched: addrs[i] into
+/* n reads of `len` bytes each (len <= 256), batched: addrs[i] into
  * bufs + i * len; ok[i] = 1 when that read succeeded.  Returns how many
  * succeeded. */
 size_t _rh_safe_read_many(const uintptr_t *addrs, size_t n, size_t len,
