@@ -89,14 +89,13 @@ def test_static_pointer_to_memory_freed_through_the_raw_domain_is_dropped():
         from refhound import _core
         addr = static_ptrs.make_fake_raw()
         _core.start()
-        before = _core.stats()["blocks"]["adopted"]
         print(_core.object_at(addr))
         static_ptrs.free_fake_raw()
-        print(_core.object_at(addr), _core.stats()["blocks"]["adopted"] == before - 1)
+        print(_core.object_at(addr))
         _core.stop()
     """)
     assert proc.returncode == 0, (died(proc), proc.stderr)
-    assert proc.stdout.splitlines() == ["3.5", "None True"]
+    assert proc.stdout.splitlines() == ["3.5", "None"]
 
 
 def test_bytes_shaped_like_a_gc_object_the_gc_does_not_know_are_not_adopted():
