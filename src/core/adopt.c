@@ -91,18 +91,21 @@ static int adopt_gc_objects(void)
     return 0;
 }
 
-/* ---- readable mappings (a cheap filter before the safe reads) -------------- */
+/* ---- writable mappings (a cheap filter before the safe reads) --------------
+ * An object's refcount is written: objects live in writable memory (the
+ * heaps, the data segments).  A pointer into code or read-only data (most
+ * of the words in a data segment) is not followed. */
 
 typedef struct { uintptr_t lo, hi; } range_t;
-static range_t *readable;
-static size_t nreadable;
+static range_t *writable;
+static size_t nwritable;
 
-static void load_readable_ranges(void)
+static void load_writable_ranges(void)
 {
     size_t cap = 256;
-    nreadable = 0;
-    readable = malloc(cap * sizeof(range_t));
-    if (readable == NULL)
+    nwritable = 0;
+    writable = malloc(cap * sizeof(range_t));
+    if (writable == NULL)
         return;
     FILE *f = fopen("/proc/self/maps", "re");
     if (f == NULL)
@@ -111,36 +114,36 @@ static void load_readable_ranges(void)
     while (fgets(line, sizeof(line), f)) {
         unsigned long lo, hi;
         char perms[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' || perms[1] != 'w')
             continue;
         if (strstr(line, "[vvar]") || strstr(line, "[vsyscall]"))
             continue;
-        if (nreadable == cap) {
-            range_t *more = realloc(readable, 2 * cap * sizeof(range_t));
+        if (nwritable == cap) {
+            range_t *more = realloc(writable, 2 * cap * sizeof(range_t));
             if (more == NULL)
                 break;
-            readable = more;
+            writable = more;
             cap *= 2;
         }
-        readable[nreadable].lo = lo;
-        readable[nreadable].hi = hi;
-        nreadable++;
+        writable[nwritable].lo = lo;
+        writable[nwritable].hi = hi;
+        nwritable++;
     }
     fclose(f);
 }
 
-/* Is [p, p+len) inside one readable mapping?  (maps is sorted) */
-static int is_readable(uintptr_t p, size_t len)
+/* Is [p, p+len) inside one writable mapping?  (maps is sorted) */
+static int is_writable(uintptr_t p, size_t len)
 {
-    size_t lo = 0, hi = nreadable;
+    size_t lo = 0, hi = nwritable;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (readable[mid].hi <= p)
+        if (writable[mid].hi <= p)
             lo = mid + 1;
-        else if (readable[mid].lo > p)
+        else if (writable[mid].lo > p)
             hi = mid;
         else
-            return p + len <= readable[mid].hi;
+            return p + len <= writable[mid].hi;
     }
     return 0;
 }
@@ -173,6 +176,13 @@ static rh_typeinfo_t *header_type(const PyObject *h)
     if (rc <= 0 || rc >= RH_MAX_REFCNT)
         return NULL;
     return ti;
+}
+
+/* Is the block already in a table? */
+static int known(uintptr_t block)
+{
+    rh_block_t b;
+    return _rh_tracker_find(block, RH_TABLE_ADOPTED | RH_TABLE_STATIC | RH_TABLE_GIL, &b);
 }
 
 static int str_well_formed(const view_t *v, uintptr_t op)
@@ -223,15 +233,32 @@ static int untracked_ok(const view_t *v, uintptr_t op, PyTypeObject *tp)
     if (view_read(v, op, &var, sizeof(var)) < 0 || var.ob_size < 0 ||
         var.ob_size > MAX_TUPLE_CHECK)
         return 0;
-    for (Py_ssize_t i = 0; i < var.ob_size; i++) {
-        uintptr_t item;
-        PyObject h;
-        if (view_read(v, op + offsetof(PyTupleObject, ob_item) + (size_t)i * sizeof(void *),
-                      &item, sizeof(item)) < 0 ||
-            _rh_safe_read(item, &h, sizeof(h)) < 0 || header_type(&h) == NULL)
-            return 0;
+    size_t n = (size_t)var.ob_size, unknown = 0;
+    if (n == 0)
+        return 1;
+    uintptr_t *items = malloc(n * sizeof(uintptr_t));
+    PyObject *heads = malloc(n * sizeof(PyObject));
+    unsigned char *ok = malloc(n);
+    int good = items != NULL && heads != NULL && ok != NULL &&
+               view_read(v, op + offsetof(PyTupleObject, ob_item), items, n * sizeof(uintptr_t)) == 0;
+    /* Items the tables know need no copy; the others are copied at once. */
+    for (size_t i = 0; good && i < n; i++) {
+        int seen = 0;
+        for (int k = 0; k < RH_NOBJECT_OFFSETS && !seen; k++)
+            seen = items[i] >= rh_object_offset(k) && known(items[i] - rh_object_offset(k));
+        if (!seen)
+            items[unknown++] = items[i];
     }
-    return 1;
+    if (good && unknown > 0) {
+        good = _rh_safe_read_many(items, unknown, sizeof(PyObject), (unsigned char *)heads, ok) ==
+               unknown;
+        for (size_t i = 0; good && i < unknown; i++)
+            good = header_type(&heads[i]) != NULL;
+    }
+    free(items);
+    free(heads);
+    free(ok);
+    return good;
 }
 
 /* Checks of the object at op (its header already copied and typed). */
@@ -261,13 +288,6 @@ static int static_object_ok(const view_t *v, uintptr_t op, rh_typeinfo_t *ti)
     if (PyType_IsSubtype(tp, &PyBytes_Type))
         return bytes_well_formed(v, op);
     return 1;
-}
-
-/* Is the block already in a table? */
-static int known(uintptr_t block)
-{
-    rh_block_t b;
-    return _rh_tracker_find(block, RH_TABLE_ADOPTED | RH_TABLE_STATIC | RH_TABLE_GIL, &b);
 }
 
 /* ---- data segments --------------------------------------------------------- */
@@ -317,7 +337,7 @@ static void scan_copy(uintptr_t base, const uintptr_t *words, size_t n)
             }
         }
         uintptr_t w = words[i];
-        if (w >= 4096 && (w & 7) == 0 && is_readable(w, sizeof(PyObject)))
+        if (w >= 4096 && (w & 7) == 0 && is_writable(w, sizeof(PyObject)))
             add_target(w);
     }
 }
@@ -374,7 +394,6 @@ static int cmp_word(const void *a, const void *b)
  * most checks need no further copy. */
 #define AROUND_BEFORE 16
 #define AROUND 128
-#define TARGET_BATCH 4096
 
 /* Check and adopt the object at target w; v holds a copy around it. */
 static void adopt_target(const view_t *v, uintptr_t w)
@@ -393,34 +412,50 @@ static void adopt_target(const view_t *v, uintptr_t w)
         stats->from_static_data++;
 }
 
-/* Follow the pointers found in static data: copy the bytes around each
- * target in batches, then check and adopt. */
+/* Follow the pointers found in static data: a first pass copies the
+ * header of every target and keeps those that name a live type and are
+ * not known yet; a second copies the bytes around each of those; then
+ * check and adopt.  Targets are sorted so that the copies go by page runs. */
 static void adopt_targets(void)
 {
     qsort(targets.items, targets.count, sizeof(uintptr_t), cmp_word);
-    size_t n = 0;
+    size_t n = 0, m = 0;
     for (size_t i = 0; i < targets.count; i++)
         if (n == 0 || targets.items[n - 1] != targets.items[i])
             targets.items[n++] = targets.items[i];
-    uintptr_t *from = malloc(TARGET_BATCH * sizeof(uintptr_t));
-    unsigned char *copies = malloc(TARGET_BATCH * AROUND);
-    unsigned char *ok = malloc(TARGET_BATCH);
-    for (size_t first = 0; from && copies && ok && first < n && _rh_tracker_active();
-         first += TARGET_BATCH) {
-        size_t m = n - first < TARGET_BATCH ? n - first : TARGET_BATCH;
-        for (size_t i = 0; i < m; i++)
-            from[i] = targets.items[first + i] - AROUND_BEFORE;
-        _rh_safe_read_many(from, m, AROUND, copies, ok);
-        for (size_t i = 0; i < m && _rh_tracker_active(); i++) {
-            /* Near the end of a mapping the wide copy fails: then each
-             * read is copied on its own. */
-            view_t v = {from[i], ok[i] ? from[i] + AROUND : from[i], copies + i * AROUND};
-            adopt_target(&v, targets.items[first + i]);
-        }
+    PyObject *heads = malloc(n * sizeof(PyObject) + 1);
+    unsigned char *ok = malloc(n + 1);
+    uintptr_t *from = NULL;
+    unsigned char *copies = NULL;
+    if (heads == NULL || ok == NULL)
+        goto done;
+    /* 1: headers; the candidates stay, in place and in order. */
+    _rh_safe_gather(targets.items, n, sizeof(PyObject), (unsigned char *)heads, ok);
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t w = targets.items[i];
+        rh_typeinfo_t *ti = ok[i] ? header_type(&heads[i]) : NULL;
+        if (ti != NULL && w >= ti->preheader && !known(w - ti->preheader))
+            targets.items[m++] = w;
     }
+    /* 2: the bytes around each candidate. */
+    from = malloc(m * sizeof(uintptr_t) + 1);
+    copies = malloc(m * AROUND + 1);
+    if (from == NULL || copies == NULL)
+        goto done;
+    for (size_t i = 0; i < m; i++)
+        from[i] = targets.items[i] - AROUND_BEFORE;
+    _rh_safe_gather(from, m, AROUND, copies, ok);
+    for (size_t i = 0; i < m && _rh_tracker_active(); i++) {
+        /* Near the end of a mapping the wide copy fails: then each read
+         * is copied on its own. */
+        view_t v = {from[i], ok[i] ? from[i] + AROUND : from[i], copies + i * AROUND};
+        adopt_target(&v, targets.items[i]);
+    }
+done:
+    free(heads);
+    free(ok);
     free(from);
     free(copies);
-    free(ok);
 }
 
 static void adopt_static_data(void)
@@ -428,17 +463,17 @@ static void adopt_static_data(void)
     if (!_rh_safe_available(&stats->static_skipped))
         return;
     uintptr_t *buf = malloc(CHUNK);
-    load_readable_ranges();
-    if (buf != NULL && readable != NULL && nreadable > 0) {
+    load_writable_ranges();
+    if (buf != NULL && writable != NULL && nwritable > 0) {
         dl_iterate_phdr(phdr_callback, buf);
         adopt_targets();
     }
     else
         stats->static_skipped = "out of memory";
     free(buf);
-    free(readable);
-    readable = NULL;
-    nreadable = 0;
+    free(writable);
+    writable = NULL;
+    nwritable = 0;
     free(targets.items);
     memset(&targets, 0, sizeof(targets));
 }

@@ -105,6 +105,7 @@ typedef struct {
     PyObject *op;               /* its address (do not dereference) */
     rh_typeinfo_t *ti;
     PyObject header;            /* refcount and type, as copied */
+    uintptr_t gc_next;          /* its GC head's first word, as copied (0: none) */
 } static_seen_t;
 
 typedef void (*static_visit_t)(const static_seen_t *seen, void *arg);
@@ -118,37 +119,78 @@ static int header_ok(const PyObject *h, size_t offset, rh_typeinfo_t **ti)
            (plausible(Py_REFCNT(h)) || RH_IS_IMMORTAL(h));
 }
 
-/* Visit every STATIC entry whose header checks out; drop the others. */
+static int cmp_ref(const void *a, const void *b)
+{
+    uintptr_t x = ((const static_ref_t *)a)->block + ((const static_ref_t *)a)->offset;
+    uintptr_t y = ((const static_ref_t *)b)->block + ((const static_ref_t *)b)->offset;
+    return x < y ? -1 : x > y;
+}
+
+/* The STATIC entries sorted by object address, kept between walks while
+ * the table does not change (GIL-guarded). */
+static static_list_t sorted;
+static uint64_t sorted_gen = (uint64_t)-1;
+
+static int sorted_refs(void)
+{
+    uint64_t gen = _rh_tracker_static_generation();
+    if (gen == sorted_gen && !sorted.failed)
+        return 0;
+    sorted.count = 0;
+    sorted.failed = 0;
+    _rh_tracker_walk(RH_TABLE_STATIC, collect_static, &sorted);
+    if (sorted.failed)
+        return -1;                  /* out of memory: left out of this walk */
+    qsort(sorted.items, sorted.count, sizeof(static_ref_t), cmp_ref);
+    sorted_gen = gen;
+    return 0;
+}
+
+/* Visit every STATIC entry whose header checks out; drop the others.  What
+ * is copied of each entry runs from its block's start to the end of the
+ * object's header (the GC head included), by page runs: the entries
+ * cluster (the static strings and singletons of libpython). */
 static void static_objects(static_visit_t visit, void *arg)
 {
-    static_list_t l = {NULL, 0, 0, 0};
-    _rh_tracker_walk(RH_TABLE_STATIC, collect_static, &l);
-    if (l.failed || l.count == 0) {
-        free(l.items);
-        return;                 /* out of memory: left out of this walk */
-    }
-    uintptr_t *addrs = malloc(l.count * sizeof(uintptr_t));
-    PyObject *heads = malloc(l.count * sizeof(PyObject));
-    unsigned char *ok = malloc(l.count);
-    if (addrs != NULL && heads != NULL && ok != NULL) {
-        for (size_t i = 0; i < l.count; i++)
-            addrs[i] = l.items[i].block + l.items[i].offset;
-        _rh_safe_read_many(addrs, l.count, sizeof(PyObject), (unsigned char *)heads, ok);
-        for (size_t i = 0; i < l.count; i++) {
+    if (sorted_refs() < 0 || sorted.count == 0)
+        return;
+    size_t n = sorted.count;
+    enum { MAXLEN = 4 * sizeof(void *) + sizeof(PyObject) };
+    uintptr_t *addrs = malloc(n * sizeof(uintptr_t));
+    size_t *index = malloc(n * sizeof(size_t));
+    unsigned char *copies = malloc(n * MAXLEN);
+    unsigned char *ok = malloc(n);
+    for (int k = 0; addrs && index && copies && ok && k < RH_NOBJECT_OFFSETS; k++) {
+        /* The entries whose object sits at this offset in its block. */
+        size_t off = rh_object_offset(k), len = off + sizeof(PyObject), m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (sorted.items[i].offset == off) {
+                index[m] = i;
+                addrs[m++] = sorted.items[i].block;
+            }
+        }
+        _rh_safe_gather(addrs, m, len, copies, ok);
+        for (size_t j = 0; j < m; j++) {
+            const static_ref_t *r = &sorted.items[index[j]];
             static_seen_t seen;
-            if (!ok[i] || !header_ok(&heads[i], l.items[i].offset, &seen.ti)) {
-                _rh_tracker_drop_static(l.items[i].block);
+            memcpy(&seen.header, copies + j * len + off, sizeof(PyObject));
+            if (!ok[j] || !header_ok(&seen.header, off, &seen.ti)) {
+                _rh_tracker_drop_static(r->block);
                 continue;
             }
-            seen.op = (PyObject *)addrs[i];
-            seen.header = heads[i];
+            seen.op = (PyObject *)(r->block + off);
+            seen.gc_next = 0;
+#if RH_HAS_GC_HEAD
+            if (off >= RH_GC_HEAD_SIZE)
+                memcpy(&seen.gc_next, copies + j * len + off - RH_GC_HEAD_SIZE, sizeof(uintptr_t));
+#endif
             visit(&seen, arg);
         }
     }
     free(addrs);
-    free(heads);
+    free(index);
+    free(copies);
     free(ok);
-    free(l.items);
 }
 
 /* The object of a STATIC entry, checked now; NULL (and dropped) if gone. */
@@ -211,16 +253,10 @@ static void count_static(const static_seen_t *s, void *arg)
     walk_arg_t *w = (walk_arg_t *)arg;
     s->ti->live++;
     w->out->objects++;
-    if (!RH_IS_IMMORTAL(&s->header))
+    if (!RH_IS_IMMORTAL((PyObject *)&s->header))
         w->out->refs += Py_REFCNT(&s->header);
-#if RH_HAS_GC_HEAD
-    if (s->ti->is_gc && s->ti->preheader >= RH_GC_HEAD_SIZE) {
-        uintptr_t next = 0;
-        if (_rh_safe_read((uintptr_t)s->op - RH_GC_HEAD_SIZE, &next, sizeof(next)) == 0 &&
-            next != 0)
-            w->out->gc_tracked++;
-    }
-#endif
+    if (s->ti->is_gc && s->gc_next != 0)
+        w->out->gc_tracked++;
 }
 
 void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch)
@@ -274,7 +310,7 @@ static void snap_object(const rh_block_t *b, void *arg)
 
 static void snap_static(const static_seen_t *s, void *arg)
 {
-    if (RH_IS_IMMORTAL(&s->header))
+    if (RH_IS_IMMORTAL((PyObject *)&s->header))
         return;
     snap_add((snap_arg_t *)arg, (uintptr_t)s->op, (uintptr_t)Py_TYPE(&s->header),
              Py_REFCNT(&s->header));

@@ -18,11 +18,14 @@
 #include "safemem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define BATCH 512               /* below IOV_MAX (1024) */
+#define PAGE ((uintptr_t)4096)
+#define MAX_RUN ((size_t)1 << 20)  /* bytes copied at once by _rh_safe_gather */
 
 static int state;               /* 0 unknown, 1 available, -1 refused */
 static const char *refusal;
@@ -95,5 +98,42 @@ size_t _rh_safe_read_many(const uintptr_t *addrs, size_t n, size_t len,
          * it and go on after it. */
         i += whole < k ? whole + 1 : k;
     }
+    return good;
+}
+
+size_t _rh_safe_gather(const uintptr_t *addrs, size_t n, size_t len,
+                       unsigned char *bufs, unsigned char *ok)
+{
+    memset(ok, 0, n);
+    if (n == 0 || len == 0 || len > 256 || !check_available())
+        return 0;
+    unsigned char *run = malloc(MAX_RUN);
+    if (run == NULL)
+        return _rh_safe_read_many(addrs, n, len, bufs, ok);
+    size_t good = 0;
+    for (size_t i = 0; i < n;) {
+        /* A run of reads whose pages touch or nearly touch. */
+        uintptr_t lo = addrs[i] & ~(PAGE - 1), hi = addrs[i] + len;
+        size_t j = i + 1;
+        while (j < n && addrs[j] >= addrs[j - 1] && addrs[j] <= hi + PAGE &&
+               addrs[j] + len - lo <= MAX_RUN) {
+            if (addrs[j] + len > hi)
+                hi = addrs[j] + len;
+            j++;
+        }
+        if (hi < lo || _rh_safe_read(lo, run, hi - lo) < 0) {
+            /* A hole in the run (or a wrap): each read on its own. */
+            good += _rh_safe_read_many(addrs + i, j - i, len, bufs + i * len, ok + i);
+        }
+        else {
+            for (size_t k = i; k < j; k++) {
+                memcpy(bufs + k * len, run + (addrs[k] - lo), len);
+                ok[k] = 1;
+                good++;
+            }
+        }
+        i = j;
+    }
+    free(run);
     return good;
 }

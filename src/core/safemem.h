@@ -24,4 +24,10 @@ int _rh_safe_read(uintptr_t addr, void *buf, size_t len);
 size_t _rh_safe_read_many(const uintptr_t *addrs, size_t n, size_t len,
                           unsigned char *bufs, unsigned char *ok);
 
+/* The same for addresses sorted in ascending order, copied page run by
+ * page run (one copy covers every read whose pages are near each other):
+ * far fewer pages to pin than one copy per read when reads cluster. */
+size_t _rh_safe_gather(const uintptr_t *addrs, size_t n, size_t len,
+                       unsigned char *bufs, unsigned char *ok);
+
 #endif /* RH_SAFEMEM_H */

@@ -53,6 +53,7 @@ static rh_table_t raw_table;
 static pthread_mutex_t static_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t raw_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile size_t static_count;
+static volatile uint64_t static_gen;      /* bumped under static_lock */
 #ifdef Py_GIL_DISABLED
 static pthread_mutex_t gil_table_lock = PTHREAD_MUTEX_INITIALIZER;
 #  define GIL_TABLE_LOCK() pthread_mutex_lock(&gil_table_lock)
@@ -198,8 +199,10 @@ static inline void static_forget(uintptr_t p)
     if (static_count == 0)
         return;
     pthread_mutex_lock(&static_lock);
-    if (_rh_table_remove(&static_table, p, NULL))
+    if (_rh_table_remove(&static_table, p, NULL)) {
         static_count = static_table.count;
+        static_gen++;
+    }
     pthread_mutex_unlock(&static_lock);
 }
 
@@ -327,6 +330,7 @@ static inline int gil_forget(uintptr_t p, rh_block_t *old)
         if (_rh_table_remove(&static_table, p, old)) {
             table = RH_TABLE_STATIC;
             static_count = static_table.count;
+            static_gen++;
         }
         pthread_mutex_unlock(&static_lock);
     }
@@ -532,6 +536,7 @@ static void release_tables(void)
     pthread_mutex_lock(&static_lock);
     _rh_table_release(&static_table);
     static_count = 0;
+    static_gen++;
     pthread_mutex_unlock(&static_lock);
     GIL_TABLE_LOCK();
     _rh_table_release(&gil_table);
@@ -736,6 +741,7 @@ int _rh_tracker_adopt(uintptr_t block, size_t object_offset, int how)
         pthread_mutex_lock(&static_lock);
         rc = _rh_table_insert(&static_table, block, meta);
         static_count = static_table.count;
+        static_gen++;
         pthread_mutex_unlock(&static_lock);
     }
     else {
@@ -754,6 +760,8 @@ void _rh_tracker_drop_static(uintptr_t block)
 {
     static_forget(block);
 }
+
+uint64_t _rh_tracker_static_generation(void) { return static_gen; }
 
 void _rh_tracker_hide_addresses(int hide)
 {

@@ -133,6 +133,8 @@ int _rh_tracker_find(uintptr_t block, unsigned tables, rh_block_t *out);
 int _rh_tracker_adopt(uintptr_t block, size_t object_offset, int how);
 /* Forget a STATIC entry whose memory no longer holds its object. */
 void _rh_tracker_drop_static(uintptr_t block);
+/* Changes whenever the STATIC table does (an entry in or out). */
+uint64_t _rh_tracker_static_generation(void);
 
 /* Live blocks and bytes per domain (adopted: LIVE + STATIC entries). */
 void _rh_tracker_totals(int64_t blocks[RH_NDOMAINS], int64_t bytes[RH_NDOMAINS]);
