@@ -12,8 +12,9 @@
  *   adopted_table  objects alive at start, found through the types and the
  *                  GC; the GIL.  Removed by the mem/obj free hooks.
  *   static_table   objects seen through static data at start; static_lock
- *                  (the raw free hook drops entries without the GIL).
- *                  static_count mirrors its size for a lock-free "empty?".
+ *                  (the raw free hook drops entries without the GIL); the
+ *                  mem/obj hooks look before they lock (only GIL holders
+ *                  move or unmap its slots).  static_count mirrors its size.
  *   raw_table      raw blocks; raw_lock (the raw domain runs without the
  *                  GIL).  pthread_atfork keeps both mutexes usable in a
  *                  forked child.
@@ -193,7 +194,22 @@ uint64_t _rh_tracker_forks(void) { return forks; }
 
 /* ---- the static table (any thread) ----------------------------------- */
 
-/* Forget a STATIC entry at p, if any (its memory went away or moved). */
+/* Is p perhaps a STATIC entry?  For the mem/obj hooks' misses, which hold
+ * the GIL: the slots are moved or unmapped only under the GIL (adoption's
+ * inserts, stop), so a look without static_lock is memory-safe; a raw
+ * hook on another thread may be removing an entry meanwhile, and a stale
+ * answer only costs a lock, or leaves an entry that its next use drops. */
+static inline int static_maybe_gil_held(uintptr_t p)
+{
+#ifdef Py_GIL_DISABLED
+    return static_count != 0;        /* no GIL: always look under the lock */
+#else
+    return static_count != 0 && _rh_table_find(&static_table, p) != NULL;
+#endif
+}
+
+/* Forget a STATIC entry at p, if any (its memory went away or moved); the
+ * raw hooks (no GIL). */
 static inline void static_forget(uintptr_t p)
 {
     if (static_count == 0)
@@ -325,7 +341,7 @@ static inline int gil_forget(uintptr_t p, rh_block_t *old)
     else if (adopted_table.count != 0 && _rh_table_remove(&adopted_table, p, old))
         table = RH_TABLE_ADOPTED;
     GIL_TABLE_UNLOCK();
-    if (table == 0 && static_count != 0) {
+    if (table == 0 && static_maybe_gil_held(p)) {
         pthread_mutex_lock(&static_lock);
         if (_rh_table_remove(&static_table, p, old)) {
             table = RH_TABLE_STATIC;
