@@ -33,7 +33,8 @@
  * such bytes away.)
  *
  * Runs under the GIL with tracking on, as the engine's own work; memory
- * for the lists from libc.
+ * for the lists from libc.  State (stats, writable, targets) lives for one
+ * _rh_adopt_existing() call, guarded by the GIL.
  */
 #include "adopt.h"
 #include "safemem.h"

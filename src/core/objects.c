@@ -20,6 +20,8 @@
  *
  * Runs under the GIL; only _rh_recognize() also runs in a hook (the
  * session's free observer), and it reads nothing outside the block.
+ * State: `sorted`, the STATIC entries in address order, rebuilt when the
+ * table's generation changes; guarded by the GIL.
  */
 #include "objects.h"
 #include "safemem.h"
