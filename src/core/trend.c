@@ -10,7 +10,7 @@
  *
  * Pure C on plain arrays; no Python, no global state.
  */
-#include "rh_internal.h"
+#include "trend.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -111,4 +111,16 @@ void _rh_trend_classify(const double *x, int n, double alpha, rh_trend_result_t 
         out->trend = RH_TREND_UNCLEAR;
     else
         out->trend = RH_TREND_NOISE;
+}
+
+const char *_rh_trend_name(rh_trend_t t)
+{
+    switch (t) {
+    case RH_TREND_FLAT: return "flat";
+    case RH_TREND_NOISE: return "noise";
+    case RH_TREND_UNCLEAR: return "unclear";
+    case RH_TREND_GROWING: return "growing";
+    case RH_TREND_FALLING: return "falling";
+    }
+    return "?";
 }
