@@ -160,12 +160,12 @@ def test_line_of_a_bytecode_offset():
 
 @pytest.mark.skipif(not _core.symbols_have_dwarf(), reason="refhound was built without libdw")
 def test_relative_dwarf_path_is_resolved_against_the_compilation_directory():
-    # setup.py compiles src/core/*.c by relative path: DW_AT_name is relative,
+    # setup.py compiles src/core/**/*.c by relative path: DW_AT_name is relative,
     # DW_AT_comp_dir the checkout.  The symbolizer joins them.
     address = ctypes.cast(ctypes.CDLL(_core.__file__).PyInit__core, ctypes.c_void_p).value
     (frame,) = _attribution.symbolize(address, False)
     assert frame["function"] == "PyInit__core" and frame["module"] == _core.__file__
-    assert os.path.isabs(frame["file"]) and frame["file"].endswith("/src/core/module.c")
+    assert os.path.isabs(frame["file"]) and frame["file"].endswith("/src/core/binding/module.c")
     assert os.path.normpath(frame["file"]) == frame["file"]
     if os.path.isfile(frame["file"]):     # the tree it was built in is still there
         with open(frame["file"]) as fh:
