@@ -313,9 +313,8 @@ def main(argv=None):
         cbuild.build_extension(os.path.join(HERE, "support", "zoo_probe.c"),
                                so_dir, python=args.python, opt="-O2")
         for c in cases:
-            cbuild.build_extension(c["path"], so_dir, python=args.python,
-                                   opt=args.opt,
-                                   extra_cflags=["-Wextra", "-Werror"])
+            cbuild.build_case(c, so_dir, python=args.python, opt=args.opt,
+                              extra_cflags=["-Wextra", "-Werror"])
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 2
