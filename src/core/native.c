@@ -45,7 +45,9 @@
  * while a pass looks at it) at start, after every dlopen/dlmopen a patched
  * object makes (the dlopen wrapper), after every dlclose (records of
  * objects that went away are dropped, never written), and a last one at
- * stop that puts every slot back.  A slot is redirected only when it holds
+ * stop that puts every slot back.  While a pass redirects slots no new
+ * block is recorded (an object's malloc may already be ours and its free
+ * not yet: a block recorded then could be freed unseen).  A slot is redirected only when it holds
  * the definition the wrapper calls (dlsym(RTLD_DEFAULT)) or a lazy-binding
  * stub of its own object; anything else (another allocator bound locally,
  * a namespace of its own, another tool's hook) is left alone.  A slot is
@@ -184,6 +186,10 @@ static const char nothrow_dummy;
 /* ---- state ---------------------------------------------------------------------- */
 
 static volatile int native_on = 0;
+/* A pass is redirecting slots: an object's malloc may be redirected before
+ * its free, so no new block is recorded until the pass is over (frees are
+ * still looked up). */
+static volatile int pass_running = 0;
 static int mode = RH_NATIVE_OFF;
 static const char *failure = NULL;
 
@@ -212,7 +218,7 @@ static inline void hook_leave(int saved) { _rh_in_hook = saved; }
 
 static inline void record(void *p, size_t size)
 {
-    if (p != NULL)
+    if (p != NULL && !__atomic_load_n(&pass_running, __ATOMIC_ACQUIRE))
         _rh_tracker_native_alloc((uintptr_t)p, size);
 }
 
@@ -622,20 +628,30 @@ static int hook_of(const char *name)
     return -1;
 }
 
+/* A C++ runtime (libstdc++, libc++) is loaded: the operators can be looked
+ * up.  Set by the passes. */
+static volatile int cxx_loaded;
+
 /* dlsym the names still missing.  Never under patch_lock (dlsym takes the
- * loader's lock). */
+ * loader's lock).  The C++ names only once a C++ runtime is loaded: a
+ * lookup that fails would leave its message for the program's dlerror(). */
 static void resolve_missing(void)
 {
     for (int i = 0; i < NHOOKS; i++) {
         if (__atomic_load_n(&real[i], __ATOMIC_ACQUIRE) != 0)
             continue;
+        if (hook_names[i][0] == '_' && hook_names[i][1] == 'Z' && !cxx_loaded)
+            continue;
         void *p = dlsym(RTLD_DEFAULT, hook_names[i]);
         if (p != NULL && (uintptr_t)p != hook_wrappers[i])
             __atomic_store_n(&real[i], (uintptr_t)p, __ATOMIC_RELEASE);
     }
-    if (nothrow_tag == &nothrow_dummy || nothrow_tag == NULL) {
+    if (nothrow_tag == NULL)
+        nothrow_tag = &nothrow_dummy;       /* the operators never read it */
+    if (nothrow_tag == &nothrow_dummy && cxx_loaded) {
         const void *tag = dlsym(RTLD_DEFAULT, "_ZSt7nothrow");
-        nothrow_tag = tag != NULL ? tag : &nothrow_dummy;
+        if (tag != NULL)
+            nothrow_tag = tag;
     }
 }
 
@@ -904,6 +920,7 @@ typedef struct {
     int prune_only;         /* only notice objects that went away */
     int index;
     int maps_read;          /* -1 failed, 0 not yet, 1 read */
+    int unresolved;         /* a slot was skipped: its name is not looked up yet */
 } pass_t;
 
 static int ensure_maps(pass_t *ps)
@@ -937,8 +954,12 @@ static int patch_table(const elf_t *e, object_t *o, const ElfW(Rela) *table, siz
         uintptr_t cur = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
         uintptr_t want = hook_wrappers[hook];
         uintptr_t def = __atomic_load_n(&real[hook], __ATOMIC_ACQUIRE);
-        if (cur == want || def == 0)
+        if (cur == want)
             continue;
+        if (def == 0) {
+            ps->unresolved = 1;         /* its definition came with this pass */
+            continue;
+        }
         if (cur != def && !in_object(e, cur)) {
             counts.foreign++;
             continue;
@@ -1010,13 +1031,20 @@ static int pass_cb(struct dl_phdr_info *info, size_t size, void *arg)
     if (o->done || ps->prune_only)
         return 0;
     o->how = classify(info->dlpi_name, info->dlpi_addr, first);
+    const char *slash = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
+    if (slash != NULL && (strncmp(slash + 1, "libstdc++", 9) == 0 ||
+                          strncmp(slash + 1, "libc++", 6) == 0))
+        cxx_loaded = 1;
     if (o->how == HOW_SKIP || elf_parse(info, &e) < 0) {
         o->done = 1;
         return 0;
     }
+    int unresolved = ps->unresolved;
+    ps->unresolved = 0;
     if (patch_table(&e, o, e.jmprel, e.pltrelsz, ps) == 0 &&
-        patch_table(&e, o, e.rela, e.relasz, ps) == 0)
+        patch_table(&e, o, e.rela, e.relasz, ps) == 0 && !ps->unresolved)
         o->done = 1;
+    ps->unresolved |= unresolved;
     return 0;
 }
 
@@ -1058,17 +1086,26 @@ static void count_objects(void)
  * forget those that went away). */
 static void rescan(int prune_only)
 {
-    if (!prune_only)
-        resolve_missing();              /* before patch_lock: dlsym locks the loader */
     int saved = hook_enter();
-    pthread_mutex_lock(&patch_lock);
-    pass_t ps = {0, prune_only, 0, 0};
-    pass_stamp++;
-    dl_iterate_phdr(pass_cb, &ps);
-    drop_unseen();
-    count_objects();
-    counts.rescans++;
-    pthread_mutex_unlock(&patch_lock);
+    for (int round = 0; round < 2; round++) {
+        int cxx = cxx_loaded;
+        if (!prune_only)
+            resolve_missing();          /* before patch_lock: dlsym locks the loader */
+        pthread_mutex_lock(&patch_lock);
+        pass_t ps = {0, prune_only, 0, 0, 0};
+        pass_stamp++;
+        if (!prune_only)
+            __atomic_store_n(&pass_running, 1, __ATOMIC_RELEASE);
+        dl_iterate_phdr(pass_cb, &ps);
+        __atomic_store_n(&pass_running, 0, __ATOMIC_RELEASE);
+        drop_unseen();
+        count_objects();
+        counts.rescans++;
+        pthread_mutex_unlock(&patch_lock);
+        /* A C++ runtime came with this pass: look its operators up, once more. */
+        if (prune_only || !ps.unresolved || cxx == cxx_loaded)
+            break;
+    }
     hook_leave(saved);
 }
 
@@ -1076,7 +1113,7 @@ static void restore_all(void)
 {
     int saved = hook_enter();
     pthread_mutex_lock(&patch_lock);
-    pass_t ps = {1, 0, 0, 0};
+    pass_t ps = {1, 0, 0, 0, 0};
     dl_iterate_phdr(pass_cb, &ps);
     npatches = 0;
     nobjects = 0;
@@ -1402,6 +1439,8 @@ void _rh_native_stop(void)
     else {
         restore_all();
     }
+    /* What is recorded can no longer be seen freed: forget it. */
+    _rh_tracker_native_drop();
     mode = RH_NATIVE_OFF;
 }
 

@@ -422,6 +422,19 @@ void _rh_tracker_native_restore(const rh_block_t *old)
     _rh_in_hook = saved;
 }
 
+void _rh_tracker_native_drop(void)
+{
+    pthread_mutex_lock(&raw_lock);
+    for (size_t i = 0; raw_table.slots != NULL && i < raw_table.capacity;) {
+        const rh_block_t *b = &raw_table.slots[i];
+        if (!rh_block_empty(b) && rh_block_domain(b) == RH_DOMAIN_NATIVE)
+            _rh_table_remove(&raw_table, rh_block_addr(b), NULL);   /* slot i refilled: again */
+        else
+            i++;
+    }
+    pthread_mutex_unlock(&raw_lock);
+}
+
 /* ---- mem and obj domains (GIL held) -------------------------------------- */
 
 typedef struct {

@@ -130,6 +130,9 @@ int _rh_tracker_native_free(uintptr_t block, rh_block_t *old);
 /* Put back an entry _rh_tracker_native_free forgot (a realloc that failed
  * and kept its block). */
 void _rh_tracker_native_restore(const rh_block_t *old);
+/* Forget every native block (native tracking stopped: their frees will not
+ * be seen).  Observers are not told. */
+void _rh_tracker_native_drop(void);
 
 /* ---- tables --------------------------------------------------------------- */
 
