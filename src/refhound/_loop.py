@@ -172,7 +172,7 @@ class _LoopCheck:
         self.step = step
         if step.stacks:
             _core.capture_stacks(True)
-        _begin(self.session)
+        self.session.begin()
         self.t_bodies = time.perf_counter()
 
     def _close_iteration(self):
@@ -180,7 +180,7 @@ class _LoopCheck:
         step = self.step
         seconds = time.perf_counter() - self.t_bodies
         try:
-            _end(self.session, step)
+            self.session.end(step.warmup, step.snapshot)
             error = None
         except _core.TrackingError as exc:
             error = exc
@@ -265,20 +265,6 @@ class _LoopCheck:
 
 def _noop():
     return None
-
-
-def _begin(session):
-    begin = getattr(session, "begin", None)     # MERGE: the engine's begin()/end()
-    if begin is not None:
-        begin()
-
-
-def _end(session, step):
-    end = getattr(session, "end", None)
-    if end is not None:
-        end(step.warmup, step.snapshot)
-    else:
-        session.iterate(step.warmup, step.snapshot)
 
 
 def _finish_all():

@@ -476,3 +476,11 @@ def test_turnover_of_blocks_does_not_persist_but_refs_still_can():
     st = steps(blocks=[1, 1, 1, 1], refs=[1, 1, 1, 1])
     assert V.patience_outcome(followed, before, {"blocks": 1.0, "refs": 1.0}, st,
                               survivors_ok=False) == "persists"
+
+
+def test_patience_floor_is_bounded_in_time_for_slow_calls():
+    # A 200 us test body: the floor is the calls of one second, not 100,000.
+    calls, horizon = V.patience_stage(90, None, 200e-6, 0.01, 5.0)
+    assert horizon == 5000 and calls == 1250
+    # Ten times the calls seen still rules when it is more.
+    assert V.patience_stage(900, None, 200e-6, 0.01, 5.0)[1] == 9000
