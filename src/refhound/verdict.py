@@ -160,8 +160,12 @@ class Decider:
     def decide_trends(self, trends, measured, nsamples=0):
         self.trends = trends
         growing = any(t.trend == GROWING for t in trends.values())
-        unclear = any(t.trend == UNCLEAR for t in trends.values())
-        leaning = any(t.leaning for m, t in trends.items() if m not in NOISY_METRICS)
+        # Memory that shrinks is no leak: only the reference count's fall
+        # (an over-release) holds a clean verdict back on the way down.
+        unclear = any(t.trend == UNCLEAR and (m == "refs" or t.growth > 0)
+                      for m, t in trends.items())
+        leaning = any(t.leaning and (m == "refs" or t.growth > 0)
+                      for m, t in trends.items() if m not in NOISY_METRICS)
         flat = all(t.trend == FLAT for m, t in trends.items() if m not in NOISY_METRICS)
         falling = "refs" in trends and trends["refs"].trend == FALLING
         self.leak_streak = self.leak_streak + 1 if growing else 0
