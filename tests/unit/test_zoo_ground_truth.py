@@ -225,3 +225,49 @@ leaky(PyObject *m, PyObject *args)
 ])
 def test_enclosing_function_ignores_strings_comments_and_macros(line, function):
     assert cbuild._enclosing_function(C_TRICKY, line) == function
+
+
+# ---- verify_truth.py's check of the native cases (the C library's heap) ---------------------
+
+def _verify_truth():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "verify_truth", os.path.join(ROOT, "tests", "zoo", "verify_truth.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Args:
+    calls = 1000
+    rel_tol = 0.05
+
+
+NATIVE_CASE = {"kind": "native", "native": {"blocks": 1.0, "bytes": 96.0}}
+
+
+@pytest.mark.parametrize("fn, heap_per_call, ok", [
+    ("leaky", 112.0, True),     # one 96-byte request: a 112-byte chunk
+    ("leaky", 96.0, True),
+    ("leaky", 90.0, False),     # less than was asked for
+    ("leaky", 130.0, False),    # more than one chunk per call
+    ("leaky", 0.0, False),
+    ("clean", 0.5, True),       # drift below a byte per call
+    ("clean", -0.5, True),
+    ("clean", 32.0, False),     # a chunk every call
+])
+def test_verify_truth_checks_the_heap_of_native_cases(fn, heap_per_call, ok):
+    vt = _verify_truth()
+    base = {"heap": 5000}
+    m = {"heap": 5000 + heap_per_call * _Args.calls}
+    cell, good = vt._heap_check(NATIVE_CASE, fn, m, base, _Args)
+    assert good is ok, cell
+    assert cell.endswith(" !!") is (not ok)
+
+
+def test_verify_truth_leaves_the_heap_of_other_cases_alone():
+    vt = _verify_truth()
+    case = {"kind": "raw-buffer", "native": {"blocks": 0.0, "bytes": 0.0}}
+    assert vt._heap_check(case, "leaky", {"heap": 10 ** 6}, {"heap": 0}, _Args) == ("-", True)
+    assert vt._heap_check(NATIVE_CASE, "leaky", {"heap": None}, {"heap": None}, _Args) == \
+        ("n/a (no mallinfo2)", True)
