@@ -47,7 +47,8 @@
  * objects that went away are dropped, never written), and a last one at
  * stop that puts every slot back.  While a pass redirects slots no new
  * block is recorded (an object's malloc may already be ours and its free
- * not yet: a block recorded then could be freed unseen).  A slot is redirected only when it holds
+ * not yet: a block recorded then could be freed unseen).  A slot is
+ * redirected only when it holds
  * the definition the wrapper calls (dlsym(RTLD_DEFAULT)) or a lazy-binding
  * stub of its own object; anything else (another allocator bound locally,
  * a namespace of its own, another tool's hook) is left alone.  A slot is
@@ -67,6 +68,9 @@
  *                       wrapper without a lock (a late or early call is
  *                       recorded or not; the tracker re-checks under its
  *                       lock).
+ *   pass_running,       set and cleared under patch_lock by the passes;
+ *   cxx_loaded          read without a lock (atomic loads) by the wrappers
+ *                       and by resolve_missing().
  *   real[], under        function pointers: written once each (a name not
  *                       found yet may be found after a dlopen), atomically;
  *                       read by the wrappers.
