@@ -5,7 +5,8 @@ Each command lives in refhound/commands/<name>.py with two functions:
 COMMANDS to register it.
 
 Exit status: 0 clean, 1 leak or error found, 2 bad usage or input (one
-line on stderr, never a traceback), 3 the target itself raised or crashed.
+line on stderr, never a traceback), 3 the target itself failed: it raised,
+crashed, ended the process, or ran past --timeout.
 """
 import argparse
 import importlib
@@ -25,41 +26,65 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _whole_number(minimum, wording):
+# Upper bounds: far above any useful value, low enough that every count fits
+# the engine's C integers and its per-sample arrays stay small (a sample costs
+# about 8 bytes per type seen: some 10 MB for 1000 + 1000 iterations).
+MAX_ITERATIONS = 1000           # --iterations, --min-iterations, --warmup
+MAX_CALLS = 10 ** 7             # --calls (calls per iteration)
+MAX_SECONDS = 7 * 24 * 3600     # --timeout (a week)
+
+
+def _whole_number(minimum, maximum):
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError("%r is not a whole number" % text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError("%r must be %s" % (text, wording))
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError("%r must be between %d and %d"
+                                             % (text, minimum, maximum))
         return value
     return parse
 
 
-positive_int = _whole_number(1, "at least 1")
-non_negative_int = _whole_number(0, "0 or more")
+positive_int = _whole_number(1, MAX_ITERATIONS)
+non_negative_int = _whole_number(0, MAX_ITERATIONS)
+calls_int = _whole_number(1, MAX_CALLS)
+
+
+def seconds(text):
+    """A time limit: a number of seconds above 0 and at most MAX_SECONDS."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number of seconds" % text)
+    if not 0 < value <= MAX_SECONDS:       # also refuses nan and inf
+        raise argparse.ArgumentTypeError("%r must be above 0 and at most %d seconds"
+                                         % (text, MAX_SECONDS))
+    return value
 
 
 def write_json(dest, text):
     """Write a command's JSON to `dest` ('-' = stdout).  Returns the stream
     the human report should go to (stderr when stdout carries the JSON),
     or None when the file cannot be written (the error is printed, exit 2)."""
+    from ._child import stderr, stdout
     if dest == "-":
-        sys.stdout.write(text + "\n")
-        return sys.stderr
+        stdout().write(text + "\n")
+        return stderr()
     try:
         with open(dest, "w") as f:
             f.write(text + "\n")
     except OSError as exc:
         fail_usage("cannot write %s: %s" % (dest, exc.strerror or exc))
         return None
-    return sys.stdout
+    return stdout()
 
 
 def fail_usage(message):
     """Print the one-line usage error and return exit status 2."""
-    sys.stderr.write("refhound: error: %s\n" % message)
+    from ._child import stderr
+    stderr().write("refhound: error: %s\n" % message)
     return EXIT_USAGE
 
 
