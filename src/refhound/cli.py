@@ -10,7 +10,6 @@ crashed, ended the process, or ran past --timeout.
 """
 import argparse
 import importlib
-import sys
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
 

@@ -94,7 +94,7 @@ TARGETS = textwrap.dedent('''\
 
     def spin():
         _note_pid()
-        while True: pass  # noqa: E701  (one line: the stack names it whatever the instruction)
+        while True: pass  # noqa: E701  (one line: the line the stack names)
 
     def sleeps():
         _note_pid()
@@ -106,7 +106,7 @@ TARGETS = textwrap.dedent('''\
 ''')
 
 LINE = {name: TARGETS.splitlines().index(text) + 1 for name, text in (
-    ("spin", "    while True: pass  # noqa: E701  (one line: the stack names it whatever the instruction)"),
+    ("spin", "    while True: pass  # noqa: E701  (one line: the line the stack names)"),
     ("sleeps", "    time.sleep(3600)"))}
 
 
