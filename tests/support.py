@@ -121,7 +121,7 @@ def build_zoo_case(case, python, opt="-O0"):
 # What the sanitizer tier (.ci/sanitize) puts in the environment: its runtime
 # and options must reach every process that imports the sanitized engine.
 SANITIZER_VARIABLES = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "ASAN_SYMBOLIZER_PATH",
-                       "REFHOUND_SANITIZE")
+                       "REFHOUND_SANITIZE", "REFHOUND_UBSAN_RUNTIME", "REFHOUND_UBSAN_LOG")
 
 
 def plain_env(**values):
