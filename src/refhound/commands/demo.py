@@ -17,16 +17,18 @@ def run(args):
 def _demo(args):
     from .. import _core
     from ..api import Checker
-    from ..report.terminal import ProgressLine, render
+    from ..options import Options
+    from ..report.terminal import ProgressLine, render_for
 
     _core.start()
     from .. import _demo as demo
 
-    progress = ProgressLine(enabled=False if args.no_progress else None)
-    checker = Checker(progress=progress)
+    options = Options()
+    progress = ProgressLine(enabled=False if args.no_progress else None, options=options)
+    checker = Checker(progress=progress, **options.to_dict())
     print("refhound demo: checking three functions of the bundled extension refhound._demo\n")
     for name in ("parse_items", "tag_none", "checksum"):
         result = checker.run(getattr(demo, name), (), {}, "refhound._demo:" + name)
         progress.clear()
-        sys.stdout.write(render(result, color=sys.stdout.isatty()) + "\n")
+        sys.stdout.write(render_for(result, sys.stdout) + "\n")
     return EXIT_CLEAN
