@@ -264,3 +264,21 @@ def test_the_line_fits_the_terminal(width, expected):
     text = "".join(sep + t for sep, t, _ in parts)
     assert text == expected
     assert len(text) <= width
+
+
+def test_time_per_iteration_follows_a_check_that_slows_down():
+    line, stream, clock = progress(color=False)
+    t = 0.0
+    for i in range(1, 11):
+        t += 0.05
+        line.track(info("measuring", i, t))
+    assert line.per_iteration == pytest.approx(0.05)
+    for i in range(11, 16):
+        t += 0.15
+        line.track(info("measuring", i, t))
+    # Each slower iteration weighs SMOOTHING: 0.05 + 0.1 * (1 - 0.8 ** 5).
+    assert line.per_iteration == pytest.approx(0.05 + 0.1 * (1 - 0.8 ** 5))
+    # Several iterations in one report (a caller that skips some): their mean.
+    before = line.per_iteration
+    line.track(info("measuring", 18, t + 0.3))
+    assert line.per_iteration == pytest.approx(before + 0.2 * (0.1 - before))

@@ -437,6 +437,9 @@ def seconds_left(phase, iteration, per_iteration, phase_seconds, elapsed, limits
 
 # The progress dict's optional keys (the check's own figures) => the limit
 # they override.
+# The weight of the latest iteration's time in the time per iteration.
+SMOOTHING = 0.2
+
 _INFO_LIMITS = (("max_iterations", "max_iterations"), ("warmup_iterations", "warmup"),
                 ("patience_budget", "patience"), ("seconds_left", "seconds_left"))
 
@@ -475,9 +478,7 @@ class ProgressLine:
         self.last_iteration = 0
         self.calls = None
         self.phase_since = 0.0          # seconds at the start of the phase
-        self.stage_since = 0.0          # ... of the run of iterations at one calls count
-        self.stage_base = 0             # iterations done at stage_since
-        self.per_iteration = None
+        self.per_iteration = None       # seconds, smoothed
         self.sums = [0, 0, 0]           # refs, blocks, calls over the phase
 
     def track(self, info):
@@ -492,16 +493,25 @@ class ProgressLine:
             self.phase_since = self.last_seconds
             self.sums = [0, 0, 0]
             self.per_iteration = None
-        if new_phase or it <= self.last_iteration or info["calls"] != self.calls:
+        new_stage = new_phase or it <= self.last_iteration or info["calls"] != self.calls
+        if new_stage:
             # A new run of iterations: a phase, a patience stage, a new count.
             if it == 0:
-                self.stage_since, self.stage_base = seconds, 0
+                since, base = seconds, 0
             else:
-                self.stage_since, self.stage_base = self.last_seconds, it - 1
+                since, base = self.last_seconds, it - 1
             if new_phase and it == 0:
                 self.phase_since = seconds
-        if it > self.stage_base:
-            self.per_iteration = (seconds - self.stage_since) / (it - self.stage_base)
+        else:
+            since, base = self.last_seconds, self.last_iteration
+        if it > base:
+            # The time of an iteration, smoothed: the recent ones count most
+            # (a check slows down as what it tracks grows).
+            took = (seconds - since) / (it - base)
+            if new_stage or self.per_iteration is None:
+                self.per_iteration = took
+            else:
+                self.per_iteration += SMOOTHING * (took - self.per_iteration)
         if it > 0:
             self.sums[0] += info.get("refs_delta") or 0
             self.sums[1] += info.get("blocks_delta") or 0
