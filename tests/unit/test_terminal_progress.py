@@ -282,3 +282,14 @@ def test_time_per_iteration_follows_a_check_that_slows_down():
     before = line.per_iteration
     line.track(info("measuring", 18, t + 0.3))
     assert line.per_iteration == pytest.approx(before + 0.2 * (0.1 - before))
+
+
+def test_a_stream_that_fails_turns_the_line_off_not_the_check():
+    class Broken(Tty):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+    line = T.ProgressLine(Broken(), options=Options(), environ={}, clock=Clock(), columns=100)
+    line(info("measuring", 1, 0.05))          # no exception
+    assert line.enabled is False
+    line(info("measuring", 2, 0.10))
+    line.clear()

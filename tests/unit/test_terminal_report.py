@@ -168,9 +168,9 @@ def test_colour_report():
     assert "  verdict   \x1b[31;1mLEAK\x1b[0m: grows call after call\n" in text
     assert re.search("    refs       \x1b\\[31m[%s]{10}\x1b\\[0m" % T.SPARK_CHARS, text)
     # The culprit line of the source in yellow, the first site in bold.
-    assert "\x1b[33m  >    21 |     PyObject *value = PyLong_FromLong(1000000 + counter++);" \
+    assert "\x1b[33m      >    21 |     PyObject *value = PyLong_FromLong(1000000 + counter++);" \
            "  /* @culprit */\x1b[0m" in text
-    assert "    \x1b[1mtests/zoo/new_object.c:21 in leaky()" in text
+    assert "\x1b[1m    tests/zoo/new_object.c:21 in leaky()" in text
     # Colour changes nothing else.
     assert ANSI.sub("", text) == T.render(as_result(saved("leak")))
     text = T.render(as_result(saved("error")), color=True)
@@ -245,7 +245,7 @@ def test_test_headline_and_details_in_colour():
     assert T.test_headline(record("leak", "fixture"), color=paint).startswith(
         "refhound: \x1b[1mFIXTURE\x1b[0m")
     lines = T.test_details(record("leak", "leak"), color=paint, sparklines=True)
-    assert any("\x1b[33m  > " in line for line in lines)       # the culprit line
+    assert any(line.startswith("\x1b[33m      > ") for line in lines)     # the culprit line
     assert any("\x1b[31m\u2581" in line for line in lines)     # a growing sparkline
     assert ANSI.sub("", "\n".join(lines)) == "\n".join(
         T.test_details(record("leak", "leak"), sparklines=True))

@@ -296,14 +296,14 @@ def site_lines(site, indent="    ", full=True, color=False, first=False):
     where = ("in %s()" % site["function"]) if site.get("function") else (
         "in the definition of %s" % site.get("type_symbol") if site.get("type_symbol") else "")
     head = ("%s%s %s  %s" % (indent, _where(site), where, "; ".join(rate))).rstrip()
-    out = [indent + paint(head[len(indent):], "heading") if first else head]
+    out = [paint(head, "heading") if first else head]
     for entry in site.get("source") or []:
         n, text, is_culprit = entry
         if not full and not is_culprit:
             continue
         mark = ">" if is_culprit else " "
-        line = "  %s %5d | %s" % (mark, n, text if full else str(text).strip())
-        out.append(indent + (paint(line, "culprit") if is_culprit else line))
+        line = "%s  %s %5d | %s" % (indent, mark, n, text if full else str(text).strip())
+        out.append(paint(line, "culprit") if is_culprit else line)
     if full:
         for step in site.get("history", []):
             out.append(indent + "  " + step)
@@ -435,11 +435,10 @@ def seconds_left(phase, iteration, per_iteration, phase_seconds, elapsed, limits
     return left
 
 
-# The progress dict's optional keys (the check's own figures) => the limit
-# they override.
 # The weight of the latest iteration's time in the time per iteration.
 SMOOTHING = 0.2
-
+# The progress dict's optional keys (the check's own figures) => the limit
+# they override.
 _INFO_LIMITS = (("max_iterations", "max_iterations"), ("warmup_iterations", "warmup"),
                 ("patience_budget", "patience"), ("seconds_left", "seconds_left"))
 
@@ -467,7 +466,7 @@ class ProgressLine:
         self.limits = progress_limits(options)
         self.clock = clock
         self.columns = columns      # the terminal's width (None: asked at each draw)
-        self.shown = 0          # columns drawn, 0 when nothing is on the line
+        self.shown = 0              # columns drawn, 0 when nothing is on the line
         self.drawn_at = None
         self._start(None)
 
@@ -580,11 +579,19 @@ class ProgressLine:
         plain = "".join(sep + t for sep, t, _ in parts)
         line = "".join(sep + (self.paint(t, role) if role else t) for sep, t, role in parts)
         if self.dumb:
-            self.stream.write("\r" + line + " " * max(self.shown - len(plain), 0))
+            self._write("\r" + line + " " * max(self.shown - len(plain), 0))
         else:
-            self.stream.write("\r\033[K" + line)
-        self.stream.flush()
+            self._write("\r\033[K" + line)
         self.shown = max(len(plain), 1)
+
+    def _write(self, text):
+        """Write and flush; a stream that fails (closed, a broken pipe, an
+        encoding it refuses) turns the line off, never the check."""
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):       # UnicodeEncodeError is a ValueError
+            self.enabled = False
 
     def _width(self):
         if self.columns:
@@ -597,10 +604,6 @@ class ProgressLine:
 
     def clear(self):
         if self.shown:
-            if self.dumb:
-                self.stream.write("\r" + " " * self.shown + "\r")
-            else:
-                self.stream.write("\r\033[K")
-            self.stream.flush()
+            self._write("\r" + " " * self.shown + "\r" if self.dumb else "\r\033[K")
             self.shown = 0
             self.drawn_at = None
