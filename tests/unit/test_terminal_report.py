@@ -105,6 +105,12 @@ def test_spark_rows_of_a_leak_error_and_clean():
     assert T.spark_rows(clean["samples"], clean["iterations"]["warmup"], clean["trends"],
                         "clean", 1000) == []
     assert T.spark_rows([], 3, {}, "leak") == []
+    # A clean verdict draws none, even with a drifting metric it does not judge.
+    drifting = dict(clean["trends"], rss_bytes=dict(clean["trends"]["rss_bytes"],
+                                                    trend="growing"))
+    assert T.spark_rows(clean["samples"], 3, drifting, "clean", 1000) == []
+    assert [r[0] for r in T.spark_rows(clean["samples"], 3, drifting, "inconclusive",
+                                       1000)] == ["rss_bytes"]
 
 
 # -- the report of a check ---------------------------------------------------------------

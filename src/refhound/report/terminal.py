@@ -176,10 +176,14 @@ def sparkline(values, width=SPARK_WIDTH, ascii=False, min_span=0):
 def spark_rows(samples, warmup, trends, verdict, calls=1):
     """[(metric, label, measured series, trend, min_span)] of the metrics to
     draw: those whose trend grows or falls, and refs, objects and blocks
-    for a leak or an error.  The measured samples start at the last warm-up
-    sample (the baseline); a metric this platform cannot measure (-1) is
-    left out.  min_span: SPARK_MIN_PER_CALL per call over the calls
-    measured, so a change below it draws flat."""
+    for a leak or an error; none for a clean verdict.  The measured
+    samples start at the last warm-up sample (the baseline); a metric this
+    platform cannot measure (-1) is left out.  min_span: SPARK_MIN_PER_CALL
+    per call over the calls measured, so a change below it draws flat."""
+    if verdict == "clean":
+        # Its words say nothing grows: a metric the verdict does not judge
+        # (RSS drifting on a busy machine) would contradict them.
+        return []
     samples = samples or []
     trends = trends or {}
     base = warmup - 1 if warmup and warmup > 0 else 0
