@@ -38,7 +38,7 @@ def _check(args, options):
     from .._run import TargetFailed
     from .._target import BadTarget, TargetImportFailed, as_plain_callable, resolve
     from ..api import Checker
-    from ..report.terminal import ProgressLine, render
+    from ..report.terminal import ProgressLine, render_for
 
     # Track before the target is imported, so its import-time objects are known.
     _core.start()
@@ -50,7 +50,8 @@ def _check(args, options):
     except TargetImportFailed as exc:
         print_target_failure(exc)
         return EXIT_TARGET
-    progress = ProgressLine(stream=_child.stderr(), enabled=False if args.no_progress else None)
+    progress = ProgressLine(stream=_child.stderr(), enabled=False if args.no_progress else None,
+                            options=options)
     checker = Checker(progress=progress, **options.to_dict())
     try:
         result = checker.run(func, (), {}, name)
@@ -69,7 +70,7 @@ def _check(args, options):
         if report_stream is None:
             return EXIT_USAGE
     if not args.quiet:
-        report_stream.write(render(result, color=report_stream.isatty()))
+        report_stream.write(render_for(result, report_stream))
     if args.html:
         from ..report.html import write_report
         if not write_report(args.html, result.to_dict(), None if args.quiet else report_stream):

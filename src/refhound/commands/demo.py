@@ -15,18 +15,21 @@ def run(args):
 def _demo(args):
     from .. import _child, _core
     from ..api import Checker
-    from ..report.terminal import ProgressLine, render
+    from ..options import Options
+    from ..report.terminal import ProgressLine, render_for
 
     _core.start()
     from .. import _demo as demo
 
     out = _child.stdout()
-    progress = ProgressLine(stream=_child.stderr(), enabled=False if args.no_progress else None)
-    checker = Checker(progress=progress)
+    options = Options()
+    progress = ProgressLine(stream=_child.stderr(), enabled=False if args.no_progress else None,
+                            options=options)
+    checker = Checker(progress=progress, **options.to_dict())
     out.write("refhound demo: checking three functions of the bundled extension "
               "refhound._demo\n\n")
     for name in ("parse_items", "tag_none", "checksum"):
         result = checker.run(getattr(demo, name), (), {}, "refhound._demo:" + name)
         progress.clear()
-        out.write(render(result, color=out.isatty()) + "\n")
+        out.write(render_for(result, out) + "\n")
     return EXIT_CLEAN

@@ -183,7 +183,8 @@ def _run(args, plan, valgrind, xml_dir, launcher, report, suppressions, UserFilt
         if stream is None:
             return EXIT_USAGE
     if not args.quiet:
-        stream.write(report.render(data, color=stream.isatty(), root=os.getcwd()))
+        from ..report.terminal import use_color
+        stream.write(report.render(data, color=use_color(stream), root=os.getcwd()))
     if args.html:
         from ..report.html import write_report
         if not write_report(args.html, data, None if args.quiet else stream):
