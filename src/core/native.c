@@ -11,7 +11,8 @@
  *           wrapper, which calls the real function and tells the tracker.
  *           Objects: every one but the loader, the C library's family
  *           (libc, libm, libpthread, ...), refhound itself and the
- *           libraries only it uses (libdw, libelf); libpython and the
+ *           libraries only it uses (libdw, libelf), and the sanitizer
+ *           runtimes (libasan & co.: allocators); libpython and the
  *           interpreter get only dlopen/dlmopen/dlclose, so that the
  *           extension modules they load are patched before their PyInit
  *           runs.  libstdc++ is patched in full: its std::string and
@@ -68,7 +69,8 @@
  *                       wrapper without a lock (a late or early call is
  *                       recorded or not; the tracker re-checks under its
  *                       lock).
- *   pass_running,       set and cleared under patch_lock by the passes;
+ *   pass_running,       set and cleared under patch_lock by the passes
+ *                       (set first at start, before native_on);
  *   cxx_loaded          read without a lock (atomic loads) by the wrappers
  *                       and by resolve_missing().
  *   real[], under        function pointers: written once each (a name not
@@ -220,10 +222,21 @@ static inline int hook_enter(void)
 
 static inline void hook_leave(int saved) { _rh_in_hook = saved; }
 
+/* May a block be recorded now?  Asked again by the tracker under its lock,
+ * with the insert (a thread preempted after its first answer must not
+ * record into the next session while a pass is redirecting slots).  At
+ * start pass_running is set before native_on; at stop native_on is
+ * cleared before the native blocks are dropped (under the same lock). */
+static int recording_allowed(void)
+{
+    return __atomic_load_n(&native_on, __ATOMIC_ACQUIRE) &&
+           !__atomic_load_n(&pass_running, __ATOMIC_ACQUIRE);
+}
+
 static inline void record(void *p, size_t size)
 {
-    if (p != NULL && !__atomic_load_n(&pass_running, __ATOMIC_ACQUIRE))
-        _rh_tracker_native_alloc((uintptr_t)p, size);
+    if (p != NULL && recording_allowed())
+        _rh_tracker_native_alloc((uintptr_t)p, size, recording_allowed);
 }
 
 static inline void forget(void *p)
@@ -887,7 +900,11 @@ static int classify(const char *name, uintptr_t base, int first)
         "libmvec.so", "libpthread.so", "libdl.so", "librt.so", "libresolv.so", "libnss_",
         "libutil.so", "libanl.so", "libBrokenLocale", "libthread_db", "libc_malloc_debug",
         "libmemusage", "libdw.so", "libdw-", "libelf.so", "libelf-", "libdebuginfod",
-        "vgpreload_", NULL,
+        "vgpreload_",
+        /* sanitizer runtimes: allocators themselves, their own calls are
+         * their bookkeeping (blocks they free without a GOT slot) */
+        "libasan", "libtsan", "libmsan", "liblsan", "libubsan", "libhwasan", "libclang_rt.",
+        NULL,
     };
     if (base == self_base)
         return HOW_SKIP;
@@ -1411,7 +1428,7 @@ int _rh_native_start(const char **why)
         if (__atomic_load_n(&under, __ATOMIC_ACQUIRE) == NULL)
             __atomic_store_n(&under, next, __ATOMIC_RELEASE);
         mode = RH_NATIVE_PRELOAD;
-        native_on = 1;
+        __atomic_store_n(&native_on, 1, __ATOMIC_RELEASE);
         attach(&preload_hooks);
         return 0;
     }
@@ -1424,7 +1441,11 @@ int _rh_native_start(const char **why)
     if (__atomic_load_n(&under, __ATOMIC_ACQUIRE) == NULL)
         __atomic_store_n(&under, &libc_alloc, __ATOMIC_RELEASE);
     mode = RH_NATIVE_GOT;
-    native_on = 1;
+    /* A wrapper entered before the last stop may only now come to record
+     * its block, while the slots still hold the real functions (its free
+     * would go unseen): nothing is recorded until the first pass is over. */
+    __atomic_store_n(&pass_running, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&native_on, 1, __ATOMIC_RELEASE);
     rescan(0);
     return 0;
 #endif
@@ -1434,7 +1455,7 @@ void _rh_native_stop(void)
 {
     if (!native_on)
         return;
-    native_on = 0;
+    __atomic_store_n(&native_on, 0, __ATOMIC_RELEASE);
     if (mode == RH_NATIVE_PRELOAD) {
         rh_preload_attach_t attach = (rh_preload_attach_t)dlsym(RTLD_DEFAULT, RH_PRELOAD_ATTACH);
         if (attach != NULL)

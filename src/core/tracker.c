@@ -351,7 +351,7 @@ static void raw_free(void *ctx, void *ptr)
 
 /* ---- the native heap (native.c reports, any thread, no GIL) ------------ */
 
-void _rh_tracker_native_alloc(uintptr_t block, size_t size)
+void _rh_tracker_native_alloc(uintptr_t block, size_t size, int (*allowed)(void))
 {
     if (!tracking)
         return;
@@ -359,7 +359,7 @@ void _rh_tracker_native_alloc(uintptr_t block, size_t size)
     _rh_in_hook = 1;
     int recorded = 0;
     pthread_mutex_lock(&raw_lock);
-    if (tracking) {
+    if (tracking && (allowed == NULL || allowed())) {
         if (_rh_table_insert(&raw_table, block,
                              rh_block_meta(size, RH_DOMAIN_NATIVE, birth_epoch())) < 0)
             give_up(OOM_RAW);

@@ -122,7 +122,11 @@ extern __thread int _rh_in_hook
  * tracking.  A realloc is a free of the old block (its entry forgotten
  * before the call) and a new block born now (memray's and heaptrack's
  * reading: the block that survives was made by the realloc). */
-void _rh_tracker_native_alloc(uintptr_t block, size_t size);
+/* `allowed` (may be NULL) is asked under the table's lock, with the insert:
+ * native.c's gate (tracking on, no pass redirecting slots), so that a
+ * caller preempted between its own check and the insert cannot record a
+ * block into a session whose slots would not show its free. */
+void _rh_tracker_native_alloc(uintptr_t block, size_t size, int (*allowed)(void));
 /* Before the memory is released: forget the block's entry.  1 when it was
  * a native block (*old, may be NULL, gets its entry); 0 when unknown (born
  * before tracking, or elsewhere) or a raw block released with free(). */
