@@ -46,7 +46,9 @@ def test_culprit_is_the_innermost_user_frame():
               fr("PyLong_FromLong", module="/usr/lib/libpython3.11.so.1.0"),
               fr("make_item", line=5), fr("leaky", line=21)]
     assert _attribution.culprit(frames) == 2
-    assert _attribution.culprit(frames[:2]) is None
+    # No user frame: the leak is in the interpreter, named there.
+    assert _attribution.culprit_frame(frames[:2]) == (1, "interpreter")
+    assert _attribution.culprit(frames[:1]) is None
     assert _attribution.culprit([]) is None
 
 
