@@ -613,6 +613,11 @@ def life_history(address, func, args, kwargs, max_calls=10):
     for value, addresses in out["hits"]:
         if previous is None and value != 1:
             continue                 # the block being cleared before the object exists
+        if value <= 0 or value > 1 << 40:
+            # The object died (its block cleared or reused): a survivor
+            # born later in the same block starts its history again.
+            events, held, previous = [], [], None
+            continue
         frames = native_frames(addresses)
         where, _ = culprit_frame(frames)
         user = frames[where] if where is not None else {}
