@@ -531,9 +531,11 @@ def watch_sites(objects, func, args, kwargs, calls):
 
 
 def _write_kind(frames, where):
-    """"incref", "decref" or None: the header function that wrote, inlined
-    into the culprit frame (Py_INCREF, Py_DECREF, ...)."""
-    if where is None:
+    """"incref", "decref" or None: the header function (Py_INCREF,
+    Py_DECREF, ...) that wrote, called or inlined directly from the culprit
+    frame; None when the write happened inside another function (an API
+    call that hands back a new reference)."""
+    if where is None or not all(is_header_frame(f) for f in frames[:where]):
         return None
     for frame in frames[:where]:
         name = frame.get("function") or ""
@@ -608,15 +610,15 @@ def life_history(address, func, args, kwargs, max_calls=10):
     if not out["alive"]:
         return None, "the instance that was followed was released: this call site does not leak every time"
     events = []
+    writes = []                 # per event: (write kind, culprit function)
     previous = None
-    held = []                   # unpaired references: (kind, event index)
     for value, addresses in out["hits"]:
         if previous is None and value != 1:
             continue                 # the block being cleared before the object exists
         if value <= 0 or value > 1 << 40:
             # The object died (its block cleared or reused): a survivor
             # born later in the same block starts its history again.
-            events, held, previous = [], [], None
+            events, writes, previous = [], [], None
             continue
         frames = native_frames(addresses)
         where, _ = culprit_frame(frames)
@@ -627,20 +629,7 @@ def life_history(address, func, args, kwargs, max_calls=10):
                        "file": user.get("file"), "line": user.get("line"),
                        "function": user.get("function"), "api": _api_name(frames, where),
                        "by": "the caller" if own else None})
-        n = len(events) - 1
-        if delta is None:
-            held.append(("call", n))
-        elif delta > 0:
-            kind = "direct" if (_write_kind(frames, where) == "incref" and
-                                _increment_kind(frames, where) == "direct") else "call"
-            held.extend([(kind, n)] * delta)
-        elif delta < 0:
-            for _ in range(-delta):
-                calls = [i for i, h in enumerate(held) if h[0] == "call"]
-                if calls:
-                    held.pop(calls[-1])
-                elif held:
-                    held.pop()
+        writes.append((_write_kind(frames, where), user.get("function")))
         previous = value
     parts = []
     for e in events:
@@ -654,11 +643,36 @@ def life_history(address, func, args, kwargs, max_calls=10):
     parts.append("never released (refcount %d when the call returned)" % out["refcnt"])
     pending = _pending.get(address)
     if pending is not None:
-        _refine(pending, events, held, func, args, kwargs)
+        _refine(pending, events, writes, func, args, kwargs)
     return events, "; ".join(parts)
 
 
-def _refine(pending, events, held, func, args, kwargs):
+def unpaired_increfs(events, writes, owner):
+    """Indexes of the events whose increments nothing balanced, when they
+    are direct Py_INCREFs of `owner` (the function holding the new object).
+
+    The reference made at birth and the increments inside calls (a
+    container taking its reference) are "call" references; a decrement
+    releases the newest call reference first, else the newest direct one."""
+    held = []
+    for n, (e, (write, function)) in enumerate(zip(events, writes)):
+        delta = e["delta"]
+        if delta is None:
+            held.append(("call", n))
+        elif delta > 0:
+            kind = "direct" if write == "incref" and function == owner else "call"
+            held.extend([(kind, n)] * min(delta, 1000))
+        elif delta < 0:
+            for _ in range(min(-delta, 1000)):
+                calls = [i for i, h in enumerate(held) if h[0] == "call"]
+                if calls:
+                    held.pop(calls[-1])
+                elif held:
+                    held.pop()
+    return [n for kind, n in held if kind == "direct"]
+
+
+def _refine(pending, events, writes, func, args, kwargs):
     """Refine a site's culprit from the life history of one of its objects
     (an unpaired direct Py_INCREF) or, for the reference made at birth,
     from what the function that held it returned."""
@@ -666,7 +680,7 @@ def _refine(pending, events, held, func, args, kwargs):
     culprit = site.get("culprit")
     if culprit is None or index is None:
         return
-    direct = [n for kind, n in held if kind == "direct"]
+    direct = unpaired_increfs(events, writes, frames[index].get("function"))
     if direct:
         e = events[direct[-1]]
         if e["file"] and e["line"]:
@@ -675,6 +689,7 @@ def _refine(pending, events, held, func, args, kwargs):
             site["culprit"].pop("in_interpreter", None)
             site["allocated_at"] = "%s:%s in %s()" % (site["file"], site["line"],
                                                       site["function"])
+            site["source"] = [list(x) for x in source_context(e["file"], e["line"])]
             return
     try:
         owner = owner_return(frames, index, func, args, kwargs)
