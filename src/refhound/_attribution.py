@@ -122,7 +122,7 @@ _PLUMBING_RE = re.compile(
     r"^(type_call|object_new|object_vgetattr|.*vectorcall.*|slot_.*|wrap_.*|call_.*|method_.*|"
     r"cfunction_.*|.*_descr_get|classmethod_get|gc_alloc|.*_alloc(_\w+)?|.*_new(_impl)?|"
     r"new_.*|pymalloc_.*|unicode_result.*|resize_compact|.*_resize|builtin_.*|do_call_core|"
-    r"lookup_maybe_method|lookup_method|vgetargs.*|convertitem|convertsimple|"
+    r"lookup_maybe_method|lookup_method|vgetargs.*|convert.*|getbuffer|vgetkeywords.*|"
     r"property_descr_get|mro_.*|tuple_alloc|list_preallocate_exact|dictresize|insertdict|"
     r"new_keys_object|new_dict.*|clone_combined_dict_keys|unicode_decode_utf8|"
     r"ascii_decode|.*_FromString.*)$")
@@ -167,15 +167,33 @@ def symbolize(address, is_return=True):
     return frames
 
 
+# Clones the compiler makes of a function (LTO, constant propagation...).
+_CLONE_RE = re.compile(r"(\.(lto_priv|constprop|isra|part|cold|localalias)(\.\d+)?)+$")
+
+
 def native_frames(addresses, first_is_return=True):
-    """Symbolize return addresses, expanding inlined frames, innermost first."""
+    """Symbolize return addresses, expanding inlined frames, innermost first.
+    A compiler's clone of a function (load.lto_priv.0, f.constprop.0) is
+    named as the function."""
     out = []
     for i, address in enumerate(addresses):
         for frame in symbolize(address, first_is_return or i > 0):
             frame = dict(frame)
             frame["address"] = address
+            if frame.get("function"):
+                frame["function"] = _CLONE_RE.sub("", frame["function"])
             out.append(frame)
     return out
+
+
+def _from_python(frames, where):
+    """Did Python code make this write (the eval loop is the innermost
+    function that is not a header's)?"""
+    for frame in frames[:where] if where is not None else frames:
+        if is_header_frame(frame):
+            continue
+        return bool(_EVAL_RE.match(frame.get("function") or ""))
+    return False
 
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -473,7 +491,7 @@ def watch_sites(objects, func, args, kwargs, calls):
     if "error" in out:
         return None, out["error"]
     described = {}
-    pools = [{"call": [], "direct": []} for _ in objects]
+    pools = [{"python": [], "call": [], "direct": []} for _ in objects]
     unpaired = [dict() for _ in objects]     # site key -> [site, net]
     for index, delta, addresses, returned in out["hits"]:
         info = described.get(addresses)
@@ -481,7 +499,9 @@ def watch_sites(objects, func, args, kwargs, calls):
             frames = native_frames(addresses)
             where, kind_of_frame = culprit_frame(frames)
             site = site_dict(frames, [], where, kind_of_frame)
-            kind = _increment_kind(frames, where)
+            # Python code's own references (the eval loop's stack, locals)
+            # are balanced by Python code: paired first.
+            kind = "python" if _from_python(frames, where) else _increment_kind(frames, where)
             # refhound's own writes: releasing what the call returned to it.
             own = bool(frames) and frame_kind(frames[0]) == "refhound"
             site["_write"] = _write_kind(frames, where)
@@ -499,8 +519,8 @@ def watch_sites(objects, func, args, kwargs, calls):
                 _bump(unpaired[index], key, site, delta)
         elif delta < 0:
             for _ in range(-delta):
-                taken = pool["call"].pop() if pool["call"] else (
-                    pool["direct"].pop() if pool["direct"] else None)
+                taken = next((pool[k].pop() for k in ("python", "call", "direct") if pool[k]),
+                             None)
                 if taken is None:
                     _bump(unpaired[index], key, site, -1)     # nothing to release
                 else:
@@ -721,39 +741,75 @@ def owner_return(frames, index, func, args, kwargs):
     1/0/-1), or None when it cannot be seen.
 
     Execute breakpoints on the instruction after the call that made the
-    object (its register holds the new pointer) and on the returns into the
-    next three callers: a function that returns the pointer hands the
-    reference to its caller; the first that returns something else held it."""
-    addrs, levels = [], []
+    object (its register holds the new pointer) and after the calls of the
+    next candidate functions outward (a user function, or an interpreter
+    function that is not API or plumbing): a function that receives the
+    pointer from its call holds the reference next.  Four breakpoints a
+    pass; a last pass watches the owner's own return into its caller."""
+    chain, seen = [], set()
     for j in range(index, len(frames)):
         a = frames[j].get("address")
-        if a and (not addrs or addrs[-1] != a):
-            addrs.append(a)
-            levels.append(j)
-            if len(addrs) == 4:
-                break
-    if len(addrs) < 2:
+        if not a or a in seen:
+            continue
+        if j == index or frame_kind(frames[j]) == "user" or _interpreter_candidate(frames[j]):
+            chain.append((j, a))
+            seen.add(a)
+    owner = 0
+    pos = 0
+    while pos + 1 < len(chain) and pos < 12:
+        window = chain[pos:pos + 4]
+        found = _received(window, func, args, kwargs)
+        if found is None:
+            return None
+        owner = pos + found
+        if found < len(window) - 1:
+            break
+        pos += len(window) - 1
+    j, a = chain[owner]
+    caller = next((f.get("address") for f in frames[j:] if f.get("address") not in (None, a)),
+                  None)
+    if caller is None:
         return None
-    out = _core.returns(addrs, func, tuple(args), kwargs or None, 1)
+    out = _core.returns([a, caller], func, tuple(args), kwargs or None, 1)
     if "error" in out:
         return None
     hits = out["hits"]
-    made = [i for i, h in enumerate(hits) if h[0] == 0]
+    start = _last_alive(hits, 0)
+    if start is None:
+        return None
+    made = hits[start]
+    ret = next((h for h in hits[start + 1:] if h[0] == 1 and h[3] > made[3]), None)
+    if ret is None:
+        return None
+    return j, ret[2], ret[4]
+
+
+def _last_alive(hits, which):
+    """Index of the last hit of instruction `which` whose register holds a
+    live object (the one that leaked), else of the last hit."""
+    made = [i for i, h in enumerate(hits) if h[0] == which]
     if not made:
         return None
     alive = [i for i in made if _core.object_at(hits[i][2]) is not None]
-    start = (alive or made)[-1]
-    pointer = hits[start][2]
-    owner, last = 0, hits[start]
-    for level in range(1, len(addrs)):
-        nxt = next((h for h in hits[hits.index(last) + 1:]
+    return (alive or made)[-1]
+
+
+def _received(window, func, args, kwargs):
+    """How far along window (frame index, instruction after a call) the
+    pointer made at window[0] travelled: the position of the last function
+    that received it; None when it cannot be seen."""
+    out = _core.returns([a for _, a in window], func, tuple(args), kwargs or None, 1)
+    if "error" in out:
+        return None
+    hits = out["hits"]
+    start = _last_alive(hits, 0)
+    if start is None:
+        return None
+    pointer, last, at = hits[start][2], hits[start], start
+    for level in range(1, len(window)):
+        nxt = next(((k, h) for k, h in enumerate(hits[at + 1:], at + 1)
                     if h[0] == level and h[3] > last[3]), None)
-        if nxt is None:
-            return None
-        if nxt[2] != pointer:
-            return levels[owner], nxt[2], nxt[4]
-        kind = frame_kind(frames[levels[level]])
-        if kind != "user" and not _interpreter_candidate(frames[levels[level]]):
-            return levels[owner], pointer, nxt[4]
-        owner, last = level, nxt
-    return None
+        if nxt is None or nxt[1][2] != pointer:
+            return level - 1
+        at, last = nxt
+    return len(window) - 1
