@@ -81,14 +81,19 @@ def _real(path):
 
 
 def is_header_frame(frame):
-    """A frame inlined from CPython's headers (Py_INCREF & co.)."""
+    """A frame of a function from CPython's headers (Py_INCREF & co.),
+    inlined or, at -O0, compiled into the caller's module.  The eval loop is
+    its own frame even when the line table points into a header (a build
+    whose DWARF lost its inlined functions: Python code's writes)."""
     file = frame.get("file") or ""
     if not file:
         return False
-    if "/include/python3" in file or _HEADER_RE.search(file):
+    if not ("/include/python3" in file or _HEADER_RE.search(file) or
+            any(_real(file).startswith(d + os.sep) for d in _PY_INCLUDE)):
+        return False
+    if frame.get("inlined"):
         return True
-    rfile = _real(file)
-    return any(rfile.startswith(d + os.sep) for d in _PY_INCLUDE)
+    return not _EVAL_RE.match(frame.get("function") or "")
 
 
 def frame_kind(frame):
@@ -122,10 +127,10 @@ _PLUMBING_RE = re.compile(
     r"^(type_call|object_new|object_vgetattr|.*vectorcall.*|slot_.*|wrap_.*|call_.*|method_.*|"
     r"cfunction_.*|.*_descr_get|classmethod_get|gc_alloc|.*_alloc(_\w+)?|.*_new(_impl)?|"
     r"new_.*|pymalloc_.*|unicode_result.*|resize_compact|.*_resize|builtin_.*|do_call_core|"
-    r"lookup_maybe_method|lookup_method|vgetargs.*|convert.*|getbuffer|vgetkeywords.*|"
+    r"lookup_maybe_method|lookup_method|vgetargs.*|convert.*|.*getbuffer|vgetkeywords.*|"
     r"property_descr_get|mro_.*|tuple_alloc|list_preallocate_exact|dictresize|insertdict|"
     r"new_keys_object|new_dict.*|clone_combined_dict_keys|unicode_decode_utf8|"
-    r"ascii_decode|.*_FromString.*)$")
+    r"ascii_decode|.*_FromString.*|long_to_decimal_string.*|.*_repr|.*_str)$")
 _EVAL_RE = re.compile(r"^_?PyEval_|^_PyEval_EvalFrame")
 
 
@@ -189,7 +194,7 @@ def native_frames(addresses, first_is_return=True):
 def _from_python(frames, where):
     """Did Python code make this write (the eval loop is the innermost
     function that is not a header's)?"""
-    for frame in frames[:where] if where is not None else frames:
+    for frame in frames:
         if is_header_frame(frame):
             continue
         return bool(_EVAL_RE.match(frame.get("function") or ""))

@@ -24,7 +24,7 @@ def _refusing(event, func, *args):
     _refuse[0] = event
     try:
         func(*args)
-    except RuntimeError:
+    except (RuntimeError, OSError):
         pass
     finally:
         _refuse[0] = None
@@ -112,3 +112,18 @@ def pairwise_reenter():
             pass
     except (RuntimeError, StopIteration):
         pass
+
+
+# -- gh-140398: readline.read_history_file leaks the encoded file name when
+#    the audit hook refuses "open"
+
+def readline_audit():
+    import readline
+    _refusing("open", readline.read_history_file, "/nonexistent/refhound-history")
+
+
+# -- held out (never tuned on): socket.sethostname leaks the file-system
+#    encoded host name when the audit hook refuses the call
+
+def sethostname_audit():
+    _refusing("socket.sethostname", socket.sethostname, "refhound-corpus-host")
