@@ -27,7 +27,7 @@ def run_case(case, opt):
 # (two INCREFs and a DECREF of None become a single +1): the write then
 # belongs to whichever line the line table gives it.  These cases are listed
 # here; their site must still be one of the folded writes in the culprit's
-# function (every other case is asserted exact: 41 of 42 runs).
+# function (every other case is asserted exact: 57 of 58 runs).
 FOLDED_AT_O2 = {"incref_none"}
 
 
@@ -41,11 +41,6 @@ def refcount_write_lines(case):
             if cbuild._enclosing_function(text, n) == case["culprit_function"]
             and re.search(r"\bPy_(X?INCREF|X?DECREF|RETURN_NONE|NewRef)\b|= \w+\(\);", line)}
 
-
-# Cases the engine cannot see yet (not an attribution rule): None's
-# reference count is not in the refcount snapshots, so a falling count on it
-# is found (verdict error) but no object, hence no write, is named.
-ENGINE_BLIND = {"overrelease_none": "the refcount snapshots do not recognise None (objects.c)"}
 
 REASONS = {
     "extra-incref": "extra Py_INCREF never balanced",
@@ -63,8 +58,6 @@ REASONS = {
 @pytest.mark.parametrize("opt", OPTS)
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_top_site_is_the_culprit(case, opt):
-    if case["name"] in ENGINE_BLIND:
-        pytest.xfail(ENGINE_BLIND[case["name"]])
     result = run_case(case, opt)
     assert result["sites"], (result["notes"], result["refcount_growth"])
     top = result["sites"][0]
