@@ -511,6 +511,7 @@ def watch_sites(objects, func, args, kwargs, calls):
             own = bool(frames) and frame_kind(frames[0]) == "refhound"
             site["_write"] = _write_kind(frames, where)
             site["_api"] = _api_name(frames, where)
+            site["_dealloc"] = _in_deallocator(frames)
             info = described[addresses] = (site, "own" if own else kind)
         site, kind = info
         if kind == "own":
@@ -520,12 +521,12 @@ def watch_sites(objects, func, args, kwargs, calls):
         if delta > 0:
             if not returned:
                 for _ in range(delta):
-                    pool[kind].append(key)
+                    pool[kind].append((key, addresses))
                 _bump(unpaired[index], key, site, delta)
         elif delta < 0:
             for _ in range(-delta):
-                taken = next((pool[k].pop() for k in ("python", "call", "direct") if pool[k]),
-                             None)
+                which = released_increment(pool, addresses, site["_dealloc"])
+                taken = pool[which[0]].pop(which[1])[0] if which else None
                 if taken is None:
                     _bump(unpaired[index], key, site, -1)     # nothing to release
                 else:
@@ -537,7 +538,8 @@ def watch_sites(objects, func, args, kwargs, calls):
             rate = net / calls
             if abs(rate) < 0.05 or (site["file"] is None and site["function"] is None):
                 continue
-            entry = {k: v for k, v in site.items() if k not in ("frames", "_write", "_api")}
+            entry = {k: v for k, v in site.items()
+                     if k not in ("frames", "_write", "_api", "_dealloc")}
             entry["refs_per_call"] = round(rate, 4)
             if entry.get("culprit"):
                 entry["culprit"] = dict(entry["culprit"], reason=_write_reason(
@@ -553,6 +555,58 @@ def watch_sites(objects, func, args, kwargs, calls):
             for site in sites:
                 site["reason"] = "%d writes were not recorded (buffer full)" % out["dropped"]
     return result, None
+
+
+def released_increment(pool, addresses, dealloc=False):
+    """Which pending increment a decrement (its stack `addresses`, innermost
+    first) releases: (pool kind, index) or None when none is pending.
+
+    Python code's own references first (the newest).  Else the increment
+    that shares the deepest caller with the decrement: a reference taken
+    and released inside one call balances there, whatever came back from
+    calls around it.  At equal depth, the newest reference that came back
+    from a call, else the newest direct increment; but a deallocator
+    (`dealloc`: a tuple freed with the frame that held it) releases what
+    its container took, a direct increment (Py_BuildValue's, the builder's
+    Py_INCREF before PyTuple_SET_ITEM), first."""
+    if pool["python"]:
+        return "python", len(pool["python"]) - 1
+    outer = addresses[1:]            # [0] is the write itself
+    best = None
+    order = ("direct", "call") if dealloc else ("call", "direct")
+    for rank, kind in enumerate(order):
+        entries = pool[kind]
+        for i in range(len(entries) - 1, -1, -1):
+            shared = _return_addresses(entries[i][1])
+            depth = next((j for j, a in enumerate(outer) if a in shared), len(outer))
+            if best is None or (depth, rank) < best[0]:
+                best = ((depth, rank), kind, i)
+    return (best[1], best[2]) if best else None
+
+
+_DEALLOC_RE = re.compile(r"^\w*_?dealloc\w*$", re.I)
+
+
+def _in_deallocator(frames):
+    """Is the innermost function that is not a header's a deallocator
+    (tupledealloc, list_dealloc, subtype_dealloc, ...)?"""
+    for frame in frames:
+        if is_header_frame(frame):
+            continue
+        return bool(_DEALLOC_RE.match(frame.get("function") or ""))
+    return False
+
+
+_returns_cache = {}
+
+
+def _return_addresses(addresses):
+    out = _returns_cache.get(addresses)
+    if out is None:
+        if len(_returns_cache) > 4096:
+            _returns_cache.clear()
+        out = _returns_cache[addresses] = frozenset(addresses[1:])
+    return out
 
 
 def _write_kind(frames, where):

@@ -326,3 +326,30 @@ def test_the_terminal_leads_a_site_with_its_culprit():
                                    "reason": "allocated here and never released; the line is "
                                              "not known: rebuild the extension with -g"})
     assert site_lines(stripped, "")[0].startswith("leaky+0x2c (%s) in leaky()" % EXT)
+
+
+def test_a_decrement_releases_the_increment_of_its_own_subtree():
+    """code.replace() under a refusing audit hook: the audit's argument
+    tuple takes a reference (built and freed inside PySys_Audit) after
+    _PyCode_GetCode returned one; the tuple's release balances its own."""
+    caller, audit, build, dealloc = 0x100, 0x200, 0x300, 0x400
+    got_code = ("write-in-getcode", 0x110, caller)          # returned to code_replace_impl
+    in_tuple = ("write-in-mkvalue", build, audit, 0x120, caller)
+    release = ("write-in-dealloc", dealloc, audit, 0x120, caller)
+    pool = {"python": [], "call": [("getcode", got_code)], "direct": [("mkvalue", in_tuple)]}
+    assert _attribution.released_increment(pool, release) == ("direct", 0)
+    # Nothing shared deeper than the caller: the newest reference a call
+    # returned, as before.
+    apart = ("write-elsewhere", 0x500, caller)
+    pool["direct"] = [("mkvalue", ("write-in-mkvalue", 0x600, caller))]
+    assert _attribution.released_increment(pool, apart) == ("call", 0)
+    # A deallocator releases what its container took: the direct increment.
+    assert _attribution.released_increment(pool, apart, dealloc=True) == ("direct", 0)
+    assert _attribution._in_deallocator([fr("Py_XDECREF", file=os.path.join(PY_INCLUDE,
+                                                                          "object.h")),
+                                         fr("tupledealloc", module="/usr/bin/python3.11")])
+    assert not _attribution._in_deallocator([fr("leaky")])
+    pool["python"] = [("eval", ("write-in-eval", 0x700))]
+    assert _attribution.released_increment(pool, release) == ("python", 0)
+    assert _attribution.released_increment({"python": [], "call": [], "direct": []},
+                                           release) is None
