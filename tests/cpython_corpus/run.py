@@ -29,7 +29,7 @@ def culprit_of(result):
 
 
 def run_case(case, tag):
-    """{"verdict", "culprit", "found", "true", "exact"} for one case on one
+    """{"verdict", "culprit", "found", "true", "exact", "result"} for one case on one
     interpreter (None when the interpreter is not here)."""
     python = cases.INTERPRETERS[tag]
     if not os.path.exists(python):
@@ -45,7 +45,7 @@ def run_case(case, tag):
     found = (os.path.basename(culprit["file"]), culprit["line"]) \
         if culprit and culprit.get("file") else None
     return {"verdict": result["verdict"], "culprit": culprit, "found": found,
-            "true": sorted(expected), "exact": found in expected}
+            "true": sorted(expected), "exact": found in expected, "result": result}
 
 
 def main(names):
