@@ -54,8 +54,9 @@ def add_parser(sub):
                    help="also record possibly lost and still reachable blocks, so growth of "
                         "referenced memory is reported per test (much bigger output)")
     v.add_argument("--track-origins", action="store_true",
-                   help="memcheck --track-origins=yes (where uninitialised values come from; "
-                        "slower)")
+                   help="memcheck --track-origins=yes: where uninitialised values come from, "
+                        "which tells the interpreter's (CPython 3.11's small-int zero) from "
+                        "yours for sure (about 1.7x slower)")
     v.add_argument("--trace-children", action="store_true",
                    help="follow programs the command executes (memcheck --trace-children=yes)")
     v.add_argument("--xml-dir", metavar="DIR",
