@@ -34,13 +34,16 @@ def interpreter_info():
 
 
 @functools.lru_cache(maxsize=None)
-def simplejson(as_stdlib=False):
+def simplejson(as_stdlib=False, as_site=False):
     """The saved run, analysed; as_stdlib: with simplejson's folder taken for
     the standard library's (what site-packages inside lib/python3.11 was
-    taken for, before packages there counted as the user's)."""
+    taken for, before packages there counted as the user's); as_site: the
+    folder is site-packages inside the standard library's folder."""
     info = dict(interpreter_info())
-    if as_stdlib:
-        info["stdlib"] = list(info["stdlib"]) + ["/home/dev/refhound/build/pypi"]
+    if as_stdlib or as_site:
+        info["stdlib"] = list(info["stdlib"]) + ["/home/dev/refhound/build"]
+    if as_site:
+        info["site"] = list(info["site"]) + ["/home/dev/refhound/build/pypi"]
     return classify.analyze([data_path("valgrind", "simplejson_dump.xml")],
                             classify.UserFilter(info))
 
@@ -158,6 +161,13 @@ def test_a_clean_verdict_never_stands_beside_a_count():
     assert "your code in memcheck's records: none (yours is everything but the interpreter, " \
            "system libraries, Valgrind and refhound; --user GLOB names it)" in text.splitlines()
     json.dumps(data)
+
+
+def test_a_package_installed_in_site_packages_is_the_users():
+    # where the suite's package usually is: its leak is found all the same
+    inside, private = simplejson(as_site=True), simplejson()
+    assert classify.public(inside.findings) == classify.public(private.findings)
+    assert inside.set_aside == private.set_aside and inside.scopes == private.scopes
 
 
 def test_site_packages_are_the_users():
