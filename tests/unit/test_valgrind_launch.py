@@ -331,6 +331,22 @@ def test_rendered_summary_in_colour_and_when_clean():
         "no memory errors or leaks in your code.", ""] + _cannot_see()
 
 
+@pytest.mark.parametrize("sup, line", [
+    ({"count": 19, "generated": True, "files": ["b"], "baseline": "b"},
+     "  suppressions: 19 generated for this interpreter now; none matched"),
+    ({"count": 0, "generated": False, "files": ["mine.supp"]},      # --no-baseline
+     "  suppressions: 1 file of yours; none matched"),
+    ({"count": 3, "generated": False, "files": ["b", "x.supp", "y.supp"], "baseline": "b"},
+     "  suppressions: 3 generated for this interpreter (cached), 2 files of yours; "
+     "none matched"),
+    ({"count": 0, "generated": False, "files": []}, "  suppressions: none"),
+])
+def test_rendered_suppressions_line(sup, line):
+    data = report.to_dict({"command": [], "allocator": "malloc", "exit_status": 0,
+                           "seconds": 1.0, "suppressions": sup}, classify.Analysis())
+    assert line in report.render(data).splitlines()
+
+
 def _cannot_see():
     return ["what memcheck cannot see (`pytest --refhound` and `refhound check` count "
             "references and objects and find these):"] + ["  - " + x

@@ -203,7 +203,6 @@ def _short_lines(items, root):
 
 def _noise_lines(data, root):
     """Everything left out, once: where it came from and why."""
-    st = data.get("filtered") or {}
     noise = data.get("noise") or {}
     sup = data.get("suppressions") or {}
     set_aside = data.get("set_aside") or []
@@ -263,15 +262,18 @@ def _noise_lines(data, root):
             out.append("  %s from %s" % (_plural(g["records"], "loss record"), where))
     if sup.get("count") or sup.get("files"):
         used = noise.get("suppressions_used") or {}
-        matched = sum(used.values())
-        line = "  suppressions: %s generated for this interpreter%s" % (
-            _n(sup.get("count", 0)), " now" if sup.get("generated") else " (cached)")
+        parts = []
+        if sup.get("count") or sup.get("baseline"):
+            parts.append("%s generated for this interpreter%s" % (
+                _n(sup.get("count", 0)), " now" if sup.get("generated") else " (cached)"))
         extra = len(sup.get("files") or []) - (1 if sup.get("baseline") else 0)
         if extra > 0:
-            line += ", %s of yours" % _plural(extra, "file")
+            parts.append("%s of yours" % _plural(extra, "file"))
+        line = "  suppressions: " + ", ".join(parts)
         if used:
-            line += "; %s matched %s times" % (_plural(len(used), "kind"), _n(matched))
-        elif sup.get("count"):
+            line += "; %s matched %s times" % (_plural(len(used), "kind"),
+                                               _n(sum(used.values())))
+        else:
             line += "; none matched"
         out.append(line)
     elif sup:

@@ -36,7 +36,7 @@ def add_parser(sub):
     v.add_argument("--user", action="append", default=[], metavar="GLOB",
                    help="only frames whose object or source path matches GLOB are your code "
                         "(repeatable; default: everything but the interpreter, system "
-                        "libraries, Valgrind and refhound)")
+                        "libraries, Valgrind and refhound; site-packages is yours)")
     v.add_argument("--not-user", action="append", default=[], metavar="GLOB",
                    help="frames matching GLOB are not your code (repeatable)")
     v.add_argument("--suppressions", action="append", default=[], metavar="FILE",
