@@ -544,4 +544,6 @@ def test_real_suite_leak_is_what_pytest_refhound_finds(tmp_path):
         suite = json.load(fh)
     (result,) = [r for r in suite if r["target"] == STRINGIFY]
     assert result["verdict"] == "leak"
-    assert [(o["type"], o["count_per_call"]) for o in result["objects"]] == [("tuple", 9.0)]
+    objects = [(o["type"], o["count_per_call"]) for o in result["objects"]]
+    assert objects[0] == ("tuple", 9.0), objects
+    assert all(count < 1 for _, count in objects[1:]), objects     # pytest's own, fractional
