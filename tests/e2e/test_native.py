@@ -67,6 +67,16 @@ def build_all_cases():
     return out
 
 
+def allocation_line(c):
+    """The line of a zoo case's leaked allocation: marked @allocation when
+    it is inside an allocation wrapper, else the culprit's."""
+    with open(c["path"]) as f:
+        for n, text in enumerate(f, 1):
+            if "/* @allocation */" in text:
+                return n
+    return c["culprit_line"]
+
+
 def line_of(path, marker):
     with open(path) as f:
         for n, text in enumerate(f, 1):
@@ -91,8 +101,16 @@ def test_native_case_at_its_true_rate_and_line(c):
     if not SANITIZE:                # ASan's allocator has no glibc heap figure
         assert pc["heap_bytes"] >= c["native"]["bytes"]     # the malloc heap holds them too
     top = result["sites"][0]
-    assert (os.path.basename(top["file"]), top["line"], top["function"]) == \
+    culprit = top["culprit"]
+    assert (os.path.basename(culprit["file"]), culprit["line"], culprit["function"]) == \
         (os.path.basename(c["path"]), c["culprit_line"], c["culprit_function"]), top
+    assert "allocated here and never released" in culprit["reason"], culprit
+    assert (os.path.basename(top["file"]), top["line"]) == \
+        (os.path.basename(c["path"]), c["culprit_line"]), top
+    # The allocation is in the site's stack: the culprit's line, or for an
+    # allocation wrapper (the library's record_new, grow()) its malloc/realloc.
+    user = [(os.path.basename(f["file"] or ""), f["line"]) for f in top["frames"]]
+    assert (os.path.basename(c["path"]), allocation_line(c)) in user, user
     assert (top["blocks_per_call"], top["bytes_per_call"]) == \
         (c["native"]["blocks"], c["native"]["bytes"]), top
 

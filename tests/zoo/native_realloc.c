@@ -4,8 +4,10 @@
  * leaky() starts a message in a 32-byte malloc() buffer, grows it to 96
  * bytes with realloc() to append a second part, and returns without
  * free(): one 96-byte native block per call.  The block that survives is
- * the one realloc() made (it may have moved), so the culprit is the
- * realloc() line, where memray and heaptrack put it too.
+ * the one realloc() made (it may have moved): its allocation site is the
+ * realloc() line in grow() (marked @allocation, where memray and heaptrack
+ * put it too); grow() returns that block, so the culprit is the line of
+ * leaky() that called it.
  *
  * zoo-kind: native
  * zoo-expect: refs=0 objects=0 blocks=0
@@ -23,7 +25,7 @@ static volatile unsigned long checksum;  /* keeps the work observable */
 static char *
 grow(char *msg)
 {
-    char *bigger = realloc(msg, 96);  /* @culprit */
+    char *bigger = realloc(msg, 96);  /* @allocation */
     if (bigger == NULL) {
         free(msg);
         return NULL;
@@ -41,7 +43,7 @@ leaky(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         return PyErr_NoMemory();
     }
     memset(msg, 'a', 32);
-    msg = grow(msg);
+    msg = grow(msg);  /* @culprit */
     if (msg == NULL) {
         return PyErr_NoMemory();
     }
