@@ -10,8 +10,10 @@ import traceback
 EXIT_TARGET = 3
 
 
-def run_in_child(work):
-    """Run work() -> int in a forked child; a child killed by a signal is 3."""
+def run_in_child(work, crashed=None):
+    """Run work() -> int in a forked child; a child killed by a signal is 3
+    (crashed(signal number), when given, says so instead of the message
+    below: --sanitize reads the guard's report first)."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -51,14 +53,21 @@ def run_in_child(work):
         signal.signal(signal.SIGINT, previous)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
+        if crashed is not None:
+            crashed(sig)
+            return EXIT_TARGET
         try:
             name = signal.Signals(sig).name
         except ValueError:
             name = "signal %d" % sig
-        sys.stderr.write("refhound: the target crashed with %s (traceback above); "
-                         "a crash inside a check is most often a reference count error\n" % name)
+        print_crash(name)
         return EXIT_TARGET
     return os.WEXITSTATUS(status)
+
+
+def print_crash(name):
+    sys.stderr.write("refhound: the target crashed with %s (traceback above); "
+                     "a crash inside a check is most often a reference count error\n" % name)
 
 
 def print_target_failure(exc):

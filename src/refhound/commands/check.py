@@ -16,6 +16,31 @@ def add_parser(sub):
     c.add_argument("--no-progress", action="store_true", help="no live progress line")
     c.add_argument("--quiet", "-q", action="store_true", help="no report, only the exit status")
     c.add_argument("--strict", action="store_true", help="exit 1 when the result is inconclusive")
+    add_sanitize_arguments(c)
+
+
+def add_sanitize_arguments(parser):
+    """--sanitize and --sanitize-rate (check and run)."""
+    from .._sanitize import DEFAULT_RATE
+    parser.add_argument("--sanitize", action="store_true",
+                        help="find memory errors (use after free, double free, overflow, "
+                             "underflow) with the guard allocator; the first one ends the "
+                             "run and is reported with its culprit line")
+    parser.add_argument("--sanitize-rate", type=_positive, default=DEFAULT_RATE, metavar="N",
+                        help="with --sanitize, guard one block in N (default %d: every block "
+                             "while the guard's budget lasts)" % DEFAULT_RATE)
+
+
+def _positive(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError("sanitize-rate=%r is not a whole number from 1 to "
+                                         "1000000" % text)
+    return value
 
 
 def run(args):
@@ -24,7 +49,36 @@ def run(args):
     except OptionError as exc:
         return fail_usage(exc)
     from .._child import run_in_child
+    if args.sanitize:
+        return run_sanitized_command(args, lambda: _check(args, options))
     return run_in_child(lambda: _check(args, options))
+
+
+def run_sanitized_command(args, work):
+    """Run work() under the guard allocator; report the first memory error
+    (exit 1) or pass the child's own exit status on."""
+    import json
+    import signal
+    from .._child import print_crash, run_in_child
+    from .._sanitize import render, result_dict, run_sanitized
+
+    code, errors, sig = run_sanitized(run_in_child, work, rate=args.sanitize_rate)
+    if not errors:
+        if sig is not None:
+            try:
+                print_crash(signal.Signals(sig).name)
+            except ValueError:
+                print_crash("signal %d" % sig)
+        return code
+    data = result_dict(args.target, errors)
+    stream = sys.stdout
+    if getattr(args, "json", None):
+        stream = write_json(args.json, json.dumps(data, indent=2))
+        if stream is None:
+            return EXIT_USAGE
+    if not getattr(args, "quiet", False):
+        stream.write(render(args.target, errors, color=stream.isatty()))
+    return EXIT_FOUND
 
 
 def _check(args, options):
