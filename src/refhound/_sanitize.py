@@ -167,17 +167,18 @@ def _file_address(pc, mapping, segments):
     return file_off
 
 
-def symbolize(stacks, maps_text):
+def symbolize(stacks, maps_text, exact_access=True):
     """{name: [Frame]} for {name: [address]}: every address through
     addr2line, inlined frames first.  The first address of "access" is the
-    faulting instruction; the others are return addresses (minus 1)."""
+    faulting instruction when exact_access; the others are return
+    addresses (looked up minus 1, inside the call)."""
     maps = parse_maps(maps_text)
     wanted = {}                             # path -> set of file addresses
     where = {}                              # (name, i) -> (path, file address)
     biases = {}
     for name, ips in stacks.items():
         for i, ip in enumerate(ips):
-            pc = ip if (name == "access" and i == 0) else ip - 1
+            pc = ip if (exact_access and name == "access" and i == 0) else ip - 1
             hit = next((m for m in maps if m[0] <= pc < m[1]), None)
             if hit is None:
                 continue
@@ -232,7 +233,7 @@ def _addr2line(tool, path, addrs):
             out[current] = []
             k += 1
             continue
-        fn = None if line == "??" else line
+        fn = None if line == "??" else line.split(" inlined at ")[0]
         loc = lines[k + 1] if k + 1 < len(lines) else "??:0"
         m = _LOC.match(loc)
         file = m.group(1) if m and m.group(1) != "??" else None
@@ -257,34 +258,65 @@ def _user_filter():
     return UserFilter(info)
 
 
+def _own_objects():
+    from . import _core
+    return {os.path.realpath(_core.__file__)}
+
+
+def drop_own_frames(frames, own):
+    """The stack without the guard's and the tracker's frames on top."""
+    k = 0
+    while k < len(frames) and frames[k].obj and os.path.realpath(frames[k].obj) in own:
+        k += 1
+    return frames[k:]
+
+
 def _frame_dict(f):
     return {"function": f.fn, "file": f.path, "line": f.line, "module": f.obj}
+
+
+def pick_culprit(kind, firsts):
+    """(role, frame): the line to blame, from the first user frame of each
+    stack ({"access", "allocated", "freed"} -> frame or None).  A use after
+    free blames the release that came too early (an extra Py_DECREF, a free
+    before the last use), as refhound valgrind does; every other error the
+    access (the write, the second free); with neither, the free or the
+    allocation stack."""
+    if kind == "use-after-free" and firsts.get("freed") is not None:
+        return "free", firsts["freed"]
+    if firsts.get("access") is not None:
+        return "access", firsts["access"]
+    for key, role in (("freed", "free"), ("allocated", "alloc")):
+        if firsts.get(key) is not None:
+            return role, firsts[key]
+    return None, None
+
+
+def culprit_reason(kind, detected, role):
+    if role == "free":
+        return "released the block too early (it was used after this line)"
+    if role == "access":
+        if detected == "fault":
+            return "the invalid access"
+        if kind in ("double-free", "invalid-free"):
+            return "the second release" if kind == "double-free" else "the invalid release"
+        return "the access"
+    return "allocated the block that was corrupted (the write itself was not caught)"
 
 
 def to_memory_error(raw):
     """One `memory_errors` entry from a parsed report."""
     stacks = {k: raw.get(k) or [] for k in ("access", "allocated", "freed")}
-    frames = symbolize(stacks, raw.get("maps", ""))
+    frames = symbolize(stacks, raw.get("maps", ""), exact_access=raw.get("detected") == "fault")
+    frames = {k: drop_own_frames(v, _own_objects()) for k, v in frames.items()}
     user = _user_filter()
     kind = raw.get("kind")
     firsts = {k: user.first_user(v)[1] for k, v in frames.items()}
-    if kind == "use-after-free" and firsts.get("freed") is not None:
-        culprit, role = firsts["freed"], "free"
-    elif firsts.get("access") is not None:
-        culprit, role = firsts["access"], "access"
-    else:
-        role = next((r for r in ("freed", "allocated") if firsts.get(r) is not None), None)
-        culprit = firsts.get(role) if role else None
-        role = {"freed": "free", "allocated": "alloc"}.get(role)
+    role, culprit = pick_culprit(kind, firsts)
     c = None
     if culprit is not None:
-        c = dict(_frame_dict(culprit), reason={
-            "free": "released the block too early (it was used after this line)",
-            "access": "the invalid access" if raw.get("detected") == "fault"
-            else "the second release" if kind in ("double-free", "invalid-free")
-            else "the access",
-            "alloc": "allocated the block that was corrupted (the write was not caught "
-                     "in the act)"}[role], role=role)
+        c = dict(_frame_dict(culprit), reason=culprit_reason(kind, raw.get("detected"), role),
+                 role=role)
     return {
         "kind": kind,
         "detected": raw.get("detected"),
@@ -304,7 +336,8 @@ def result_dict(target, errors):
     return {
         "target": target, "verdict": "error", "memory_errors": errors,
         "iterations": {"warmup": None, "measured": None},
-        "notes": ["the check stopped at the first memory error (--sanitize)"],
+        "per_call": {}, "objects": [], "refcount_growth": [], "sites": [], "samples": [],
+        "notes": ["the run stopped at the first memory error (--sanitize)"],
     }
 
 

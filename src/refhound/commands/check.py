@@ -78,6 +78,10 @@ def run_sanitized_command(args, work):
             return EXIT_USAGE
     if not getattr(args, "quiet", False):
         stream.write(render(args.target, errors, color=stream.isatty()))
+    if getattr(args, "html", None):
+        from ..report.html import write_report
+        if not write_report(args.html, data, None if getattr(args, "quiet", False) else stream):
+            return EXIT_USAGE
     return EXIT_FOUND
 
 
