@@ -3,7 +3,9 @@
  * Job.  Installed under the PEP 445 mem and obj domains (chaining the
  * allocators that were there, normally pymalloc), it gives one block in
  * `rate` (every block with rate 1, while slots are free) pages of its own
- * in a region reserved at start, the GWP-ASan layout:
+ * in a region reserved at start (the rate grows 4, 16, 64, 256 times rarer
+ * as live blocks fill the slots past half, so long-lived blocks never take
+ * them all), the GWP-ASan layout:
  *
  *     | guard | data pages of slot 0 | guard | data pages of slot 1 | guard |
  *
@@ -35,8 +37,10 @@
  * Then the previous handler is put back and the fault happens again (a
  * free-time error raises SIGABRT): faulthandler prints the Python
  * traceback and the process dies of the signal.  Never a hang: nothing in
- * the report path takes a lock.  A fault outside the region is not ours:
- * the previous handler is restored and sees the fault again.
+ * the report path takes a lock, and a second entry into the handler (the
+ * previous handler raising the signal again) restores the default action
+ * and raises it.  A fault outside the region is not ours: the previous
+ * handler is restored and sees the fault again.
  *
  * Invariants.  A slot is UNUSED (never handed out), LIVE (its block
  * accessible, red zones intact until the user breaks them) or FREED
@@ -107,6 +111,7 @@ static uintptr_t region, region_end; /* read-only after start */
 static slot_t *slots;                /* nslots entries, mmap'd */
 static uint32_t nslots;
 static uint32_t fresh;               /* slots[fresh..] were never used */
+static uint32_t live_slots;          /* slots holding a live block */
 static uint32_t *ring;               /* FIFO of freed slots */
 static uint32_t ring_head, ring_count;
 static uint64_t countdown = 1, rng = 0x9E3779B97F4A7C15ull;
@@ -115,6 +120,8 @@ static domain_ctx_t mem_ctx = {RH_DOMAIN_MEM}, obj_ctx = {RH_DOMAIN_OBJ};
 static PyMemAllocatorEx our_alloc;
 static struct sigaction old_segv, old_bus;
 static volatile int reporting;
+static volatile int entries;          /* times on_fault was entered */
+static int handler_installed;
 
 /* ---- the report (async-signal-safe) ------------------------------------- */
 
@@ -313,16 +320,33 @@ static inline uint64_t next_random(void)
     return rng;
 }
 
+/* The sampling rate now: the configured one while at most half of the
+ * slots hold live blocks; then 4, 16, 64, 256 times rarer as live blocks
+ * fill each further eighth, so that long-lived blocks never take every
+ * slot and blocks born later (the calls under check) still get guarded.
+ * guard_lock held. */
+static uint64_t rate_now_unlocked(void)
+{
+    uint64_t rate = config.rate ? config.rate : 1;
+    uint32_t half = nslots / 2;
+    if (live_slots > half) {
+        unsigned k = (unsigned)(((uint64_t)(live_slots - half) * 8) / nslots) + 1;
+        rate <<= 2 * (k > 4 ? 4 : k);
+    }
+    return rate;
+}
+
 /* Is this allocation sampled?  guard_lock held. */
 static int sampled_unlocked(size_t size)
 {
     if (config.only_size != 0)
         return size == config.only_size;
-    if (config.rate <= 1)
+    uint64_t rate = rate_now_unlocked();
+    if (rate <= 1)
         return 1;
     if (--countdown > 0)
         return 0;
-    countdown = 1 + next_random() % (2 * (uint64_t)config.rate - 1);
+    countdown = 1 + next_random() % (2 * rate - 1);
     return 1;
 }
 
@@ -381,10 +405,13 @@ static void *guard_alloc(domain_ctx_t *ctx, size_t size, int zero)
     if (size == 0 || size > DATA_PAGES * page)
         return NULL;
     pthread_mutex_lock(&guard_lock);
-    int64_t i = sampled_unlocked(size) ? take_slot_unlocked() : -1;
+    if (!sampled_unlocked(size)) {
+        pthread_mutex_unlock(&guard_lock);
+        return NULL;
+    }
+    int64_t i = take_slot_unlocked();
     if (i < 0) {
-        if (config.rate <= 1 || config.only_size)
-            stats.budget_full++;
+        stats.budget_full++;        /* sampled, but every slot holds a live block */
         pthread_mutex_unlock(&guard_lock);
         return NULL;
     }
@@ -412,6 +439,7 @@ static void *guard_alloc(domain_ctx_t *ctx, size_t size, int zero)
     s->state = SLOT_LIVE;
     s->domain = (uint8_t)ctx->domain;
     s->nfree = 0;
+    live_slots++;
     stats.guarded++;
     pthread_mutex_unlock(&guard_lock);
     s->nalloc = (uint8_t)_rh_fast_backtrace(s->alloc_ips, FRAMES, 0);
@@ -449,6 +477,7 @@ static void guard_free_block(uintptr_t p)
     s->state = SLOT_FREED;
     ring[(ring_head + ring_count) % nslots] = (uint32_t)i;
     ring_count++;
+    live_slots--;
     stats.freed++;
     pthread_mutex_unlock(&guard_lock);
 }
@@ -555,7 +584,15 @@ static void on_fault(int sig, siginfo_t *info, void *ucontext)
 {
     struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
     uintptr_t addr = (uintptr_t)info->si_addr;
-    if (in_region(addr) && __atomic_exchange_n(&reporting, 1, __ATOMIC_ACQ_REL) == 0) {
+    if (__atomic_fetch_add(&entries, 1, __ATOMIC_ACQ_REL) > 0) {
+        /* Back again (a previous handler re-raised to us, or a second
+         * fault): die now, never loop. */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    if (info->si_code > 0 && in_region(addr) &&
+        __atomic_exchange_n(&reporting, 1, __ATOMIC_ACQ_REL) == 0) {
         const slot_t *s = NULL;
         const char *kind = classify(addr, &s);
         uintptr_t ips[FRAMES + 8], access[FRAMES];
@@ -587,6 +624,24 @@ static void on_fault(int sig, siginfo_t *info, void *ucontext)
 
 /* ---- start ---------------------------------------------------------------- */
 
+/* Put on_fault on top again when another handler was installed after
+ * it (pytest's faulthandler re-raises with raise(), which loses the
+ * faulting address): the one found there becomes the previous handler. */
+void _rh_guard_rearm(void)
+{
+    if (!handler_installed)
+        return;
+    struct sigaction cur, sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, NULL, &cur) == 0 && cur.sa_sigaction != on_fault)
+        sigaction(SIGSEGV, &sa, &old_segv);
+    if (sigaction(SIGBUS, NULL, &cur) == 0 && cur.sa_sigaction != on_fault)
+        sigaction(SIGBUS, &sa, &old_bus);
+}
+
 static int install_handler(const char **why)
 {
     static char altstack[1 << 16];
@@ -607,6 +662,7 @@ static int install_handler(const char **why)
         *why = "sigaction failed";
         return -1;
     }
+    handler_installed = 1;
     return 0;
 }
 
@@ -691,5 +747,7 @@ void _rh_guard_stats(rh_guard_stats_t *out)
     pthread_mutex_lock(&guard_lock);
     *out = stats;
     out->slots_used = fresh;
+    out->live = live_slots;
+    out->rate_now = rate_now_unlocked();
     pthread_mutex_unlock(&guard_lock);
 }

@@ -34,11 +34,14 @@ typedef struct {
  * hooks, which then chain onto the guard.  Once per process; GIL held.
  * 0, or -1 with *why (a static string). */
 int _rh_guard_start(const rh_guard_config_t *config, const char **why);
+/* Put the fault handler back on top of handlers installed after it (the
+ * one found becomes the previous handler).  GIL held. */
+void _rh_guard_rearm(void);
 /* Is the guard installed? */
 int _rh_guard_active(void);
 
 typedef struct {
-    uint64_t guarded, freed, passed, slots, slots_used, budget_full;
+    uint64_t guarded, freed, passed, slots, slots_used, budget_full, live, rate_now;
 } rh_guard_stats_t;
 void _rh_guard_stats(rh_guard_stats_t *out);
 

@@ -93,6 +93,61 @@ def run_sanitized(run_in_child, work, rate=DEFAULT_RATE, budget=DEFAULT_BUDGET):
     return code, errors, (signals[0] if signals else None)
 
 
+def continue_sanitized(target, rate=DEFAULT_RATE, budget=DEFAULT_BUDGET, before_report=None):
+    """For pytest --refhound-sanitize: fork; the child returns (and runs
+    the session under the guard), this process waits, prints the first
+    memory error to stderr and ends with the child's status (1 on a memory
+    error).  A red-zone finding is replayed by forking again.
+    before_report() runs in this process before it writes (pytest: stop
+    capturing)."""
+    def fork_child():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return os.fork()
+
+    def wait(pid):
+        while True:
+            try:
+                return os.waitpid(pid, 0)[1]
+            except InterruptedError:
+                continue
+
+    import signal
+    san = Sanitizer(rate, budget)
+    pid = fork_child()
+    if pid == 0:
+        san.install()
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    status = wait(pid)
+    errors = san.collect()
+    notes = []
+    if errors and errors[0]["detected"] == "free" and errors[0]["kind"] in REPLAY_KINDS \
+            and errors[0].get("size"):
+        first = errors[0]
+        again = Sanitizer(1, budget, dict(REPLAY_KINDS[first["kind"]], only_size=first["size"]))
+        notes.append("refhound: %s found when the block was freed; ran again with the "
+                     "blocks of %d bytes guarded to the byte\n" % (first["kind"], first["size"]))
+        pid = fork_child()
+        if pid == 0:
+            again.install()
+            return
+        wait(pid)
+        caught = again.collect()
+        if caught and caught[0]["kind"] == first["kind"] and caught[0]["detected"] == "fault":
+            errors = caught
+    if before_report is not None:
+        before_report()
+    if errors:
+        os.write(2, ("".join(notes) + render(target, errors)).encode())
+        os._exit(1)
+    if os.WIFSIGNALED(status):
+        os.write(2, ("refhound: the run crashed with signal %d (no memory error was caught "
+                     "in a guarded block)\n" % os.WTERMSIG(status)).encode())
+        os._exit(3)
+    os._exit(os.WEXITSTATUS(status))
+
+
 # ---------------------------------------------------------------------------
 # The report
 

@@ -54,9 +54,10 @@ def run(args):
     return run_in_child(lambda: _check(args, options))
 
 
-def run_sanitized_command(args, work):
+def run_sanitized_command(args, work, target=None, as_list=False):
     """Run work() under the guard allocator; report the first memory error
-    (exit 1) or pass the child's own exit status on."""
+    (exit 1) or pass the child's own exit status on.  as_list: the JSON is
+    a list of results (refhound run)."""
     import json
     import signal
     from .._child import print_crash, run_in_child
@@ -70,17 +71,19 @@ def run_sanitized_command(args, work):
             except ValueError:
                 print_crash("signal %d" % sig)
         return code
-    data = result_dict(args.target, errors)
+    target = target or args.target
+    data = result_dict(target, errors)
     stream = sys.stdout
     if getattr(args, "json", None):
-        stream = write_json(args.json, json.dumps(data, indent=2))
+        stream = write_json(args.json, json.dumps([data] if as_list else data, indent=2))
         if stream is None:
             return EXIT_USAGE
     if not getattr(args, "quiet", False):
-        stream.write(render(args.target, errors, color=stream.isatty()))
+        stream.write(render(target, errors, color=stream.isatty()))
     if getattr(args, "html", None):
         from ..report.html import write_report
-        if not write_report(args.html, data, None if getattr(args, "quiet", False) else stream):
+        if not write_report(args.html, [data] if as_list else data,
+                            None if getattr(args, "quiet", False) else stream):
             return EXIT_USAGE
     return EXIT_FOUND
 

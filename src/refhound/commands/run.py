@@ -31,6 +31,8 @@ def add_parser(sub):
                    help="no loop reports, only the summary line and the exit status")
     r.add_argument("--strict", action="store_true",
                    help="exit 1 when a loop's check stays inconclusive")
+    from .check import add_sanitize_arguments
+    add_sanitize_arguments(r)
     r.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT.py [ARGS]",
                    help="the script and its arguments (with -m: the module's arguments)")
 
@@ -57,6 +59,11 @@ def run(args):
         if not all(part.isidentifier() for part in args.module.split(".")):
             return fail_usage("%r is not a module name" % args.module)
     from .._child import run_in_child
+    if args.sanitize:
+        from .check import run_sanitized_command
+        target = ("-m " + args.module) if args.module else argv[0]
+        return run_sanitized_command(args, lambda: _run(args, argv), target=target,
+                                     as_list=True)
     return run_in_child(lambda: _run(args, argv))
 
 
