@@ -363,7 +363,10 @@ def to_memory_error(raw):
     """One `memory_errors` entry from a parsed report."""
     stacks = {k: raw.get(k) or [] for k in ("access", "allocated", "freed")}
     frames = symbolize(stacks, raw.get("maps", ""), exact_access=raw.get("detected") == "fault")
-    frames = {k: drop_own_frames(v, _own_objects()) for k, v in frames.items()}
+    # The hooks' frames on top of the allocation and free stacks (an access
+    # in refhound's own code stays: it would be refhound's bug).
+    frames = {k: v if k == "access" else drop_own_frames(v, _own_objects())
+              for k, v in frames.items()}
     user = _user_filter()
     kind = raw.get("kind")
     firsts = {k: user.first_user(v)[1] for k, v in frames.items()}
