@@ -134,3 +134,78 @@ def test_json_file_and_html_report(tmp_path):
     data = json.loads(out.read_text())
     assert data["verdict"] == "error" and data["memory_errors"][0]["kind"] == "use-after-free"
     assert "uaf_read.c" in page.read_text()
+
+
+def _program(tmp_path, body):
+    path = tmp_path / "prog.py"
+    path.write_text(body)
+    return str(path)
+
+
+PROGRAM = """\
+import sys
+import uaf_read, write_after_free
+for i in range(100):
+    uaf_read.clean()
+if sys.argv[1:] == ["bug"]:
+    write_after_free.leaky()
+"""
+
+
+def test_run_sanitize_reports_the_program_s_memory_error(tmp_path):
+    python = interpreter("release")
+    cases = {c["name"]: c for c in CASES}
+    cwd = build_zoo_case(cases["uaf_read"], python)
+    build_zoo_case(cases["write_after_free"], python)
+    prog = _program(tmp_path, PROGRAM)
+    proc = run_refhound(python, ["run", "--sanitize", "--json", "-", prog, "bug"], cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    [entry] = json.loads(proc.stdout)
+    e = entry["memory_errors"][0]
+    assert (entry["verdict"], e["kind"], e["culprit"]["line"]) == \
+        ("error", "use-after-free", cases["write_after_free"]["culprit_line"])
+    clean = run_refhound(python, ["run", "--sanitize", prog], cwd=cwd)
+    assert clean.returncode == 0, clean.stderr
+    assert "memory error" not in clean.stdout + clean.stderr
+
+
+PYTEST_FILE = """\
+import os
+import overflow_write, uaf_read
+
+def test_clean():
+    for i in range(100):
+        uaf_read.clean()
+
+def test_overflow():
+    if os.environ.get("BUG") == "1":
+        overflow_write.leaky()
+"""
+
+
+@pytest.mark.parametrize("bug", ["0", "1"])
+def test_pytest_sanitize_reports_the_first_memory_error(tmp_path, bug):
+    import subprocess
+    from support import engine_path
+    python = interpreter("release")
+    cases = {c["name"]: c for c in CASES}
+    cwd = build_zoo_case(cases["overflow_write"], python)
+    build_zoo_case(cases["uaf_read"], python)
+    (tmp_path / "test_mem.py").write_text(PYTEST_FILE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([engine_path(python), cwd]), BUG=bug,
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    for key in list(env):
+        if key.startswith("PYTEST_XDIST") or key in ("PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS"):
+            env.pop(key)
+    proc = subprocess.run([python, "-m", "pytest", "-p", "refhound.pytest_plugin",
+                           "-p", "no:cacheprovider", "-q", "--refhound-sanitize", "test_mem.py"],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=600)
+    if bug == "0":
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "2 passed" in proc.stdout and "memory error" not in proc.stderr
+        return
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # caught in the red zone at free, then at the write itself on the replay
+    assert "overflow of a 24-byte mem block" in proc.stderr
+    assert "overflow_write.c:%d in leaky" % cases["overflow_write"]["culprit_line"] in proc.stderr
