@@ -14,8 +14,9 @@
  * page it starts in stay inaccessible.  So a write past the end faults at
  * the writing instruction, unless it lands in the 0..15 bytes of alignment
  * slack; a write before the start lands in the rest of the block's first
- * page.  Both the slack and that rest are red zones filled with a pattern
- * and checked when the block is freed.  A freed block's pages become
+ * page.  The slack and the 64 bytes before the block are red zones filled
+ * with a pattern and checked when the block is freed (a write further
+ * before the block, still in its page, is not seen).  A freed block's pages become
  * inaccessible (PROT_NONE) and stay so while the slot is in quarantine: a
  * slot is reused only when no fresh one is left, oldest first, so the
  * quarantine holds every freed slot the budget allows.  A later read or
@@ -81,6 +82,7 @@
 #define ALIGNMENT 16
 #define FRAMES 32
 #define REDZONE_BYTE 0xFB
+#define REDZONE_BEFORE 64           /* red-zone bytes before a block (in its page) */
 #define MAX_SLOTS 16384             /* two mappings each at most: far below 65530 */
 #define MIN_SLOTS 16
 
@@ -363,9 +365,17 @@ static int64_t take_slot_unlocked(void)
     return i;
 }
 
+/* The first red-zone byte before a block: REDZONE_BEFORE bytes back,
+ * within the block's first page (the pages before it are inaccessible). */
+static inline uintptr_t redzone_start(uintptr_t block)
+{
+    uintptr_t first = block & ~(uintptr_t)(page - 1);
+    return block - first > REDZONE_BEFORE ? block - REDZONE_BEFORE : first;
+}
+
 static int redzone_intact(const slot_t *s, uintptr_t *bad)
 {
-    const unsigned char *p = (const unsigned char *)(s->block & ~(uintptr_t)(page - 1));
+    const unsigned char *p = (const unsigned char *)redzone_start(s->block);
     const unsigned char *b = (const unsigned char *)s->block;
     for (; p < b; p++)
         if (*p != REDZONE_BYTE) {
@@ -430,7 +440,7 @@ static void *guard_alloc(domain_ctx_t *ctx, size_t size, int zero)
         pthread_mutex_unlock(&guard_lock);
         return NULL;
     }
-    memset((void *)first, REDZONE_BYTE, block - first);
+    memset((void *)redzone_start(block), REDZONE_BYTE, block - redzone_start(block));
     if (zero)
         memset((void *)block, 0, size);
     memset((void *)(block + size), REDZONE_BYTE, last - (block + size));
