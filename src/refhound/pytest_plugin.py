@@ -167,10 +167,11 @@ def _sanitize(early_config, ns):
             on = _flag(early_config.getini("refhound_sanitize"))
         except (ValueError, KeyError):
             on = False
-    numprocesses = getattr(ns, "numprocesses", None)
-    if not on or _is_worker(early_config) or numprocesses not in (None, 0) \
-            or getattr(ns, "tx", None):
+    if not on or _is_worker(early_config):
         return
+    if getattr(ns, "numprocesses", None) not in (None, 0) or getattr(ns, "tx", None):
+        raise pytest.UsageError("refhound: --refhound-sanitize runs the session in one "
+                                "process; drop -n/--tx")
     try:
         from . import _core
     except ImportError as exc:
