@@ -52,6 +52,14 @@ class Sanitizer:
         fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC)
         _core.guard_start(fd, rate=self.rate, budget=self.budget, **self.replay)
 
+    def has_report(self):
+        """Did the guard write a report?"""
+        try:
+            with open(self.path, "rb") as fh:
+                return fh.read(16) == b"refhound-guard 1"
+        except OSError:
+            return False
+
     def collect(self):
         """The memory errors the child reported ([] when none), then the
         report file is removed."""
@@ -70,12 +78,13 @@ class Sanitizer:
 
 
 def run_sanitized(run_in_child, work, rate=DEFAULT_RATE, budget=DEFAULT_BUDGET):
-    """Run work() in a forked child under the guard.  Returns (exit status
-    of the child, memory errors, the signal that ended the child or None).
-    A red-zone finding is replayed once."""
+    """Run work() in a forked child under the guard: run_in_child(work,
+    crashed) is the front end's child runner (crashed(signal) -> True when
+    the guard wrote a report: the runner then says nothing of a crash).
+    Returns (exit status of the child, memory errors).  A red-zone finding
+    is replayed once."""
     san = Sanitizer(rate, budget)
-    signals = []
-    code = run_in_child(lambda: (san.install(), work())[1], crashed=signals.append)
+    code = run_in_child(lambda: (san.install(), work())[1], lambda sig: san.has_report())
     errors = san.collect()
     if errors and errors[0]["detected"] == "free" and errors[0]["kind"] in REPLAY_KINDS \
             and errors[0].get("size"):
@@ -85,12 +94,12 @@ def run_sanitized(run_in_child, work, rate=DEFAULT_RATE, budget=DEFAULT_BUDGET):
         sys.stderr.write("refhound: %s found when the block was freed; replaying with the "
                          "blocks of %d bytes guarded to the byte, to catch the write itself\n"
                          % (first["kind"], first["size"]))
-        run_in_child(lambda: (again.install(), work())[1], crashed=lambda sig: None)
+        run_in_child(lambda: (again.install(), work())[1], lambda sig: True)
         caught = again.collect()
         if caught and caught[0]["kind"] == first["kind"] and caught[0]["access"] \
                 and caught[0]["detected"] == "fault":
             errors = caught
-    return code, errors, (signals[0] if signals else None)
+    return code, errors
 
 
 def continue_sanitized(target, rate=DEFAULT_RATE, budget=DEFAULT_BUDGET, before_report=None):
