@@ -410,6 +410,21 @@ static void fail_in_hook(const char *kind, uintptr_t addr, const slot_t *s)
     _exit(134);
 }
 
+/* A stack for a guarded block: the fast walk (cached CFI rules), or the
+ * compiler's unwinder when the fast walk stopped early (a frame without a
+ * simple rule) with few frames beyond refhound's own. */
+#define MIN_FOREIGN_FRAMES 8
+static int capture(uintptr_t *ips)
+{
+    int n = _rh_fast_backtrace(ips, FRAMES, 0);
+    int foreign = 0;
+    for (int k = 0; k < n; k++)
+        foreign += !_rh_unwind_is_self(ips[k]);
+    if (n < FRAMES && foreign < MIN_FOREIGN_FRAMES)
+        n = _rh_native_backtrace(ips, FRAMES);
+    return n;
+}
+
 static void *guard_alloc(domain_ctx_t *ctx, size_t size, int zero)
 {
     if (size == 0 || size > DATA_PAGES * page)
@@ -452,9 +467,7 @@ static void *guard_alloc(domain_ctx_t *ctx, size_t size, int zero)
     live_slots++;
     stats.guarded++;
     pthread_mutex_unlock(&guard_lock);
-    s->nalloc = (uint8_t)_rh_fast_backtrace(s->alloc_ips, FRAMES, 0);
-    if (s->nalloc < 3)
-        s->nalloc = (uint8_t)_rh_native_backtrace(s->alloc_ips, FRAMES);
+    s->nalloc = (uint8_t)capture(s->alloc_ips);
     return (void *)block;
 }
 
@@ -478,9 +491,7 @@ static void guard_free_block(uintptr_t p)
                 : (uintptr_t)((PyObject *)(p + off))->ob_type : 0;
         }
     }
-    s->nfree = (uint8_t)_rh_fast_backtrace(s->free_ips, FRAMES, 0);
-    if (s->nfree < 3)
-        s->nfree = (uint8_t)_rh_native_backtrace(s->free_ips, FRAMES);
+    s->nfree = (uint8_t)capture(s->free_ips);
     pthread_mutex_lock(&guard_lock);
     uintptr_t first = s->block & ~(uintptr_t)(page - 1);
     mprotect((void *)first, slot_end((uint32_t)i) - first, PROT_NONE);

@@ -67,6 +67,7 @@ def run_sanitized_command(args, work, target=None, as_list=False, timeout=None,
     (exit 1) or pass the child's own exit status on.  as_list: the JSON is
     a list of results (refhound run)."""
     import json
+    import sys
     from .._child import run_in_child
     from .._sanitize import render, result_dict, run_sanitized
 
