@@ -283,7 +283,7 @@ static void write_report(const char *kind, const char *detected, uintptr_t addr,
         if (s->state == SLOT_FREED)
             out_ips(&o, "freed", s->free_ips, s->nfree);
         char name[64];
-        if (s->state == SLOT_FREED && type_name(s, name, sizeof(name))) {
+        if (type_name(s, name, sizeof(name))) {          /* recorded at free */
             out_str(&o, "type ");
             for (char *c = name; *c; c++)
                 if (*c < ' ' || *c > '~')
@@ -464,6 +464,7 @@ static void *guard_alloc(domain_ctx_t *ctx, size_t size, int zero)
     s->state = SLOT_LIVE;
     s->domain = (uint8_t)ctx->domain;
     s->nfree = 0;
+    memset(s->type_words, 0, sizeof(s->type_words));    /* known at free */
     live_slots++;
     stats.guarded++;
     pthread_mutex_unlock(&guard_lock);
@@ -480,17 +481,16 @@ static void guard_free_block(uintptr_t p)
         fail_in_hook("invalid-free", p, s != NULL && s->state != SLOT_UNUSED ? s : NULL);
     if (s->state == SLOT_FREED)
         fail_in_hook("double-free", p, s);
-    uintptr_t bad = 0;
-    if (!redzone_intact(s, &bad))
-        fail_in_hook(bad < s->block ? "underflow" : "overflow", bad, s);
     if (s->domain == RH_DOMAIN_OBJ) {
         for (int k = 0; k < RH_NOBJECT_OFFSETS; k++) {
             size_t off = rh_object_offset(k);
             s->type_words[k] = off + sizeof(PyObject) <= s->size
-                ? ((PyObject *)(p + off))->ob_type == NULL ? 0
-                : (uintptr_t)((PyObject *)(p + off))->ob_type : 0;
+                ? (uintptr_t)((PyObject *)(p + off))->ob_type : 0;
         }
     }
+    uintptr_t bad = 0;
+    if (!redzone_intact(s, &bad))
+        fail_in_hook(bad < s->block ? "underflow" : "overflow", bad, s);
     s->nfree = (uint8_t)capture(s->free_ips);
     pthread_mutex_lock(&guard_lock);
     uintptr_t first = s->block & ~(uintptr_t)(page - 1);

@@ -98,8 +98,17 @@ def run_sanitized(run_in_child, work, rate=DEFAULT_RATE, budget=DEFAULT_BUDGET):
         caught = again.collect()
         if caught and caught[0]["kind"] == first["kind"] and caught[0]["access"] \
                 and caught[0]["detected"] == "fault":
-            errors = caught
+            errors = _replayed(first, caught)
     return code, errors
+
+
+def _replayed(first, caught):
+    """The replay's error, with the type the first run saw at free."""
+    e = dict(caught[0])
+    if not e.get("type"):
+        e["type"] = first.get("type")
+    e["replayed"] = True
+    return [e] + caught[1:]
 
 
 def continue_sanitized(target, rate=DEFAULT_RATE, budget=DEFAULT_BUDGET, before_report=None):
@@ -144,7 +153,7 @@ def continue_sanitized(target, rate=DEFAULT_RATE, budget=DEFAULT_BUDGET, before_
         wait(pid)
         caught = again.collect()
         if caught and caught[0]["kind"] == first["kind"] and caught[0]["detected"] == "fault":
-            errors = caught
+            errors = _replayed(first, caught)
     if before_report is not None:
         before_report()
     if errors:

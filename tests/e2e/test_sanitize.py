@@ -2,7 +2,8 @@
 
 The cases are tests/valgrind_cases (use after free, double free, overflow
 into the alignment slack) and tests/sanitize_cases (underflow, write after
-free through a stale pointer, overflow onto the guard page): each `leaky()`
+free through a stale pointer, overflow onto the guard page, a field past an
+object whose type is too small): each `leaky()`
 must be reported with its kind and its exact @culprit line, each `clean()`
 must run to a clean verdict with no memory error.  A few bug-zoo cases run
 under --sanitize too, to show that the guard and the leak check compose.
@@ -21,6 +22,7 @@ EXPECT = {
     "double_free": "double-free",
     "overflow_write": "overflow",
     "overflow_aligned": "overflow",
+    "overflow_object": "overflow",
     "underflow_write": "underflow",
     "write_after_free": "use-after-free",
 }
@@ -61,6 +63,15 @@ def test_memory_error_is_reported_with_its_kind_at_its_culprit_line(case):
         # overflow/underflow: caught at the writing instruction (on the first
         # run, or on the replay after a red zone was found broken at free)
         assert (e["detected"], c["role"]) == ("fault", "access"), e
+
+
+def test_overflow_of_an_object_is_replayed_and_keeps_the_type():
+    case = next(c for c in CASES if c["name"] == "overflow_object")
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    _, result, err = check_json(python, "overflow_object:leaky", cwd, "--sanitize", *SHORT)
+    e = result["memory_errors"][0]
+    assert (e["replayed"], e["type"], e["size"]) == (True, "overflow_object.BadCounter", 24), err
 
 
 def test_use_after_free_names_the_type_of_the_dead_object():
