@@ -16,10 +16,10 @@
  * slack; a write before the start lands in the rest of the block's first
  * page.  The slack and the 64 bytes before the block are red zones filled
  * with a pattern and checked when the block is freed (a write further
- * before the block, still in its page, is not seen).  A freed block's pages become
- * inaccessible (PROT_NONE) and stay so while the slot is in quarantine: a
- * slot is reused only when no fresh one is left, oldest first, so the
- * quarantine holds every freed slot the budget allows.  A later read or
+ * before the block, still in its page, is not seen).  A freed block's
+ * pages become inaccessible (PROT_NONE) and stay so while the slot is in
+ * quarantine: a slot is reused only when no fresh one is left, oldest
+ * first, so the quarantine holds every freed slot the budget allows.  A later read or
  * write of the dead block (a Py_DECREF landing on a freed object) faults.
  * A second free of a quarantined block is a double free; a free of an
  * address inside the region that is not a live block's start is an
@@ -56,12 +56,16 @@
  * handler reads the slots without the lock (the faulting thread is not
  * inside the guard: the guard never touches a block's pages while they
  * are inaccessible) and `reporting` (an atomic flag) lets only one thread
- * report.  The guard is installed once and never removed: freed blocks
+ * report; `entries` counts the handler's entries.  live_slots, countdown
+ * and rng: guard_lock.  The guard is installed once and never removed: freed blocks
  * may be referenced for the life of the process.
  *
  * Costs.  A guarded block costs an mprotect on allocation and on free, a
- * page of memory at least, and a stack capture (unwind.c's fast walk);
- * other blocks cost a countdown.
+ * page of memory at least, and a stack capture (unwind.c's fast walk, the
+ * compiler's unwinder when that stops early); other blocks cost a
+ * countdown.  The kernel's share dominates: every live guarded block is a
+ * mapping of its own, and splitting and merging mappings is what an
+ * mprotect costs (bench/sanitize_overhead.py).
  */
 #include "guard.h"
 #include "safemem.h"
