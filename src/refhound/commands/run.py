@@ -49,6 +49,8 @@ def add_parser(sub):
     r.add_argument("--no-native", dest="native", action="store_false",
                    help="do not track malloc & co. (PEP 445 domains only)")
     add_arguments(r, names=("timeout",))
+    from .check import add_sanitize_arguments
+    add_sanitize_arguments(r)
     r.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT.py [ARGS]",
                    help="the script and its arguments (with -m: the module's arguments)")
 
@@ -78,6 +80,11 @@ def run(args):
         return _exec_preloaded(args, argv)
     from .._child import run_in_child
     what = "the program %s" % (args.module if args.module is not None else argv[0])
+    if args.sanitize:
+        from .check import run_sanitized_command
+        target = ("-m " + args.module) if args.module else argv[0]
+        return run_sanitized_command(args, lambda: _run(args, argv), target=target,
+                                     as_list=True, timeout=args.timeout, what=what)
     return run_in_child(lambda: _run(args, argv), timeout=args.timeout, what=what)
 
 
@@ -112,6 +119,8 @@ def _exec_preloaded(args, argv):
     line += ["--quiet"] if args.quiet else []
     line += ["--strict"] if args.strict else []
     line += ["--timeout", repr(args.timeout)] if args.timeout is not None else []
+    if args.sanitize:
+        line += ["--sanitize", "--sanitize-rate", str(args.sanitize_rate)]
     line += ["-m", args.module] + argv if args.module is not None else argv
     env = dict(os.environ, LD_PRELOAD=path)
     env[PRELOADED] = "1"
