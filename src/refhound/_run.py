@@ -32,6 +32,7 @@ The engine's Session (refhound._core) runs the iterations in C and keeps the
 samples in C memory; nothing here keeps Python state that grows from one
 iteration to the next (the check would count its own bookkeeping).
 """
+import statistics
 import time
 
 from . import verdict as V
@@ -39,6 +40,7 @@ from ._result import Result
 from ._saferepr import safe_repr, type_name
 
 ATTRIBUTION_ITERATIONS = 2
+COST_WINDOW = 5             # measured iterations whose median cost plans patience
 PATIENCE_STAGES = 6         # at most: the horizon grows elevenfold per stage
 RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_blocks", "native_bytes",
                 "heap_bytes", "rss_bytes", "fds")
@@ -107,6 +109,9 @@ class CheckRun:
         self.window_epochs = None   # (first, last) birth epochs of the verdict's window
         self.call_seconds = 0.0     # seconds per call, measured
         self.overhead = 0.0         # seconds per iteration besides the calls
+        self._call_costs = [0.0] * COST_WINDOW  # call_seconds of recent iterations
+        self._overheads = [0.0] * COST_WINDOW   # and their overheads
+        self._ncosts = 0
         self.result = None
         self.t0 = time.perf_counter()
 
@@ -169,11 +174,20 @@ class CheckRun:
                 return verdict
 
     def _cost(self, wall, seconds, calls):
-        """Seconds per call and per iteration's sampling, from one iteration."""
+        """Seconds per call and per iteration's sampling: medians over the
+        last COST_WINDOW measured iterations (one slow iteration on a busy
+        machine must not use up the patience budget on paper)."""
         if seconds is None:          # a loop: the bodies' time is in the wall time
             seconds = wall
-        self.call_seconds = seconds / max(calls, 1)
-        self.overhead = max(wall - seconds, 0.0)
+        # Fixed rings, values replaced in place: a loop's check shares the
+        # heap it measures, and a growing list would be counted as its leak.
+        i = self._ncosts % COST_WINDOW
+        self._ncosts += 1
+        self._call_costs[i] = seconds / max(calls, 1)
+        self._overheads[i] = max(wall - seconds, 0.0)
+        n = min(self._ncosts, COST_WINDOW)
+        self.call_seconds = statistics.median(self._call_costs[:n])
+        self.overhead = statistics.median(self._overheads[:n])
 
     def _conclude(self, verdict):
         from . import _core

@@ -117,7 +117,7 @@ def test_a_generator_function_is_driven_each_call():
 
 
 def test_a_loop_runs_the_same_check():
-    for _ in refhound.loop(range(100000), name="unit-loop", report=False):
+    for _ in refhound.loop(range(300000), name="unit-loop", report=False):
         KEEP.append(object())
     result = refhound._loop.results()[-1]
     assert result.target == "unit-loop"
