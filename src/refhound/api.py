@@ -32,8 +32,12 @@ class Checker:
                             getattr(func, "__qualname__", repr(func)))
         return self.run(func, args, kwargs, target)
 
-    def run(self, func, args, kwargs, target):
-        """Check func(*args, **kwargs) under the name `target`."""
+    def run(self, func, args, kwargs, target, screen=None, budget=None):
+        """Check func(*args, **kwargs) under the name `target`.  screen: the
+        seconds a call took when the caller ran it, to screen it first
+        (pytest --refhound); None: the full check only.  budget: the seconds
+        the full check of what the screen did not clear may take (None: no
+        limit)."""
         from . import _core
         from ._target import as_plain_callable
         func, note = as_plain_callable(func)
@@ -44,7 +48,8 @@ class Checker:
             observers.append(lambda info: scope.iteration(info["phase"], info["iteration"],
                                                           info["calls"]))
         try:
-            result = run_callable(self.options, func, args, kwargs, target, observers)
+            result = run_callable(self.options, func, args, kwargs, target, observers,
+                                  screen=screen, budget=budget)
             if note:
                 result.notes.insert(0, note)
             _valgrind.attach(scope, result)
