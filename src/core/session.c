@@ -467,7 +467,9 @@ nomem:
  * blocks of the next epoch); one follows every call.  Walk A follows the warm calls, which fill
  * what fills on first use; walk B follows the screened epochs.  A leak
  * leaves survivors in every screened epoch, or moves the reference total
- * from A to B; a cache leaves them in the warm epoch only.  What this
+ * from A to B; a cache leaves them in the warm epoch only.  The
+ * interpreter's caches are cleared before each walk, as end() does before
+ * a sample, so the screen sees what the full check would.  What this
  * means is decided in Python (verdict.py, the screen rules). */
 
 static PyObject *gc_collect_fn = NULL;      /* gc.collect, held for good (GIL) */
@@ -495,7 +497,15 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
 {
     double t = now();
     int engine = _rh_engine_enter();
-    int rc = young_collection(plan->generation);
+    int rc = 0;
+    if (plan->clear_caches != NULL) {
+        PyObject *r = PyObject_CallNoArgs(plan->clear_caches);
+        if (r == NULL)
+            rc = -1;
+        Py_XDECREF(r);
+    }
+    if (rc == 0)
+        rc = young_collection(plan->generation);
     if (rc == 0 && k == 0)
         rc = _rh_typeset_refresh();
     if (rc == 0) {

@@ -111,6 +111,7 @@ typedef struct {
     Py_ssize_t warm, calls;
     int nepochs;
     int generation;              /* the young collection: gc.collect(generation) */
+    PyObject *clear_caches;      /* called before each walk (as end() does), or NULL */
 } rh_screen_plan_t;
 
 typedef struct {

@@ -163,20 +163,28 @@ class CheckRun:
     def _screen(self, seconds_per_call, full_calls, budget):
         """The screen: clean here, or a note and on to the full check (or,
         when the full check would take longer than the budget, inconclusive
-        with what the screen saw)."""
+        with what the screen saw).  A screen that saw growth stop within it
+        (a cache filling) is taken again, once, after it."""
         warm, calls, epochs = V.screen_plan(seconds_per_call)
         t = time.perf_counter()
-        figures = yield Step("screen", "screening", calls, arg=(warm, calls, epochs))
-        figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
-        outcome, reason = V.screen_outcome(figures)
+        rounds = []
+        while True:
+            figures = yield Step("screen", "screening", calls, arg=(warm, calls, epochs))
+            figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
+            outcome, reason = V.screen_outcome(figures)
+            rounds.append(reason)
+            if outcome == "clean" or not V.screen_again(figures, len(rounds)):
+                break
+            warm = 0            # the first round warmed it up
         self.screened = {
-            "outcome": outcome, "reason": reason, "warm": warm, "calls": calls,
-            "epochs": epochs, "survivors": figures["blocks"],
+            "outcome": outcome, "reason": reason, "rounds": rounds, "warm": warm,
+            "calls": calls, "epochs": epochs, "survivors": figures["blocks"],
             "free_listed": figures.get("free_listed", 0),
             "refs": list(figures["refs"]), "native_bytes": list(figures["native_bytes"]),
             "sensitivity_calls": V.screen_sensitivity(calls, epochs),
             "seconds": round(time.perf_counter() - t, 4),
-            "call_seconds": round(figures["seconds"], 4)}
+            "call_seconds": round(figures["seconds"], 4),
+            "walk_seconds": round(figures["walk_seconds"], 4)}
         if outcome == "clean":
             self.result = self._screened_result(figures, calls, epochs, reason)
             return
@@ -657,7 +665,9 @@ def _perform(step, session, func, args, kwargs):
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return _call(_core.Session.screen, func, args, kwargs, warm, calls, epochs)
+            from ._caches import clear_screen_caches
+            return _call(_core.Session.screen, func, args, kwargs, warm, calls, epochs, 1,
+                         clear_screen_caches)
         finally:
             if enabled:
                 gc.enable()

@@ -496,6 +496,20 @@ def screen_outcome(screen):
     return "clean", "nothing survived %d calls in %d epochs" % (screened, screen["epochs"])
 
 
+SCREEN_ROUNDS = 2           # a screen that saw growth stop is taken again, once
+
+
+def screen_again(screen, rounds):
+    """Take the screen again?  When growth stopped within it: the last
+    judged epoch left no block (a cache that filled during the first
+    epochs), and a second round costs little next to a full check.  Blocks
+    surviving every judged epoch are not stopping: the full check decides."""
+    if rounds >= SCREEN_ROUNDS:
+        return False
+    judged = screen["blocks"][1:-1]
+    return not judged or judged[-1] == 0 or not all(judged)
+
+
 def full_check_seconds(options, calls, seconds_per_call, sample_seconds):
     """The least time a full check takes: warm-up and the minimum of measured
     iterations, each `calls` calls and a sample (patience, diagnosis and

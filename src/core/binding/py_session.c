@@ -9,7 +9,8 @@
  *                sample (and a refcount snapshot)
  *   set_calls(n), series(metric, start=0), last_delta(metric),
  *   snapshot(), growth(limit=20), results(), close()
- *   Session.screen(func, args, kwargs, warm, calls, epochs, generation=1)
+ *   Session.screen(func, args, kwargs, warm, calls, epochs, generation=1,
+ *                  clear_caches=None)
  *                a class method: the screen of session.c, no session needed
  *   Session.heap_totals(generation=0), Session.next_epoch(),
  *   Session.survivors(first, last)
@@ -490,7 +491,8 @@ static PyObject *int_pair(const int64_t v[2])
     return Py_BuildValue("(LL)", (long long)v[0], (long long)v[1]);
 }
 
-/* Session.screen(func, args, kwargs, warm, calls, epochs, generation=1) ->
+/* Session.screen(func, args, kwargs, warm, calls, epochs, generation=1,
+ *                clear_caches=None) ->
  * {"first_epoch", "refs": (A, B), "objects": (A, B), "native_bytes": (A, B),
  *  "fds": (A, B), "threads": (A, B), "blocks": [warm epoch, epoch 1, ...,
  *  tail epoch], "bytes": [...], "seconds", "walk_seconds", "overhead_seconds"}
@@ -499,13 +501,14 @@ static PyObject *int_pair(const int64_t v[2])
 static PyObject *Session_screen(PyObject *cls, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"func", "args", "kwargs", "warm", "calls", "epochs",
-                             "generation", NULL};
-    PyObject *func, *fargs, *fkwargs;
-    rh_screen_plan_t plan = {1, 1, 1, 1};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!Onni|i", kwlist, &func, &PyTuple_Type,
+                             "generation", "clear_caches", NULL};
+    PyObject *func, *fargs, *fkwargs, *clear = Py_None;
+    rh_screen_plan_t plan = {1, 1, 1, 1, NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!Onni|iO", kwlist, &func, &PyTuple_Type,
                                      &fargs, &fkwargs, &plan.warm, &plan.calls, &plan.nepochs,
-                                     &plan.generation))
+                                     &plan.generation, &clear))
         return NULL;
+    plan.clear_caches = clear == Py_None ? NULL : clear;
     if (fkwargs != Py_None && !PyDict_Check(fkwargs)) {
         PyErr_SetString(PyExc_TypeError, "refhound: kwargs must be a dict or None");
         return NULL;
@@ -639,7 +642,8 @@ static PyMethodDef Session_methods[] = {
      "last_delta(metric) -> change between the last two samples"},
     {"screen", (PyCFunction)(void (*)(void))Session_screen,
      METH_VARARGS | METH_KEYWORDS | METH_CLASS,
-     "screen(func, args, kwargs, warm, calls, epochs, generation=1) -> dict: warm calls, a "
+     "screen(func, args, kwargs, warm, calls, epochs, generation=1, clear_caches=None) -> "
+     "dict: warm calls, a "
      "young collection and a walk, `epochs` epochs of `calls` calls, a young collection and "
      "a walk, the survivors of each epoch (no session needed; turn the collector off "
      "around it)"},
