@@ -60,7 +60,7 @@ class Step:
     "history": a pass over the callable (only for drivers that can call)."""
 
     __slots__ = ("kind", "phase", "calls", "warmup", "snapshot", "stacks", "arg")
-    # kind "screen": arg is (warm, calls, epochs); the driver runs
+    # kind "screen": arg is (warm, calls, epochs, generation); the driver runs
     # _core.Session.screen with the collector off and sends its dict back.
 
     def __init__(self, kind, phase, calls, warmup=False, snapshot=False, stacks=False, arg=None):
@@ -167,17 +167,31 @@ class CheckRun:
         (a cache filling) is taken again, once, after it."""
         warm, calls, epochs = V.screen_plan(seconds_per_call)
         t = time.perf_counter()
+        from . import _core
         rounds = []
+        earlier = earlier_now = None
+        generation = 1
         while True:
-            figures = yield Step("screen", "screening", calls, arg=(warm, calls, epochs))
+            figures = yield Step("screen", "screening", calls,
+                                 arg=(warm, calls, epochs, generation))
             figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
-            outcome, reason = V.screen_outcome(figures)
+            if earlier is not None:
+                # The first round's judged epochs: which of their blocks live now.
+                first = earlier["first_epoch"] + 1
+                earlier_now = V.screen_judged(
+                    [0] + _core.Session.survivors(first, first + epochs - 1) + [0])
+            outcome, reason = V.screen_outcome(figures, earlier, earlier_now)
             rounds.append(reason)
             if outcome == "clean" or not V.screen_again(figures, len(rounds)):
                 break
+            earlier = figures
             warm = 0            # the first round warmed it up
+            # The second round's walks follow full collections: what only
+            # a full collection frees (free lists, old cycles) is not kept.
+            generation = 2
         self.screened = {
             "outcome": outcome, "reason": reason, "rounds": rounds, "warm": warm,
+            "first_epoch": figures["first_epoch"],
             "calls": calls, "epochs": epochs, "survivors": figures["blocks"],
             "free_listed": figures.get("free_listed", 0),
             "refs": list(figures["refs"]), "native_bytes": list(figures["native_bytes"]),
@@ -661,13 +675,13 @@ def _perform(step, session, func, args, kwargs):
     from . import _core
     if step.kind == "screen":
         import gc
-        warm, calls, epochs = step.arg
+        warm, calls, epochs, generation = step.arg
         enabled = gc.isenabled()
         gc.disable()
         try:
             from ._caches import clear_screen_caches
-            return _call(_core.Session.screen, func, args, kwargs, warm, calls, epochs, 1,
-                         clear_screen_caches)
+            return _call(_core.Session.screen, func, args, kwargs, warm, calls, epochs,
+                         generation, clear_screen_caches)
         finally:
             if enabled:
                 gc.enable()

@@ -476,38 +476,64 @@ def screen_judged(blocks):
     return judged
 
 
-def screen_outcome(screen):
-    """("clean", reason) or ("suspect", reason) for a screen's figures
-    (the dict of _core.Session.screen, plus "calls" and "epochs")."""
+def _screen_moves(screen):
+    """What moved from walk A to walk B besides surviving blocks."""
     why = []
-    survivors = screen_judged(screen["blocks"])
-    if any(survivors):
-        why.append("blocks survive calls (%s per epoch)" % ", ".join(map(str, survivors)))
     for key in ("refs", "objects", "fds", "threads"):
         a, b = screen[key]
         if a >= 0 and b >= 0 and a != b:
             why.append("%s %+d" % (key, b - a))
     a, b = screen["native_bytes"]
-    screened = screen["calls"] * screen["epochs"] + 1
-    if a >= 0 and b >= 0 and b - a > SCREEN_NATIVE_SLACK * screened:
+    if a >= 0 and b >= 0 and b - a > SCREEN_NATIVE_SLACK * screen_calls(screen):
         why.append("native_bytes %+d" % (b - a))
-    if why:
-        return "suspect", "; ".join(why)
-    return "clean", "nothing survived %d calls in %d epochs" % (screened, screen["epochs"])
+    return why
+
+
+def screen_calls(screen):
+    """The calls a screen round made after walk A."""
+    return screen["calls"] * screen["epochs"] + 1
+
+
+def screen_outcome(screen, earlier=None, earlier_now=None):
+    """("clean", reason) or ("suspect", reason) for a screen's figures
+    (the dict of _core.Session.screen, plus "calls" and "epochs").
+
+    earlier, earlier_now: the previous round's figures and the blocks of
+    its judged epochs still alive now (a second round).  Blocks that
+    survived the first round and have died since were state that a later
+    call replaces (the last result kept, a buffer reused), not a leak: a
+    leak's blocks never die.  Then only what else moved counts."""
+    why = []
+    survivors = screen_judged(screen["blocks"])
+    if any(survivors):
+        why.append("blocks survive calls (%s per epoch)" % ", ".join(map(str, survivors)))
+    moves = _screen_moves(screen)
+    why += moves
+    if not why:
+        return "clean", "nothing survived %d calls in %d epochs" % (screen_calls(screen),
+                                                                   screen["epochs"])
+    if earlier is not None and earlier_now is not None and not moves and \
+            not any(earlier_now):
+        return "clean", ("the blocks that survived %d calls died within %d more, and nothing "
+                         "else moved: state that a later call replaces"
+                         % (screen_calls(earlier), screen_calls(screen)))
+    return "suspect", "; ".join(why)
 
 
 SCREEN_ROUNDS = 2           # a screen that saw growth stop is taken again, once
 
 
 def screen_again(screen, rounds):
-    """Take the screen again?  When growth stopped within it: the last
-    judged epoch left no block (a cache that filled during the first
-    epochs), and a second round costs little next to a full check.  Blocks
-    surviving every judged epoch are not stopping: the full check decides."""
+    """Take the screen again?  When growth stopped within it (the last
+    judged epoch left no block: a cache that filled during the first
+    epochs), or when only blocks survived (nothing else moved: the second
+    round shows whether they die); a second round costs little next to a
+    full check.  Blocks surviving every judged epoch while references or
+    objects grow are a leak's pattern: the full check decides."""
     if rounds >= SCREEN_ROUNDS:
         return False
     judged = screen["blocks"][1:-1]
-    return not judged or judged[-1] == 0 or not all(judged)
+    return not judged or judged[-1] == 0 or not all(judged) or not _screen_moves(screen)
 
 
 def full_check_seconds(options, calls, seconds_per_call, sample_seconds):
