@@ -164,7 +164,10 @@ class CheckRun:
         """The screen: clean here, or a note and on to the full check (or,
         when the full check would take longer than the budget, inconclusive
         with what the screen saw).  A screen that saw growth stop within it
-        (a cache filling) is taken again, once, after it."""
+        (a cache filling), or only blocks survive, is taken again (up to
+        V.SCREEN_ROUNDS rounds): the second and later rounds follow full
+        collections and ask whether the blocks the round before kept have
+        died since."""
         warm, calls, epochs = V.screen_plan(seconds_per_call)
         t = time.perf_counter()
         from . import _core

@@ -520,11 +520,11 @@ def screen_outcome(screen, earlier=None, earlier_now=None):
     return "suspect", "; ".join(why)
 
 
-SCREEN_ROUNDS = 2           # a screen that saw growth stop is taken again, once
+SCREEN_ROUNDS = 3           # rounds of the screen at most (see screen_again)
 
 
 def screen_again(screen, rounds):
-    """Take the screen again?  When growth stopped within it (the last
+    """Take the screen again (up to SCREEN_ROUNDS rounds)?  When growth stopped within it (the last
     judged epoch left no block: a cache that filled during the first
     epochs), or when only blocks survived (nothing else moved: the second
     round shows whether they die); a second round costs little next to a
