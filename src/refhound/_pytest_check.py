@@ -340,17 +340,21 @@ class SubtestFailed(Exception):
 
 def subtest_culprits(call, quiet, rounds=3):
     """[(name, refs per call, blocks per call)] of the subtests whose share
-    of a call leaves references or blocks behind in every round but the
-    first.  Each subtest's body runs in a birth epoch of its own; at its
-    end, a full collection and a heap walk give the reference total; after
-    the call, the blocks alive per epoch."""
+    of a call leaves references or blocks behind, round after round.
+
+    Each subtest's body runs in a birth epoch of its own; at its end, a
+    full collection and a heap walk give the reference total.  A round's
+    blocks are counted after the next round's call: what the last subtests
+    leave for the next call to replace has died by then, a leak's blocks
+    have not."""
     from . import _core
     S = _core.Session
-    rounds_seen = []
+    calls = []                  # per round: [(name, refs share, epoch)]
+    survivors = []              # per round but the last: blocks alive per subtest epoch
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(rounds):
+        for r in range(rounds + 1):
             marks = []
 
             def boundary(name):
@@ -358,7 +362,6 @@ def subtest_culprits(call, quiet, rounds=3):
                 epoch[0] = S.next_epoch()
 
             epoch = [S.next_epoch()]
-            first = epoch[0]
             refs0 = S.heap_totals(generation=2)["refs"]
             quiet.on_subtest = boundary
             try:
@@ -366,17 +369,23 @@ def subtest_culprits(call, quiet, rounds=3):
             finally:
                 quiet.on_subtest = None
             gc.collect()
-            survivors = S.survivors(first, marks[-1][2]) if marks else []
+            if calls and calls[-1]:
+                survivors.append(S.survivors(calls[-1][0][2], calls[-1][-1][2]))
             shares = []
             previous = refs0
-            for i, (name, refs, _) in enumerate(marks):
-                shares.append((name, refs - previous, survivors[i]))
+            for name, refs, e in marks:
+                shares.append((name, refs - previous, e))
                 previous = refs
-            rounds_seen.append(shares)
+            calls.append(shares)
     finally:
         if enabled:
             gc.enable()
-    judged = rounds_seen[1:] or rounds_seen
+    # Round 0 warms up; rounds 1..rounds are judged (their blocks counted
+    # after the round that follows each).
+    rounds_seen = [[(name, refs, survivors[k][i] if i < len(survivors[k]) else 0)
+                    for i, (name, refs, _) in enumerate(calls[k])]
+                   for k in range(1, len(survivors))]
+    judged = rounds_seen
     out = []
     if not judged or any(len(r) != len(judged[0]) for r in judged) or len(judged[0]) < 3:
         return out
