@@ -36,6 +36,7 @@ leaking ones are named.
 """
 import gc
 import logging
+import statistics
 import time
 import warnings
 
@@ -338,7 +339,7 @@ class SubtestFailed(Exception):
     """A subtest failed when the test was run again under the check."""
 
 
-def subtest_culprits(call, quiet, rounds=3):
+def subtest_culprits(call, quiet, rounds=4):
     """[(name, refs per call, blocks per call)] of the subtests whose share
     of a call leaves references or blocks behind, round after round.
 
@@ -390,17 +391,19 @@ def subtest_culprits(call, quiet, rounds=3):
     if not judged or any(len(r) != len(judged[0]) for r in judged) or len(judged[0]) < 3:
         return out
     # Every subtest carries the same bookkeeping (its report, its capture):
-    # a leaking one stands out from the others by a unit or more per call,
-    # round after round.  The first one's share also holds the test's own
-    # code before it, so it is not judged.
+    # a leaking one stands out from the median of the others by a unit or
+    # more per call, round after round (the bookkeeping itself varies by a
+    # unit from one subtest to the next: the subtest judged stays out of the
+    # median it is compared with).  The first one's share also holds the
+    # test's own code before it, so it is neither judged nor compared with.
     for i, (name, _, _) in enumerate(judged[0]):
         if i == 0:
             continue
         excess = []
         for r in judged:
-            refs = sorted(x[1] for x in r[1:])
-            blocks = sorted(x[2] for x in r[1:])
-            excess.append((r[i][1] - refs[len(refs) // 2], r[i][2] - blocks[len(blocks) // 2]))
+            others = r[1:i] + r[i + 1:]
+            excess.append((r[i][1] - statistics.median(x[1] for x in others),
+                           r[i][2] - statistics.median(x[2] for x in others)))
         refs = [e[0] for e in excess]
         blocks = [e[1] for e in excess]
         if all(x >= 1 for x in refs) or all(x >= 1 for x in blocks):
