@@ -339,6 +339,29 @@ class SubtestFailed(Exception):
     """A subtest failed when the test was run again under the check."""
 
 
+class UnittestOutcome(Exception):
+    """A unittest test failed, erred or skipped when run again under the check."""
+
+
+def unittest_outcome(item):
+    """The failures, errors and skips a unittest test's run left on its
+    item, or None.  pytest's TestCaseFunction does not raise them from
+    runtest(): unittest hands them to the item (addFailure, addError,
+    addSkip) and pytest reports the first after the call."""
+    return getattr(item, "_excinfo", None) or None
+
+
+def _raise_unittest_outcome(item):
+    """After a call of the check: what unittest left on the item is taken
+    off (it must not reach the test's report) and raised."""
+    excinfo = unittest_outcome(item)
+    if excinfo is None:
+        return
+    first = excinfo[0]
+    del excinfo[:]
+    raise UnittestOutcome("%s: %s" % (first.typename, first.value))
+
+
 def subtest_culprits(call, quiet, rounds=4):
     """[(name, refs per call, blocks per call)] of the subtests whose share
     of a call leaves references or blocks behind, round after round.
@@ -502,6 +525,7 @@ def _check(item, settings, trimmer, fresh, quiet, call_seconds):
                 runtest()
             finally:
                 trimmer.after_call()
+            _raise_unittest_outcome(item)
 
         def fixture_cycle():
             try:
@@ -516,6 +540,7 @@ def _check(item, settings, trimmer, fresh, quiet, call_seconds):
                 trimmer.after_call()
             if quiet.failed is not None:
                 raise SubtestFailed("subtest %s failed" % quiet.failed)
+            _raise_unittest_outcome(item)
 
     try:
         result = Checker(**settings.options.to_dict()).run(

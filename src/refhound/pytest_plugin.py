@@ -256,7 +256,9 @@ class RefhoundPlugin:
         t = time.perf_counter()
         result = yield
         seconds = time.perf_counter() - t
-        if not isinstance(item, pytest.Function):
+        if not isinstance(item, pytest.Function) or pc.unittest_outcome(item):
+            # (a unittest test that failed or was skipped: unittest keeps its
+            # outcome on the item instead of raising it; nothing to check)
             return result
         try:
             settings = self.defaults.with_marker(item.get_closest_marker("refhound"))

@@ -220,3 +220,62 @@ def test_what_the_screen_clears_is_clean_at_ten_times_the_calls(tmp_path):
     # ... and the clean twins are cleared by it (the screen saves the time).
     twins = [e for e in entries if e["target"].endswith(":clean")]
     assert sum(e["screen"] == "clean" for e in twins) >= len(twins) - 2, twins
+
+
+# ---------------------------------------------------------------------------
+# unittest tests that fail or are skipped are not checked
+
+UNITTEST_OUTCOMES = '''
+import sys
+import unittest
+
+
+@unittest.skipUnless(hasattr(sys, "no_such_attribute"), "needs it")
+class TestSkippedClass(unittest.TestCase):
+    def test_a(self):
+        pass
+
+
+class TestMethods(unittest.TestCase):
+    @unittest.skip("skipped")
+    def test_skipped(self):
+        pass
+
+    def test_skips_itself(self):
+        self.skipTest("inside")
+
+    def test_fails(self):
+        self.assertEqual(1, 2)
+
+    def test_passes(self):
+        self.assertEqual(1, 1)
+
+
+_calls = [0]
+
+
+class TestFailsWhenRunAgain(unittest.TestCase):
+    def test_fails_later(self):
+        _calls[0] += 1
+        if _calls[0] > 3:
+            self.fail("failed at call %d" % _calls[0])
+'''
+
+
+def test_unittest_failures_and_skips_are_not_checked(tmp_path):
+    # unittest hands a failure or a skip to the item instead of raising it:
+    # such a test is not checked (it used to be, and reported as a leak of
+    # the skip's own bookkeeping, its skip counted once per check), and a
+    # test that fails when run again is unchecked, its report untouched.
+    (tmp_path / "test_outcomes.py").write_text(UNITTEST_OUTCOMES)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    proc = run_pytest(["-q", "--refhound", "--refhound-json", "out.json"], tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 failed, 2 passed, 3 skipped" in proc.stdout, proc.stdout[-1000:]
+    results = outcomes(tmp_path / "out.json")
+    assert sorted(results) == ["test_outcomes.py::TestFailsWhenRunAgain::test_fails_later",
+                               "test_outcomes.py::TestMethods::test_passes"], results
+    assert results["test_outcomes.py::TestMethods::test_passes"]["pytest"]["outcome"] == "clean"
+    later = results["test_outcomes.py::TestFailsWhenRunAgain::test_fails_later"]["pytest"]
+    assert later["outcome"] == "unchecked", later
+    assert "failed when run again" in later["reason"] and "failed at call 4" in later["reason"]
