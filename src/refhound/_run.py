@@ -36,6 +36,7 @@ The engine's Session (refhound._core) runs the iterations in C and keeps the
 samples in C memory; nothing here keeps Python state that grows from one
 iteration to the next (the check would count its own bookkeeping).
 """
+import array
 import statistics
 import time
 
@@ -115,8 +116,9 @@ class CheckRun:
         self.window_epochs = None   # (first, last) birth epochs of the verdict's window
         self.call_seconds = 0.0     # seconds per call, measured
         self.overhead = 0.0         # seconds per iteration besides the calls
-        self._call_costs = [0.0] * COST_WINDOW  # call_seconds of recent iterations
-        self._overheads = [0.0] * COST_WINDOW   # and their overheads
+        # Doubles, not float objects: the check shares the heap it measures.
+        self._call_costs = array.array("d", bytes(8 * COST_WINDOW))   # recent call_seconds
+        self._overheads = array.array("d", bytes(8 * COST_WINDOW))    # and overheads
         self._ncosts = 0
         self.screened = None        # what the screen found (JSON "screen"), when it ran
         self.result = None
@@ -278,8 +280,8 @@ class CheckRun:
         machine must not use up the patience budget on paper)."""
         if seconds is None:          # a loop: the bodies' time is in the wall time
             seconds = wall
-        # Fixed rings, values replaced in place: a loop's check shares the
-        # heap it measures, and a growing list would be counted as its leak.
+        # Fixed rings of doubles: the check shares the heap it measures, and
+        # objects it kept would be counted as the target's.
         i = self._ncosts % COST_WINDOW
         self._ncosts += 1
         self._call_costs[i] = seconds / max(calls, 1)
