@@ -1,8 +1,9 @@
 """Build the C engine (refhound._core) and the bundled demo extension.
 
 Everything else about the package lives in pyproject.toml.  The engine is
-one extension built from every file in src/core; optional system libraries
-are detected here and switched on with HAVE_* macros.
+one extension built from every file in src/core and src/core/binding;
+optional system libraries are detected here and switched on with HAVE_*
+macros.
 """
 import glob
 import os
@@ -14,7 +15,9 @@ CFLAGS = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wextra",
           "-Wno-unused-parameter", "-Wno-missing-field-initializers",
           "-std=gnu11"]
 
-core_sources = sorted(glob.glob("src/core/*.c"))
+# The engine (src/core/*.c) and its binding, the only C that builds Python
+# objects (src/core/binding/*.c).
+core_sources = sorted(glob.glob("src/core/*.c")) + sorted(glob.glob("src/core/binding/*.c"))
 
 
 def have_valgrind_headers():
@@ -52,9 +55,11 @@ setup(
         Extension(
             "refhound._core",
             sources=core_sources,
-            include_dirs=["src/core", "src/refhound/include"],
+            # Quote includes only: an engine header never hides a system one
+            # (src/core/unwind.h and <unwind.h>).
+            include_dirs=["src/refhound/include"],
             define_macros=core_macros,
-            extra_compile_args=CFLAGS,
+            extra_compile_args=CFLAGS + ["-iquote", "src/core", "-iquote", "src/core/binding"],
             libraries=core_libraries,
         ),
         Extension(

@@ -47,25 +47,25 @@ Then one end-to-end figure: a leak check of a leaking zoo case
     # one child, e.g. under perf (PYTHONPATH: the engine folder)
     python3 bench/attribution_overhead.py --child refhound-stacks json 1.0
 
-Prints a table; writes bench/results/attribution_overhead.json.
+Prints a table; writes bench/results/attribution_overhead.json.  The
+timing of a child, the interleaved rounds and the results file are
+bench/engine.py's.
 """
 import argparse
-import datetime
 import json
-import math
 import os
-import platform
 import random
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 BUILD = os.path.join(ROOT, "build", "bench", "attribution")
+sys.path.insert(0, HERE)
+import engine  # noqa: E402
+from engine import fmt_ratio, geomean, med  # noqa: E402
 
 MODES = ["plain", "refhound", "refhound-stacks", "tracemalloc25", "memray-native",
          "memray-native-pyalloc"]
@@ -77,12 +77,6 @@ TARGET_RATIO = 3.0
 
 # --------------------------------------------------------------------------
 # The child: one workload under one mode, in a fresh interpreter.
-
-def _rusage_cpu():
-    import resource
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
 
 class _Tool:
     def __init__(self, mode, tmpdir):
@@ -143,26 +137,7 @@ class _Tool:
 
 
 def child_run(mode, workload, scale):
-    import gc
-    sys.path.insert(0, HERE)
-    import workloads
-    run = workloads.WORKLOADS[workload](scale)
-    gc.collect()
-    with tempfile.TemporaryDirectory(prefix="rh-attr-bench-") as tmpdir:
-        tool = _Tool(mode, tmpdir)
-        t0 = time.perf_counter()
-        tool.start()
-        t1 = time.perf_counter()
-        c1 = _rusage_cpu()
-        run()
-        t2 = time.perf_counter()
-        c2 = _rusage_cpu()
-        extra = tool.extra()
-        t3 = time.perf_counter()
-        extra.update(tool.stop())
-        t4 = time.perf_counter()
-    return {"mode": mode, "workload": workload, "start_s": t1 - t0, "run_s": t2 - t1,
-            "cpu_s": c2 - c1, "stop_s": t4 - t3, **extra}
+    return engine.time_workload(_Tool, mode, workload, scale, prefix="rh-attr-bench-")
 
 
 def child_e2e(mode, calls):
@@ -209,29 +184,12 @@ ENGINE = os.path.join(ROOT, "src")     # set by main() (bench/engine.py)
 ENGINE_B = None                        # --engine-b
 
 
-def _env(extra_paths=(), engine=None):
-    env = dict(os.environ)
-    for k in ("PYTHONMALLOC", "PYTHONTRACEMALLOC", "PYTHONDEVMODE"):
-        env.pop(k, None)
-    paths = [engine or ENGINE, BUILD] + list(extra_paths)
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    return env
+def _env(extra_paths=(), engine_path=None):
+    return engine.child_env([engine_path or ENGINE, BUILD] + list(extra_paths))
 
 
-def spawn(python, args, extra_paths=(), engine=None):
-    cmd = [python, os.path.abspath(__file__)] + args
-    proc = subprocess.run(cmd, env=_env(extra_paths, engine), capture_output=True, text=True,
-                          timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError("%s failed (%d):\n%s" % (" ".join(cmd), proc.returncode,
-                                                    proc.stderr[-3000:]))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def have_memray(python):
-    return subprocess.run([python, "-c", "import memray"], capture_output=True).returncode == 0
+def spawn(python, args, extra_paths=(), engine_path=None):
+    return engine.spawn(__file__, python, args, _env(extra_paths, engine_path))
 
 
 def memray_version(python):
@@ -246,60 +204,27 @@ def _cbuild():
     return cbuild
 
 
-def build_probe(python):
-    return _cbuild().build_extension(os.path.join(HERE, "c", "alloccount.c"), BUILD,
-                                     python=python, opt="-O2")
-
-
 def build_zoo_case(python):
     out = os.path.join(BUILD, "zoo-O2")
     return _cbuild().build_extension(os.path.join(ROOT, "tests", "zoo", E2E_CASE + ".c"),
                                      out, python=python, opt="-O2")
 
 
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def measure_overhead(python, names, modes, rounds, scale, seed, log):
-    rng = random.Random(seed)
-    samples = {w: {m: [] for m in modes} for w in names}
-    for r in range(rounds):
-        for w in names:
-            order = list(modes)
-            rng.shuffle(order)
-            for m in order:
-                samples[w][m].append(spawn(python, ["--child", m, w, str(scale)],
-                                           engine=ENGINE_B if m in B_MODES else None))
-            log("round %d/%d %-10s %s" % (r + 1, rounds, w, "  ".join(
-                "%s=%.3f" % (m, samples[w][m][-1]["run_s"]) for m in modes)))
+def measure_overhead(python, names, modes, rounds, scale, seed):
+    samples = engine.interleaved(
+        names, modes, rounds, seed,
+        lambda w, m: spawn(python, ["--child", m, w, str(scale)],
+                           engine_path=ENGINE_B if m in B_MODES else None))
     table = {}
     for w in names:
-        plain_runs = [s["run_s"] for s in samples[w]["plain"]]
-        plain = med(plain_runs)
-        plain_cpu = med([s["cpu_s"] for s in samples[w]["plain"]])
-        row = {"plain_s": plain, "modes": {}}
-        for m in modes:
-            runs = [s["run_s"] for s in samples[w][m]]
-            cell = {
-                "run_s": runs, "median_s": med(runs), "ratio": med(runs) / plain,
-                # each round's pair ran close in time, under similar load
-                "ratio_per_round_median": med([a / b for a, b in zip(runs, plain_runs)]),
-                "cpu_ratio": med([s["cpu_s"] for s in samples[w][m]]) / plain_cpu,
-                "start_s": med([s["start_s"] for s in samples[w][m]]),
-                "stop_s": med([s["stop_s"] for s in samples[w][m]]),
-            }
+        row = engine.ratios(samples[w], modes)
+        for m, cell in row["modes"].items():
             if m.startswith("memray"):
                 cell["file_bytes"] = med([s["memray_file_bytes"] for s in samples[w][m]])
             if m.startswith("refhound"):
                 cell["failure"] = [s["failure"] for s in samples[w][m] if s["failure"]]
-            row["modes"][m] = cell
         table[w] = row
     return table, samples
-
-
-def measure_calls(python, names, scale):
-    return {w: spawn(python, ["--child", "alloccount", w, str(scale)])["calls"] for w in names}
 
 
 def measure_e2e(python, runs, calls, seed, log):
@@ -361,10 +286,6 @@ def measure_e2e(python, runs, calls, seed, log):
             "summary": summary, "runs": out}
 
 
-def fmt_ratio(x):
-    return "-" if x is None else "%.2fx" % x
-
-
 def render(doc):
     lines = []
     ov = doc.get("overhead") or {}
@@ -395,8 +316,7 @@ def render(doc):
             lines.append("| " + " | ".join(cells) + " |")
         cells = ["geomean", ""]
         for m in modes[1:]:
-            rs = [row["modes"][m]["ratio"] for row in ov.values()]
-            cells.append(fmt_ratio(math.exp(sum(map(math.log, rs)) / len(rs))))
+            cells.append(fmt_ratio(geomean([row["modes"][m]["ratio"] for row in ov.values()])))
         lines.append("| " + " | ".join(cells + [""] * (len(head) - len(cells))) + " |")
     e2e = doc.get("e2e")
     if e2e:
@@ -431,16 +351,11 @@ def main(argv=None):
         print(json.dumps(child_e2e(argv[1], int(argv[2]))))
         return 0
 
-    sys.path.insert(0, HERE)
-    import workloads
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("workloads", nargs="*", help="default: all of %s" % list(workloads.WORKLOADS))
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    ap.add_argument("--scale", type=float, default=0.3,
-                    help="workload size factor (default 0.3: tracemalloc25 runs 10-40x "
-                         "slower, and the whole run must stay near 7 minutes)")
-    ap.add_argument("--modes", default=",".join(MODES),
-                    help="comma-separated modes (plain is always included)")
+    engine.add_workload_arguments(
+        ap, MODES, rounds=5, scale=0.3, seed=3,
+        scale_help="workload size factor (default 0.3: tracemalloc25 runs 10-40x slower, "
+                   "and the whole run must stay near 7 minutes)")
     ap.add_argument("--e2e-runs", type=int, default=5)
     ap.add_argument("--e2e-calls", type=int, default=1000,
                     help="calls per iteration of the leak check, pinned (default 1000): "
@@ -448,63 +363,35 @@ def main(argv=None):
                          "timing of one call, which would mix two workloads")
     ap.add_argument("--no-e2e", action="store_true")
     ap.add_argument("--e2e-only", action="store_true")
-    ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--engine", default="HEAD", metavar="HEAD|worktree|DIR",
-                    help="the refhound to measure (default: the committed HEAD, built "
-                         "apart; see bench/engine.py)")
+    engine.add_engine_arguments(ap)
     ap.add_argument("--engine-b", metavar="HEAD|worktree|DIR",
                     help="a second refhound for the modes %s" % ", ".join(B_MODES))
     ap.add_argument("--out", default=os.path.join(RESULTS, "attribution_overhead.json"))
     args = ap.parse_args(argv)
-    names = args.workloads or list(workloads.WORKLOADS)
-    for w in names:
-        if w not in workloads.WORKLOADS:
-            ap.error("unknown workload %r" % w)
-    modes = ["plain"] + [m for m in args.modes.split(",") if m and m != "plain"]
+    names = engine.choose_workloads(ap, args.workloads)
+    modes, notes = engine.choose_modes(ap, args.modes, MODES + B_MODES, args.python)
     for m in modes:
-        if m not in MODES + B_MODES:
-            ap.error("unknown mode %r" % m)
         if m in B_MODES and not args.engine_b:
             ap.error("mode %s needs --engine-b" % m)
-    notes = []
-    if any(m.startswith("memray") for m in modes) and not have_memray(args.python):
-        notes.append("memray is not installed for %s: memray modes skipped" % args.python)
-        modes = [m for m in modes if not m.startswith("memray")]
-
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
 
     global ENGINE, ENGINE_B
-    import engine
     ENGINE = engine.engine_dir(args.python, args.engine)
     if args.engine_b:
         ENGINE_B = engine.engine_dir(args.python, args.engine_b)
-    doc = {"command": "python3 bench/" + os.path.basename(__file__) + " " + " ".join(argv),
-           "date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "engine": engine.describe(args.python, ENGINE),
-           "engine_b": engine.describe(args.python, ENGINE_B) if ENGINE_B else None,
-           "python": args.python, "python_version": platform.python_version(),
-           "memray": memray_version(args.python), "machine": engine.machine_info(),
-           "rounds": args.rounds, "scale": args.scale, "seed": args.seed, "modes": modes,
-           "target_ratio": TARGET_RATIO, "notes": notes}
+    doc = engine.run_header(__file__, argv, args.python, ENGINE)
+    doc.update(engine_b=engine.describe(args.python, ENGINE_B) if ENGINE_B else None,
+               memray=memray_version(args.python), rounds=args.rounds, scale=args.scale,
+               seed=args.seed, modes=modes, target_ratio=TARGET_RATIO, notes=notes)
     t0 = time.time()
     if not args.e2e_only:
-        build_probe(args.python)
-        doc["calls"] = measure_calls(args.python, names, args.scale)
+        engine.build_alloccount(args.python, BUILD)
+        doc["calls"] = engine.measure_calls(__file__, args.python, names, args.scale, _env())
         doc["overhead"], doc["samples"] = measure_overhead(
-            args.python, names, modes, args.rounds, args.scale, args.seed, log)
+            args.python, names, modes, args.rounds, args.scale, args.seed)
     if not args.no_e2e:
-        doc["e2e"] = measure_e2e(args.python, args.e2e_runs, args.e2e_calls, args.seed, log)
-    doc["machine"]["loadavg_end"] = os.getloadavg()
-    doc["seconds"] = round(time.time() - t0, 1)
-    print(render(doc))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, args.out)
-    log("wrote %s (%.0f s)" % (args.out, doc["seconds"]))
+        doc["e2e"] = measure_e2e(args.python, args.e2e_runs, args.e2e_calls, args.seed,
+                                 engine.log)
+    engine.finish(doc, t0, args.out, render)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Which refhound the benchmarks run.
+"""Which refhound the benchmarks run, and what every benchmark shares.
 
     --engine HEAD       (default) the committed engine: `git archive HEAD`
                         built into build/bench/engine-<commit>, so figures
@@ -7,12 +7,25 @@
                         (tests/support.py)
     --engine DIR        a folder holding the refhound package (e.g. DIR/src
                         of a prototype copy of the tree)
+
+The shared parts of a benchmark that times workloads (bench/workloads.py)
+under several tools, each run in a fresh interpreter: the child's timing of
+one workload (time_workload), the parent's interleaved rounds and their
+ratios to plain, the allocator-call count of a workload (bench/c/alloccount.c),
+medians, the header and the atomic write of a results file, the machine.
 """
+import datetime
+import json
+import math
 import os
 import platform
+import random
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -85,3 +98,225 @@ def machine_info():
         pass
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
             "loadavg": os.getloadavg()}
+
+
+def git_head():
+    return _git("rev-parse", "--short", "HEAD") or "?"
+
+
+# ---- figures ----------------------------------------------------------------------------
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
+def fmt_ratio(x):
+    return "-" if x is None else "%.2fx" % x
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- the child: one workload under one tool, in this fresh interpreter ----------------------
+
+def rusage_cpu():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def time_workload(make_tool, mode, workload, scale, prefix="rh-bench-"):
+    """Run one workload of bench/workloads.py under the tool make_tool(mode,
+    tmpdir) builds: an object with start(), extra() -> dict, stop() -> dict
+    or None and, optionally, prepare() (imports, so that start() times the
+    tool's own start only).  Only the workload is timed; the tool's start
+    and stop are timed apart."""
+    import gc
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    import workloads
+    run = workloads.WORKLOADS[workload](scale)
+    gc.collect()
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmpdir:
+        tool = make_tool(mode, tmpdir)
+        if hasattr(tool, "prepare"):
+            tool.prepare()
+        t0 = time.perf_counter()
+        tool.start()
+        t1 = time.perf_counter()
+        c1 = rusage_cpu()
+        run()
+        t2 = time.perf_counter()
+        c2 = rusage_cpu()
+        extra = tool.extra()
+        t3 = time.perf_counter()
+        extra.update(tool.stop() or {})
+        t4 = time.perf_counter()
+    return {"mode": mode, "workload": workload, "start_s": t1 - t0, "run_s": t2 - t1,
+            "cpu_s": c2 - c1, "stop_s": t4 - t3, **extra}
+
+
+# ---- the parent ----------------------------------------------------------------------------
+
+def child_env(paths, **extra):
+    """The environment of a child: `paths` first on PYTHONPATH, none of the
+    allocator or tracing switches of this process."""
+    env = dict(os.environ)
+    for k in ("PYTHONMALLOC", "PYTHONTRACEMALLOC", "PYTHONDEVMODE"):
+        env.pop(k, None)
+    paths = list(paths)
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.update(extra)
+    return env
+
+
+def spawn(script, python, args, env, timeout=900):
+    """Run `python script args` and return the JSON of its last line."""
+    cmd = [python, os.path.abspath(script)] + list(args)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (%d):\n%s" % (" ".join(cmd), proc.returncode,
+                                                    proc.stderr[-3000:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def have_memray(python):
+    return subprocess.run([python, "-c", "import memray"], capture_output=True).returncode == 0
+
+
+def build_alloccount(python, out_dir):
+    """The counting probe (bench/c/alloccount.c), built into out_dir."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    try:
+        import cbuild
+    finally:
+        sys.path.pop(0)
+    return cbuild.build_extension(os.path.join(HERE, "c", "alloccount.c"), out_dir,
+                                  python=python, opt="-O2")
+
+
+def add_engine_arguments(ap):
+    """--python and --engine (see this module's docstring)."""
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--engine", default="HEAD", metavar="HEAD|worktree|DIR",
+                    help="the refhound to measure (default: the committed HEAD, "
+                         "built apart; see bench/engine.py)")
+
+
+def add_workload_arguments(ap, modes, rounds, scale, seed, scale_help="workload size factor"):
+    """The workloads and modes to run, in how many interleaved rounds."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    import workloads
+    ap.add_argument("workloads", nargs="*", help="default: all of %s" % list(workloads.WORKLOADS))
+    ap.add_argument("--rounds", type=int, default=rounds,
+                    help="interleaved rounds (default %d)" % rounds)
+    ap.add_argument("--scale", type=float, default=scale, help=scale_help)
+    ap.add_argument("--modes", default=",".join(modes),
+                    help="comma-separated modes (plain is always included)")
+    ap.add_argument("--seed", type=int, default=seed)
+
+
+def choose_workloads(ap, given):
+    import workloads
+    names = given or list(workloads.WORKLOADS)
+    for w in names:
+        if w not in workloads.WORKLOADS:
+            ap.error("unknown workload %r" % w)
+    return names
+
+
+def choose_modes(ap, spec, known, python):
+    """(["plain", ...the modes asked for], notes); memray modes are left out,
+    with a note, where memray is not installed."""
+    modes = ["plain"] + [m for m in spec.split(",") if m and m != "plain"]
+    for m in modes:
+        if m not in known:
+            ap.error("unknown mode %r" % m)
+    notes = []
+    if any(m.startswith("memray") for m in modes) and not have_memray(python):
+        notes.append("memray is not installed for %s: memray modes skipped" % python)
+        modes = [m for m in modes if not m.startswith("memray")]
+    return modes, notes
+
+
+def interleaved(names, modes, rounds, seed, run):
+    """run(workload, mode) for every pair once a round, the modes of each
+    round in a shuffled order, so that the load of other processes on the
+    machine falls on all of them alike.  Returns samples[workload][mode]."""
+    rng = random.Random(seed)
+    samples = {w: {m: [] for m in modes} for w in names}
+    for r in range(rounds):
+        for w in names:
+            order = list(modes)
+            rng.shuffle(order)
+            for m in order:
+                samples[w][m].append(run(w, m))
+            log("round %d/%d %-10s %s" % (r + 1, rounds, w, "  ".join(
+                "%s=%.3f" % (m, samples[w][m][-1]["run_s"]) for m in modes)))
+    return samples
+
+
+def ratios(samples, modes):
+    """One workload's row: each mode's times and their ratios to plain (the
+    ratio of medians, and the median of the per-round ratios: each round's
+    pair ran close in time, under similar load)."""
+    plain_runs = [s["run_s"] for s in samples["plain"]]
+    plain = med(plain_runs)
+    plain_cpu = med([s["cpu_s"] for s in samples["plain"]])
+    row = {"plain_s": plain, "modes": {}}
+    for m in modes:
+        runs = [s["run_s"] for s in samples[m]]
+        cpu = med([s["cpu_s"] for s in samples[m]])
+        row["modes"][m] = {
+            "run_s": runs, "median_s": med(runs), "ratio": med(runs) / plain,
+            "ratio_per_round_median": med([a / b for a, b in zip(runs, plain_runs)]),
+            "cpu_ratio": cpu / plain_cpu if plain_cpu else None,
+            "start_s": med([s["start_s"] for s in samples[m]]),
+            "stop_s": med([s["stop_s"] for s in samples[m]]),
+        }
+    return row
+
+
+def measure_calls(script, python, names, scale, env):
+    """Allocator calls of each workload: the alloccount child of `script`."""
+    return {w: spawn(script, python, ["--child", "alloccount", w, str(scale)], env)["calls"]
+            for w in names}
+
+
+# ---- results -------------------------------------------------------------------------------
+
+def run_header(script, argv, python, engine_path):
+    """What every results file says first: the command, when, which
+    refhound, which interpreter, which machine."""
+    return {"command": "python3 bench/%s %s" % (os.path.basename(script), " ".join(argv)),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "engine": describe(python, engine_path), "python": python,
+            "python_version": platform.python_version(), "machine": machine_info()}
+
+
+def finish(doc, t0, path, render):
+    """Close a run started at time.time() t0: the load at its end and its
+    length in the results, the table printed, the file written."""
+    doc["machine"]["loadavg_end"] = os.getloadavg()
+    doc["seconds"] = round(time.time() - t0, 1)
+    print(render(doc))
+    write_results(doc, path)
+    log("wrote %s (%.0f s)" % (path, doc["seconds"]))
+
+
+def write_results(doc, path):
+    """Write a results file whole or not at all."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=1)
+    os.replace(tmp, path)

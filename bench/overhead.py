@@ -24,24 +24,22 @@ probe, bench/c/alloccount.c), to turn the overhead into ns per call.
     python3 bench/overhead.py --peak-only
     python3 bench/overhead.py --render [FILE]   # the table of a saved run
 
-Prints a table; writes bench/results/overhead.json.
+Prints a table; writes bench/results/overhead.json.  The timing of a child,
+the interleaved rounds and the results file are bench/engine.py's.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
-import random
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 BUILD = os.path.join(ROOT, "build", "bench")
+sys.path.insert(0, HERE)
+import engine  # noqa: E402
+from engine import fmt_ratio, geomean, med  # noqa: E402
 
 MODES = ["plain", "refhound", "tracemalloc", "pymalloc-debug", "memray", "memray-pyalloc"]
 PEAK_SIZES = [250_000, 500_000, 1_000_000, 2_000_000]
@@ -50,12 +48,6 @@ TARGET_RATIO = 1.3
 
 # --------------------------------------------------------------------------
 # The child: one workload under one mode, in a fresh interpreter.
-
-def _rusage_cpu():
-    import resource
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
 
 def _rss_bytes():
     with open("/proc/self/statm") as f:
@@ -125,27 +117,7 @@ class _Tool:
 
 
 def child_run(mode, workload, scale):
-    import gc
-    sys.path.insert(0, HERE)
-    import workloads
-    run = workloads.WORKLOADS[workload](scale)
-    gc.collect()
-    with tempfile.TemporaryDirectory(prefix="rh-bench-") as tmpdir:
-        tool = _Tool(mode, tmpdir)
-        tool.prepare()
-        t0 = time.perf_counter()
-        tool.start()
-        t1 = time.perf_counter()
-        c1 = _rusage_cpu()
-        run()
-        t2 = time.perf_counter()
-        c2 = _rusage_cpu()
-        extra = tool.extra()
-        t3 = time.perf_counter()
-        tool.stop()
-        t4 = time.perf_counter()
-    return {"mode": mode, "workload": workload, "start_s": t1 - t0, "run_s": t2 - t1,
-            "cpu_s": c2 - c1, "stop_s": t4 - t3, **extra}
+    return engine.time_workload(_Tool, mode, workload, scale)
 
 
 def child_peak(mode, n):
@@ -186,83 +158,21 @@ ENGINE = os.path.join(ROOT, "src")     # set by main() (bench/engine.py)
 
 
 def _env(mode):
-    env = dict(os.environ)
-    env.pop("PYTHONMALLOC", None)
-    env.pop("PYTHONTRACEMALLOC", None)
-    paths = [ENGINE, BUILD]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    if mode == "pymalloc-debug":
-        env["PYTHONMALLOC"] = "debug"
-    return env
+    extra = {"PYTHONMALLOC": "debug"} if mode == "pymalloc-debug" else {}
+    return engine.child_env([ENGINE, BUILD], **extra)
 
 
 def spawn(python, args, mode):
-    cmd = [python, os.path.abspath(__file__)] + args
-    proc = subprocess.run(cmd, env=_env(mode), capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError("%s failed (%d):\n%s" % (" ".join(cmd), proc.returncode,
-                                                    proc.stderr[-3000:]))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return engine.spawn(__file__, python, args, _env(mode))
 
 
-def have_memray(python):
-    return subprocess.run([python, "-c", "import memray"], capture_output=True).returncode == 0
-
-
-def build_probe(python):
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    import cbuild
-    return cbuild.build_extension(os.path.join(HERE, "c", "alloccount.c"), BUILD,
-                                  python=python, opt="-O2")
-
-
-def git_head():
-    try:
-        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "?"
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def measure_overhead(python, names, modes, rounds, scale, seed, log):
-    rng = random.Random(seed)
-    samples = {w: {m: [] for m in modes} for w in names}
-    extras = {w: {m: [] for m in modes} for w in names}
-    for r in range(rounds):
-        for w in names:
-            order = list(modes)
-            rng.shuffle(order)
-            for m in order:
-                res = spawn(python, ["--child", m, w, "--scale", str(scale)], m)
-                samples[w][m].append(res)
-                extras[w][m].append({k: v for k, v in res.items()
-                                     if k not in ("mode", "workload")})
-            log("round %d/%d %-10s %s" % (r + 1, rounds, w, "  ".join(
-                "%s=%.3f" % (m, samples[w][m][-1]["run_s"]) for m in modes)))
+def measure_overhead(python, names, modes, rounds, scale, seed):
+    samples = engine.interleaved(
+        names, modes, rounds, seed,
+        lambda w, m: spawn(python, ["--child", m, w, str(scale)], m))
     table = {}
     for w in names:
-        plain = med([s["run_s"] for s in samples[w]["plain"]])
-        plain_cpu = med([s["cpu_s"] for s in samples[w]["plain"]])
-        row = {"plain_s": plain, "modes": {}}
-        for m in modes:
-            runs = [s["run_s"] for s in samples[w][m]]
-            cpus = [s["cpu_s"] for s in samples[w][m]]
-            # The ratio of medians, and the median of the per-round ratios
-            # (each round's pair ran back to back under similar load).
-            per_round = [a / b for a, b in zip(runs, [s["run_s"] for s in samples[w]["plain"]])]
-            row["modes"][m] = {
-                "run_s": runs, "median_s": med(runs), "ratio": med(runs) / plain,
-                "ratio_per_round_median": med(per_round),
-                "cpu_ratio": med(cpus) / plain_cpu if plain_cpu else None,
-                "start_s": med([s["start_s"] for s in samples[w][m]]),
-                "stop_s": med([s["stop_s"] for s in samples[w][m]]),
-            }
+        row = engine.ratios(samples[w], modes)
         rh = samples[w].get("refhound")
         if rh:
             row["refhound_table"] = {"table_bytes": rh[-1]["table_bytes"],
@@ -271,14 +181,6 @@ def measure_overhead(python, names, modes, rounds, scale, seed, log):
                                      "adopted": rh[-1]["adopted"]}
         table[w] = row
     return table, samples
-
-
-def measure_calls(python, names, scale):
-    out = {}
-    for w in names:
-        res = spawn(python, ["--child", "alloccount", w, "--scale", str(scale)], "alloccount")
-        out[w] = res["calls"]
-    return out
 
 
 def measure_peak(python, sizes, rounds, log):
@@ -304,16 +206,6 @@ def measure_peak(python, sizes, rounds, log):
                row["tracemalloc_bytes_per_trace"]))
         out.append(row)
     return out
-
-
-def fmt_ratio(x):
-    return "-" if x is None else "%.2fx" % x
-
-
-def geomean(xs):
-    import math
-    xs = [x for x in xs if x]
-    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
 
 
 def render(doc):
@@ -372,10 +264,9 @@ def render(doc):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:
-        mode, workload = argv[1], argv[2]
-        scale = float(argv[4]) if len(argv) > 4 else 1.0
-        print(json.dumps(child_run(mode, workload, scale)))
+    if argv[:1] == ["--child"]:             # --child MODE WORKLOAD [SCALE]
+        scale = float(argv[3]) if len(argv) > 3 else 1.0
+        print(json.dumps(child_run(argv[1], argv[2], scale)))
         return 0
     if argv[:1] == ["--child-peak"]:
         print(json.dumps(child_peak(argv[1], int(argv[2]))))
@@ -385,67 +276,32 @@ def main(argv=None):
             print(render(json.load(f)))
         return 0
 
-    sys.path.insert(0, HERE)
-    import workloads
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("workloads", nargs="*", help="default: all of %s" % list(workloads.WORKLOADS))
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
-    ap.add_argument("--scale", type=float, default=1.0, help="workload size factor")
-    ap.add_argument("--modes", default=",".join(MODES),
-                    help="comma-separated modes (plain is always included)")
+    engine.add_workload_arguments(ap, MODES, rounds=7, scale=1.0, seed=2)
     ap.add_argument("--peak-rounds", type=int, default=3)
     ap.add_argument("--peak-only", action="store_true")
     ap.add_argument("--no-peak", action="store_true")
-    ap.add_argument("--seed", type=int, default=2)
-    ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--engine", default="HEAD", metavar="HEAD|worktree|DIR",
-                    help="the refhound to measure (default: the committed HEAD, "
-                         "built apart; see bench/engine.py)")
+    engine.add_engine_arguments(ap)
     ap.add_argument("--out", default=os.path.join(RESULTS, "overhead.json"))
     args = ap.parse_args(argv)
-    names = args.workloads or list(workloads.WORKLOADS)
-    for w in names:
-        if w not in workloads.WORKLOADS:
-            ap.error("unknown workload %r" % w)
-    modes = ["plain"] + [m for m in args.modes.split(",") if m and m != "plain"]
-    for m in modes:
-        if m not in MODES:
-            ap.error("unknown mode %r" % m)
-    notes = []
-    if any(m.startswith("memray") for m in modes) and not have_memray(args.python):
-        notes.append("memray is not installed for %s: memray modes skipped" % args.python)
-        modes = [m for m in modes if not m.startswith("memray")]
-
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
+    names = engine.choose_workloads(ap, args.workloads)
+    modes, notes = engine.choose_modes(ap, args.modes, MODES, args.python)
 
     global ENGINE
-    import engine
     ENGINE = engine.engine_dir(args.python, args.engine)
-    doc = {"command": "python3 bench/" + os.path.basename(__file__) + " " + " ".join(argv),
-           "date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "git": git_head(), "engine": engine.describe(args.python, ENGINE),
-           "python": args.python, "python_version": platform.python_version(),
-           "machine": engine.machine_info(), "rounds": args.rounds, "scale": args.scale,
-           "seed": args.seed, "modes": modes, "notes": notes}
+    doc = engine.run_header(__file__, argv, args.python, ENGINE)
+    doc.update(git=engine.git_head(), rounds=args.rounds, scale=args.scale, seed=args.seed,
+               modes=modes, notes=notes)
     t0 = time.time()
     if not args.peak_only:
-        build_probe(args.python)
-        doc["calls"] = measure_calls(args.python, names, args.scale)
+        engine.build_alloccount(args.python, BUILD)
+        doc["calls"] = engine.measure_calls(__file__, args.python, names, args.scale,
+                                            _env("alloccount"))
         doc["overhead"], doc["samples"] = measure_overhead(
-            args.python, names, modes, args.rounds, args.scale, args.seed, log)
+            args.python, names, modes, args.rounds, args.scale, args.seed)
     if not args.no_peak:
-        doc["peak"] = measure_peak(args.python, PEAK_SIZES, args.peak_rounds, log)
-    doc["machine"]["loadavg_end"] = os.getloadavg()
-    doc["seconds"] = round(time.time() - t0, 1)
-    text = render(doc)
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, args.out)
-    log("wrote %s (%.0f s)" % (args.out, doc["seconds"]))
+        doc["peak"] = measure_peak(args.python, PEAK_SIZES, args.peak_rounds, engine.log)
+    engine.finish(doc, t0, args.out, render)
     return 0
 
 

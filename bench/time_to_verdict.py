@@ -24,13 +24,10 @@ and for context, what the classic recipes need for the same functions:
 Prints a table; writes bench/results/time_to_verdict.json.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +43,9 @@ TARGET_US = 5.0
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import cbuild  # noqa: E402
+sys.path.insert(0, HERE)
+import engine  # noqa: E402
+from engine import med  # noqa: E402
 
 
 def build(python, loops):
@@ -185,29 +185,17 @@ def run_rss_loop(python, build_dir, func, cap):
             "calls": int(batches) * 10000, "rss_growth": int(grown)}
 
 
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--engine", default="HEAD", metavar="HEAD|worktree|DIR",
-                    help="the refhound to measure (default: the committed HEAD, "
-                         "built apart; see bench/engine.py)")
+    engine.add_engine_arguments(ap)
     ap.add_argument("--debug-python", default=shutil.which("python3.11-dbg"))
     ap.add_argument("--rss-cap", type=float, default=10.0)
     ap.add_argument("--out", default=os.path.join(RESULTS, "time_to_verdict.json"))
     args = ap.parse_args(argv)
 
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
-
+    log = engine.log
     global ENGINE
-    sys.path.insert(0, HERE)
-    import engine
-    machine_info = engine.machine_info
     ENGINE = engine.engine_dir(args.python, args.engine)
     loops = calibrate(args.python)
     rel_dir = build(args.python, loops)
@@ -259,18 +247,11 @@ def main(argv=None):
         row["rss_loop"] = rl
         summary[f] = row
 
-    doc = {"command": "python3 bench/time_to_verdict.py " + " ".join(argv or sys.argv[1:]),
-           "date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "engine": engine.describe(args.python, ENGINE),
-           "python": args.python, "python_version": platform.python_version(),
-           "debug_python": args.debug_python, "loops": loops, "runs": args.runs,
-           "machine": machine_info(), "summary": summary, "samples": runs}
+    doc = engine.run_header(__file__, argv or sys.argv[1:], args.python, ENGINE)
+    doc.update(debug_python=args.debug_python, loops=loops, runs=args.runs, summary=summary,
+               samples=runs)
     print(render(doc))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(doc, fh, indent=1)
-    os.replace(tmp, args.out)
+    engine.write_results(doc, args.out)
     log("wrote %s" % args.out)
     return 0
 

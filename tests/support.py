@@ -76,7 +76,8 @@ def _build_engine_with_cc(python, pkg):
     info = cbuild.interpreter_info(python)
     incs = [info["include"]] + ([info["platinclude"]] if info.get("platinclude") else [])
     flags = ["-O2", "-g", "-fPIC", "-shared", "-fno-omit-frame-pointer", "-std=gnu11",
-             "-DREFHOUND_CORE_BUILD=1", "-I" + os.path.join(ROOT, "src", "core"),
+             "-DREFHOUND_CORE_BUILD=1", "-iquote", os.path.join(ROOT, "src", "core"),
+             "-iquote", os.path.join(ROOT, "src", "core", "binding"),
              "-I" + os.path.join(ROOT, "src", "refhound", "include")] + ["-I" + d for d in incs]
     libs = ["-lpthread", "-ldl"]
     if os.path.exists("/usr/include/elfutils/libdwfl.h"):
@@ -84,7 +85,8 @@ def _build_engine_with_cc(python, pkg):
         libs += ["-ldw", "-lelf"]
     if os.path.exists("/usr/include/valgrind/memcheck.h"):
         flags.append("-DHAVE_VALGRIND=1")
-    sources = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")))
+    sources = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")) +
+                     glob.glob(os.path.join(ROOT, "src", "core", "binding", "*.c")))
     for name, srcs, extra in (("_core", sources, libs),
                               ("_demo", [os.path.join(ROOT, "src", "demo", "demo.c")], [])):
         target = os.path.join(pkg, name + info["ext_suffix"])

@@ -9,10 +9,10 @@
  * home slot is picked by multiply-high), so the table grows by 1.5x: load
  * stays between 0.5 and 0.75 and a live block costs 16/load = 21..32 bytes.
  * Slots come from mmap, never from a hooked allocator.  No locking here:
- * the caller (tracker.c, stacks.c) holds the GIL or its own mutex.  Growth
- * failure returns -1 and leaves the table as it was.
+ * the owner of a table (tracker.c, stacks.c) holds the lock that guards it.
+ * Growth failure returns -1 and leaves the table as it was.
  */
-#include "rh_internal.h"
+#include "blocks.h"
 
 #include <string.h>
 #include <sys/mman.h>
@@ -187,4 +187,12 @@ int _rh_table_remove(rh_table_t *t, uintptr_t addr, rh_block_t *out)
     t->slots[hole].key = 0;
     t->slots[hole].meta = 0;
     return 1;
+}
+
+void _rh_table_flip_keys(rh_table_t *t, uint64_t mask)
+{
+    for (size_t i = 0; t->slots != NULL && i < t->capacity; i++) {
+        if (!rh_block_empty(&t->slots[i]))
+            t->slots[i].key ^= mask;
+    }
 }

@@ -1,36 +1,51 @@
 /* objects.c — Python objects inside live blocks: recognition, heap walk,
  * refcount snapshots.
  *
- * A block of the obj domain holds an object at offset 0 (no pre-header),
- * 16 (GC head) or 32 (GC head + managed dict on 3.11, + managed weakref
- * list from 3.12).  An object is recognised when the word where ob_type
- * would be is a live type (typeset.c) whose pre-header equals the offset,
- * the refcount is plausible and the smallest instance of the type fits.
- * Adopted blocks (objects that existed before tracking) record the object's
- * offset instead of a size.  Nothing here dereferences a pointer that was
- * not first found in the type set or the block table.
+ * A block of the obj domain holds an object at one of the offsets of
+ * rh_object_offset(): 0 (no pre-header), 16 (GC head) or 32 (GC head +
+ * managed dict on 3.11, + managed weakref list from 3.12).  An object is
+ * recognised when the word where ob_type would be is a live type
+ * (typeset.c) whose pre-header equals the offset, the refcount is
+ * plausible and the smallest instance of the type fits.  Adopted blocks
+ * (objects that existed before tracking) record the object's offset
+ * instead of a size.
  *
- * Runs under the GIL, never from an allocator hook except
- * _rh_recognize(need_live=0) from the free observer.
+ * What is read, and why it is safe:
+ *   GIL and ADOPTED entries: the block is live (its free goes through a
+ *     hook that needs the GIL, which we hold); reads stay inside it.
+ *   STATIC entries (seen through static data at start): nothing vouches
+ *     for the memory, so the object's header is copied by safemem.c and
+ *     checked again (type still a live type with that pre-header,
+ *     plausible refcount); an entry that fails is dropped for good.
+ *
+ * Runs under the GIL; only _rh_recognize() also runs in a hook (the
+ * session's free observer), and it reads nothing outside the block.
+ * State: `sorted`, the STATIC entries in address order, rebuilt when the
+ * table's generation changes; guarded by the GIL.
  */
-#include "rh_internal.h"
+#include "objects.h"
+#include "safemem.h"
+#include "tracker.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const size_t offsets[] = {0, 2 * sizeof(void *), 4 * sizeof(void *)};
+/* ---- recognition --------------------------------------------------------- */
+
+static inline int plausible(Py_ssize_t rc) { return rc > 0 && rc < RH_MAX_REFCNT; }
 
 rh_typeinfo_t *_rh_recognize(const rh_block_t *b, PyObject **out, int need_live)
 {
     int domain = rh_block_domain(b);
     if (domain == RH_DOMAIN_ADOPTED) {
+        if (rh_block_epoch(b) != RH_ADOPTED_LIVE)
+            return NULL;            /* STATIC: through static_objects() only */
         size_t off = rh_block_size(b);
         uintptr_t op = rh_block_addr(b) + off;
         rh_typeinfo_t *ti = _rh_typeset_lookup(*(uintptr_t *)(op + offsetof(PyObject, ob_type)));
         if (ti == NULL || ti->preheader != off)
             return NULL;
-        Py_ssize_t rc = Py_REFCNT((PyObject *)op);
-        if (need_live && (rc <= 0 || rc >= RH_MAX_REFCNT))
+        if (need_live && !plausible(Py_REFCNT((PyObject *)op)))
             return NULL;
         *out = (PyObject *)op;
         return ti;
@@ -38,8 +53,8 @@ rh_typeinfo_t *_rh_recognize(const rh_block_t *b, PyObject **out, int need_live)
     if (domain != RH_DOMAIN_OBJ)
         return NULL;
     size_t size = rh_block_size(b);
-    for (size_t k = 0; k < sizeof(offsets) / sizeof(offsets[0]); k++) {
-        size_t off = offsets[k];
+    for (int k = 0; k < RH_NOBJECT_OFFSETS; k++) {
+        size_t off = rh_object_offset(k);
         if (off + sizeof(PyObject) > size)
             break;
         uintptr_t op = rh_block_addr(b) + off;
@@ -48,14 +63,152 @@ rh_typeinfo_t *_rh_recognize(const rh_block_t *b, PyObject **out, int need_live)
             continue;
         if ((size_t)ti->minsize + off > size)
             continue;
-        Py_ssize_t rc = Py_REFCNT((PyObject *)op);
-        if (need_live && (rc <= 0 || rc >= RH_MAX_REFCNT))
+        if (need_live && !plausible(Py_REFCNT((PyObject *)op)))
             continue;
         *out = (PyObject *)op;
         return ti;
     }
     return NULL;
 }
+
+/* ---- STATIC entries: copied, checked, dropped when gone -------------------- */
+
+typedef struct {
+    uintptr_t block;
+    size_t offset;
+} static_ref_t;
+
+typedef struct {
+    static_ref_t *items;
+    size_t count, cap;
+    int failed;
+} static_list_t;
+
+static void collect_static(const rh_block_t *b, void *arg)
+{
+    static_list_t *l = (static_list_t *)arg;
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        static_ref_t *more = realloc(l->items, cap * sizeof(static_ref_t));   /* libc */
+        if (more == NULL) {
+            l->failed = 1;
+            return;
+        }
+        l->items = more;
+        l->cap = cap;
+    }
+    l->items[l->count].block = rh_block_addr(b);
+    l->items[l->count].offset = rh_block_size(b);
+    l->count++;
+}
+
+/* A checked copy of a STATIC object's header. */
+typedef struct {
+    PyObject *op;               /* its address (do not dereference) */
+    rh_typeinfo_t *ti;
+    PyObject header;            /* refcount and type, as copied */
+    uintptr_t gc_next;          /* its GC head's first word, as copied (0: none) */
+} static_seen_t;
+
+typedef void (*static_visit_t)(const static_seen_t *seen, void *arg);
+
+/* Check a copied header: 1 when it still holds an object of a live type
+ * with the recorded pre-header. */
+static int header_ok(const PyObject *h, size_t offset, rh_typeinfo_t **ti)
+{
+    *ti = _rh_typeset_lookup((uintptr_t)Py_TYPE(h));
+    return *ti != NULL && (*ti)->preheader == offset &&
+           (plausible(Py_REFCNT(h)) || RH_IS_IMMORTAL(h));
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+    uintptr_t x = ((const static_ref_t *)a)->block + ((const static_ref_t *)a)->offset;
+    uintptr_t y = ((const static_ref_t *)b)->block + ((const static_ref_t *)b)->offset;
+    return x < y ? -1 : x > y;
+}
+
+/* The STATIC entries sorted by object address, kept between walks while
+ * the table does not change (GIL-guarded). */
+static static_list_t sorted;
+static uint64_t sorted_gen = (uint64_t)-1;
+
+static int sorted_refs(void)
+{
+    uint64_t gen = _rh_tracker_static_generation();
+    if (gen == sorted_gen && !sorted.failed)
+        return 0;
+    sorted.count = 0;
+    sorted.failed = 0;
+    _rh_tracker_walk(RH_TABLE_STATIC, collect_static, &sorted);
+    if (sorted.failed)
+        return -1;                  /* out of memory: left out of this walk */
+    qsort(sorted.items, sorted.count, sizeof(static_ref_t), cmp_ref);
+    sorted_gen = gen;
+    return 0;
+}
+
+/* Visit every STATIC entry whose header checks out; drop the others.  What
+ * is copied of each entry runs from its block's start to the end of the
+ * object's header (the GC head included), by page runs: the entries
+ * cluster (the static strings and singletons of libpython). */
+static void static_objects(static_visit_t visit, void *arg)
+{
+    if (sorted_refs() < 0 || sorted.count == 0)
+        return;
+    size_t n = sorted.count;
+    enum { MAXLEN = 4 * sizeof(void *) + sizeof(PyObject) };
+    uintptr_t *addrs = malloc(n * sizeof(uintptr_t));
+    size_t *index = malloc(n * sizeof(size_t));
+    unsigned char *copies = malloc(n * MAXLEN);
+    unsigned char *ok = malloc(n);
+    for (int k = 0; addrs && index && copies && ok && k < RH_NOBJECT_OFFSETS; k++) {
+        /* The entries whose object sits at this offset in its block. */
+        size_t off = rh_object_offset(k), len = off + sizeof(PyObject), m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (sorted.items[i].offset == off) {
+                index[m] = i;
+                addrs[m++] = sorted.items[i].block;
+            }
+        }
+        _rh_safe_gather(addrs, m, len, copies, ok);
+        for (size_t j = 0; j < m; j++) {
+            const static_ref_t *r = &sorted.items[index[j]];
+            static_seen_t seen;
+            memcpy(&seen.header, copies + j * len + off, sizeof(PyObject));
+            if (!ok[j] || !header_ok(&seen.header, off, &seen.ti)) {
+                _rh_tracker_drop_static(r->block);
+                continue;
+            }
+            seen.op = (PyObject *)(r->block + off);
+            seen.gc_next = 0;
+#if RH_HAS_GC_HEAD
+            if (off >= RH_GC_HEAD_SIZE)
+                memcpy(&seen.gc_next, copies + j * len + off - RH_GC_HEAD_SIZE, sizeof(uintptr_t));
+#endif
+            visit(&seen, arg);
+        }
+    }
+    free(addrs);
+    free(index);
+    free(copies);
+    free(ok);
+}
+
+/* The object of a STATIC entry, checked now; NULL (and dropped) if gone. */
+static PyObject *static_object(const rh_block_t *b, rh_typeinfo_t **ti)
+{
+    PyObject h;
+    size_t off = rh_block_size(b);
+    uintptr_t op = rh_block_addr(b) + off;
+    if (_rh_safe_read(op, &h, sizeof(h)) < 0 || !header_ok(&h, off, ti)) {
+        _rh_tracker_drop_static(rh_block_addr(b));
+        return NULL;
+    }
+    return (PyObject *)op;
+}
+
+/* ---- the heap walk --------------------------------------------------------- */
 
 static inline int gc_is_tracked(PyObject *op, const rh_typeinfo_t *ti, int adopted)
 {
@@ -74,6 +227,40 @@ static inline int gc_is_tracked(PyObject *op, const rh_typeinfo_t *ti, int adopt
 #endif
 }
 
+typedef struct {
+    rh_walk_totals_t *out;
+    uint32_t first_epoch;
+} walk_arg_t;
+
+static void count_object(const rh_block_t *b, void *arg)
+{
+    walk_arg_t *w = (walk_arg_t *)arg;
+    PyObject *op;
+    rh_typeinfo_t *ti = _rh_recognize(b, &op, 1);
+    if (ti == NULL)
+        return;
+    int adopted = rh_block_domain(b) == RH_DOMAIN_ADOPTED;
+    ti->live++;
+    if (!adopted && rh_block_epoch(b) >= w->first_epoch)
+        ti->live_new++;
+    w->out->objects++;
+    if (!RH_IS_IMMORTAL(op))
+        w->out->refs += Py_REFCNT(op);
+    if (gc_is_tracked(op, ti, adopted))
+        w->out->gc_tracked++;
+}
+
+static void count_static(const static_seen_t *s, void *arg)
+{
+    walk_arg_t *w = (walk_arg_t *)arg;
+    s->ti->live++;
+    w->out->objects++;
+    if (!RH_IS_IMMORTAL((PyObject *)&s->header))
+        w->out->refs += Py_REFCNT(&s->header);
+    if (s->ti->is_gc && s->gc_next != 0)
+        w->out->gc_tracked++;
+}
+
 void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch)
 {
     memset(out, 0, sizeof(*out));
@@ -81,27 +268,54 @@ void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch)
     rh_typeinfo_t *types = _rh_typeset_slots(&ncap);
     for (size_t i = 0; i < ncap; i++)
         types[i].live = types[i].live_new = 0;
-    if (!_rh_tracking)
+    if (!_rh_tracker_active())
         return;
-    const rh_table_t *tables[2] = {&_rh_gil_table, &_rh_old_table};
-    for (int k = 0; k < 2; k++)
-    for (size_t i = 0; tables[k]->slots && i < tables[k]->capacity; i++) {
-        const rh_block_t *b = &tables[k]->slots[i];
-        if (rh_block_empty(b))
-            continue;
-        PyObject *op;
-        rh_typeinfo_t *ti = _rh_recognize(b, &op, 1);
-        if (ti == NULL)
-            continue;
-        ti->live++;
-        if (rh_block_domain(b) != RH_DOMAIN_ADOPTED && rh_block_epoch(b) >= first_epoch)
-            ti->live_new++;
-        out->objects++;
-        if (!RH_IS_IMMORTAL(op))
-            out->refs += Py_REFCNT(op);
-        if (gc_is_tracked(op, ti, rh_block_domain(b) == RH_DOMAIN_ADOPTED))
-            out->gc_tracked++;
+    walk_arg_t w = {out, first_epoch};
+    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_ADOPTED, count_object, &w);
+    static_objects(count_static, &w);
+}
+
+/* ---- snapshots ---------------------------------------------------------------- */
+
+typedef struct {
+    rh_snapshot_t *snap;
+    size_t cap;
+    int failed;
+} snap_arg_t;
+
+static void snap_add(snap_arg_t *a, uintptr_t obj, uintptr_t type, Py_ssize_t refcnt)
+{
+    rh_snapshot_t *s = a->snap;
+    if (s->count == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 4096;
+        rh_snapentry_t *more = realloc(s->entries, cap * sizeof(rh_snapentry_t));   /* libc */
+        if (more == NULL) {
+            a->failed = 1;
+            return;
+        }
+        s->entries = more;
+        a->cap = cap;
     }
+    s->entries[s->count].obj = obj;
+    s->entries[s->count].type = type;
+    s->entries[s->count].refcnt = refcnt;
+    s->count++;
+}
+
+static void snap_object(const rh_block_t *b, void *arg)
+{
+    PyObject *op;
+    if (_rh_recognize(b, &op, 1) == NULL || RH_IS_IMMORTAL(op))
+        return;
+    snap_add((snap_arg_t *)arg, (uintptr_t)op, (uintptr_t)Py_TYPE(op), Py_REFCNT(op));
+}
+
+static void snap_static(const static_seen_t *s, void *arg)
+{
+    if (RH_IS_IMMORTAL((PyObject *)&s->header))
+        return;
+    snap_add((snap_arg_t *)arg, (uintptr_t)s->op, (uintptr_t)Py_TYPE(&s->header),
+             Py_REFCNT(&s->header));
 }
 
 static int cmp_snapentry(const void *a, const void *b)
@@ -114,24 +328,14 @@ int _rh_snapshot_take(rh_snapshot_t *snap)
 {
     snap->entries = NULL;
     snap->count = 0;
-    if (!_rh_tracking)
+    if (!_rh_tracker_active())
         return 0;
-    snap->entries = malloc(sizeof(rh_snapentry_t) * (_rh_gil_table.count + _rh_old_table.count + 1));
-    if (snap->entries == NULL)
+    snap_arg_t a = {snap, 0, 0};
+    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_ADOPTED, snap_object, &a);
+    static_objects(snap_static, &a);
+    if (a.failed) {
+        _rh_snapshot_release(snap);
         return -1;
-    const rh_table_t *tables[2] = {&_rh_gil_table, &_rh_old_table};
-    for (int k = 0; k < 2; k++)
-    for (size_t i = 0; tables[k]->slots && i < tables[k]->capacity; i++) {
-        const rh_block_t *b = &tables[k]->slots[i];
-        if (rh_block_empty(b))
-            continue;
-        PyObject *op;
-        if (_rh_recognize(b, &op, 1) == NULL || RH_IS_IMMORTAL(op))
-            continue;
-        snap->entries[snap->count].obj = (uintptr_t)op;
-        snap->entries[snap->count].type = (uintptr_t)Py_TYPE(op);
-        snap->entries[snap->count].refcnt = Py_REFCNT(op);
-        snap->count++;
     }
     qsort(snap->entries, snap->count, sizeof(rh_snapentry_t), cmp_snapentry);
     return 0;
@@ -144,12 +348,79 @@ void _rh_snapshot_release(rh_snapshot_t *snap)
     snap->count = 0;
 }
 
+Py_ssize_t _rh_snapshot_refcnt(const rh_snapshot_t *snap, uintptr_t obj)
+{
+    size_t lo = 0, hi = snap->count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (snap->entries[mid].obj < obj)
+            lo = mid + 1;
+        else if (snap->entries[mid].obj > obj)
+            hi = mid;
+        else
+            return snap->entries[mid].refcnt;
+    }
+    return -1;
+}
+
+/* ---- single objects -------------------------------------------------------------- */
+
+/* The live object `want` if the block that starts at `block` holds it, or
+ * NULL; *ti_out and *entry (each may be NULL) get its type and entry. */
+static PyObject *object_in(uintptr_t block, uintptr_t want, rh_typeinfo_t **ti_out,
+                           rh_block_t *entry)
+{
+    rh_block_t b;
+    PyObject *op = NULL;
+    rh_typeinfo_t *ti = NULL;
+    if (_rh_tracker_find(block, RH_TABLE_GIL | RH_TABLE_ADOPTED, &b))
+        ti = _rh_recognize(&b, &op, 1);
+    else if (_rh_tracker_find(block, RH_TABLE_STATIC, &b))
+        op = static_object(&b, &ti);
+    if (ti == NULL || op == NULL || (uintptr_t)op != want)
+        return NULL;
+    if (ti_out != NULL)
+        *ti_out = ti;
+    if (entry != NULL)
+        *entry = b;
+    return op;
+}
+
 int _rh_object_is_live(uintptr_t obj, uintptr_t type)
 {
-    rh_typeinfo_t *ti = _rh_typeset_lookup(type);
-    if (ti == NULL || !_rh_tracking || obj < ti->preheader)
+    rh_typeinfo_t *ti = _rh_typeset_lookup(type), *found = NULL;
+    if (ti == NULL || !_rh_tracker_active() || obj < ti->preheader)
         return 0;
-    const rh_block_t *b = _rh_tracker_find(obj - ti->preheader);
+    return object_in(obj - ti->preheader, obj, &found, NULL) != NULL && found == ti;
+}
+
+PyObject *_rh_object_at(uintptr_t addr, rh_block_t *entry)
+{
+    for (int k = 0; _rh_tracker_active() && k < RH_NOBJECT_OFFSETS; k++) {
+        size_t off = rh_object_offset(k);
+        if (addr < off)
+            break;
+        PyObject *op = object_in(addr - off, addr, NULL, entry);
+        if (op != NULL)
+            return op;
+    }
+    return NULL;
+}
+
+PyObject *_rh_object_in_block(uintptr_t block)
+{
+    rh_block_t b;
     PyObject *op;
-    return b != NULL && _rh_recognize(b, &op, 1) == ti && (uintptr_t)op == obj;
+    if (_rh_tracker_find(block, RH_TABLE_GIL, &b) && _rh_recognize(&b, &op, 1) != NULL)
+        return op;
+    return NULL;
+}
+
+int _rh_object_block(PyObject *op, rh_block_t *out)
+{
+    rh_typeinfo_t *ti = _rh_typeset_lookup((uintptr_t)Py_TYPE(op));
+    if (ti == NULL || (uintptr_t)op < ti->preheader)
+        return 0;
+    return _rh_tracker_find((uintptr_t)op - ti->preheader,
+                            RH_TABLE_GIL | RH_TABLE_ADOPTED | RH_TABLE_STATIC, out);
 }

@@ -10,31 +10,27 @@
  * itself, keeps a pending exception intact and never raises: it returns
  * -1 with a static reason instead.
  *
+ * An object handed to DESCRIBE may be freed memory: it is looked up in
+ * the tables first (which read only what they vouch for), and otherwise
+ * its header is copied through safemem.c, never read directly.
+ *
  * Owns: the ring of the last RH_MARKS_MAX marks (GIL-guarded), read by
  * _core.probe_marks().
  */
-#include "rh_internal.h"
-#include "refhound/refhound.h"
+#include "probes.h"
+#include "objects.h"
+#include "safemem.h"
+#include "tracker.h"
+#include "typeset.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #define RH_MARKS_MAX 256
-
-typedef struct {
-    char label[64];
-    char file[160];
-    int line;
-    refhound_totals_t totals;
-} rh_mark_t;
 
 static rh_mark_t marks[RH_MARKS_MAX];   /* ring; GIL-guarded */
 static uint64_t marks_total;            /* marks ever recorded */
 static int busy;                        /* a walk is running (GIL-guarded) */
-
-static const size_t obj_offsets[] = {0, 2 * sizeof(void *), 4 * sizeof(void *)};
 
 /* ---- the cyclic GC, paused around a walk ------------------------------ */
 
@@ -119,11 +115,13 @@ static long long debug_total(void)
 typedef struct {
     PyObject *et, *ev, *tb;
     int gc_was;
+    int engine;
 } walk_guard_t;
 
 static int walk_begin(walk_guard_t *g, const char **why)
 {
     busy = 1;
+    g->engine = _rh_engine_enter();
     PyErr_Fetch(&g->et, &g->ev, &g->tb);
     g->gc_was = gc_pause();
     if (g->gc_was < 0)
@@ -140,13 +138,14 @@ static void walk_end(walk_guard_t *g)
 {
     gc_resume(g->gc_was);
     PyErr_Restore(g->et, g->ev, g->tb);
+    _rh_engine_leave(g->engine);
     busy = 0;
 }
 
 static int probe_totals(refhound_totals_t *out, const char **why)
 {
     out->refs = out->objects = out->debug_refs = -1;
-    out->epoch = _rh_epoch;
+    out->epoch = _rh_epoch_now();
     if (!usable(why))
         return -1;
     walk_guard_t g;
@@ -195,39 +194,6 @@ static int probe_mark(const char *label, const char *file, int line,
 
 /* ---- describe --------------------------------------------------------- */
 
-/* Are the pages holding [addr, addr + n) mapped?  mincore() fails with
- * ENOMEM on an unmapped page, so a dangling pointer is never read. */
-static int mapped(uintptr_t addr, size_t n)
-{
-    static long page = 0;
-    if (page == 0)
-        page = sysconf(_SC_PAGESIZE);
-    uintptr_t first = addr & ~((uintptr_t)page - 1);
-    uintptr_t last = (addr + n - 1) & ~((uintptr_t)page - 1);
-    unsigned char vec[2];
-    return mincore((void *)first, (size_t)(last - first) + (size_t)page, vec) == 0;
-}
-
-/* The block holding op, when op is a live object refhound tracks. */
-static const rh_block_t *find_object_block(PyObject *op, rh_typeinfo_t **ti_out)
-{
-    for (size_t k = 0; k < sizeof(obj_offsets) / sizeof(obj_offsets[0]); k++) {
-        uintptr_t addr = (uintptr_t)op - obj_offsets[k];
-        if (addr > (uintptr_t)op)
-            break;
-        const rh_block_t *b = _rh_tracker_find(addr);
-        if (b == NULL)
-            continue;
-        PyObject *found;
-        rh_typeinfo_t *ti = _rh_recognize(b, &found, 0);
-        if (ti != NULL && found == op) {
-            *ti_out = ti;
-            return b;
-        }
-    }
-    return NULL;
-}
-
 /* A short value for a few exact builtin types; needs a live object. */
 static void value_hint(PyObject *op, char *buf, size_t n)
 {
@@ -252,6 +218,36 @@ static void value_hint(PyObject *op, char *buf, size_t n)
                                                 : Py_SIZE(op);
         snprintf(buf, n, ", len %zd", len);
     }
+}
+
+/* The length of a few exact builtin types, from a copy of the object's
+ * first bytes (an object the tables do not vouch for). */
+static void copied_hint(uintptr_t op, PyTypeObject *tp, char *buf, size_t n)
+{
+    union {
+        PyVarObject var;
+        PyASCIIObject str;
+        PyDictObject dict;
+        PySetObject set;
+        char bytes[64];
+    } copy;
+    buf[0] = '\0';
+    size_t want = 0;
+    if (tp == &PyTuple_Type || tp == &PyList_Type || tp == &PyBytes_Type)
+        want = sizeof(PyVarObject);
+    else if (tp == &PyUnicode_Type)
+        want = sizeof(PyASCIIObject);
+    else if (tp == &PyDict_Type)
+        want = offsetof(PyDictObject, ma_used) + sizeof(Py_ssize_t);
+    else if (tp == &PySet_Type)
+        want = offsetof(PySetObject, used) + sizeof(Py_ssize_t);
+    if (want == 0 || want > sizeof(copy) || _rh_safe_read(op, &copy, want) < 0)
+        return;
+    Py_ssize_t len = tp == &PyUnicode_Type ? copy.str.length
+                     : tp == &PyDict_Type ? copy.dict.ma_used
+                     : tp == &PySet_Type ? copy.set.used
+                                         : copy.var.ob_size;
+    snprintf(buf, n, ", len %zd", len);
 }
 
 static void refcnt_text(PyObject *op, char *buf, size_t n)
@@ -281,52 +277,57 @@ static int describe_unlocked(PyObject *op, char *buf, size_t bufsize)
 {
     static const char *const domains[] = {"raw", "mem", "obj", "adopted"};
     char rc[32], hint[64];
-    rh_typeinfo_t *ti = NULL;
-    const rh_block_t *b = find_object_block(op, &ti);
-    if (b != NULL) {
+    rh_block_t b;
+    if (_rh_object_at((uintptr_t)op, &b) == op) {
+        /* A live object the tables vouch for: read it. */
         refcnt_text(op, rc, sizeof(rc));
         value_hint(op, hint, sizeof(hint));
-        int gc = ti->is_gc && PyObject_IS_GC(op) && PyObject_GC_IsTracked(op);
-        if (rh_block_domain(b) == RH_DOMAIN_ADOPTED)
+        int gc = PyObject_IS_GC(op) && PyObject_GC_IsTracked(op);
+        if (rh_block_domain(&b) == RH_DOMAIN_ADOPTED)
             snprintf(buf, bufsize, "%p: %.80s, %s%s; existed before tracking started%s",
                      (void *)op, Py_TYPE(op)->tp_name, rc, hint, gc ? "; gc-tracked" : "");
         else
             snprintf(buf, bufsize, "%p: %.80s, %s%s; %s block of %zu bytes born in epoch %u "
                      "(now %u)%s",
-                     (void *)op, Py_TYPE(op)->tp_name, rc, hint, domains[rh_block_domain(b)],
-                     rh_block_size(b), rh_block_epoch(b), (unsigned)_rh_epoch,
+                     (void *)op, Py_TYPE(op)->tp_name, rc, hint, domains[rh_block_domain(&b)],
+                     rh_block_size(&b), rh_block_epoch(&b), (unsigned)_rh_epoch_now(),
                      gc ? "; gc-tracked" : "");
         return 0;
     }
-    /* Not in the block table.  Read the type word only if it names a live
-     * type; otherwise the memory is not (or no longer) an object. */
-    uintptr_t word = (uintptr_t)op + offsetof(PyObject, ob_type);
-    if (!mapped(word, sizeof(uintptr_t))) {
-        snprintf(buf, bufsize, "%p: not a live object (its memory is not mapped)", (void *)op);
+    /* Not in the tables: copy its header, never read it in place. */
+    PyObject h;
+    const char *unsafe = NULL;
+    if (!_rh_safe_available(&unsafe)) {
+        snprintf(buf, bufsize, "%p: not in refhound's block table, and refhound cannot read "
+                 "memory it does not own here (%s)", (void *)op, unsafe);
         return 0;
     }
-    uintptr_t type = *(volatile uintptr_t *)word;
+    if (_rh_safe_read((uintptr_t)op, &h, sizeof(h)) < 0) {
+        snprintf(buf, bufsize, "%p: not a live object (its memory cannot be read)", (void *)op);
+        return 0;
+    }
+    uintptr_t type = (uintptr_t)Py_TYPE(&h);
     if (_rh_typeset_lookup(type) == NULL) {
         snprintf(buf, bufsize, "%p: not a live object known to refhound: its type word %p "
                  "is not a live type (freed memory, or not a PyObject)",
                  (void *)op, (void *)type);
         return 0;
     }
-    Py_ssize_t refcnt = Py_REFCNT(op);
-    if (!RH_IS_IMMORTAL(op) && (refcnt <= 0 || refcnt >= RH_MAX_REFCNT)) {
+    Py_ssize_t refcnt = Py_REFCNT(&h);
+    if (!RH_IS_IMMORTAL(&h) && (refcnt <= 0 || refcnt >= RH_MAX_REFCNT)) {
         snprintf(buf, bufsize, "%p: %.80s header with refcount %zd: not a live object "
                  "(freed?)", (void *)op, ((PyTypeObject *)type)->tp_name, refcnt);
         return 0;
     }
-    refcnt_text(op, rc, sizeof(rc));
-    value_hint(op, hint, sizeof(hint));
+    refcnt_text(&h, rc, sizeof(rc));
+    copied_hint((uintptr_t)op, (PyTypeObject *)type, hint, sizeof(hint));
     snprintf(buf, bufsize, "%p: %.80s, %s%s; not in refhound's block table (a static object, "
              "or memory reused from a free list filled before tracking started)",
              (void *)op, ((PyTypeObject *)type)->tp_name, rc, hint);
     return 0;
 }
 
-/* ---- the capsule and the Python functions ------------------------------ */
+/* ---- the capsule and the marks --------------------------------------------- */
 
 static const refhound_capi_t capi = {
     REFHOUND_CAPI_VERSION,
@@ -336,77 +337,27 @@ static const refhound_capi_t capi = {
     probe_describe,
 };
 
-int _rh_probes_add_capsule(PyObject *module)
+const refhound_capi_t *_rh_probes_capi(void) { return &capi; }
+
+int _rh_probe_totals(refhound_totals_t *out, const char **why)
 {
-    PyObject *cap = PyCapsule_New((void *)&capi, REFHOUND_CAPSULE_NAME, NULL);
-    if (cap == NULL)
-        return -1;
-    if (PyModule_AddObject(module, "_C_API", cap) < 0) {
-        Py_DECREF(cap);
-        return -1;
-    }
-    return 0;
+    return probe_totals(out, why);
 }
 
-static PyObject *totals_dict(const refhound_totals_t *t)
+int _rh_probe_describe(PyObject *op, char *buf, size_t bufsize, const char **why)
 {
-    return Py_BuildValue("{s:L,s:L,s:L,s:k}", "refs", t->refs, "objects", t->objects,
-                         "debug_refs", t->debug_refs, "epoch", t->epoch);
+    return probe_describe(op, buf, bufsize, why);
 }
 
-static PyObject *py_probe_totals(PyObject *mod, PyObject *unused)
+size_t _rh_probe_marks_count(void)
 {
-    refhound_totals_t t;
-    const char *why = NULL;
-    if (probe_totals(&t, &why) < 0) {
-        PyErr_Format(PyExc_RuntimeError, "refhound: %s", why);
-        return NULL;
-    }
-    return totals_dict(&t);
+    return marks_total > RH_MARKS_MAX ? RH_MARKS_MAX : (size_t)marks_total;
 }
 
-static PyObject *py_probe_marks(PyObject *mod, PyObject *args, PyObject *kw)
+const rh_mark_t *_rh_probe_mark(size_t i)
 {
-    static char *kwlist[] = {"clear", NULL};
-    int clear = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", kwlist, &clear))
-        return NULL;
     uint64_t first = marks_total > RH_MARKS_MAX ? marks_total - RH_MARKS_MAX : 0;
-    PyObject *out = PyList_New(0);
-    for (uint64_t i = first; out != NULL && i < marks_total; i++) {
-        const rh_mark_t *m = &marks[i % RH_MARKS_MAX];
-        PyObject *item = Py_BuildValue("{s:s,s:s,s:i,s:L,s:L,s:L,s:k}", "label", m->label,
-                                       "file", m->file, "line", m->line,
-                                       "refs", m->totals.refs, "objects", m->totals.objects,
-                                       "debug_refs", m->totals.debug_refs,
-                                       "epoch", m->totals.epoch);
-        if (item == NULL || PyList_Append(out, item) < 0)
-            Py_CLEAR(out);
-        Py_XDECREF(item);
-    }
-    if (out != NULL && clear)
-        marks_total = 0;
-    return out;
+    return &marks[(first + i) % RH_MARKS_MAX];
 }
 
-static PyObject *py_probe_describe(PyObject *mod, PyObject *obj)
-{
-    char buf[320];
-    const char *why = NULL;
-    if (probe_describe(obj, buf, sizeof(buf), &why) < 0) {
-        PyErr_Format(PyExc_RuntimeError, "refhound: %s", why);
-        return NULL;
-    }
-    return PyUnicode_FromString(buf);
-}
-
-PyMethodDef _rh_probes_methods[] = {
-    {"probe_totals", py_probe_totals, METH_NOARGS,
-     "probe_totals() -> {refs, objects, debug_refs, epoch}: what REFHOUND_COUNTREFS() sees"},
-    {"probe_marks", (PyCFunction)(void (*)(void))py_probe_marks, METH_VARARGS | METH_KEYWORDS,
-     "probe_marks(clear=False) -> [{label, file, line, refs, objects, debug_refs, epoch}] "
-     "recorded by REFHOUND_MARK()"},
-    {"probe_describe", py_probe_describe, METH_O,
-     "probe_describe(obj) -> str: what REFHOUND_DESCRIBE(obj) prints"},
-    {NULL}
-};
+void _rh_probe_marks_clear(void) { marks_total = 0; }

@@ -7,7 +7,7 @@
  * figure that cannot be read is -1.  No Python API, no allocation through
  * Python's allocators.
  */
-#include "rh_internal.h"
+#include "procstat.h"
 
 #include <dirent.h>
 #include <fcntl.h>

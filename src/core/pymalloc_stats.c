@@ -27,7 +27,8 @@
  *
  * Needs the GIL (the allocator's state is read without a lock).
  */
-#include "rh_internal.h"
+#include "pymalloc_stats.h"
+#include "tracker.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -156,90 +157,31 @@ int _rh_pymalloc_read(rh_pymalloc_t *out)
     return 0;
 }
 
-/* The debug hooks (Objects/obmalloc.c, 3.6-3.13) frame each block of n
- * bytes as  [size_t n, big-endian]['o'][7 x 0xFD] <n bytes of 0xCD> [8 x 0xFD]  and
- * hand out the address after the front frame.  A fresh 8-byte block tells
- * them apart: 0xFD can also be in front of a pymalloc or malloc block, but
- * not with the API id and the exact size before it.  The bytes read are
- * inside the same pool or malloc chunk, so always mapped. */
+/* The debug hooks (Objects/obmalloc.c, 3.6-3.13) fill every byte of a
+ * block they hand out with PYMEM_CLEANBYTE (0xCD), and the bytes a realloc
+ * adds too; no other allocator writes that pattern into a fresh block.
+ * Only the bytes of the block are read (the frame around it is not ours
+ * to read: under PYTHONMALLOC=malloc it is the C allocator's header). */
 int _rh_pymalloc_debug_hooks(void)
 {
-    const size_t S = sizeof(size_t), n = 8;
+    const size_t n = 24, more = 48;
+    int engine = _rh_engine_enter();
     unsigned char *q = PyObject_Malloc(n);
-    if (q == NULL)
-        return -1;
-    size_t asked = 0;               /* stored big-endian (write_size_t) */
-    for (size_t i = 0; i < S; i++)
-        asked = (asked << 8) | q[i - 2 * S];
-    int framed = asked == n && q[-(long)S] == 'o';
-    for (size_t i = 1; framed && i < S; i++)
-        framed = q[-(long)i] == 0xFD;
-    for (size_t i = 0; framed && i < n; i++)
-        framed = q[i] == 0xCD;
-    PyObject_Free(q);
+    int framed = -1;
+    if (q != NULL) {
+        framed = 1;
+        for (size_t i = 0; framed && i < n; i++)
+            framed = q[i] == 0xCD;
+        if (framed) {
+            unsigned char *r = PyObject_Realloc(q, more);
+            if (r != NULL) {
+                q = r;
+                for (size_t i = n; framed && i < more; i++)
+                    framed = q[i] == 0xCD;
+            }
+        }
+        PyObject_Free(q);
+    }
+    _rh_engine_leave(engine);
     return framed;
 }
-
-/* ---- Python: _core.pymalloc_stats() ------------------------------------ */
-
-static PyObject *py_pymalloc_stats(PyObject *mod, PyObject *unused)
-{
-    rh_pymalloc_t st;
-    int rc = _rh_pymalloc_read(&st);
-    int hooks = _rh_pymalloc_debug_hooks();
-    PyObject *debug_hooks = hooks < 0 ? Py_None : hooks ? Py_True : Py_False;
-    if (rc < 0 || !st.enabled)
-        return Py_BuildValue("{s:O,s:s,s:O}", "enabled", Py_False, "reason", st.why,
-                             "debug_hooks", debug_hooks);
-    PyObject *classes = PyList_New(0);
-    if (classes == NULL)
-        return NULL;
-    for (int i = 0; i < st.nclasses; i++) {
-        const rh_pymalloc_class_t *k = &st.classes[i];
-        if (k->pools == 0)
-            continue;
-        PyObject *item = Py_BuildValue("{s:i,s:L,s:L,s:L,s:L}", "index", i,
-                                       "size", (long long)k->size, "pools", (long long)k->pools,
-                                       "blocks_in_use", (long long)k->blocks_in_use,
-                                       "avail_blocks", (long long)k->avail_blocks);
-        if (item == NULL || PyList_Append(classes, item) < 0) {
-            Py_XDECREF(item);
-            Py_DECREF(classes);
-            return NULL;
-        }
-        Py_DECREF(item);
-    }
-    return Py_BuildValue(
-        "{s:O,s:O,s:L,s:i,s:{s:L,s:L,s:L,s:L,s:L},s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,"
-        "s:L,s:L,s:N}",
-        "enabled", Py_True,
-        "debug_hooks", debug_hooks,
-        "small_block_threshold", (long long)st.small_block_threshold,
-        "size_classes_total", st.nclasses,
-        "arenas", "allocated_total", (long long)st.arenas_allocated_total,
-        "reclaimed", (long long)st.arenas_reclaimed,
-        "highwater", (long long)st.arenas_highwater,
-        "current", (long long)st.arenas_current,
-        "size", (long long)st.arena_size,
-        "pool_size", (long long)st.pool_size,
-        "pools_in_use", (long long)st.pools_in_use,
-        "free_pools", (long long)st.free_pools,
-        "blocks_in_use", (long long)st.blocks_in_use,
-        "avail_blocks", (long long)st.avail_blocks,
-        "bytes_in_allocated_blocks", (long long)st.bytes_in_allocated_blocks,
-        "bytes_in_available_blocks", (long long)st.bytes_in_available_blocks,
-        "bytes_in_free_pools", (long long)st.bytes_in_free_pools,
-        "bytes_pool_headers", (long long)st.bytes_pool_headers,
-        "bytes_quantization", (long long)st.bytes_quantization,
-        "bytes_arena_alignment", (long long)st.bytes_arena_alignment,
-        "bytes_total", (long long)st.bytes_total,
-        "size_classes", classes);
-}
-
-PyMethodDef _rh_pymalloc_methods[] = {
-    {"pymalloc_stats", py_pymalloc_stats, METH_NOARGS,
-     "pymalloc_stats() -> dict: pymalloc's arenas, pools and blocks per size class as "
-     "numbers ({'enabled': False, 'reason': ...} when pymalloc is not in use); "
-     "'debug_hooks': are CPython's allocator debug hooks on"},
-    {NULL}
-};

@@ -1,32 +1,40 @@
 /* stacks.c — allocation stacks: capture, interning, block => stack, sites.
  *
- * While _rh_capture_stacks is set, the allocator hooks call
- * _rh_stacks_on_alloc() for every new block: the native return addresses
- * are taken by unwind.c's cached-CFI walk (falling back to the compiler's
- * unwinder, _Unwind_Backtrace: both read .eh_frame, so code without frame
- * pointers unwinds too), the Python frames
- * as (code object, bytecode offset) pairs read from the thread's frame
- * chain (GIL domains only: the raw domain runs without the GIL), and the
- * pair is interned in a stack table so a block costs one 32-bit id in a
- * side table keyed by block address.  Nothing is resolved here: symbols.c
- * turns addresses into file:line later, outside the hooks.
+ * While capture is on, the tracker tells this file of every new block (an
+ * observer, registered here): the native return addresses are taken by
+ * unwind.c's cached-CFI walk (falling back to the compiler's unwinder,
+ * _Unwind_Backtrace: both read .eh_frame, so code without frame pointers
+ * unwinds too), the Python frames as (code object, bytecode offset) pairs
+ * read from the thread's frame chain (GIL domains only: the raw domain
+ * runs without the GIL), and the pair is interned in a stack table so a
+ * block costs one 32-bit id in a side table keyed by block address.
+ * Nothing is resolved here: symbols.c turns addresses into file:line
+ * later, outside the hooks.  The engine's own allocations are never
+ * shown to observers, so they get no stack (tracker.h).
  *
  * Memory: records and the index live in mmap'd memory; the side table is a
  * blocks.c table (the id in the size field).  All of it is guarded by
  * stacks_lock, taken by hooks of every domain; never held while calling
- * anything that can allocate through Python.
+ * anything that can allocate through Python.  capture and in_use are read
+ * by the hooks without the lock (a late or early event is harmless) and
+ * written under the GIL.  Lock order: stacks_lock, then the tracker's
+ * table locks (sites walks the tables holding it).
  */
-#include "rh_internal.h"
+#include "stacks.h"
+#include "blocks.h"
+#include "objects.h"
+#include "tracker.h"
+#include "typeset.h"
+#include "unwind.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unwind.h>
-#include <link.h>
 
-volatile int _rh_capture_stacks = 0;
-volatile int _rh_stacks_in_use = 0;
+static volatile int capture = 0;          /* hooks record stacks */
+static volatile int in_use = 0;           /* the side table has entries */
+static int observing = 0;                 /* our observer is registered (GIL) */
 
 static pthread_mutex_t stacks_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -38,33 +46,8 @@ static size_t nwords = 1;               /* id 0 = "no stack" */
 static uint32_t *index_slots;           /* open addressing: record offsets */
 static size_t index_cap, index_count;
 static rh_table_t block_stacks;         /* block address => stack id */
-static uintptr_t self_lo, self_hi;      /* our own text, left out of stacks */
 
 /* ---- capture ------------------------------------------------------------- */
-
-typedef struct {
-    uintptr_t *ips;
-    int n, max;
-} trace_t;
-
-static _Unwind_Reason_Code trace_cb(struct _Unwind_Context *ctx, void *arg)
-{
-    trace_t *t = (trace_t *)arg;
-    uintptr_t ip = (uintptr_t)_Unwind_GetIP(ctx);
-    if (ip == 0)
-        return _URC_END_OF_STACK;
-    if (ip >= self_lo && ip < self_hi && t->n == 0)
-        return _URC_NO_REASON;          /* refhound's own hook frames */
-    t->ips[t->n++] = ip;
-    return t->n < t->max ? _URC_NO_REASON : _URC_END_OF_STACK;
-}
-
-int _rh_native_backtrace(uintptr_t *ips, int max)
-{
-    trace_t t = {ips, 0, max};
-    _Unwind_Backtrace(trace_cb, &t);
-    return t.n;
-}
 
 /* The Python frames of the running thread, innermost first.  The frame
  * layout is internal to CPython, so this exists only for the versions it
@@ -218,10 +201,8 @@ static uint32_t stack_intern(const uintptr_t *native, int nn, const uintptr_t *p
     return id;
 }
 
-volatile uintptr_t _rh_history_ip = 0;
-
-/* domain: where the block comes from (RH_DOMAIN_*), or -1 for no block. */
-static uint32_t capture_for(uintptr_t block, int domain)
+/* domain: where the block comes from (RH_DOMAIN_*). */
+static uint32_t capture_stack(int domain)
 {
     int with_python = domain == RH_DOMAIN_MEM || domain == RH_DOMAIN_OBJ;
     uintptr_t raw[RH_MAX_NATIVE + 8], py[2 * RH_MAX_PY];
@@ -231,7 +212,7 @@ static uint32_t capture_for(uintptr_t block, int domain)
      * (Py_RunMain ... _start): the walk stops a few frames after it. */
     int nraw = _rh_fast_backtrace(raw, RH_MAX_NATIVE + 8, entries);
     int skip = 0;
-    while (skip < nraw && raw[skip] >= self_lo && raw[skip] < self_hi)
+    while (skip < nraw && _rh_unwind_is_self(raw[skip]))
         skip++;                                 /* refhound's own frames */
     uintptr_t *native = raw + skip;
     int nn = nraw - skip;
@@ -239,47 +220,62 @@ static uint32_t capture_for(uintptr_t block, int domain)
         nn = RH_MAX_NATIVE;
     if (nn < 4 && nraw < RH_MAX_NATIVE + 8)     /* the fast walk gave up early */
         nn = _rh_native_backtrace(native = raw, RH_MAX_NATIVE);
-    if (_rh_history_ip != 0 && domain == RH_DOMAIN_OBJ) {
-        /* An object allocated from the watched call site: follow its life. */
-        for (int i = 0; i < nn; i++)
-            if (native[i] == _rh_history_ip) {
-                _rh_history_arm(block);
-                break;
-            }
-    }
     return stack_intern(native, nn, py, npy);
 }
 
 
 /* ---- block => stack ---------------------------------------------------- */
 
-void _rh_stacks_on_alloc(uintptr_t block, int domain)
+static void on_alloc(uintptr_t block, size_t size, int domain)
 {
-    uint32_t id = capture_for(block, domain);
+    if (!capture)
+        return;
+    uint32_t id = capture_stack(domain);
     if (id == 0)
         return;
     pthread_mutex_lock(&stacks_lock);
     if (block_stacks.slots != NULL || _rh_table_init(&block_stacks, 1 << 14) == 0) {
         if (_rh_table_insert(&block_stacks, block, rh_block_meta(id, 0, 0)) == 0)
-            _rh_stacks_in_use = 1;
+            in_use = 1;
     }
     pthread_mutex_unlock(&stacks_lock);
 }
 
-void _rh_stacks_on_free(uintptr_t block)
+static void on_free(const rh_block_t *entry)
 {
+    if (!in_use)
+        return;
     pthread_mutex_lock(&stacks_lock);
-    _rh_table_remove(&block_stacks, block, NULL);
+    _rh_table_remove(&block_stacks, rh_block_addr(entry), NULL);
     pthread_mutex_unlock(&stacks_lock);
 }
 
-void _rh_stacks_on_move(uintptr_t from, uintptr_t to)
+static void on_move(uintptr_t from, uintptr_t to, int domain)
 {
+    if (!in_use)
+        return;
     rh_block_t old;
     pthread_mutex_lock(&stacks_lock);
     if (_rh_table_remove(&block_stacks, from, &old))
         _rh_table_insert(&block_stacks, to, old.meta);
     pthread_mutex_unlock(&stacks_lock);
+}
+
+static const rh_observer_t observer = {
+    RH_DOMAIN_BIT(RH_DOMAIN_RAW) | RH_DOMAIN_BIT(RH_DOMAIN_MEM) | RH_DOMAIN_BIT(RH_DOMAIN_OBJ) |
+        RH_DOMAIN_BIT(RH_DOMAIN_ADOPTED),
+    on_alloc, on_free, on_move,
+};
+
+int _rh_stacks_capture(int on)
+{
+    if (on && !observing) {
+        if (_rh_tracker_observe(&observer) < 0)
+            return -1;
+        observing = 1;
+    }
+    capture = on;
+    return 0;
 }
 
 uint32_t _rh_stack_of(uintptr_t block)
@@ -291,24 +287,31 @@ uint32_t _rh_stack_of(uintptr_t block)
     return id;
 }
 
-/* Frames of a stack; the pointers stay valid until _rh_stacks_reset(). */
-int _rh_stack_get(uint32_t id, const uintptr_t **native, int *nn, const uintptr_t **py, int *npy)
+int _rh_stack_copy(uint32_t id, uintptr_t *native, int *nn, uintptr_t *py, int *npy)
 {
-    if (id == 0 || words == NULL || id >= nwords)
-        return -1;
-    uintptr_t head = words[id];
-    *nn = (int)((head >> 32) & 0xffff);
-    *npy = (int)((head >> 48) & 0xffff);
-    *native = &words[id + 1];
-    *py = &words[id + 1 + *nn];
-    return 0;
+    int rc = -1;
+    pthread_mutex_lock(&stacks_lock);
+    if (id != 0 && words != NULL && id < nwords) {
+        uintptr_t head = words[id];
+        *nn = (int)((head >> 32) & 0xffff);
+        *npy = (int)((head >> 48) & 0xffff);
+        memcpy(native, &words[id + 1], (size_t)*nn * sizeof(uintptr_t));
+        memcpy(py, &words[id + 1 + *nn], (size_t)*npy * 2 * sizeof(uintptr_t));
+        rc = 0;
+    }
+    pthread_mutex_unlock(&stacks_lock);
+    return rc;
 }
 
 void _rh_stacks_reset(void)
 {
+    if (observing) {
+        _rh_tracker_unobserve(&observer);
+        observing = 0;
+    }
     pthread_mutex_lock(&stacks_lock);
-    _rh_capture_stacks = 0;
-    _rh_stacks_in_use = 0;
+    capture = 0;
+    in_use = 0;
     _rh_table_release(&block_stacks);
     if (index_slots)
         munmap(index_slots, index_cap * sizeof(uint32_t));
@@ -319,28 +322,6 @@ void _rh_stacks_reset(void)
     words = NULL;
     nwords = 1;
     pthread_mutex_unlock(&stacks_lock);
-}
-
-/* Find our own executable segment, so hook frames are left out. */
-static int find_self(struct dl_phdr_info *info, size_t size, void *data)
-{
-    uintptr_t probe = (uintptr_t)data;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && probe >= lo &&
-            probe < lo + ph->p_memsz) {
-            self_lo = lo;
-            self_hi = lo + ph->p_memsz;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-void _rh_stacks_init(void)
-{
-    dl_iterate_phdr(find_self, (void *)(uintptr_t)&_rh_stacks_init);
 }
 
 /* ---- sites: surviving blocks grouped by stack ------------------------------ *
@@ -483,12 +464,6 @@ static void find_roots(survivors_t *sv)
     free(bindex);
 }
 
-typedef struct {
-    uint32_t stack;
-    int64_t blocks, bytes, roots;
-    uintptr_t sample;       /* a surviving object of this site, or 0 */
-} site_acc_t;
-
 static int cmp_stack(const void *a, const void *b)
 {
     uint32_t x = ((const survivor_t *)a)->stack, y = ((const survivor_t *)b)->stack;
@@ -497,7 +472,7 @@ static int cmp_stack(const void *a, const void *b)
 
 static int cmp_site(const void *a, const void *b)
 {
-    const site_acc_t *x = a, *y = b;
+    const rh_site_t *x = a, *y = b;
     if (x->roots != y->roots)
         return x->roots < y->roots ? 1 : -1;
     if (x->blocks != y->blocks)
@@ -505,28 +480,26 @@ static int cmp_site(const void *a, const void *b)
     return x->bytes < y->bytes ? 1 : (x->bytes > y->bytes ? -1 : 0);
 }
 
-/* sites(first_epoch, last_epoch) ->
- *     ([(stack id, blocks, bytes, root blocks, a root object or None)],
- *      unattributed blocks) */
-static PyObject *stacks_sites(PyObject *mod, PyObject *args)
+int _rh_stacks_sites(uint32_t first, uint32_t last, rh_site_t **out, size_t *nsites,
+                     int64_t *unattributed)
 {
-    unsigned long first, last;
-    if (!PyArg_ParseTuple(args, "kk", &first, &last))
-        return NULL;
     survivors_t sv;
     memset(&sv, 0, sizeof(sv));
-    sv.first = (uint32_t)first;
-    sv.last = (uint32_t)last;
+    sv.first = first;
+    sv.last = last;
+    *out = NULL;
+    *nsites = 0;
     /* Under stacks_lock, only libc memory: a Python allocator would come
      * back into our hooks, which take the lock.  tp_traverse allocates
      * nothing (the GC's contract). */
     pthread_mutex_lock(&stacks_lock);
-    _rh_tracker_foreach(survivor_visit, &sv);
+    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, survivor_visit, &sv);
     pthread_mutex_unlock(&stacks_lock);
+    *unattributed = sv.unattributed;
     if (_rh_typeset_count() > 0)
         find_roots(&sv);
     qsort(sv.items, sv.count, sizeof(survivor_t), cmp_stack);
-    site_acc_t *sites = calloc(sv.count + 1, sizeof(site_acc_t));
+    rh_site_t *sites = calloc(sv.count + 1, sizeof(rh_site_t));
     size_t n = 0;
     for (size_t i = 0; sites && i < sv.count; i++) {
         if (n == 0 || sites[n - 1].stack != sv.items[i].stack) {
@@ -536,103 +509,14 @@ static PyObject *stacks_sites(PyObject *mod, PyObject *args)
         sites[n - 1].blocks++;
         sites[n - 1].bytes += sv.items[i].bytes;
         sites[n - 1].roots += !sv.items[i].held;
-        if (sites[n - 1].sample == 0 && sv.items[i].obj != 0 && !sv.items[i].held)
-            sites[n - 1].sample = sv.items[i].obj;
+        if (sites[n - 1].sample == NULL && sv.items[i].obj != 0 && !sv.items[i].held)
+            sites[n - 1].sample = (PyObject *)sv.items[i].obj;
     }
     free(sv.items);
     if (sites == NULL)
-        return PyErr_NoMemory();
-    qsort(sites, n, sizeof(site_acc_t), cmp_site);
-    PyObject *out = PyList_New(0);
-    for (size_t i = 0; out && i < n; i++) {
-        /* Still alive: no Python code ran since the walk. */
-        PyObject *sample = sites[i].sample ? (PyObject *)sites[i].sample : Py_None;
-        PyObject *item = Py_BuildValue("(kLLLO)", (unsigned long)sites[i].stack,
-                                       (long long)sites[i].blocks, (long long)sites[i].bytes,
-                                       (long long)sites[i].roots, sample);
-        if (item == NULL || PyList_Append(out, item) < 0)
-            Py_CLEAR(out);
-        Py_XDECREF(item);
-    }
-    free(sites);
-    if (out == NULL)
-        return NULL;
-    return Py_BuildValue("(NL)", out, (long long)sv.unattributed);
+        return -1;
+    qsort(sites, n, sizeof(rh_site_t), cmp_site);
+    *out = sites;
+    *nsites = n;
+    return 0;
 }
-
-/* stack(id) -> ([native return addresses], [(code, bytecode offset)]) */
-static PyObject *stacks_stack(PyObject *mod, PyObject *arg)
-{
-    unsigned long id = PyLong_AsUnsignedLong(arg);
-    if (PyErr_Occurred())
-        return NULL;
-    const uintptr_t *native, *py;
-    int nn, npy;
-    pthread_mutex_lock(&stacks_lock);
-    int ok = _rh_stack_get((uint32_t)id, &native, &nn, &py, &npy);
-    pthread_mutex_unlock(&stacks_lock);
-    if (ok < 0)
-        return Py_BuildValue("([][])");
-    PyObject *ln = PyList_New(nn), *lp = PyList_New(0);
-    if (ln == NULL || lp == NULL)
-        goto error;
-    for (int i = 0; i < nn; i++) {
-        PyObject *v = PyLong_FromUnsignedLong(native[i]);
-        if (v == NULL)
-            goto error;
-        PyList_SET_ITEM(ln, i, v);
-    }
-    for (int i = 0; i < npy; i++) {
-        /* Only a code object that is still alive can be named. */
-        uintptr_t co = py[2 * i];
-        PyObject *item;
-        if (_rh_object_is_live(co, (uintptr_t)&PyCode_Type))
-            item = Py_BuildValue("(Ok)", (PyObject *)co, (unsigned long)py[2 * i + 1]);
-        else
-            item = Py_BuildValue("(Ok)", Py_None, (unsigned long)py[2 * i + 1]);
-        if (item == NULL || PyList_Append(lp, item) < 0) {
-            Py_XDECREF(item);
-            goto error;
-        }
-        Py_DECREF(item);
-    }
-    return Py_BuildValue("(NN)", ln, lp);
-error:
-    Py_XDECREF(ln);
-    Py_XDECREF(lp);
-    return NULL;
-}
-
-static PyObject *stacks_capture(PyObject *mod, PyObject *arg)
-{
-    int on = PyObject_IsTrue(arg);
-    if (on < 0)
-        return NULL;
-    _rh_capture_stacks = on;
-    Py_RETURN_NONE;
-}
-
-static PyObject *stacks_reset(PyObject *mod, PyObject *unused)
-{
-    _rh_stacks_reset();
-    Py_RETURN_NONE;
-}
-
-static PyObject *stacks_stack_of(PyObject *mod, PyObject *obj)
-{
-    rh_typeinfo_t *ti = _rh_typeset_lookup((uintptr_t)Py_TYPE(obj));
-    uintptr_t block = (uintptr_t)obj - (ti ? ti->preheader : 0);
-    return PyLong_FromUnsignedLong(_rh_stack_of(block));
-}
-
-PyMethodDef _rh_stacks_methods[] = {
-    {"capture_stacks", stacks_capture, METH_O,
-     "capture_stacks(on): record an allocation stack for every new block"},
-    {"reset_stacks", stacks_reset, METH_NOARGS, "forget every recorded stack"},
-    {"sites", stacks_sites, METH_VARARGS,
-     "sites(first_epoch, last_epoch) -> ([(stack id, blocks, bytes, root blocks, sample "
-     "object)], unattributed blocks)"},
-    {"stack", stacks_stack, METH_O, "stack(id) -> ([native addresses], [(code, offset)])"},
-    {"stack_of", stacks_stack_of, METH_O, "stack_of(obj) -> stack id of its block, 0 if none"},
-    {NULL}
-};

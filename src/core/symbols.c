@@ -9,11 +9,20 @@
  * gets symbol+offset and a stated reason; without libdw, dladdr gives the
  * same.
  *
- * Runs outside the allocator hooks, under the GIL (the Python binding);
- * the Dwfl session is created on first use and kept.  Results are
- * cached per address.
+ * Symbolization runs outside the allocator hooks and copies every string
+ * it returns into the caller's rh_symbolized_t: nothing of the Dwfl
+ * session escapes, and nothing is allocated through Python while
+ * dwfl_lock is held.  The CFI rules (_rh_cfi_rule) are asked from the
+ * hooks of every thread.  The Dwfl session is created on first use and
+ * kept until _rh_symbols_forget().
+ *
+ * Locking: dwfl_lock guards dwfl (and libdw's caches inside it).  The
+ * thread-local in_dwfl marks a thread that holds it: should an allocation
+ * ever reach the hooks from inside libdw on that thread (libdw uses libc
+ * malloc, so none does today), its CFI look-up answers "no rule" instead
+ * of waiting for itself.
  */
-#include "rh_internal.h"
+#include "symbols.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -29,12 +38,8 @@
 
 static Dwfl *dwfl;
 static char *debuginfo_path;
-/* Guards the Dwfl session: symbolization (GIL) and CFI look-ups from the
- * allocator hooks (any thread).  symbolizer_thread marks the thread that
- * holds it while building Python objects, whose allocations come back
- * into the hooks: there the unwinder must not wait for the lock. */
 static pthread_mutex_t dwfl_lock = PTHREAD_MUTEX_INITIALIZER;
-static volatile uintptr_t symbolizer_thread;
+static __thread int in_dwfl;
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
     .find_debuginfo = dwfl_standard_find_debuginfo,
@@ -99,28 +104,45 @@ static const char *full_path(const char *file, const char *comp_dir, char *buf, 
     return buf;
 }
 
-static PyObject *frame_dict(const char *module, const char *function, const char *file, int line,
-                            int inlined, unsigned long offset, const char *why)
+/* Copy a string into out->text; NULL when it is NULL or there is no room
+ * left (16 KiB for at most 32 frames: only pathological paths). */
+static const char *keep(rh_symbolized_t *out, const char *str)
 {
-    return Py_BuildValue("{s:z,s:z,s:z,s:i,s:O,s:k,s:z}", "module", module, "function", function,
-                         "file", file, "line", line, "inlined", inlined ? Py_True : Py_False,
-                         "offset", offset, "reason", why);
+    if (str == NULL)
+        return NULL;
+    size_t len = strlen(str) + 1;
+    if (len > sizeof(out->text) - out->used)
+        return NULL;
+    char *dst = out->text + out->used;
+    memcpy(dst, str, len);
+    out->used += len;
+    return dst;
 }
 
-/* symbolize(address, is_return_address=True) -> [frame, ...] innermost first:
- * an address inside inlined code gives the inlined functions first, then
- * the function they were inlined into, each with its own file:line. */
+static void add_frame(rh_symbolized_t *out, const char *module, const char *function,
+                      const char *file, int line, int inlined, unsigned long offset,
+                      const char *why)
+{
+    if (out->nframes >= RH_MAX_SOURCE_FRAMES)
+        return;
+    rh_frame_t *f = &out->frames[out->nframes++];
+    f->module = keep(out, module);
+    f->function = keep(out, function);
+    f->file = keep(out, file);
+    f->line = line;
+    f->inlined = inlined;
+    f->offset = offset;
+    f->reason = why;
+}
+
 #ifdef HAVE_LIBDW
-/* The frames of pc, appended to out (dwfl_lock held). */
-static PyObject *symbolize_locked(uintptr_t pc, PyObject *out)
+/* The frames of pc (dwfl_lock held). */
+static void symbolize_locked(uintptr_t pc, rh_symbolized_t *out)
 {
     Dwfl_Module *m = module_of(pc);
     if (m == NULL) {
-        PyObject *f = frame_dict(NULL, NULL, NULL, 0, 0, 0, "address in no loaded module");
-        if (f == NULL || PyList_Append(out, f) < 0)
-            Py_CLEAR(out);
-        Py_XDECREF(f);
-        return out;
+        add_frame(out, NULL, NULL, NULL, 0, 0, 0, "address in no loaded module");
+        return;
     }
     const char *modname = NULL;
     Dwarf_Addr mod_start;
@@ -131,12 +153,9 @@ static PyObject *symbolize_locked(uintptr_t pc, PyObject *out)
     Dwarf_Addr bias = 0;
     Dwarf_Die *cu = dwfl_module_addrdie(m, pc, &bias);
     if (cu == NULL) {
-        PyObject *f = frame_dict(modname, symname, NULL, 0, 0, (unsigned long)sym_off,
-                                 "no DWARF debug information for this module");
-        if (f == NULL || PyList_Append(out, f) < 0)
-            Py_CLEAR(out);
-        Py_XDECREF(f);
-        return out;
+        add_frame(out, modname, symname, NULL, 0, 0, (unsigned long)sym_off,
+                  "no DWARF debug information for this module");
+        return;
     }
     /* The innermost line: from the line table. */
     const char *file = NULL;
@@ -170,15 +189,9 @@ static PyObject *symbolize_locked(uintptr_t pc, PyObject *out)
             continue;
         const char *fn = die_name(&chain[i]);
         int inlined = tag == DW_TAG_inlined_subroutine;
-        PyObject *f = frame_dict(modname, fn ? fn : symname,
-                                 full_path(file, comp_dir, pathbuf, sizeof(pathbuf)), line,
-                                 inlined, (unsigned long)sym_off, NULL);
-        if (f == NULL || PyList_Append(out, f) < 0) {
-            Py_XDECREF(f);
-            Py_CLEAR(out);
-            break;
-        }
-        Py_DECREF(f);
+        add_frame(out, modname, fn ? fn : symname,
+                  full_path(file, comp_dir, pathbuf, sizeof(pathbuf)), line, inlined,
+                  (unsigned long)sym_off, NULL);
         emitted++;
         if (!inlined)
             break;
@@ -186,49 +199,30 @@ static PyObject *symbolize_locked(uintptr_t pc, PyObject *out)
         call_site(&chain[i], files, &file, &line);
     }
     free(chain);
-    if (out != NULL && emitted == 0) {
-        PyObject *f = frame_dict(modname, symname,
-                                 full_path(file, comp_dir, pathbuf, sizeof(pathbuf)), line, 0,
-                                 (unsigned long)sym_off, NULL);
-        if (f == NULL || PyList_Append(out, f) < 0)
-            Py_CLEAR(out);
-        Py_XDECREF(f);
-    }
-    return out;
+    if (emitted == 0)
+        add_frame(out, modname, symname, full_path(file, comp_dir, pathbuf, sizeof(pathbuf)),
+                  line, 0, (unsigned long)sym_off, NULL);
 }
 #endif
 
-static PyObject *symbols_symbolize(PyObject *mod, PyObject *args)
+void _rh_symbolize(uintptr_t pc, rh_symbolized_t *out)
 {
-    unsigned long address;
-    int is_return = 1;
-    if (!PyArg_ParseTuple(args, "k|p", &address, &is_return))
-        return NULL;
-    /* A return address points after the call; the call is one byte back. */
-    uintptr_t pc = is_return && address > 0 ? address - 1 : address;
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
+    out->nframes = 0;
+    out->used = 0;
 #ifdef HAVE_LIBDW
     pthread_mutex_lock(&dwfl_lock);
-    __atomic_store_n(&symbolizer_thread, (uintptr_t)pthread_self(), __ATOMIC_RELAXED);
-    out = symbolize_locked(pc, out);
-    __atomic_store_n(&symbolizer_thread, 0, __ATOMIC_RELAXED);
+    in_dwfl = 1;
+    symbolize_locked(pc, out);
+    in_dwfl = 0;
     pthread_mutex_unlock(&dwfl_lock);
-    return out;
 #else
     Dl_info info;
-    PyObject *f;
     if (dladdr((void *)pc, &info) && info.dli_fname)
-        f = frame_dict(info.dli_fname, info.dli_sname, NULL, 0, 0,
-                       info.dli_saddr ? (unsigned long)(pc - (uintptr_t)info.dli_saddr) : 0,
-                       "refhound was built without libdw (install libdw-dev and rebuild)");
+        add_frame(out, info.dli_fname, info.dli_sname, NULL, 0, 0,
+                  info.dli_saddr ? (unsigned long)(pc - (uintptr_t)info.dli_saddr) : 0,
+                  "refhound was built without libdw (install libdw-dev and rebuild)");
     else
-        f = frame_dict(NULL, NULL, NULL, 0, 0, 0, "address in no loaded module");
-    if (f == NULL || PyList_Append(out, f) < 0)
-        Py_CLEAR(out);
-    Py_XDECREF(f);
-    return out;
+        add_frame(out, NULL, NULL, NULL, 0, 0, 0, "address in no loaded module");
 #endif
 }
 
@@ -238,10 +232,11 @@ static PyObject *symbols_symbolize(PyObject *mod, PyObject *args)
 int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule)
 {
 #ifdef HAVE_LIBDW
-    if (__atomic_load_n(&symbolizer_thread, __ATOMIC_RELAXED) == (uintptr_t)pthread_self())
-        return -1;      /* we are inside the symbolizer: never wait on ourselves */
+    if (in_dwfl)
+        return -1;      /* this thread holds dwfl_lock: never wait on ourselves */
     int ok = -1;
     pthread_mutex_lock(&dwfl_lock);
+    in_dwfl = 1;
     Dwfl_Module *m = module_of(pc);
     Dwarf_Addr bias = 0;
     Dwarf_CFI *cfi = m ? dwfl_module_eh_cfi(m, &bias) : NULL;
@@ -289,6 +284,7 @@ int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule)
         }
     }
     free(frame);
+    in_dwfl = 0;
     pthread_mutex_unlock(&dwfl_lock);
     return ok;
 #else
@@ -296,7 +292,7 @@ int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule)
 #endif
 }
 
-static PyObject *symbols_forget(PyObject *mod, PyObject *unused)
+void _rh_symbols_forget(void)
 {
 #ifdef HAVE_LIBDW
     pthread_mutex_lock(&dwfl_lock);
@@ -305,23 +301,13 @@ static PyObject *symbols_forget(PyObject *mod, PyObject *unused)
     dwfl = NULL;
     pthread_mutex_unlock(&dwfl_lock);
 #endif
-    Py_RETURN_NONE;
 }
 
-static PyObject *symbols_have_dwarf(PyObject *mod, PyObject *unused)
+int _rh_symbols_have_dwarf(void)
 {
 #ifdef HAVE_LIBDW
-    Py_RETURN_TRUE;
+    return 1;
 #else
-    Py_RETURN_FALSE;
+    return 0;
 #endif
 }
-
-PyMethodDef _rh_symbols_methods[] = {
-    {"symbols_have_dwarf", symbols_have_dwarf, METH_NOARGS, "was refhound built with libdw?"},
-    {"symbolize", symbols_symbolize, METH_VARARGS,
-     "symbolize(address, is_return_address=True) -> [{module, function, file, line, "
-     "inlined, offset, reason}] innermost first"},
-    {"forget_symbols", symbols_forget, METH_NOARGS, "drop the symbol session (re-read modules)"},
-    {NULL}
-};

@@ -2,39 +2,59 @@
  *
  * Every hook calls the allocator that was installed before it (chaining),
  * then records the block in a table of live blocks with its size, domain
- * and birth epoch.  The hooks never call a hooked allocator: tables live in
- * mmap'd memory (blocks.c).
+ * and birth epoch, then tells the registered observers.  The hooks never
+ * call a hooked allocator (tables live in mmap'd memory, blocks.c) and
+ * make no system call but the uncontended lock of the raw table.
  *
- * Locking:
- *   _rh_gil_table  mem + obj blocks; guarded by the GIL (the mem
- *                  and obj domains require it).  Free-threaded builds take
- *                  gil_table_lock instead.
- *   raw_table      raw blocks; guarded by raw_lock (the raw domain is called
- *                  without the GIL).  pthread_atfork keeps the lock usable
- *                  in a forked child.
- *   _rh_tracking   read without a lock as a fast path, re-checked under
+ * State and what guards it:
+ *   gil_table      mem + obj blocks; the GIL (the mem and obj domains
+ *                  require it).  Free-threaded builds take gil_table_lock.
+ *   adopted_table  objects alive at start, found through the types and the
+ *                  GC; the GIL.  Removed by the mem/obj free hooks.
+ *   static_table   objects seen through static data at start; static_lock
+ *                  (the raw free hook drops entries without the GIL); the
+ *                  mem/obj hooks look before they lock (only GIL holders
+ *                  move or unmap its slots).  static_count mirrors its size.
+ *   raw_table      raw blocks; raw_lock (the raw domain runs without the
+ *                  GIL).  pthread_atfork keeps both mutexes usable in a
+ *                  forked child.
+ *   tracking       read without a lock as a fast path, re-checked under
  *                  raw_lock in the raw hooks; written under the GIL and
- *                  raw_lock.
+ *                  raw_lock.  state/failure: written under the GIL (and
+ *                  raw_lock when a raw hook gives up); failure is a static
+ *                  string.
+ *   epoch          written under the GIL, read by every hook.
+ *   observers[]    written under the GIL (atomic stores), read by the
+ *                  hooks of every thread; each observer is a static.
+ *   provider       written and read under the GIL.
+ *   in_gil_hook, engine_busy   thread-local.
  *
  * Re-entry: pymalloc serves large requests from the raw domain, so an obj
- * hook can call the raw hook on the same thread.  The GIL hooks set a
- * thread-local flag around their call to the previous allocator; the raw
- * hook ignores calls made under it, so such a block is counted once, as obj.
+ * hook can call the raw hook on the same thread.  The GIL hooks set the
+ * thread-local in_gil_hook around their call to the previous allocator;
+ * the raw hook ignores calls made under it, so such a block is counted
+ * once, as obj.
  *
- * Out of memory: when a table cannot grow, tracking stops with a reason
+ * Out of memory: when a table cannot grow, recording stops with a reason
  * (_rh_tracker_failure) and the program goes on untouched.
  */
-#include "rh_internal.h"
+#include "tracker.h"
+#include "blocks.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-rh_table_t _rh_gil_table;
-rh_table_t _rh_old_table;      /* adopted objects (existed before tracking); GIL */
+enum { STATE_OFF, STATE_ON, STATE_FAILED };
 
+static rh_table_t gil_table;
+static rh_table_t adopted_table;
+static rh_table_t static_table;
 static rh_table_t raw_table;
+static pthread_mutex_t static_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t raw_lock = PTHREAD_MUTEX_INITIALIZER;
+static volatile size_t static_count;
+static volatile uint64_t static_gen;      /* bumped under static_lock */
 #ifdef Py_GIL_DISABLED
 static pthread_mutex_t gil_table_lock = PTHREAD_MUTEX_INITIALIZER;
 #  define GIL_TABLE_LOCK() pthread_mutex_lock(&gil_table_lock)
@@ -44,51 +64,182 @@ static pthread_mutex_t gil_table_lock = PTHREAD_MUTEX_INITIALIZER;
 #  define GIL_TABLE_UNLOCK() ((void)0)
 #endif
 
-volatile int _rh_tracking = 0;
-volatile uint32_t _rh_epoch = 0;
-rh_free_observer_t _rh_free_observer = NULL;
+static volatile int tracking = 0;
+static int state = STATE_OFF;
+static const char *failure = NULL;
+static volatile uint32_t epoch = 0;
+static volatile uint64_t forks = 0;
+
+static const rh_observer_t *volatile observers[RH_MAX_OBSERVERS];
+static volatile int nobservers = 0;
+static rh_provider_t provider = NULL;
 
 static int hooks_installed = 0;
-static int allocator_is(PyMemAllocatorDomain domain, const PyMemAllocatorEx *ours);
-static const char *failure = NULL;
 static PyMemAllocatorEx prev_raw, prev_mem, prev_obj;
 static PyMemAllocatorEx our_raw, our_mem, our_obj;
-/* This thread is inside a GIL-domain hook's call to the previous
- * allocator.  initial-exec TLS: one %fs-relative access, no call (a few
- * bytes of the static TLS surplus glibc keeps for dlopen'd modules). */
+/* initial-exec TLS: one %fs-relative access, no call (a few bytes of the
+ * static TLS surplus glibc keeps for dlopen'd modules). */
 static __thread int in_gil_hook __attribute__((tls_model("initial-exec")));
+static __thread int engine_busy __attribute__((tls_model("initial-exec")));
 
-/* Stop tracking because the tracker itself ran out of memory. */
+static const char *const OOM_RAW = "the raw block table could not grow (out of memory)";
+static const char *const OOM_GIL = "the block table could not grow (out of memory)";
+static const char *const OOM_ADOPT =
+    "the block table could not grow while adopting the objects that existed before "
+    "tracking started (out of memory)";
+
+/* Stop recording because a table could not grow. */
 static void give_up(const char *why)
 {
-    failure = why;
-    _rh_tracking = 0;
+    if (failure == NULL)
+        failure = why;
+    state = STATE_FAILED;
+    tracking = 0;
 }
 
-/* ---- raw domain --------------------------------------------------- */
+/* ---- observers ---------------------------------------------------------- */
 
-static inline int raw_nested(void)
+static inline const rh_observer_t *observer_at(int i)
 {
-    return in_gil_hook;
+    return __atomic_load_n(&observers[i], __ATOMIC_ACQUIRE);
 }
+
+static inline void notify_alloc(uintptr_t p, size_t size, int domain)
+{
+    if (nobservers == 0 || engine_busy)
+        return;
+    for (int i = 0; i < RH_MAX_OBSERVERS; i++) {
+        const rh_observer_t *o = observer_at(i);
+        if (o != NULL && o->on_alloc != NULL && (o->domains & RH_DOMAIN_BIT(domain)))
+            o->on_alloc(p, size, domain);
+    }
+}
+
+static inline void notify_free(const rh_block_t *entry)
+{
+    if (nobservers == 0)
+        return;
+    int domain = rh_block_domain(entry);
+    for (int i = 0; i < RH_MAX_OBSERVERS; i++) {
+        const rh_observer_t *o = observer_at(i);
+        if (o != NULL && o->on_free != NULL && (o->domains & RH_DOMAIN_BIT(domain)))
+            o->on_free(entry);
+    }
+}
+
+static inline void notify_move(uintptr_t from, uintptr_t to, int domain)
+{
+    if (nobservers == 0)
+        return;
+    for (int i = 0; i < RH_MAX_OBSERVERS; i++) {
+        const rh_observer_t *o = observer_at(i);
+        if (o != NULL && o->on_move != NULL && (o->domains & RH_DOMAIN_BIT(domain)))
+            o->on_move(from, to, domain);
+    }
+}
+
+int _rh_tracker_observe(const rh_observer_t *o)
+{
+    for (int i = 0; i < RH_MAX_OBSERVERS; i++)
+        if (observer_at(i) == o)
+            return 0;
+    for (int i = 0; i < RH_MAX_OBSERVERS; i++) {
+        if (observer_at(i) == NULL) {
+            __atomic_store_n(&observers[i], o, __ATOMIC_RELEASE);
+            nobservers++;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void _rh_tracker_unobserve(const rh_observer_t *o)
+{
+    for (int i = 0; i < RH_MAX_OBSERVERS; i++) {
+        if (observer_at(i) == o) {
+            __atomic_store_n(&observers[i], NULL, __ATOMIC_RELEASE);
+            nobservers--;
+        }
+    }
+}
+
+void _rh_tracker_set_provider(rh_provider_t fn) { provider = fn; }
+
+/* ---- the engine's own work and epochs ---------------------------------- */
+
+int _rh_engine_enter(void)
+{
+    int previous = engine_busy;
+    engine_busy = 1;
+    return previous;
+}
+
+void _rh_engine_leave(int previous) { engine_busy = previous; }
+
+static inline uint32_t birth_epoch(void)
+{
+    return engine_busy ? RH_EPOCH_NONE : epoch;
+}
+
+uint32_t _rh_epoch_now(void) { return epoch; }
+
+uint32_t _rh_epoch_advance(void)
+{
+    if (epoch < RH_EPOCH_MAX)
+        epoch++;
+    return epoch;
+}
+
+uint64_t _rh_tracker_forks(void) { return forks; }
+
+/* ---- the static table (any thread) ----------------------------------- */
+
+/* Is p perhaps a STATIC entry?  For the mem/obj hooks' misses, which hold
+ * the GIL: the slots are moved or unmapped only under the GIL (adoption's
+ * inserts, stop), so a look without static_lock is memory-safe; a raw
+ * hook on another thread may be removing an entry meanwhile, and a stale
+ * answer only costs a lock, or leaves an entry that its next use drops. */
+static inline int static_maybe_gil_held(uintptr_t p)
+{
+#ifdef Py_GIL_DISABLED
+    return static_count != 0;        /* no GIL: always look under the lock */
+#else
+    return static_count != 0 && _rh_table_find(&static_table, p) != NULL;
+#endif
+}
+
+/* Forget a STATIC entry at p, if any (its memory went away or moved); the
+ * raw hooks (no GIL). */
+static inline void static_forget(uintptr_t p)
+{
+    if (static_count == 0)
+        return;
+    pthread_mutex_lock(&static_lock);
+    if (_rh_table_remove(&static_table, p, NULL)) {
+        static_count = static_table.count;
+        static_gen++;
+    }
+    pthread_mutex_unlock(&static_lock);
+}
+
+/* ---- raw domain --------------------------------------------------------- */
 
 static void raw_record(void *p, size_t size)
 {
     pthread_mutex_lock(&raw_lock);
-    if (_rh_tracking &&
+    if (tracking &&
         _rh_table_insert(&raw_table, (uintptr_t)p,
-                         rh_block_meta(size, RH_DOMAIN_RAW, _rh_epoch)) < 0)
-        give_up("the raw block table could not grow (out of memory)");
+                         rh_block_meta(size, RH_DOMAIN_RAW, birth_epoch())) < 0)
+        give_up(OOM_RAW);
     pthread_mutex_unlock(&raw_lock);
 }
 
 static void *raw_malloc(void *ctx, size_t size)
 {
     void *p = prev_raw.malloc(prev_raw.ctx, size);
-    if (p != NULL && _rh_tracking && !raw_nested()) {
+    if (p != NULL && tracking && !in_gil_hook) {
         raw_record(p, size);
-        if (_rh_capture_stacks)
-            _rh_stacks_on_alloc((uintptr_t)p, RH_DOMAIN_RAW);   /* no GIL: native frames only */
+        notify_alloc((uintptr_t)p, size, RH_DOMAIN_RAW);   /* no GIL: native frames only */
     }
     return p;
 }
@@ -96,53 +247,63 @@ static void *raw_malloc(void *ctx, size_t size)
 static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     void *p = prev_raw.calloc(prev_raw.ctx, nelem, elsize);
-    if (p != NULL && _rh_tracking && !raw_nested()) {
+    if (p != NULL && tracking && !in_gil_hook) {
         raw_record(p, nelem * elsize);
-        if (_rh_capture_stacks)
-            _rh_stacks_on_alloc((uintptr_t)p, RH_DOMAIN_RAW);
+        notify_alloc((uintptr_t)p, nelem * elsize, RH_DOMAIN_RAW);
     }
     return p;
 }
 
 static void *raw_realloc(void *ctx, void *ptr, size_t size)
 {
-    if (!_rh_tracking || raw_nested())
+    if (!tracking || in_gil_hook)
         return prev_raw.realloc(prev_raw.ctx, ptr, size);
     /* Hold the lock across the call: once realloc frees ptr another thread
      * may be handed the same address and record it before we forget it. */
+    int found = 0, recorded = 0;
     pthread_mutex_lock(&raw_lock);
     void *p = prev_raw.realloc(prev_raw.ctx, ptr, size);
-    if (p != NULL && _rh_tracking) {
+    if (p != NULL && tracking) {
         rh_block_t old;
-        uint32_t epoch = _rh_epoch;
-        if (ptr != NULL && _rh_table_remove(&raw_table, (uintptr_t)ptr, &old))
-            epoch = rh_block_epoch(&old);
-        if (_rh_table_insert(&raw_table, (uintptr_t)p,
-                             rh_block_meta(size, RH_DOMAIN_RAW, epoch)) < 0)
-            give_up("the raw block table could not grow (out of memory)");
+        uint32_t e = birth_epoch();
+        if (ptr != NULL && _rh_table_remove(&raw_table, (uintptr_t)ptr, &old)) {
+            e = rh_block_epoch(&old);       /* same logical block: same birth */
+            found = 1;
+        }
+        if (_rh_table_insert(&raw_table, (uintptr_t)p, rh_block_meta(size, RH_DOMAIN_RAW, e)) < 0)
+            give_up(OOM_RAW);
+        recorded = 1;
     }
     pthread_mutex_unlock(&raw_lock);
-    if (p != NULL && _rh_stacks_in_use && ptr != NULL && p != ptr)
-        _rh_stacks_on_move((uintptr_t)ptr, (uintptr_t)p);
-    else if (p != NULL && _rh_capture_stacks && ptr == NULL)
-        _rh_stacks_on_alloc((uintptr_t)p, RH_DOMAIN_RAW);
+    if (!recorded)
+        return p;
+    if (ptr != NULL && !found)
+        static_forget((uintptr_t)ptr);
+    if (found && p != ptr)
+        notify_move((uintptr_t)ptr, (uintptr_t)p, RH_DOMAIN_RAW);
+    else if (!found)
+        notify_alloc((uintptr_t)p, size, RH_DOMAIN_RAW);
     return p;
 }
 
 static void raw_free(void *ctx, void *ptr)
 {
-    if (ptr != NULL && _rh_tracking && !raw_nested()) {
+    if (ptr != NULL && tracking && !in_gil_hook) {
+        rh_block_t old;
+        int found = 0;
         pthread_mutex_lock(&raw_lock);
-        if (_rh_tracking)
-            _rh_table_remove(&raw_table, (uintptr_t)ptr, NULL);
+        if (tracking)
+            found = _rh_table_remove(&raw_table, (uintptr_t)ptr, &old);
         pthread_mutex_unlock(&raw_lock);
-        if (_rh_stacks_in_use)
-            _rh_stacks_on_free((uintptr_t)ptr);
+        if (found)
+            notify_free(&old);
+        else
+            static_forget((uintptr_t)ptr);
     }
     prev_raw.free(prev_raw.ctx, ptr);
 }
 
-/* ---- mem and obj domains (GIL held) -------------------------------- */
+/* ---- mem and obj domains (GIL held) -------------------------------------- */
 
 typedef struct {
     PyMemAllocatorEx *prev;
@@ -159,43 +320,53 @@ static inline int enter_prev(void)
     return saved;
 }
 
-static inline void leave_prev(int saved)
-{
-    in_gil_hook = saved;
-}
+static inline void leave_prev(int saved) { in_gil_hook = saved; }
 
-static inline void gil_record(uintptr_t p, size_t size, int domain, uint32_t epoch)
+static inline void gil_record(uintptr_t p, size_t size, int domain, uint32_t e)
 {
     GIL_TABLE_LOCK();
-    if (_rh_tracking &&
-        _rh_table_insert(&_rh_gil_table, p, rh_block_meta(size, domain, epoch)) < 0)
-        give_up("the block table could not grow (out of memory)");
+    if (tracking && _rh_table_insert(&gil_table, p, rh_block_meta(size, domain, e)) < 0)
+        give_up(OOM_GIL);
     GIL_TABLE_UNLOCK();
 }
 
-/* Forget a mem/obj/adopted block wherever it is (lock held). */
-static inline int gil_forget_unlocked(uintptr_t p, rh_block_t *old, int *adopted)
+/* Forget a mem/obj/adopted block wherever it is; *table says where it was
+ * (RH_TABLE_*), 0 when nowhere. */
+static inline int gil_forget(uintptr_t p, rh_block_t *old)
 {
-    *adopted = 0;
-    if (_rh_table_remove(&_rh_gil_table, p, old))
-        return 1;
-    if (_rh_old_table.count != 0 && _rh_table_remove(&_rh_old_table, p, old)) {
-        *adopted = 1;
-        return 1;
+    int table = 0;
+    GIL_TABLE_LOCK();
+    if (_rh_table_remove(&gil_table, p, old))
+        table = RH_TABLE_GIL;
+    else if (adopted_table.count != 0 && _rh_table_remove(&adopted_table, p, old))
+        table = RH_TABLE_ADOPTED;
+    GIL_TABLE_UNLOCK();
+    if (table == 0 && static_maybe_gil_held(p)) {
+        pthread_mutex_lock(&static_lock);
+        if (_rh_table_remove(&static_table, p, old)) {
+            table = RH_TABLE_STATIC;
+            static_count = static_table.count;
+            static_gen++;
+        }
+        pthread_mutex_unlock(&static_lock);
     }
-    return 0;
+    return table;
 }
 
 static void *gil_malloc(void *ctx, size_t size)
 {
     gil_domain_t *d = (gil_domain_t *)ctx;
-    int saved = enter_prev();
-    void *p = d->prev->malloc(d->prev->ctx, size);
-    leave_prev(saved);
-    if (p != NULL && _rh_tracking) {
-        gil_record((uintptr_t)p, size, d->domain, _rh_epoch);
-        if (_rh_capture_stacks)
-            _rh_stacks_on_alloc((uintptr_t)p, d->domain);
+    void *p = NULL;
+    if (provider != NULL && d->domain == RH_DOMAIN_OBJ && !engine_busy)
+        p = provider(size);
+    if (p == NULL) {
+        int saved = enter_prev();
+        p = d->prev->malloc(d->prev->ctx, size);
+        leave_prev(saved);
+    }
+    if (p != NULL && tracking) {
+        gil_record((uintptr_t)p, size, d->domain, birth_epoch());
+        notify_alloc((uintptr_t)p, size, d->domain);
     }
     return p;
 }
@@ -203,13 +374,21 @@ static void *gil_malloc(void *ctx, size_t size)
 static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     gil_domain_t *d = (gil_domain_t *)ctx;
-    int saved = enter_prev();
-    void *p = d->prev->calloc(d->prev->ctx, nelem, elsize);
-    leave_prev(saved);
-    if (p != NULL && _rh_tracking) {
-        gil_record((uintptr_t)p, nelem * elsize, d->domain, _rh_epoch);
-        if (_rh_capture_stacks)
-            _rh_stacks_on_alloc((uintptr_t)p, d->domain);
+    void *p = NULL;
+    if (provider != NULL && d->domain == RH_DOMAIN_OBJ && !engine_busy &&
+        (elsize == 0 || nelem <= (size_t)PY_SSIZE_T_MAX / elsize)) {
+        p = provider(nelem * elsize);
+        if (p != NULL)
+            memset(p, 0, nelem * elsize);
+    }
+    if (p == NULL) {
+        int saved = enter_prev();
+        p = d->prev->calloc(d->prev->ctx, nelem, elsize);
+        leave_prev(saved);
+    }
+    if (p != NULL && tracking) {
+        gil_record((uintptr_t)p, nelem * elsize, d->domain, birth_epoch());
+        notify_alloc((uintptr_t)p, nelem * elsize, d->domain);
     }
     return p;
 }
@@ -220,67 +399,72 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
     int saved = enter_prev();
     void *p = d->prev->realloc(d->prev->ctx, ptr, size);
     leave_prev(saved);
-    if (p == NULL || !_rh_tracking)
+    if (p == NULL || !tracking)
         return p;
-    int domain = d->domain;
-    uint32_t epoch = _rh_epoch;
-    size_t recorded = size;
+    uint32_t e = birth_epoch();
+    int found = 0;
     if (ptr != NULL) {
         rh_block_t old;
-        int adopted;
-        GIL_TABLE_LOCK();
-        int found = gil_forget_unlocked((uintptr_t)ptr, &old, &adopted);
-        if (found && adopted) {
+        found = gil_forget((uintptr_t)ptr, &old);
+        if (found == RH_TABLE_ADOPTED) {
             /* An adopted object that moved stays adopted (its offset is
              * kept in the size). */
-            if (_rh_table_insert(&_rh_old_table, (uintptr_t)p, old.meta) < 0)
-                give_up("the block table could not grow (out of memory)");
+            GIL_TABLE_LOCK();
+            if (_rh_table_insert(&adopted_table, (uintptr_t)p, old.meta) < 0)
+                give_up(OOM_GIL);
             GIL_TABLE_UNLOCK();
             return p;
         }
-        GIL_TABLE_UNLOCK();
-        if (found)
-            epoch = rh_block_epoch(&old);   /* same logical block: same birth */
+        if (found == RH_TABLE_GIL)
+            e = rh_block_epoch(&old);       /* same logical block: same birth */
+        else
+            found = 0;                      /* a STATIC entry is forgotten */
     }
-    gil_record((uintptr_t)p, recorded, domain, epoch);
-    if (_rh_stacks_in_use && ptr != NULL && p != ptr)
-        _rh_stacks_on_move((uintptr_t)ptr, (uintptr_t)p);
-    else if (_rh_capture_stacks && ptr == NULL)
-        _rh_stacks_on_alloc((uintptr_t)p, d->domain);
+    gil_record((uintptr_t)p, size, d->domain, e);
+    if (found && p != ptr)
+        notify_move((uintptr_t)ptr, (uintptr_t)p, d->domain);
+    else if (!found)
+        notify_alloc((uintptr_t)p, size, d->domain);
     return p;
 }
 
 static void gil_free(void *ctx, void *ptr)
 {
     gil_domain_t *d = (gil_domain_t *)ctx;
-    if (ptr != NULL && _rh_tracking) {
+    if (ptr != NULL && tracking) {
         rh_block_t old;
-        int adopted;
-        GIL_TABLE_LOCK();
-        int found = gil_forget_unlocked((uintptr_t)ptr, &old, &adopted);
-        GIL_TABLE_UNLOCK();
-        if (found && _rh_free_observer != NULL)
-            _rh_free_observer(&old);
-        if (found && _rh_stacks_in_use)
-            _rh_stacks_on_free((uintptr_t)ptr);
+        if (gil_forget((uintptr_t)ptr, &old))
+            notify_free(&old);
     }
     int saved = enter_prev();
     d->prev->free(d->prev->ctx, ptr);
     leave_prev(saved);
 }
 
-/* ---- fork ------------------------------------------------------------ */
+/* ---- fork ---------------------------------------------------------------- */
 
-static void atfork_prepare(void) { pthread_mutex_lock(&raw_lock); }
-static void atfork_parent(void) { pthread_mutex_unlock(&raw_lock); }
-static void atfork_child(void)
+static void atfork_prepare(void)
 {
-    /* Only this thread survives: the lock is ours, make it new. */
-    pthread_mutex_init(&raw_lock, NULL);
-    in_gil_hook = 0;
+    pthread_mutex_lock(&static_lock);
+    pthread_mutex_lock(&raw_lock);
 }
 
-/* ---- life cycle ------------------------------------------------------- */
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&raw_lock);
+    pthread_mutex_unlock(&static_lock);
+}
+
+static void atfork_child(void)
+{
+    /* Only this thread survives: the locks are ours, make them new. */
+    pthread_mutex_init(&raw_lock, NULL);
+    pthread_mutex_init(&static_lock, NULL);
+    in_gil_hook = 0;
+    forks++;
+}
+
+/* ---- life cycle ----------------------------------------------------------- */
 
 static int allocator_is(PyMemAllocatorDomain domain, const PyMemAllocatorEx *ours)
 {
@@ -324,11 +508,10 @@ static void uninstall_hooks(void)
     }
 }
 
-int _rh_tracker_active(void) { return _rh_tracking; }
+int _rh_tracker_active(void) { return tracking; }
 
-/* Run fn with the obj domain's previous allocator back in place: CPython
- * reports pymalloc's statistics only while pymalloc is the installed
- * allocator.  GIL held; fn must not allocate through Python. */
+const char *_rh_tracker_failure(void) { return failure; }
+
 int _rh_tracker_call_unhooked(int (*fn)(void *), void *arg)
 {
     if (!hooks_installed || !allocator_is(PYMEM_DOMAIN_OBJ, &our_obj))
@@ -338,72 +521,103 @@ int _rh_tracker_call_unhooked(int (*fn)(void *), void *arg)
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &our_obj);
     return rc;
 }
-const char *_rh_tracker_failure(void) { return failure; }
 
-int _rh_tracker_start(void)
+void *_rh_tracker_prev_malloc(size_t size)
 {
-    if (_rh_tracking)
+    if (!hooks_installed)
+        return PyObject_Malloc(size);
+    int saved = enter_prev();
+    void *p = prev_obj.malloc(prev_obj.ctx, size);
+    leave_prev(saved);
+    return p;
+}
+
+void _rh_tracker_prev_free(void *p)
+{
+    if (!hooks_installed) {
+        PyObject_Free(p);
+        return;
+    }
+    int saved = enter_prev();
+    prev_obj.free(prev_obj.ctx, p);
+    leave_prev(saved);
+}
+
+static void release_tables(void)
+{
+    pthread_mutex_lock(&raw_lock);
+    tracking = 0;
+    _rh_table_release(&raw_table);
+    pthread_mutex_unlock(&raw_lock);
+    pthread_mutex_lock(&static_lock);
+    _rh_table_release(&static_table);
+    static_count = 0;
+    static_gen++;
+    pthread_mutex_unlock(&static_lock);
+    GIL_TABLE_LOCK();
+    _rh_table_release(&gil_table);
+    _rh_table_release(&adopted_table);
+    GIL_TABLE_UNLOCK();
+}
+
+int _rh_tracker_start(const char **why)
+{
+    if (state == STATE_ON)
         return 0;
+    if (state == STATE_FAILED)
+        release_tables();           /* what a failed run left behind */
     failure = NULL;
+    state = STATE_OFF;
     /* The mem/obj table starts sparse (1 MiB): measured here, probe length
      * (the load) costs more than cache lines, for the live sets of a few
      * thousand blocks that most checks have. */
-    if (_rh_table_init(&_rh_gil_table, 1 << 16) < 0 ||
-        _rh_table_init(&_rh_old_table, 1 << 12) < 0 ||
+    if (_rh_table_init(&gil_table, 1 << 16) < 0 ||
+        _rh_table_init(&adopted_table, 1 << 12) < 0 ||
+        _rh_table_init(&static_table, 1 << 10) < 0 ||
         _rh_table_init(&raw_table, 1 << 10) < 0) {
-        _rh_table_release(&_rh_gil_table);
-        _rh_table_release(&_rh_old_table);
-        PyErr_SetString(PyExc_MemoryError, "refhound: cannot map the block table");
+        release_tables();
+        *why = "cannot map the block table (out of memory)";
         return -1;
     }
     /* Fault injection for tests: a table that cannot grow past this many
      * slots behaves as if mmap failed. */
     const char *limit = getenv("REFHOUND_MAX_BLOCKS");
     if (limit != NULL && atol(limit) > 0) {
-        _rh_gil_table.max_capacity = (size_t)atol(limit);
-        _rh_old_table.max_capacity = (size_t)atol(limit);
-        raw_table.max_capacity = (size_t)atol(limit);
+        size_t n = (size_t)atol(limit);
+        gil_table.max_capacity = adopted_table.max_capacity = n;
+        static_table.max_capacity = raw_table.max_capacity = n;
     }
-    _rh_epoch = 0;
+    epoch = 0;
     if (!hooks_installed)
         install_hooks();
+    state = STATE_ON;
     pthread_mutex_lock(&raw_lock);
-    _rh_tracking = 1;
+    tracking = 1;
     pthread_mutex_unlock(&raw_lock);
     return 0;
 }
 
 void _rh_tracker_stop(void)
 {
-    _rh_stacks_reset();
-    _rh_unwind_reset();
-    pthread_mutex_lock(&raw_lock);
-    _rh_tracking = 0;
-    _rh_table_release(&raw_table);
-    pthread_mutex_unlock(&raw_lock);
-    GIL_TABLE_LOCK();
-    _rh_table_release(&_rh_gil_table);
-    _rh_table_release(&_rh_old_table);
-    GIL_TABLE_UNLOCK();
+    release_tables();
+    state = STATE_OFF;
     uninstall_hooks();
 }
 
-uint32_t _rh_epoch_advance(void)
-{
-    if (_rh_epoch < RH_EPOCH_MAX)
-        _rh_epoch++;
-    return _rh_epoch;
-}
+/* ---- queries and walks ------------------------------------------------------ */
 
 void _rh_tracker_totals(int64_t blocks[RH_NDOMAINS], int64_t bytes[RH_NDOMAINS])
 {
     GIL_TABLE_LOCK();
     for (int d = 0; d < RH_NDOMAINS; d++) {
-        blocks[d] = _rh_gil_table.live_blocks[d];
-        bytes[d] = _rh_gil_table.live_bytes[d];
+        blocks[d] = gil_table.live_blocks[d];
+        bytes[d] = gil_table.live_bytes[d];
     }
-    blocks[RH_DOMAIN_ADOPTED] = _rh_old_table.live_blocks[RH_DOMAIN_ADOPTED];
+    blocks[RH_DOMAIN_ADOPTED] = adopted_table.live_blocks[RH_DOMAIN_ADOPTED];
     GIL_TABLE_UNLOCK();
+    pthread_mutex_lock(&static_lock);
+    blocks[RH_DOMAIN_ADOPTED] += static_table.live_blocks[RH_DOMAIN_ADOPTED];
+    pthread_mutex_unlock(&static_lock);
     pthread_mutex_lock(&raw_lock);
     blocks[RH_DOMAIN_RAW] = raw_table.live_blocks[RH_DOMAIN_RAW];
     bytes[RH_DOMAIN_RAW] = raw_table.live_bytes[RH_DOMAIN_RAW];
@@ -416,7 +630,13 @@ size_t _rh_tracker_table_bytes(void)
     pthread_mutex_lock(&raw_lock);
     size_t n = _rh_table_bytes(&raw_table);
     pthread_mutex_unlock(&raw_lock);
-    return n + _rh_table_bytes(&_rh_gil_table) + _rh_table_bytes(&_rh_old_table);
+    pthread_mutex_lock(&static_lock);
+    n += _rh_table_bytes(&static_table);
+    pthread_mutex_unlock(&static_lock);
+    GIL_TABLE_LOCK();
+    n += _rh_table_bytes(&gil_table) + _rh_table_bytes(&adopted_table);
+    GIL_TABLE_UNLOCK();
+    return n;
 }
 
 size_t _rh_tracker_table_entries(void)
@@ -424,79 +644,147 @@ size_t _rh_tracker_table_entries(void)
     pthread_mutex_lock(&raw_lock);
     size_t n = raw_table.count;
     pthread_mutex_unlock(&raw_lock);
-    return n + _rh_gil_table.count + _rh_old_table.count;
+    pthread_mutex_lock(&static_lock);
+    n += static_table.count;
+    pthread_mutex_unlock(&static_lock);
+    GIL_TABLE_LOCK();
+    n += gil_table.count + adopted_table.count;
+    GIL_TABLE_UNLOCK();
+    return n;
 }
 
-static void survivors_in(const rh_table_t *t, uint32_t first, uint32_t last,
-                         int64_t *blocks, int64_t *bytes)
+static void visit_table(const rh_table_t *t, rh_visit_t visit, void *arg)
 {
-    for (size_t i = 0; i < t->capacity; i++) {
-        const rh_block_t *b = &t->slots[i];
-        if (rh_block_empty(b) || rh_block_domain(b) == RH_DOMAIN_ADOPTED)
-            continue;
-        uint32_t e = rh_block_epoch(b);
-        if (e < first || e > last)
-            continue;
-        blocks[e - first]++;
-        bytes[e - first] += (int64_t)rh_block_size(b);
+    for (size_t i = 0; t->slots != NULL && i < t->capacity; i++)
+        if (!rh_block_empty(&t->slots[i]))
+            visit(&t->slots[i], arg);
+}
+
+void _rh_tracker_walk(unsigned tables, rh_visit_t visit, void *arg)
+{
+    if (!tracking)
+        return;
+    if (tables & (RH_TABLE_GIL | RH_TABLE_ADOPTED)) {
+        GIL_TABLE_LOCK();
+        if (tables & RH_TABLE_GIL)
+            visit_table(&gil_table, visit, arg);
+        if (tables & RH_TABLE_ADOPTED)
+            visit_table(&adopted_table, visit, arg);
+        GIL_TABLE_UNLOCK();
     }
+    if (tables & RH_TABLE_STATIC) {
+        pthread_mutex_lock(&static_lock);
+        visit_table(&static_table, visit, arg);
+        pthread_mutex_unlock(&static_lock);
+    }
+    if (tables & RH_TABLE_RAW) {
+        pthread_mutex_lock(&raw_lock);
+        visit_table(&raw_table, visit, arg);
+        pthread_mutex_unlock(&raw_lock);
+    }
+}
+
+typedef struct {
+    uint32_t first, last;
+    int64_t *blocks, *bytes;
+} survivors_arg_t;
+
+static void count_survivor(const rh_block_t *b, void *arg)
+{
+    survivors_arg_t *s = (survivors_arg_t *)arg;
+    uint32_t e = rh_block_epoch(b);
+    if (rh_block_domain(b) == RH_DOMAIN_ADOPTED || e < s->first || e > s->last)
+        return;
+    s->blocks[e - s->first]++;
+    s->bytes[e - s->first] += (int64_t)rh_block_size(b);
 }
 
 void _rh_tracker_survivors(uint32_t first, uint32_t last, int64_t *blocks, int64_t *bytes)
 {
     memset(blocks, 0, sizeof(int64_t) * (last - first + 1));
     memset(bytes, 0, sizeof(int64_t) * (last - first + 1));
-    if (!_rh_tracking)
-        return;
-    GIL_TABLE_LOCK();
-    survivors_in(&_rh_gil_table, first, last, blocks, bytes);
-    GIL_TABLE_UNLOCK();
-    pthread_mutex_lock(&raw_lock);
-    survivors_in(&raw_table, first, last, blocks, bytes);
-    pthread_mutex_unlock(&raw_lock);
+    survivors_arg_t s = {first, last, blocks, bytes};
+    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, count_survivor, &s);
 }
 
-void _rh_tracker_foreach(void (*visit)(const rh_block_t *, void *), void *arg)
+int _rh_tracker_find(uintptr_t block, unsigned tables, rh_block_t *out)
 {
-    if (!_rh_tracking)
-        return;
-    GIL_TABLE_LOCK();
-    for (size_t i = 0; i < _rh_gil_table.capacity; i++)
-        if (_rh_gil_table.slots[i].key != 0)
-            visit(&_rh_gil_table.slots[i], arg);
-    for (size_t i = 0; i < _rh_old_table.capacity; i++)
-        if (_rh_old_table.slots[i].key != 0)
-            visit(&_rh_old_table.slots[i], arg);
-    GIL_TABLE_UNLOCK();
-    pthread_mutex_lock(&raw_lock);
-    for (size_t i = 0; i < raw_table.capacity; i++)
-        if (raw_table.slots[i].key != 0)
-            visit(&raw_table.slots[i], arg);
-    pthread_mutex_unlock(&raw_lock);
-}
-
-const rh_block_t *_rh_tracker_find(uintptr_t block)
-{
-    const rh_block_t *b = _rh_table_find(&_rh_gil_table, block);
-    return b != NULL ? b : _rh_table_find(&_rh_old_table, block);
-}
-
-int _rh_tracker_adopt(uintptr_t block, size_t object_offset)
-{
-    if (!_rh_tracking)
+    const rh_block_t *b = NULL;
+    if (!tracking)
         return 0;
-    int added = 0;
-    GIL_TABLE_LOCK();
-    if (_rh_table_find(&_rh_gil_table, block) == NULL &&
-        _rh_table_find(&_rh_old_table, block) == NULL) {
-        if (_rh_table_insert(&_rh_old_table, block,
-                             rh_block_meta(object_offset, RH_DOMAIN_ADOPTED, 0)) < 0) {
-            give_up("the block table could not grow (out of memory)");
-            added = -1;
-        }
-        else
-            added = 1;
+    if (tables & (RH_TABLE_GIL | RH_TABLE_ADOPTED)) {
+        GIL_TABLE_LOCK();
+        if (tables & RH_TABLE_GIL)
+            b = _rh_table_find(&gil_table, block);
+        if (b == NULL && (tables & RH_TABLE_ADOPTED))
+            b = _rh_table_find(&adopted_table, block);
+        if (b != NULL)
+            *out = *b;
+        GIL_TABLE_UNLOCK();
+        if (b != NULL)
+            return 1;
     }
+    if ((tables & RH_TABLE_STATIC) && static_count != 0) {
+        pthread_mutex_lock(&static_lock);
+        b = _rh_table_find(&static_table, block);
+        if (b != NULL)
+            *out = *b;
+        pthread_mutex_unlock(&static_lock);
+        if (b != NULL)
+            return 1;
+    }
+    if (tables & RH_TABLE_RAW) {
+        pthread_mutex_lock(&raw_lock);
+        b = _rh_table_find(&raw_table, block);
+        if (b != NULL)
+            *out = *b;
+        pthread_mutex_unlock(&raw_lock);
+    }
+    return b != NULL;
+}
+
+int _rh_tracker_adopt(uintptr_t block, size_t object_offset, int how)
+{
+    if (!tracking)
+        return 0;
+    rh_block_t known;
+    if (_rh_tracker_find(block, RH_TABLE_GIL | RH_TABLE_ADOPTED | RH_TABLE_STATIC, &known))
+        return 0;
+    uint64_t meta = rh_block_meta(object_offset, RH_DOMAIN_ADOPTED,
+                                  how == RH_ADOPTED_STATIC ? RH_ADOPTED_STATIC : RH_ADOPTED_LIVE);
+    int rc;
+    if (how == RH_ADOPTED_STATIC) {
+        pthread_mutex_lock(&static_lock);
+        rc = _rh_table_insert(&static_table, block, meta);
+        static_count = static_table.count;
+        static_gen++;
+        pthread_mutex_unlock(&static_lock);
+    }
+    else {
+        GIL_TABLE_LOCK();
+        rc = _rh_table_insert(&adopted_table, block, meta);
+        GIL_TABLE_UNLOCK();
+    }
+    if (rc < 0) {
+        give_up(OOM_ADOPT);
+        return -1;
+    }
+    return 1;
+}
+
+void _rh_tracker_drop_static(uintptr_t block)
+{
+    static_forget(block);
+}
+
+uint64_t _rh_tracker_static_generation(void) { return static_gen; }
+
+void _rh_tracker_hide_addresses(int hide)
+{
+    (void)hide;         /* XOR is its own inverse */
+    const uint64_t mask = 0xa5a5a5a5a5a5a5a5ULL;
+    GIL_TABLE_LOCK();
+    _rh_table_flip_keys(&gil_table, mask);
+    _rh_table_flip_keys(&adopted_table, mask);
     GIL_TABLE_UNLOCK();
-    return added;
 }

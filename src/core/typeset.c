@@ -8,9 +8,12 @@
  *
  * Guarded by the GIL.  Refresh builds a new table and swaps it in, so a
  * hook that runs during the refresh (the walk allocates) sees a whole
- * table.  Memory from libc malloc, which PEP 445 hooks never see.
+ * table.  Memory from libc malloc, which PEP 445 hooks never see.  The
+ * refresh calls type.__subclasses__, whose lists are the engine's own
+ * work (_rh_engine_enter): they never count for an iteration.
  */
-#include "rh_internal.h"
+#include "typeset.h"
+#include "tracker.h"
 
 #include <malloc.h>
 #include <stdlib.h>
@@ -59,6 +62,12 @@ rh_typeinfo_t *_rh_typeset_slots(size_t *capacity)
     return current.slots;
 }
 
+void _rh_typeset_detach_stats(void)
+{
+    for (size_t i = 0; current.slots != NULL && i <= current.mask; i++)
+        current.slots[i].stat = NULL;
+}
+
 void _rh_typeset_clear(void)
 {
     free(current.slots);
@@ -97,13 +106,77 @@ static int table_add(typetable_t *t, PyTypeObject *tp)
     s->type = key;
     s->is_gc = PyType_IS_GC(tp) ? 1 : 0;
     s->preheader = (uint32_t)((s->is_gc ? RH_GC_HEAD_SIZE : 0) +
-                              ((tp->tp_flags & RH_PREHEADER_FLAGS) ? 2 * sizeof(PyObject *) : 0));
+                              ((tp->tp_flags & RH_PREHEADER_FLAGS) ? RH_MANAGED_PREHEADER_SIZE : 0));
     /* The smallest block an instance can live in: compact str objects are
      * smaller than PyUnicodeObject. */
     s->minsize = PyType_IsSubtype(tp, &PyUnicode_Type) ? (Py_ssize_t)sizeof(PyASCIIObject) + 1
                                                        : tp->tp_basicsize;
     t->count++;
     return 1;
+}
+
+/* Types still to visit: borrowed from nobody (each holds a reference). */
+typedef struct {
+    PyObject **items;
+    size_t count, cap;
+} pending_t;
+
+static int pending_push(pending_t *p, PyObject *tp)
+{
+    if (p->count == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 256;
+        PyObject **more = realloc(p->items, cap * sizeof(PyObject *));
+        if (more == NULL)
+            return -1;
+        p->items = more;
+        p->cap = cap;
+    }
+    p->items[p->count++] = Py_NewRef(tp);
+    return 0;
+}
+
+static int refresh(typetable_t *t)
+{
+    /* Looked up once: a fresh name string per refresh would land in the
+     * interpreter's method cache and show up as a block per sample. */
+    static PyObject *subclasses = NULL;
+    if (subclasses == NULL)
+        subclasses = PyObject_GetAttrString((PyObject *)&PyType_Type, "__subclasses__");
+    if (subclasses == NULL)
+        return -1;
+    pending_t pending = {NULL, 0, 0};
+    int rc = -1;
+    if (table_add(t, &PyBaseObject_Type) < 0 ||
+        pending_push(&pending, (PyObject *)&PyBaseObject_Type) < 0)
+        goto done;
+    /* Depth-first over subclasses. */
+    while (pending.count > 0) {
+        PyObject *tp = pending.items[--pending.count];
+        /* type.__subclasses__(tp): works for metatypes too. */
+        PyObject *subs = PyObject_CallOneArg(subclasses, tp);
+        Py_DECREF(tp);
+        if (subs == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subs); i++) {
+            PyObject *sub = PyList_GET_ITEM(subs, i);
+            if (!PyType_Check(sub))
+                continue;
+            int added = table_add(t, (PyTypeObject *)sub);
+            if (added < 0 || (added && pending_push(&pending, sub) < 0)) {
+                Py_DECREF(subs);
+                goto done;
+            }
+        }
+        Py_DECREF(subs);
+    }
+    rc = 0;
+done:
+    while (pending.count > 0)
+        Py_DECREF(pending.items[--pending.count]);
+    free(pending.items);
+    if (rc < 0 && !PyErr_Occurred())
+        PyErr_NoMemory();
+    return rc;
 }
 
 int _rh_typeset_refresh(void)
@@ -116,45 +189,13 @@ int _rh_typeset_refresh(void)
         PyErr_NoMemory();
         return -1;
     }
-    /* Depth-first over subclasses; the stack holds borrowed types kept
-     * alive by the lists we hold in `pending`. */
-    /* Looked up once: a fresh name string per refresh would land in the
-     * interpreter's method cache and show up as a block per sample. */
-    static PyObject *subclasses = NULL;
-    if (subclasses == NULL)
-        subclasses = PyObject_GetAttrString((PyObject *)&PyType_Type, "__subclasses__");
-    PyObject *pending = PyList_New(0);
-    if (pending == NULL || subclasses == NULL)
-        goto error;
-    if (table_add(&t, &PyBaseObject_Type) < 0 ||
-        PyList_Append(pending, (PyObject *)&PyBaseObject_Type) < 0)
-        goto error;
-    while (PyList_GET_SIZE(pending) > 0) {
-        Py_ssize_t last = PyList_GET_SIZE(pending) - 1;
-        PyObject *tp = PyList_GET_ITEM(pending, last);
-        Py_INCREF(tp);
-        if (PyList_SetSlice(pending, last, last + 1, NULL) < 0) {
-            Py_DECREF(tp);
-            goto error;
-        }
-        /* type.__subclasses__(tp): works for metatypes too. */
-        PyObject *subs = PyObject_CallOneArg(subclasses, tp);
-        Py_DECREF(tp);
-        if (subs == NULL)
-            goto error;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(subs); i++) {
-            PyObject *sub = PyList_GET_ITEM(subs, i);
-            if (!PyType_Check(sub))
-                continue;
-            int added = table_add(&t, (PyTypeObject *)sub);
-            if (added < 0 || (added && PyList_Append(pending, sub) < 0)) {
-                Py_DECREF(subs);
-                goto error;
-            }
-        }
-        Py_DECREF(subs);
+    int engine = _rh_engine_enter();
+    int rc = refresh(&t);
+    _rh_engine_leave(engine);
+    if (rc < 0) {
+        free(t.slots);
+        return -1;
     }
-    Py_DECREF(pending);
     /* Keep the session counters attached to types that survive (a refresh
      * outside a sample, e.g. from a probe, must not detach them). */
     if (current.slots != NULL) {
@@ -169,11 +210,4 @@ int _rh_typeset_refresh(void)
     free(current.slots);
     current = t;
     return 0;
-
-error:
-    Py_XDECREF(pending);
-    free(t.slots);
-    if (!PyErr_Occurred())
-        PyErr_NoMemory();
-    return -1;
 }

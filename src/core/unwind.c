@@ -1,4 +1,5 @@
-/* unwind.c — a fast native backtrace for the allocator hooks (x86-64).
+/* unwind.c — native backtraces: a fast walk for the allocator hooks
+ * (x86-64), and the compiler's unwinder for everything else.
  *
  * The compiler's unwinder interprets DWARF call-frame information for every
  * frame of every backtrace, which costs microseconds per allocation.  Almost
@@ -17,16 +18,77 @@
  * The walk only reads the current thread's own stack, checking that each
  * CFA moves up by less than a megabyte.  The cache is mmap'd and guarded by
  * unwind_lock (hooks run on any thread); libdw is reached only on a miss,
- * under symbols.c's own lock.  Never used from a signal handler (watch.c
- * uses the compiler's unwinder there).
+ * under symbols.c's own lock.  The fast walk is never used from a signal
+ * handler: _rh_native_backtrace (the compiler's unwinder, which steps
+ * through the signal frame) is.
+ *
+ * Also here: where refhound's own code is (self_lo..self_hi, found once
+ * at module init, read-only afterwards), so that its frames are left out.
  */
-#include "rh_internal.h"
+#include "unwind.h"
+#include "symbols.h"
 
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unwind.h>
+
+/* ---- refhound's own code ------------------------------------------------- */
+
+static uintptr_t self_lo, self_hi;
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+    uintptr_t probe = (uintptr_t)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && probe >= lo &&
+            probe < lo + ph->p_memsz) {
+            self_lo = lo;
+            self_hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void _rh_unwind_init(void)
+{
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)&_rh_unwind_init);
+}
+
+int _rh_unwind_is_self(uintptr_t ip) { return ip >= self_lo && ip < self_hi; }
+
+/* ---- the compiler's unwinder ------------------------------------------------ */
+
+typedef struct {
+    uintptr_t *ips;
+    int n, max;
+} trace_t;
+
+static _Unwind_Reason_Code trace_cb(struct _Unwind_Context *ctx, void *arg)
+{
+    trace_t *t = (trace_t *)arg;
+    uintptr_t ip = (uintptr_t)_Unwind_GetIP(ctx);
+    if (ip == 0)
+        return _URC_END_OF_STACK;
+    if (t->n == 0 && _rh_unwind_is_self(ip))
+        return _URC_NO_REASON;          /* refhound's own frames */
+    t->ips[t->n++] = ip;
+    return t->n < t->max ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+
+int _rh_native_backtrace(uintptr_t *ips, int max)
+{
+    trace_t t = {ips, 0, max};
+    _Unwind_Backtrace(trace_cb, &t);
+    return t.n;
+}
+
+/* ---- the fast walk ---------------------------------------------------------- */
 
 #if defined(__x86_64__) && defined(HAVE_LIBDW)
 #  define RH_FAST_UNWIND 1
@@ -147,29 +209,3 @@ void _rh_unwind_reset(void)
     cache = NULL;
     pthread_mutex_unlock(&unwind_lock);
 }
-
-/* unwind_check() -> (fast addresses, compiler-unwinder addresses) from
- * here: for tests, the two walks must agree where the fast one goes. */
-static PyObject *unwind_check(PyObject *mod, PyObject *unused)
-{
-    uintptr_t fast[64], slow[64];
-    int nf = _rh_fast_backtrace(fast, 64, 0);
-    int ns = _rh_native_backtrace(slow, 64);
-    PyObject *a = PyList_New(nf), *b = PyList_New(ns);
-    if (a == NULL || b == NULL) {
-        Py_XDECREF(a);
-        Py_XDECREF(b);
-        return NULL;
-    }
-    for (int i = 0; i < nf; i++)
-        PyList_SET_ITEM(a, i, PyLong_FromUnsignedLong(fast[i]));
-    for (int i = 0; i < ns; i++)
-        PyList_SET_ITEM(b, i, PyLong_FromUnsignedLong(slow[i]));
-    return Py_BuildValue("(NN)", a, b);
-}
-
-PyMethodDef _rh_unwind_methods[] = {
-    {"unwind_check", unwind_check, METH_NOARGS,
-     "unwind_check() -> (fast walk, compiler unwinder) return addresses from here"},
-    {NULL}
-};

@@ -1,5 +1,4 @@
-/* vgclient.c — talking to Valgrind from inside the process, and the
- * Python binding of the Valgrind feature (this file and vgpool.c).
+/* vgclient.c — talking to Valgrind from inside the process.
  *
  * Client requests are a few instructions that do nothing on a real CPU and
  * ask Valgrind's core or memcheck for a service when run under it:
@@ -13,14 +12,14 @@
  *   valgrind_printf(text)     VALGRIND_PRINTF: a marker in Valgrind's log
  *                             (a <clientmsg> in its XML), which ties what
  *                             follows to a test or a call
- * and the pool allocator: vgpool_install(), vgpool_stats(), vgpool_owns().
+ * (binding/py_valgrind.c is their Python face, with the pool allocator's.)
  *
  * Built without Valgrind's headers (HAVE_VALGRIND undefined) the same
- * functions exist: the requests answer 0 and do nothing, vgpool_install
- * raises RuntimeError naming the missing package.  refhound._core's
+ * functions exist: the requests answer 0 and do nothing.  refhound._core's
  * HAVE_VALGRIND attribute says which build this is.
  */
-#include "rh_internal.h"
+#include "vgclient.h"
+#include "tracker.h"
 
 #include <string.h>
 
@@ -123,20 +122,22 @@ static void ring_flip(gc_link_t *start, int restore)
 }
 #endif /* RH_HAS_GC_HEAD */
 
-static void table_flip(rh_table_t *t)
-{
-    /* The whole key word (address and probe distance) flips: a non-empty
-     * key stays non-empty, and no longer holds an address. */
-    for (size_t i = 0; t->slots != NULL && i < t->capacity; i++) {
-        if (!rh_block_empty(&t->slots[i]))
-            t->slots[i].key ^= 0xa5a5a5a5a5a5a5a5ULL;
-    }
-}
-
 /* Run one leak search with the GC's links (and the tracker's tables)
  * hidden; returns how many rings were hidden, -1 if none could be (the
  * search then ran as usual; an exception may be set). */
-static int search_hidden(const char *mode)
+static void leak_search(int mode)
+{
+    if (mode == RH_VG_FULL)
+        VALGRIND_DO_LEAK_CHECK;
+    else if (mode == RH_VG_ADDED)
+        VALGRIND_DO_ADDED_LEAK_CHECK;
+    else if (mode == RH_VG_CHANGED)
+        VALGRIND_DO_CHANGED_LEAK_CHECK;
+    else
+        VALGRIND_DO_QUICK_LEAK_CHECK;
+}
+
+static int search_hidden(int mode)
 {
     int hidden = 0;
 #if RH_HAS_GC_HEAD
@@ -160,22 +161,11 @@ static int search_hidden(const char *mode)
     hidden = -1;
 #endif
     int tables = _rh_tracker_active();
-    if (tables) {
-        table_flip(&_rh_gil_table);
-        table_flip(&_rh_old_table);
-    }
-    if (!strcmp(mode, "full"))
-        VALGRIND_DO_LEAK_CHECK;
-    else if (!strcmp(mode, "added"))
-        VALGRIND_DO_ADDED_LEAK_CHECK;
-    else if (!strcmp(mode, "changed"))
-        VALGRIND_DO_CHANGED_LEAK_CHECK;
-    else
-        VALGRIND_DO_QUICK_LEAK_CHECK;
-    if (tables) {
-        table_flip(&_rh_old_table);
-        table_flip(&_rh_gil_table);
-    }
+    if (tables)
+        _rh_tracker_hide_addresses(1);
+    leak_search(mode);
+    if (tables)
+        _rh_tracker_hide_addresses(0);
 #if RH_HAS_GC_HEAD
     for (int i = n - 1; i >= 0; i--)
         ring_flip(starts[i], 1);
@@ -185,142 +175,53 @@ static int search_hidden(const char *mode)
 }
 #endif /* HAVE_VALGRIND */
 
-/* ---- binding ------------------------------------------------------------ */
+/* ---- the requests ---------------------------------------------------------- */
 
-static PyObject *vg_running(PyObject *mod, PyObject *unused)
+long _rh_vg_count_errors(void)
 {
-    return PyLong_FromLong(_rh_vg_running());
-}
-
-static PyObject *vg_count_errors(PyObject *mod, PyObject *unused)
-{
-    long n = 0;
 #ifdef HAVE_VALGRIND
-    n = (long)VALGRIND_COUNT_ERRORS;
+    return (long)VALGRIND_COUNT_ERRORS;
+#else
+    return 0;
 #endif
-    return PyLong_FromLong(n);
 }
 
-static PyObject *vg_leak_check(PyObject *mod, PyObject *args, PyObject *kw)
+void _rh_vg_printf(const char *text)
 {
-    static char *kwlist[] = {"mode", "hide_gc", NULL};
-    const char *mode = "changed";
-    int hide_gc = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|sp", kwlist, &mode, &hide_gc))
-        return NULL;
-    if (strcmp(mode, "full") && strcmp(mode, "added") && strcmp(mode, "changed") &&
-        strcmp(mode, "quick")) {
-        PyErr_Format(PyExc_ValueError,
-                     "refhound: leak check mode %R: expected full, added, changed or quick",
-                     PyUnicode_FromString(mode));
-        return NULL;
-    }
-    unsigned long leaked = 0, dubious = 0, reachable = 0, suppressed = 0;
-    unsigned long b_leaked = 0, b_dubious = 0, b_reachable = 0, b_suppressed = 0;
-    int ran = 0, hidden = 0;
-#ifdef HAVE_VALGRIND
-    if (RUNNING_ON_VALGRIND) {
-        if (hide_gc) {
-            hidden = search_hidden(mode);
-            PyErr_Clear();      /* could not hide: the search ran as usual */
-        }
-        else if (!strcmp(mode, "full"))
-            VALGRIND_DO_LEAK_CHECK;
-        else if (!strcmp(mode, "added"))
-            VALGRIND_DO_ADDED_LEAK_CHECK;
-        else if (!strcmp(mode, "changed"))
-            VALGRIND_DO_CHANGED_LEAK_CHECK;
-        else
-            VALGRIND_DO_QUICK_LEAK_CHECK;
-        VALGRIND_COUNT_LEAKS(leaked, dubious, reachable, suppressed);
-        VALGRIND_COUNT_LEAK_BLOCKS(b_leaked, b_dubious, b_reachable, b_suppressed);
-        ran = 1;
-    }
-#endif
-    return Py_BuildValue("{s:O,s:i,s:k,s:k,s:k,s:k,s:k,s:k,s:k,s:k}",
-                         "ran", ran ? Py_True : Py_False, "gc_rings_hidden", hidden,
-                         "leaked_bytes", leaked, "dubious_bytes", dubious,
-                         "reachable_bytes", reachable, "suppressed_bytes", suppressed,
-                         "leaked_blocks", b_leaked, "dubious_blocks", b_dubious,
-                         "reachable_blocks", b_reachable, "suppressed_blocks", b_suppressed);
-}
-
-static PyObject *vg_printf(PyObject *mod, PyObject *arg)
-{
-    const char *text = PyUnicode_AsUTF8(arg);
-    if (text == NULL)
-        return NULL;
 #ifdef HAVE_VALGRIND
     if (RUNNING_ON_VALGRIND)
         VALGRIND_PRINTF("%s\n", text);
+#else
+    (void)text;
 #endif
-    Py_RETURN_NONE;
 }
 
-static PyObject *vgpool_install(PyObject *mod, PyObject *args, PyObject *kw)
+int _rh_vg_mode(const char *name)
 {
-    static char *kwlist[] = {"quarantine", "annotate", NULL};
-    Py_ssize_t quarantine = 21000000;
-    PyObject *annotate_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|nO", kwlist, &quarantine, &annotate_obj))
-        return NULL;
-    int annotate = -1;
-    if (annotate_obj != Py_None && (annotate = PyObject_IsTrue(annotate_obj)) < 0)
-        return NULL;
-    if (quarantine < 0) {
-        PyErr_SetString(PyExc_ValueError, "refhound: quarantine must be 0 or more");
-        return NULL;
+    static const char *const names[] = {"full", "added", "changed", "quick"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void _rh_vg_leak_check(int mode, int hide_gc, rh_vg_leaks_t *out)
+{
+    memset(out, 0, sizeof(*out));
+#ifdef HAVE_VALGRIND
+    if (!RUNNING_ON_VALGRIND)
+        return;
+    if (hide_gc) {
+        out->gc_rings_hidden = search_hidden(mode);
+        PyErr_Clear();      /* could not hide: the search ran as usual */
     }
-    const char *why;
-    if (_rh_vgpool_install((size_t)quarantine, annotate, &why) < 0) {
-        PyErr_Format(PyExc_RuntimeError, "refhound: cannot install the pool allocator: %s", why);
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    else
+        leak_search(mode);
+    VALGRIND_COUNT_LEAKS(out->leaked, out->dubious, out->reachable, out->suppressed);
+    VALGRIND_COUNT_LEAK_BLOCKS(out->b_leaked, out->b_dubious, out->b_reachable, out->b_suppressed);
+    out->ran = 1;
+#else
+    (void)mode;
+    (void)hide_gc;
+#endif
 }
-
-static PyObject *vgpool_stats(PyObject *mod, PyObject *unused)
-{
-    rh_vgpool_stats_t s;
-    _rh_vgpool_stats(&s);
-    return Py_BuildValue("{s:O,s:O,s:n,s:n,s:n,s:L,s:L,s:L,s:L,s:L,s:L}",
-                         "installed", s.installed ? Py_True : Py_False,
-                         "annotated", s.annotated ? Py_True : Py_False,
-                         "quarantine", (Py_ssize_t)s.quarantine,
-                         "quarantined", (Py_ssize_t)s.quarantined,
-                         "red_zone", (Py_ssize_t)s.red_zone,
-                         "allocs", (long long)s.allocs, "frees", (long long)s.frees,
-                         "live", (long long)s.live, "bad_frees", (long long)s.bad_frees,
-                         "arenas", (long long)s.arenas, "pools", (long long)s.pools);
-}
-
-static PyObject *vgpool_owns(PyObject *mod, PyObject *arg)
-{
-    void *p = PyLong_AsVoidPtr(arg);
-    if (p == NULL && PyErr_Occurred())
-        return NULL;
-    return PyBool_FromLong(_rh_vgpool_owns(p));
-}
-
-PyMethodDef _rh_vgclient_methods[] = {
-    {"valgrind_running", vg_running, METH_NOARGS,
-     "valgrind_running() -> int: RUNNING_ON_VALGRIND (0 when not under Valgrind)"},
-    {"valgrind_count_errors", vg_count_errors, METH_NOARGS,
-     "valgrind_count_errors() -> int: errors memcheck has seen so far (repeats included)"},
-    {"valgrind_leak_check", (PyCFunction)(void (*)(void))vg_leak_check,
-     METH_VARARGS | METH_KEYWORDS,
-     "valgrind_leak_check(mode='changed', hide_gc=True) -> dict: run memcheck's leak search "
-     "(full, added, changed or quick), the GC's links hidden, and return its totals"},
-    {"valgrind_printf", vg_printf, METH_O,
-     "valgrind_printf(text): write a marker line into Valgrind's log/XML"},
-    {"vgpool_install", (PyCFunction)(void (*)(void))vgpool_install,
-     METH_VARARGS | METH_KEYWORDS,
-     "vgpool_install(quarantine=21000000, annotate=None): make the memcheck-annotated pool "
-     "allocator the mem and obj allocator of this process (for good); quarantine: bytes of "
-     "freed blocks held back before reuse (at least memcheck's --freelist-vol); annotate: "
-     "None when under Valgrind, True always, False never (a blind pool, for measurements)"},
-    {"vgpool_stats", vgpool_stats, METH_NOARGS, "figures of the pool allocator"},
-    {"vgpool_owns", vgpool_owns, METH_O,
-     "vgpool_owns(address) -> bool: is address a live block of the pool allocator?"},
-    {NULL}
-};

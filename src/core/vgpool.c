@@ -58,7 +58,8 @@
  * installed the allocator stays for the life of the process (its blocks
  * cannot be handed back to anybody else).
  */
-#include "rh_internal.h"
+#include "vgpool.h"
+#include "tracker.h"
 
 #include <stdlib.h>
 #include <string.h>

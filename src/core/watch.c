@@ -1,65 +1,79 @@
-/* watch.c — hardware write watchpoints on the refcount fields of objects.
+/* watch.c — hardware write watchpoints on the refcount words of objects.
  *
  * For an object whose refcount grows (or falls) call after call but that
  * nothing allocates (an extra Py_INCREF on None), the only trace of the bug
- * is the write itself.  watch() arms one x86 debug register per object
- * (perf_event_open, PERF_TYPE_BREAKPOINT, HW_BREAKPOINT_W, 8 bytes on
- * ob_refcnt, this thread only) with sigtrap=1, so every write raises a
- * synchronous SIGTRAP right after the writing instruction.  The handler
- * only records: which object, the change of its refcount since the last
+ * is the write itself.  _rh_watch_refcounts() arms one x86 debug register
+ * per object (hwbp.c: 8 bytes on ob_refcnt, this thread only, a
+ * synchronous SIGTRAP after every write), runs the target, and returns the
+ * hits.  The handler only records: which word, the change since the last
  * write, the interrupted instruction and the return addresses of its
  * callers (the compiler's unwinder, which steps through the signal frame),
- * into memory mapped before arming.  The target runs `calls` times, the
- * watchpoints are closed, and the hits go back to Python for symbolization.
+ * into memory mapped and touched before arming.  Up to four words at once
+ * (four debug registers on x86-64).  When the kernel refuses, the caller
+ * is told why and the check goes on without this detail.
  *
- * Up to four objects at once (four debug registers on x86-64).  When the
- * kernel refuses (perf_event_paranoid, seccomp, no hardware breakpoints),
- * watch() says why and the check goes on without this detail.  One watch
- * at a time; the previous SIGTRAP disposition is restored afterwards.
+ * The life history (_rh_watch_history) follows one new object from a call
+ * site through its birth call.  Its watchpoints are never armed inside an
+ * allocator hook: a first call learns the size the site asks for (a
+ * provider of the tracker looks for the site's return address in the
+ * allocating stack, no system call); before the next call, at a safe
+ * point, a spare block of that size is taken from the allocator under the
+ * hooks and its possible refcount words are armed; during the call the
+ * provider hands that very block to the site's allocation, so every write
+ * from the object's first one on is seen.
+ *
+ * Shared state and what guards it (one watch at a time, GIL held):
+ *   watched[], nwatched   written only while no watchpoint is enabled
+ *                         (before enabling, after disabling); the handler
+ *                         reads them.
+ *   hits, nhits, dropped, watched[].last
+ *                         written by the handler only.  The breakpoints
+ *                         belong to the calling thread, so the handler runs
+ *                         on that thread, between two instructions of the
+ *                         calls; the loops read them after each call
+ *                         returns, on the same thread (program order).
+ *   in_handler            the handler's own re-entry flag.
+ *   previous              the SIGTRAP disposition before ours: written
+ *                         before ours is installed, restored after.
+ *   history (struct)      written by the provider (the obj-domain hook,
+ *                         GIL held, on the history's thread only) and by
+ *                         the history loop (GIL held, same thread): never
+ *                         at the same time.
  */
-#include "rh_internal.h"
+#include "watch.h"
+#include "hwbp.h"
+#include "objects.h"
+#include "tracker.h"
+#include "unwind.h"
 
 #include <errno.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
-
-#define MAX_WATCH 4
-#define HIT_DEPTH 24
 
 #ifndef TRAP_PERF
 #define TRAP_PERF 6
 #endif
 
 typedef struct {
-    int64_t value;                 /* the refcount word after the write */
-    uint32_t object;
-    int32_t delta;
-    uint16_t nframes;
-    uint16_t returned;             /* the increment the call returned to us */
-    uintptr_t frames[HIT_DEPTH];   /* frames[0]: the instruction after the write */
-} hit_t;
-
-typedef struct {
-    uintptr_t addr;                /* &ob_refcnt */
+    uintptr_t addr;                /* the watched word */
     Py_ssize_t last;
     int fd;
 } watched_t;
 
-static watched_t watched[MAX_WATCH];
+static watched_t watched[RH_MAX_WATCH];
 static int nwatched;
-static hit_t *hits;
+static rh_hit_t *hits;
 static size_t max_hits;
 static volatile size_t nhits;
 static volatile size_t dropped;
 static volatile int in_handler;
 static struct sigaction previous;
+
+/* ---- the signal handler ----------------------------------------------------- */
 
 static void on_trap(int sig, siginfo_t *si, void *ctx)
 {
@@ -77,7 +91,7 @@ static void on_trap(int sig, siginfo_t *si, void *ctx)
     if (in_handler)
         return;
     in_handler = 1;
-    /* Which object: the breakpoint address, else the event's sig_data. */
+    /* Which word: the breakpoint address, else the event's sig_data. */
     int k = -1;
     for (int i = 0; i < nwatched; i++)
         if ((uintptr_t)si->si_addr == watched[i].addr)
@@ -92,13 +106,13 @@ static void on_trap(int sig, siginfo_t *si, void *ctx)
         Py_ssize_t delta = now - watched[k].last;
         watched[k].last = now;
         size_t n = nhits;
-        if (n < max_hits) {
-            hit_t *h = &hits[n];
+        if (hits != NULL && n < max_hits) {
+            rh_hit_t *h = &hits[n];
             h->value = (int64_t)now;
             ucontext_t *uc = (ucontext_t *)ctx;
             uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-            uintptr_t raw[HIT_DEPTH + 8];
-            int nraw = _rh_native_backtrace(raw, HIT_DEPTH + 8);
+            uintptr_t raw[RH_HIT_DEPTH + 8];
+            int nraw = _rh_native_backtrace(raw, RH_HIT_DEPTH + 8);
             /* Keep the interrupted frame and its callers. */
             int start = -1;
             for (int i = 0; i < nraw; i++)
@@ -111,7 +125,7 @@ static void on_trap(int sig, siginfo_t *si, void *ctx)
             h->frames[0] = pc;
             h->nframes = 1;
             h->returned = 0;
-            for (int i = start + 1; start >= 0 && i < nraw && h->nframes < HIT_DEPTH; i++)
+            for (int i = start + 1; start >= 0 && i < nraw && h->nframes < RH_HIT_DEPTH; i++)
                 h->frames[h->nframes++] = raw[i];
             nhits = n + 1;
         }
@@ -122,130 +136,125 @@ static void on_trap(int sig, siginfo_t *si, void *ctx)
     in_handler = 0;
 }
 
-static int open_watchpoint(uintptr_t addr, int index, int *err)
-{
-    struct perf_event_attr attr;
-    memset(&attr, 0, sizeof(attr));
-    attr.type = PERF_TYPE_BREAKPOINT;
-    attr.size = sizeof(attr);
-    attr.bp_type = HW_BREAKPOINT_W;
-    attr.bp_addr = addr;
-    attr.bp_len = HW_BREAKPOINT_LEN_8;
-    attr.sample_period = 1;
-    attr.disabled = 1;
-    attr.exclude_kernel = 1;
-    attr.exclude_hv = 1;
-    attr.sigtrap = 1;
-    attr.remove_on_exec = 1;
-    attr.sig_data = (unsigned long)index;
-    long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
-    if (fd < 0)
-        *err = errno;
-    return (int)fd;
-}
+/* ---- arming ------------------------------------------------------------------- */
 
-static const char *refusal(int err)
+/* Map and touch the hit buffer, install the handler.  -1 out of memory. */
+static int begin(size_t limit)
 {
-    switch (err) {
-    case EACCES:
-    case EPERM:
-        return "the kernel refuses hardware watchpoints (see /proc/sys/kernel/perf_event_paranoid, "
-               "or a seccomp filter)";
-    case ENOENT:
-    case EOPNOTSUPP:
-        return "this machine has no hardware breakpoints for perf_event_open";
-    case EINVAL:
-        return "the kernel does not support synchronous perf signals (Linux 5.13+ needed)";
-    case ENOSPC:
-        return "no free debug register (a debugger may be using them)";
-    case ENOSYS:
-        return "perf_event_open is not available (seccomp or an old kernel)";
-    default:
-        return "perf_event_open failed";
-    }
-}
-
-static void disarm(void)
-{
-    for (int i = 0; i < nwatched; i++) {
-        if (watched[i].fd >= 0) {
-            ioctl(watched[i].fd, PERF_EVENT_IOC_DISABLE, 0);
-            close(watched[i].fd);
-        }
-        watched[i].fd = -1;
-    }
-    nwatched = 0;
-    sigaction(SIGTRAP, &previous, NULL);
-}
-
-/* watch(objects, func, args, kwargs, calls, max_hits=65536) ->
- *     {"hits": [(object index, delta, (addresses...))], "dropped": n}
- *   or {"error": reason} when watchpoints cannot be used. */
-static PyObject *watch_watch(PyObject *mod, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"objects", "func", "args", "kwargs", "calls", "max_hits", NULL};
-    PyObject *objects, *func, *fargs, *fkwargs;
-    Py_ssize_t calls, limit = 65536;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OO!On|n", kwlist, &PyList_Type, &objects, &func,
-                                     &PyTuple_Type, &fargs, &fkwargs, &calls, &limit))
-        return NULL;
-#ifdef Py_GIL_DISABLED
-    return Py_BuildValue("{s:s}", "error", "watchpoints are not implemented for free-threaded builds");
-#endif
-    Py_ssize_t n = PyList_GET_SIZE(objects);
-    if (n < 1 || n > MAX_WATCH || calls < 1 || limit < 1) {
-        PyErr_Format(PyExc_ValueError, "watch: 1 to %d objects, calls >= 1", MAX_WATCH);
-        return NULL;
-    }
-    if (fkwargs == Py_None)
-        fkwargs = NULL;
-    max_hits = (size_t)limit;
-    hits = mmap(NULL, max_hits * sizeof(hit_t), PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (hits == MAP_FAILED) {
-        hits = NULL;
-        return PyErr_NoMemory();
-    }
+    max_hits = limit;
+    void *p = mmap(NULL, max_hits * sizeof(rh_hit_t), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
     /* Touch the pages now: the handler must not fault them in lazily
      * while a lock the kernel needs could be held. */
-    memset(hits, 0, max_hits * sizeof(hit_t));
+    memset(p, 0, max_hits * sizeof(rh_hit_t));
+    hits = (rh_hit_t *)p;
     nhits = dropped = 0;
-
+    nwatched = 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_trap;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTRAP, &sa, &previous);
+    return 0;
+}
 
-    const char *why = NULL;
-    nwatched = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *op = PyList_GET_ITEM(objects, i);
+/* Open a watchpoint on each word (disabled); NULL, or why not. */
+static const char *open_all(const uintptr_t *addrs, int n)
+{
+    for (int i = 0; i < n; i++) {
         int err = 0;
-        watched[i].addr = (uintptr_t)&op->ob_refcnt;
-        watched[i].fd = open_watchpoint(watched[i].addr, (int)i, &err);
-        nwatched = (int)i + 1;
-        if (watched[i].fd < 0) {
-            why = refusal(err);
-            break;
+        watched[i].addr = addrs[i];
+        watched[i].last = *(volatile Py_ssize_t *)addrs[i];
+        watched[i].fd = _rh_hwbp_open(addrs[i], 1, (unsigned long)i, &err);
+        nwatched = i + 1;
+        if (watched[i].fd < 0)
+            return _rh_hwbp_refusal(err);
+    }
+    return NULL;
+}
+
+static void enable_all(void)
+{
+    for (int i = 0; i < nwatched; i++)
+        if (watched[i].fd >= 0)
+            _rh_hwbp_enable(watched[i].fd);
+}
+
+/* Disable and close every watchpoint. */
+static void close_all(void)
+{
+    for (int i = 0; i < nwatched; i++) {
+        if (watched[i].fd >= 0) {
+            _rh_hwbp_disable(watched[i].fd);
+            close(watched[i].fd);
         }
+        watched[i].fd = -1;
     }
-    PyObject *result = NULL;
-    if (why != NULL) {
-        disarm();
-        result = Py_BuildValue("{s:s}", "error", why);
-        goto done;
+    nwatched = 0;
+}
+
+/* Close everything and hand the hits (and the buffer) to out. */
+static void end(rh_hits_t *out)
+{
+    close_all();
+    sigaction(SIGTRAP, &previous, NULL);
+    out->hits = hits;
+    out->nhits = nhits;
+    out->dropped = dropped;
+    out->max_hits = max_hits;
+    hits = NULL;
+}
+
+void _rh_hits_release(rh_hits_t *h)
+{
+    if (h->hits != NULL)
+        munmap(h->hits, h->max_hits * sizeof(rh_hit_t));
+    h->hits = NULL;
+    h->nhits = 0;
+}
+
+/* The target forked and this is its child returning into our loop: leave
+ * at once, flushing nothing of the parent's (see session.c). */
+static inline void leave_if_forked(uint64_t forks)
+{
+    if (_rh_tracker_forks() != forks)
+        _exit(0);
+}
+
+/* ---- refcount words of existing objects ---------------------------------------- */
+
+int _rh_watch_refcounts(PyObject *const *objects, int n, PyObject *func, PyObject *args,
+                        PyObject *kwargs, Py_ssize_t calls, size_t limit, rh_hits_t *out)
+{
+    memset(out, 0, sizeof(*out));
+#ifdef Py_GIL_DISABLED
+    out->error = "watchpoints are not implemented for free-threaded builds";
+    return 0;
+#endif
+    if (begin(limit) < 0) {
+        PyErr_NoMemory();
+        return -1;
     }
-    /* Arm; from here on every write to a watched refcount is recorded. */
-    for (int i = 0; i < nwatched; i++)
-        watched[i].last = Py_REFCNT((PyObject *)PyList_GET_ITEM(objects, i));
-    for (int i = 0; i < nwatched; i++)
-        ioctl(watched[i].fd, PERF_EVENT_IOC_ENABLE, 0);
+    uintptr_t addrs[RH_MAX_WATCH];
+    for (int i = 0; i < n; i++)
+        addrs[i] = (uintptr_t)&objects[i]->ob_refcnt;
+    out->error = open_all(addrs, n);
+    if (out->error != NULL) {
+        end(out);
+        _rh_hits_release(out);
+        return 0;
+    }
+    /* Armed: from here on every write to a watched refcount is recorded. */
+    enable_all();
     int failed = 0;
+    uint64_t forks = _rh_tracker_forks();
     for (Py_ssize_t c = 0; c < calls; c++) {
         size_t before = nhits;
-        PyObject *r = PyObject_Call(func, fargs, fkwargs);
+        PyObject *r = PyObject_Call(func, args, kwargs);
+        leave_if_forked(forks);
         if (r == NULL) {
             failed = 1;
             break;
@@ -254,7 +263,7 @@ static PyObject *watch_watch(PyObject *mod, PyObject *args, PyObject *kw)
          * last increment in this call is that reference, not a leak (our
          * DECREF below balances it). */
         for (int k = 0; k < nwatched; k++) {
-            if ((PyObject *)PyList_GET_ITEM(objects, k) != r)
+            if (objects[k] != r)
                 continue;
             for (size_t i = nhits; i-- > before;) {
                 if (hits[i].object == (uint32_t)k && hits[i].delta > 0) {
@@ -265,179 +274,170 @@ static PyObject *watch_watch(PyObject *mod, PyObject *args, PyObject *kw)
         }
         Py_DECREF(r);
     }
-    for (int i = 0; i < nwatched; i++)
-        ioctl(watched[i].fd, PERF_EVENT_IOC_DISABLE, 0);
-    disarm();
-    if (failed)
-        goto done;      /* the target's exception propagates */
-    PyObject *list = PyList_New(0);
-    if (list == NULL)
-        goto done;
-    for (size_t i = 0; i < nhits; i++) {
-        hit_t *h = &hits[i];
-        PyObject *frames = PyTuple_New(h->nframes);
-        if (frames == NULL) {
-            Py_DECREF(list);
-            goto done;
-        }
-        for (uint32_t f = 0; f < h->nframes; f++)
-            PyTuple_SET_ITEM(frames, f, PyLong_FromUnsignedLong(h->frames[f]));
-        PyObject *item = Py_BuildValue("(IiNO)", h->object, h->delta, frames,
-                                       h->returned ? Py_True : Py_False);
-        if (item == NULL || PyList_Append(list, item) < 0) {
-            Py_XDECREF(item);
-            Py_DECREF(list);
-            goto done;
-        }
-        Py_DECREF(item);
+    end(out);
+    if (failed) {
+        _rh_hits_release(out);
+        return -1;          /* the target's exception propagates */
     }
-    result = Py_BuildValue("{s:N,s:n}", "hits", list, "dropped", (Py_ssize_t)dropped);
-done:
-    munmap(hits, max_hits * sizeof(hit_t));
-    hits = NULL;
-    return result;
+    return 0;
 }
 
-/* ---- life history of one new object ----------------------------------- */
+/* ---- the life history of one new object ------------------------------------------- */
 
-static const size_t history_offsets[] = {0, 2 * sizeof(void *), 4 * sizeof(void *)};
-static volatile uintptr_t history_block;
+enum { H_OFF, H_LEARN, H_ARMED, H_SERVED };
 
-/* Called from an allocator hook (stacks.c) for the first block allocated
- * from the watched call site: watch each word where its refcount can be
- * (the object's offset is known only once its type is set). */
-void _rh_history_arm(uintptr_t block)
+static struct {
+    int mode;
+    pthread_t thread;
+    uintptr_t site;              /* the call site's return address */
+    size_t want;                 /* the size the site asked for last, 0 unknown */
+    void *spare;                 /* armed block waiting for the site */
+    size_t spare_size;
+    void *served;                /* the block handed to the site */
+} history;
+
+/* Is the call site on the current stack?  (From an allocator hook.) */
+static int site_on_stack(void)
 {
-    if (history_block != 0 || hits == NULL)
-        return;
-    history_block = block;
-    _rh_history_ip = 0;
-    for (int i = 0; i < 3; i++) {
-        int err = 0;
-        watched[i].addr = block + history_offsets[i];
-        watched[i].last = *(volatile Py_ssize_t *)watched[i].addr;
-        watched[i].fd = open_watchpoint(watched[i].addr, i, &err);
-        nwatched = i + 1;
-        if (watched[i].fd >= 0)
-            ioctl(watched[i].fd, PERF_EVENT_IOC_ENABLE, 0);
-    }
+    uintptr_t ips[40];
+    int n = _rh_fast_backtrace(ips, 40, 0);
+    if (n < 4)
+        n = _rh_native_backtrace(ips, 40);
+    for (int i = 0; i < n; i++)
+        if (ips[i] == history.site)
+            return 1;
+    return 0;
 }
 
-/* history(address, func, args, kwargs, max_calls=10) -> dict
- * Calls func (recording allocation stacks) until a block is allocated from
- * the call site whose return address is `address`, finishes that call, and
- * returns every write to the object's refcount:
- *   {"hits": [(value after, (addresses...))], "alive": bool, "refcnt": n}
- *   or {"error": reason}. */
-static PyObject *watch_history(PyObject *mod, PyObject *args)
+/* The tracker's provider: obj-domain malloc/calloc, GIL held. */
+static void *history_provide(size_t size)
 {
-    unsigned long address;
-    PyObject *func, *fargs, *fkwargs;
-    Py_ssize_t max_calls = 10;
-    if (!PyArg_ParseTuple(args, "kOO!O|n", &address, &func, &PyTuple_Type, &fargs, &fkwargs,
-                          &max_calls))
+    if (history.mode != H_LEARN && history.mode != H_ARMED)
         return NULL;
+    if (!pthread_equal(pthread_self(), history.thread) || !site_on_stack())
+        return NULL;
+    if (history.mode == H_ARMED && size == history.spare_size) {
+        void *p = history.spare;
+        history.spare = NULL;
+        history.served = p;
+        history.mode = H_SERVED;
+        return p;
+    }
+    if (history.want == 0 || history.mode == H_ARMED)
+        history.want = size;        /* learnt (or the site asked for another size) */
+    return NULL;
+}
+
+/* Before a call: take a spare block of the learnt size and arm its
+ * possible refcount words (the object's offset is known only once its
+ * type is set).  0, or -1 when watchpoints are refused (*why). */
+static int arm_spare(const char **why)
+{
+    history.spare_size = history.want;
+    history.spare = _rh_tracker_prev_malloc(history.spare_size);
+    if (history.spare == NULL)
+        return 0;                   /* try again at the next call */
+    uintptr_t addrs[RH_NOBJECT_OFFSETS];
+    int n = 0;
+    for (int k = 0; k < RH_NOBJECT_OFFSETS; k++)
+        if (rh_object_offset(k) + sizeof(Py_ssize_t) <= history.spare_size)
+            addrs[n++] = (uintptr_t)history.spare + rh_object_offset(k);
+    *why = open_all(addrs, n);
+    if (*why != NULL) {
+        close_all();
+        _rh_tracker_prev_free(history.spare);
+        history.spare = NULL;
+        return -1;
+    }
+    nhits = dropped = 0;
+    enable_all();
+    history.mode = H_ARMED;
+    return 0;
+}
+
+/* After a call that did not take the spare: give it back. */
+static void disarm_spare(void)
+{
+    close_all();
+    if (history.spare != NULL)
+        _rh_tracker_prev_free(history.spare);
+    history.spare = NULL;
+    history.mode = H_LEARN;
+}
+
+int _rh_watch_history(uintptr_t address, PyObject *func, PyObject *args, PyObject *kwargs,
+                      Py_ssize_t max_calls, rh_history_t *out)
+{
+    memset(out, 0, sizeof(*out));
 #ifdef Py_GIL_DISABLED
-    return Py_BuildValue("{s:s}", "error", "watchpoints are not implemented for free-threaded builds");
+    out->hits.error = "watchpoints are not implemented for free-threaded builds";
+    return 0;
 #endif
-    if (fkwargs == Py_None)
-        fkwargs = NULL;
     /* Probe once that watchpoints are allowed, to say why if not. */
     int err = 0;
     static volatile Py_ssize_t probe;
-    int fd = open_watchpoint((uintptr_t)&probe, 0, &err);
-    if (fd < 0)
-        return Py_BuildValue("{s:s}", "error", refusal(err));
-    close(fd);
-    max_hits = 16384;
-    hits = mmap(NULL, max_hits * sizeof(hit_t), PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (hits == MAP_FAILED) {
-        hits = NULL;
-        return PyErr_NoMemory();
+    int fd = _rh_hwbp_open((uintptr_t)&probe, 1, 0, &err);
+    if (fd < 0) {
+        out->hits.error = _rh_hwbp_refusal(err);
+        return 0;
     }
-    memset(hits, 0, max_hits * sizeof(hit_t));
-    nhits = dropped = 0;
-    nwatched = 0;
-    history_block = 0;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_trap;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTRAP, &sa, &previous);
-
-    int capture = _rh_capture_stacks;
-    _rh_capture_stacks = 1;
-    _rh_history_ip = (uintptr_t)address;
+    close(fd);
+    if (begin(16384) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(&history, 0, sizeof(history));
+    history.mode = H_LEARN;
+    history.thread = pthread_self();
+    history.site = address;
+    _rh_tracker_set_provider(history_provide);
     int failed = 0;
-    for (Py_ssize_t c = 0; c < max_calls && history_block == 0; c++) {
-        PyObject *r = PyObject_Call(func, fargs, fkwargs);
+    const char *why = NULL;
+    uint64_t forks = _rh_tracker_forks();
+    for (Py_ssize_t c = 0; c < max_calls && history.mode != H_SERVED; c++) {
+        if (history.mode == H_LEARN && history.want != 0 && arm_spare(&why) < 0)
+            break;
+        PyObject *r = PyObject_Call(func, args, kwargs);
+        leave_if_forked(forks);
+        if (history.mode == H_SERVED)
+            close_all();            /* the birth call is over */
+        else if (history.mode == H_ARMED)
+            disarm_spare();
         if (r == NULL) {
             failed = 1;
             break;
         }
         Py_DECREF(r);
     }
-    _rh_history_ip = 0;
-    _rh_capture_stacks = capture;
-    for (int i = 0; i < nwatched; i++)
-        if (watched[i].fd >= 0)
-            ioctl(watched[i].fd, PERF_EVENT_IOC_DISABLE, 0);
-    disarm();
-    PyObject *result = NULL;
-    if (failed)
-        goto done;
-    if (history_block == 0) {
-        result = Py_BuildValue("{s:s}", "error", "no allocation from that call site was seen");
-        goto done;
+    _rh_tracker_set_provider(NULL);
+    if (history.mode == H_ARMED)
+        disarm_spare();
+    uintptr_t served = (uintptr_t)history.served;
+    history.mode = H_OFF;
+    end(&out->hits);
+    if (failed) {
+        _rh_hits_release(&out->hits);
+        return -1;
     }
+    if (why != NULL || served == 0) {
+        out->hits.error = why != NULL ? why : "no allocation from that call site was seen";
+        _rh_hits_release(&out->hits);
+        return 0;
+    }
+    out->followed = 1;
     /* Which word was the refcount: the object recognised in the block now. */
-    const rh_block_t *b = _rh_tracker_find(history_block);
-    PyObject *op = NULL;
-    int alive = b != NULL && _rh_recognize(b, &op, 1) != NULL;
     int k = -1;
-    for (int i = 0; alive && i < 3; i++)
-        if ((uintptr_t)op == history_block + history_offsets[i])
+    PyObject *op = _rh_object_in_block(served);
+    for (int i = 0; op != NULL && i < RH_NOBJECT_OFFSETS; i++)
+        if ((uintptr_t)op == served + rh_object_offset(i))
             k = i;
-    if (k < 0) {
-        result = Py_BuildValue("{s:O,s:O}", "alive", Py_False, "hits", Py_None);
-        goto done;
-    }
-    PyObject *list = PyList_New(0);
-    for (size_t i = 0; list && i < nhits; i++) {
-        hit_t *h = &hits[i];
-        if (h->object != (uint32_t)k)
-            continue;
-        PyObject *frames = PyTuple_New(h->nframes);
-        if (frames == NULL) {
-            Py_CLEAR(list);
-            break;
-        }
-        for (uint32_t f = 0; f < h->nframes; f++)
-            PyTuple_SET_ITEM(frames, f, PyLong_FromUnsignedLong(h->frames[f]));
-        PyObject *item = Py_BuildValue("(LN)", (long long)h->value, frames);
-        if (item == NULL || PyList_Append(list, item) < 0)
-            Py_CLEAR(list);
-        Py_XDECREF(item);
-    }
-    if (list != NULL)
-        result = Py_BuildValue("{s:O,s:N,s:n,s:s}", "alive", Py_True, "hits", list, "refcnt",
-                               Py_REFCNT(op), "type", Py_TYPE(op)->tp_name);
-done:
-    munmap(hits, max_hits * sizeof(hit_t));
-    hits = NULL;
-    history_block = 0;
-    return result;
+    out->alive = k >= 0;
+    out->object = k >= 0 ? op : NULL;
+    /* Keep the hits of that word only. */
+    size_t m = 0;
+    for (size_t i = 0; k >= 0 && i < out->hits.nhits; i++)
+        if (out->hits.hits[i].object == (uint32_t)k)
+            out->hits.hits[m++] = out->hits.hits[i];
+    out->hits.nhits = m;
+    return 0;
 }
-
-PyMethodDef _rh_watch_methods[] = {
-    {"history", watch_history, METH_VARARGS,
-     "history(address, func, args, kwargs, max_calls=10): follow every write to the refcount "
-     "of the first object allocated from the call site at `address`"},
-    {"watch", (PyCFunction)(void (*)(void))watch_watch, METH_VARARGS | METH_KEYWORDS,
-     "watch(objects, func, args, kwargs, calls, max_hits=65536): call func with a hardware "
-     "write watchpoint on each object's refcount; -> {'hits': [(index, delta, addresses)], "
-     "'dropped': n} or {'error': reason}"},
-    {NULL}
-};

@@ -34,6 +34,7 @@ class Result:
         self.tracker = tracker or {}
         self.incomplete = None   # why the check could not conclude, if it could not
         self.valgrind = None     # memcheck figures when run under Valgrind (_valgrind.attach)
+        self.patience = None     # {outcome, calls, seconds, budget} when growth was watched longer
 
     def __bool__(self):
         return self.verdict == "clean"
@@ -66,9 +67,31 @@ class Result:
         }
         if self.debug_refs_per_call is not None:
             d["debug"] = {"gettotalrefcount_per_call": self.debug_refs_per_call}
+        if self.patience is not None:
+            d["patience"] = dict(self.patience)
         if self.valgrind is not None:
             d["valgrind"] = dict(self.valgrind)
         return d
 
     def to_json(self, indent=2):
         return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d):
+        """A Result rebuilt from `to_dict()` (a saved `--json` file): what
+        the renderers need, without the objects themselves."""
+        result = cls(
+            target=d["target"], verdict=d["verdict"], per_call=dict(d["per_call"]),
+            objects=list(d["objects"]), refcount_growth=list(d["refcount_growth"]),
+            iterations=dict(d["iterations"]), calls_per_iteration=d["calls_per_iteration"],
+            seconds=d["seconds"], samples=list(d["samples"]), types=list(d["types"]),
+            trends=d["trends"], survivors=d["survivors"],
+            debug_refs_per_call=(d.get("debug") or {}).get("gettotalrefcount_per_call"),
+            notes=d["notes"], tracker=d["tracker"], sites=d["sites"])
+        result.incomplete = d.get("incomplete")
+        result.valgrind = d.get("valgrind")
+        return result
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))

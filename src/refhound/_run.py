@@ -19,7 +19,9 @@ verdict.py.  The phases:
   restart        the reference count fell by about one per call: start again
                  with one call per iteration, so the object is not freed
                  under the check
-  confirm        a leak or error seen at N calls must show at another count
+  patience       before "leak" or "error", and instead of "inconclusive":
+                 the growth must persist, or settle, over ten times the calls
+                 it was seen in (more calls per iteration, a time budget)
   diagnose       iterations with refcount snapshots: existing objects whose
                  count moves
   attribute      iterations with an allocation stack per new block: sites
@@ -37,6 +39,7 @@ from ._result import Result
 from ._saferepr import safe_repr, type_name
 
 ATTRIBUTION_ITERATIONS = 2
+PATIENCE_STAGES = 6         # at most: the horizon grows elevenfold per stage
 RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", "fds")
 
 
@@ -78,7 +81,7 @@ def calibrated_calls(options, seconds_per_call):
 
 def max_samples(options):
     return (max(options.warmup, 1) + options.iterations + options.diagnose
-            + ATTRIBUTION_ITERATIONS + V.CONFIRM_ITERATIONS + 5)
+            + ATTRIBUTION_ITERATIONS + PATIENCE_STAGES * (V.PATIENCE_ITERATIONS + 1) + 5)
 
 
 class CheckRun:
@@ -97,6 +100,12 @@ class CheckRun:
         self.decider = None
         self.decided = None         # the verdict of the measurement, once known
         self.measured_samples = 0
+        self.patience = None        # what the patience phase did (JSON "patience")
+        self.last_stage = None      # (first sample, end, calls per iteration) of its last stage
+        self.watching = None        # (followed, before, first sample, calls) of a stage under way
+        self.window_epochs = None   # (first, last) birth epochs of the verdict's window
+        self.call_seconds = 0.0     # seconds per call, measured
+        self.overhead = 0.0         # seconds per iteration besides the calls
         self.result = None
         self.t0 = time.perf_counter()
 
@@ -110,9 +119,9 @@ class CheckRun:
             return
         try:
             while True:
-                self.session = self.open_session(calls)
-                self.calls = calls
                 try:
+                    self.session = self.open_session(calls)
+                    self.calls = calls
                     outcome = yield from self._measure()
                 except _core.TrackingError as exc:
                     self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
@@ -143,7 +152,9 @@ class CheckRun:
             self._notify("warm-up", i + 1)
         falls = done = 0
         while True:
-            yield self._iterate("measuring")
+            t = time.perf_counter()
+            seconds = yield self._iterate("measuring")
+            self._cost(time.perf_counter() - t, seconds, session.calls)
             done += 1
             verdict, stop = decider.decide(session)
             self._notify("measuring", done)
@@ -156,18 +167,39 @@ class CheckRun:
             if stop:
                 return verdict
 
+    def _cost(self, wall, seconds, calls):
+        """Seconds per call and per iteration's sampling, from one iteration."""
+        if seconds is None:          # a loop: the bodies' time is in the wall time
+            seconds = wall
+        self.call_seconds = seconds / max(calls, 1)
+        self.overhead = max(wall - seconds, 0.0)
+
     def _conclude(self, verdict):
         from . import _core
         session = self.session
         self.decided = verdict
         measured_samples = self.measured_samples = session.nsamples
-        if verdict in ("leak", "error"):
-            try:
-                verdict = yield from self._confirm(verdict)
-            except _core.TrackingError as exc:
-                self.notes.append("not confirmed: refhound %s" % exc)
+        # Birth epochs of the iterations in the verdict's window (the first
+        # is the baseline: its blocks were born before the window).
+        start, _ = V.window_of(measured_samples, session.warmup_samples)
+        last = _core.stats()["epoch"]
+        self.window_epochs = (last - (measured_samples - start) + 2, last)
         growth = []
-        if verdict in ("leak", "error") and self.options.diagnose > 0:
+        diagnosed = False
+        if verdict == "error" and self.options.diagnose > 0:
+            # Which objects lose references, before waiting: an over-release
+            # must not be repeated until it frees its object.
+            try:
+                growth = yield from self._diagnose()
+                diagnosed = True
+            except _core.TrackingError as exc:
+                self.notes.append("no refcount diagnosis: refhound %s" % exc)
+        if verdict in ("leak", "error", "inconclusive") and self.options.patience > 0:
+            try:
+                verdict = yield from self._patience(verdict, growth)
+            except _core.TrackingError as exc:
+                self.notes.append("no patience: refhound %s" % exc)
+        if verdict in ("leak", "error") and self.options.diagnose > 0 and not diagnosed:
             try:
                 growth = yield from self._diagnose()
             except _core.TrackingError as exc:
@@ -184,40 +216,119 @@ class CheckRun:
                 # Nothing allocated: the refcount writes are the sites.
                 sites = [s for g in growth[:1] for s in g["sites"]]
         raw = session.results()
+        stage_rates = None
+        if self.patience is not None and self.patience["outcome"] in ("settled", "persists"):
+            # The longest horizon gives the rates: a leak's with many events
+            # per iteration, a cache's after its fill.
+            start, end, other = self.last_stage
+            stage_rates = V.rates_since(session, start, other, RATE_METRICS, end)
         self.result = build_result(self.target, verdict, raw, self.calls, measured_samples,
                                    growth, self.notes, time.perf_counter() - self.t0,
                                    self.options.alpha)
         self.result.sites = sites
+        self.result.patience = self.patience
+        if stage_rates is not None:
+            self.result.per_call = {m: round(stage_rates[m], 4) if m in stage_rates
+                                    else self.result.per_call[m] for m in RATE_METRICS}
 
-    def _confirm(self, verdict):
-        """A trend seen at N calls per iteration must show at another count
-        (verdict.py: aliasing of a cache emptied every k entries)."""
+    def _patience(self, verdict, growth):
+        """Before "leak" or "error", and instead of "inconclusive": watch the
+        metrics that made the verdict over ten times the calls they were seen
+        in (more calls per iteration), and longer while they slow down, within
+        options.patience seconds (verdict.py: PERSISTS, SETTLED).
+
+        A cache that fills for a long time settles; one emptied periodically,
+        sampled in step with it, stops drawing a ramp at another count; a
+        leak persists.  An over-release is repeated only as far as its
+        object's reference count allows."""
         session = self.session
         calls = session.calls
-        before = V.rates_before(session, calls)
-        if not before:
+        followed = V.followed_metrics(self.decider.trends, verdict)
+        if not followed:
             return verdict
-        other = V.other_calls(before, calls)
-        # The first iteration is the baseline: the objects made above are
-        # alive from then on and cancel out.
-        start = session.nsamples
-        session.set_calls(other)
-        try:
-            for _ in range(V.CONFIRM_ITERATIONS + 1):
-                yield self._iterate("confirming")
-        finally:
-            session.set_calls(calls)
-        after = {}
-        for key in before:
-            series = session.series(key, start)
-            after[key] = (series[-1] - series[0]) / (other * (len(series) - 1))
-        if V.confirmed(before, after):
+        # The rates the verdict saw: over its window of the measured samples.
+        start, measured = V.window_of(self.measured_samples, session.warmup_samples)
+        before = V.mean_rates(session, start, self.measured_samples, calls, followed)
+        seen = calls * measured
+        cap = _overrelease_cap(growth)
+        if verdict == "error" and cap is not None and cap < V.PATIENCE_HORIZON * seen:
+            self.notes.append("the reference count of %s falls too close to zero to watch "
+                              "it longer" % growth[0]["repr"])
             return verdict
+        t0 = time.perf_counter()
+        budget = self.options.patience
+        watched = 0
+        outcome = "slowing"
+        overran = False
+        while True:
+            stage = V.patience_stage(seen, cap, self.call_seconds, self.overhead,
+                                     budget - (time.perf_counter() - t0))
+            if stage is None:
+                break
+            other, horizon = stage
+            first = session.nsamples
+            self.watching = (followed, before, first, other)
+            session.set_calls(other)
+            try:
+                for _ in range(V.PATIENCE_ITERATIONS + 1):
+                    yield self._iterate("patience")
+                    self._notify("patience", session.nsamples - first)
+                    if time.perf_counter() - t0 > V.PATIENCE_OVERRUN * budget:
+                        break       # slower than measured (a loaded machine): judge what we have
+            finally:
+                session.set_calls(calls)
+            if session.nsamples - first < 3:
+                watched += max(other * (session.nsamples - first - 1), 0)
+                self.watching = None
+                overran = True
+                break
+            horizon = other * (session.nsamples - first - 1)
+            after = V.rates_since(session, first, other, followed)
+            outcome = V.patience_outcome(followed, before, after,
+                                         V.stage_steps(session, first, other, followed),
+                                         self._survivors_ok(before, calls))
+            seen += horizon
+            watched += horizon
+            self.last_stage = (first, session.nsamples, other)
+            self.watching = None
+            if outcome != "slowing" or cap is not None:
+                break
+        spent = time.perf_counter() - t0
+        rates = ", ".join("%s %+.3g/call" % (m, r) for m, r in before.items())
+        self.patience = {"outcome": outcome, "calls": watched, "seconds": round(spent, 3),
+                         "budget": budget}
+        if outcome == "persists":
+            self.notes.append("the growth persisted over %d more calls (%s; %.2f s of "
+                              "patience)" % (watched, ", ".join(
+                                  "%s %+.3g/call" % kv for kv in after.items()), spent))
+            if verdict == "inconclusive":
+                return "error" if followed.get("refs", 1) < 0 else "leak"
+            return verdict
+        if outcome == "settled":
+            self.notes.append("the growth first seen (%s) settled within %d more calls: a "
+                              "cache or pool that fills up, not a leak" % (rates, watched))
+            return "clean"
+        if overran:
+            why = ("the calls ran slower than measured (a busy machine?) and the budget ran "
+                   "out after %d more calls" % watched)
+        elif not watched:
+            why = "no time was left to watch it longer"
+        else:
+            why = "it slowed but did not settle within %d more calls" % watched
         self.notes.append(
-            "the growth seen at %d calls per iteration did not show at %d: a cache "
-            "emptied periodically and sampled in step with it? (rates %s)"
-            % (calls, other, ", ".join("%s %+.3g" % kv for kv in before.items())))
+            "growth seen (%s), %s within the patience budget of %g s; run with "
+            "--patience %g to wait longer" % (rates, why, budget, max(budget * 10, 60)))
         return "inconclusive"
+
+    def _survivors_ok(self, before, calls):
+        """Are the blocks born in the measured window still alive?"""
+        from . import _core
+        rate = before.get("blocks", 0.0)
+        if rate <= 0 or self.window_epochs is None:
+            return True
+        first, last = self.window_epochs
+        counts = [len(_core.blocks_of_epoch(e)) for e in range(first, last + 1)]
+        return V.survivors_kept(counts, rate * calls)
 
     def _diagnose(self):
         """Iterations with refcount snapshots: which existing objects gain (or
@@ -281,7 +392,11 @@ class CheckRun:
 
     def finish_early(self, note):
         """The driver stops before the steps are over (a loop that ended):
-        a Result from what was measured, if enough was; else None."""
+        a Result from what was measured, if enough was; else None.
+
+        Ended while the growth was being watched longer: what the stage has
+        seen so far decides (persists: the verdict stands; settled: clean;
+        otherwise inconclusive, with the reason)."""
         session = self.session
         if self.result is not None or session is None:
             return self.result
@@ -295,6 +410,19 @@ class CheckRun:
             if not stop:
                 verdict = "inconclusive"
             nsamples = session.nsamples
+        elif self.watching is not None:
+            followed, before, first, other = self.watching
+            outcome = "slowing"
+            if session.nsamples - first >= 3:
+                outcome = V.patience_outcome(
+                    followed, before, V.rates_since(session, first, other, followed),
+                    V.stage_steps(session, first, other, followed))
+            if outcome == "settled":
+                verdict = "clean"
+            elif outcome != "persists":
+                verdict = "inconclusive"
+                note += (": the growth first seen was not yet watched over ten times the "
+                         "bodies it was seen in; a longer loop decides")
         self.notes.append(note)
         self.result = build_result(self.target, verdict, session.results(), self.calls,
                                    nsamples, [], self.notes, time.perf_counter() - self.t0,
@@ -323,6 +451,19 @@ class CheckRun:
             survivors={"first_epoch": 0, "blocks": [], "bytes": []}, notes=self.notes)
         result.incomplete = why
         return result
+
+
+def _overrelease_cap(growth):
+    """The most calls that keep every object whose count falls above a quarter
+    of its count now (None when none falls)."""
+    import sys
+    cap = None
+    for g in growth:
+        rate = g["refs_per_call"]
+        if rate < 0 and "object" in g:
+            calls = int(sys.getrefcount(g["object"]) / (4 * -rate))
+            cap = calls if cap is None else min(cap, calls)
+    return cap
 
 
 def _tracking_off_reason():

@@ -22,8 +22,18 @@ def safe_repr(obj, limit=60):
     return text
 
 
+_TYPE_MODULE = type.__dict__["__module__"]
+
+
 def tp_module(tp):
-    mod = tp.__dict__.get("__module__", "builtins")
+    """The type's module, read by type's own getter: the C name of a static
+    type (collections.OrderedDict), the dict entry of a class; no user code
+    runs (a type's __dict__ may hold a descriptor for its instances instead,
+    as function's does)."""
+    try:
+        mod = _TYPE_MODULE.__get__(tp)
+    except AttributeError:
+        return "?"
     return mod if isinstance(mod, str) else "?"
 
 

@@ -13,7 +13,7 @@ import sys
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
 
-COMMANDS = ["check", "demo", "doctor", "build-python", "run", "valgrind"]
+COMMANDS = ["check", "demo", "doctor", "build-python", "run", "valgrind", "report"]
 
 
 class UsageError(Exception):

@@ -41,6 +41,8 @@ PLUGIN_OPTIONS = (
      "for every call (the fixtures' own leaks are told apart from the test's)"),
     ("refhound_json", "path", None,
      "write the results as JSON to FILE (one entry per test, the schema of refhound check)"),
+    ("refhound_html", "path", None,
+     "write one self-contained HTML report to FILE (a section per flagged test)"),
 )
 CHECK_OPTIONS = ("iterations", "min_iterations", "warmup", "calls")
 
@@ -278,7 +280,8 @@ class RefhoundPlugin:
 
     def pytest_sessionfinish(self, session):
         path = self.options["refhound_json"]
-        if not path or _is_worker(self.config):
+        html_path = self.options["refhound_html"]
+        if not (path or html_path) or _is_worker(self.config):
             return
         entries = []
         for nodeid, record in self.records.items():
@@ -291,6 +294,11 @@ class RefhoundPlugin:
                 "fixture_result": record.get("fixture_result"),
             }
             entries.append(entry)
+        if html_path:
+            from .report.html import write_report
+            write_report(html_path, entries)
+        if not path:
+            return
         try:
             with open(path, "w") as f:
                 json.dump(entries, f, indent=2)
@@ -343,3 +351,5 @@ class RefhoundPlugin:
         if self.options["refhound_json"]:
             tr.write_line("")
             tr.write_line("results written to %s" % self.options["refhound_json"])
+        if self.options["refhound_html"]:
+            tr.write_line("HTML report written to %s" % self.options["refhound_html"])

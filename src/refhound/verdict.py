@@ -9,8 +9,9 @@ module judges:
   Decider      after each measured iteration: leak, error, clean,
                inconclusive or "continue" (streaks, minimum and maximum
                number of iterations);
-  confirmation a trend seen at N calls per iteration must show at another
-               count (aliasing of periodic caches);
+  patience     before "leak" or "error", and instead of "inconclusive", the
+               growth must persist (or settle) over ten times the calls it was
+               seen in (slow-filling caches, aliasing of periodic ones);
   judge()      the outcome of one pytest test under its settings (watched
                metrics, allowances).
 
@@ -35,10 +36,16 @@ LEANING_P = 0.1         # any hint of net change: forbids an early "clean"
 RECENT_PACE = 0.25      # the last third must still move at this share of the pace
 FLAT, NOISE, UNCLEAR, GROWING, FALLING = "flat", "noise", "unclear", "growing", "falling"
 
-# Confirmation at another number of calls per iteration.
-CONFIRM_ITERATIONS = 3      # plus one for the baseline
-CONFIRM_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "fds")
-CONFIRM_RATIO = (0.5, 2.0)  # the rate at the other count, relative to the first
+# Patience: before "leak" or "error", and instead of "inconclusive", the
+# growth must persist (or settle) over a horizon of ten times the calls it
+# was seen in; the horizon grows geometrically within the time budget.
+PATIENCE_HORIZON = 10       # times the calls already seen
+PATIENCE_MIN_CALLS = 100_000    # and at least this many: what fills over fewer is a cache,
+PATIENCE_MIN_SECONDS = 1.0      # as far as they fit in this much time (slow calls: fewer)
+PATIENCE_OVERRUN = 1.5          # a stage stops early past this share of the budget
+PATIENCE_ITERATIONS = 4     # iterations per stage (plus a baseline)
+PERSISTS = 0.5              # rate over the horizon / rate first seen: the growth persists
+SETTLED = 0.1               # below this share: the growth has settled
 
 # Refcount diagnosis: an object whose count moves less than this per call
 # is not reported.
@@ -142,6 +149,7 @@ class Decider:
         self.metrics = metrics
         self.leak_streak = 0
         self.error_streak = 0
+        self.trends = {}            # the last decision's classification per metric
 
     def decide(self, session):
         start, measured = window_of(session.nsamples, session.warmup_samples)
@@ -150,9 +158,14 @@ class Decider:
         return self.decide_trends(trends, measured, session.nsamples)
 
     def decide_trends(self, trends, measured, nsamples=0):
+        self.trends = trends
         growing = any(t.trend == GROWING for t in trends.values())
-        unclear = any(t.trend == UNCLEAR for t in trends.values())
-        leaning = any(t.leaning for m, t in trends.items() if m not in NOISY_METRICS)
+        # Memory that shrinks is no leak: only the reference count's fall
+        # (an over-release) holds a clean verdict back on the way down.
+        unclear = any(t.trend == UNCLEAR and (m == "refs" or t.growth > 0)
+                      for m, t in trends.items())
+        leaning = any(t.leaning and (m == "refs" or t.growth > 0)
+                      for m, t in trends.items() if m not in NOISY_METRICS)
         flat = all(t.trend == FLAT for m, t in trends.items() if m not in NOISY_METRICS)
         falling = "refs" in trends and trends["refs"].trend == FALLING
         self.leak_streak = self.leak_streak + 1 if growing else 0
@@ -201,39 +214,141 @@ def all_trends(samples, warmup_samples, alpha):
 
 
 # ---------------------------------------------------------------------------
-# Confirmation at another number of calls per iteration
+# Patience
 
 
-def rates_before(session, calls):
-    """Per-call rates of the confirmable metrics over the measured samples."""
-    base = measured_base(session.warmup_samples)
+def followed_metrics(trends, verdict):
+    """{metric: +1 or -1}: the metrics to watch longer, with the direction to
+    watch for.  For an error, the falling reference count; otherwise every
+    verdict metric that grew or leaned up (a leak every tenth call shows in
+    objects as "unclear" while a noisy metric made the verdict)."""
     out = {}
-    for key in CONFIRM_METRICS:
-        series = session.series(key, base)
-        if series and min(series) >= 0:
-            rate = stats(series)[0] / calls
-            if rate != 0:
-                out[key] = rate
+    for m, t in trends.items():
+        if verdict == "error":
+            if m == "refs" and t.trend == FALLING:
+                out[m] = -1
+            continue
+        if t.trend == GROWING or (m not in NOISY_METRICS and t.trend in (UNCLEAR, NOISE)
+                                  and (t.growth > 0 or t.slope > 0)):
+            out[m] = 1
+        elif verdict == "inconclusive" and t.trend in (UNCLEAR, FALLING) and m == "refs":
+            out[m] = -1
     return out
 
 
-def other_calls(before, calls):
-    """The number of calls per iteration to confirm at: 2N+1, or enough calls
-    for a few events of the measured rate."""
-    counts = [abs(r) for k, r in before.items() if k in ("refs", "objects", "blocks", "fds")]
-    fastest = max(counts) if counts else max(abs(r) for r in before.values())
-    return max(calls * 2 + 1, min(int(5 / fastest) + 1, calls * 100, 100000))
+def rates_since(session, start, calls, metrics, end=None):
+    """{metric: per-call rate} over the samples [start, end) (Theil-Sen slope
+    per sample / calls per iteration); metrics with a missing value are left out."""
+    out = {}
+    for m in metrics:
+        series = session.series(m, start)
+        if end is not None:
+            series = series[:end - start]
+        if len(series) >= 2 and min(series) >= 0:
+            out[m] = stats(series)[0] / calls
+    return out
 
 
-def confirmed(before, after):
-    """A leak grows with the number of calls: at least one metric's per-call
-    rate comes back with the same sign and within a factor of two."""
-    low, high = CONFIRM_RATIO
-    for key, rate in before.items():
-        rate2 = after.get(key, 0.0)
-        if (rate > 0) == (rate2 > 0) and low <= rate2 / rate <= high:
-            return True
-    return False
+def mean_rates(session, start, end, calls, metrics):
+    """{metric: per-call rate} from the first to the last of the samples
+    [start, end): the pace of sparse events (a leak every tenth call, one
+    iteration in ten), where the median slope is 0."""
+    out = {}
+    for m in metrics:
+        series = session.series(m, start)[:end - start]
+        if len(series) >= 2 and min(series) >= 0:
+            out[m] = (series[-1] - series[0]) / ((len(series) - 1) * calls)
+    return out
+
+
+def stage_steps(session, start, calls, metrics):
+    """{metric: [per-call change of each iteration]} over the samples from
+    `start` (a patience stage)."""
+    out = {}
+    for m in metrics:
+        series = session.series(m, start)
+        if len(series) >= 2 and min(series) >= 0:
+            out[m] = [(b - a) / calls for a, b in zip(series, series[1:])]
+    return out
+
+
+BLOCK_METRICS = frozenset(("blocks", "bytes"))
+SURVIVORS_KEPT = 0.5        # a leak keeps this share of the blocks born while it was seen
+
+
+def survivors_kept(counts, blocks_per_iteration):
+    """Do the blocks born in the measured iterations survive?  counts: live
+    blocks per birth epoch of those iterations, now; blocks_per_iteration:
+    the growth they showed.  A leak keeps its blocks; a cache that turns
+    over (evicts its oldest entries) does not, however its total grows."""
+    if not counts or blocks_per_iteration <= 0:
+        return True
+    ordered = sorted(counts)
+    median = ordered[len(ordered) // 2]
+    return median >= SURVIVORS_KEPT * blocks_per_iteration
+
+
+def patience_outcome(followed, before, after, steps, survivors_ok=True):
+    """"persists", "settled" or "slowing": a patience stage against the rates
+    first seen.  after: {metric: per-call rate over the stage}; steps:
+    {metric: per-call change of each of its iterations}.
+
+    Persists when a followed metric still moves its way at half the first
+    rate or more, over the stage and in its last iteration (a metric with no
+    pace seen before: in every iteration of the stage); settled when every
+    one has stopped by the end (its last iteration moves less than a tenth
+    of the first rate, or turned back); otherwise it is slowing, and a longer
+    horizon decides.
+
+    survivors_ok: whether the blocks born while the growth was first seen
+    are still alive (survivors_kept); growth of blocks or bytes whose old
+    survivors died is turnover, and persists only through another metric."""
+    settled = True
+    for m, sign in followed.items():
+        deltas = [sign * d for d in steps.get(m) or [0.0]]
+        r0 = abs(before.get(m, 0.0))
+        r1 = sign * after.get(m, 0.0)
+        end = deltas[-1]
+        turnover = m in BLOCK_METRICS and sign > 0 and not survivors_ok
+        if r0 > 0.0:
+            if r1 >= PERSISTS * r0 and end >= PERSISTS * r0 and not turnover:
+                return "persists"
+            if end >= SETTLED * r0:
+                settled = False
+        else:
+            if m not in NOISY_METRICS and len(deltas) >= PATIENCE_ITERATIONS and \
+                    all(d > 0 for d in deltas) and not turnover:
+                return "persists"
+            if end > 0:
+                settled = False
+    return "settled" if settled else "slowing"
+
+
+def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):
+    """(calls per iteration, horizon) of the next stage, or None when the time
+    left cannot cover ten times the calls already seen.
+
+    The horizon is ten times the calls seen, and at least PATIENCE_MIN_CALLS
+    as far as they take no more than PATIENCE_MIN_SECONDS (what stops
+    growing within that many calls is taken for a cache), as far as the time
+    left allows.
+
+    seen: calls the growth has been watched over; horizon_cap: the most calls
+    the stage may run (None: no cap; an over-release may free its object);
+    seconds_per_call, overhead: the cost of a call and of an iteration's
+    sampling; remaining: seconds left in the budget."""
+    per_call = max(seconds_per_call, 1e-9)
+    floor = min(PATIENCE_MIN_CALLS, PATIENCE_MIN_SECONDS / per_call)
+    horizon = max(PATIENCE_HORIZON * seen, floor)
+    if horizon_cap is not None:
+        horizon = min(horizon, horizon_cap)
+    k = PATIENCE_ITERATIONS
+    affordable = (remaining / (k + 1) - overhead) / per_call * k
+    horizon = min(horizon, affordable)
+    if horizon < PATIENCE_HORIZON * seen and (horizon_cap is None or horizon < horizon_cap):
+        return None
+    calls = max(1, int(horizon // k))
+    return calls, calls * k
 
 
 # ---------------------------------------------------------------------------

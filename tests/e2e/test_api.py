@@ -119,7 +119,7 @@ def test_falling_refcount_is_an_error_and_does_not_crash():
         # Give the references back before `holders` goes away.
         for _ in range(sys.getrefcount(victim), len(holders) + 10):
             incref(victim)
-    assert result.verdict == "error"
+    assert result.verdict == "error", (result.notes, result.patience, result.per_call)
     assert result.per_call["refs"] == pytest.approx(-1, abs=0.05)
     assert result.calls_per_iteration == 1
     assert any(g["repr"] == repr(victim) and g["refs_per_call"] == pytest.approx(-1, abs=0.05)

@@ -111,18 +111,6 @@ def test_our_own_entry_points_do_not_leak():
         assert result.verdict == "clean", (fn, result.per_call, result.objects, [x["blocks"] for x in result.samples], result.calls_per_iteration)
 
 
-@pytest.mark.parametrize("series, trend", [
-    ([5] * 12, "flat"),
-    (list(range(12)), "growing"),
-    (list(range(12, 0, -1)), "falling"),
-    ([0, 3, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6], "noise"),      # filled then settled
-    ([0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 1], "noise"),
-    ([i // 10 for i in range(40)], "growing"),             # a step every 10 samples
-])
-def test_trend_classification(series, trend):
-    assert _core.trend(series)["trend"] == trend
-
-
 def test_fast_unwinder_agrees_with_the_compilers():
     """unwind.c's cached-CFI walk gives the same return addresses as
     _Unwind_Backtrace, frame for frame, as far as the latter goes."""

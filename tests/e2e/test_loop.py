@@ -72,11 +72,14 @@ def test_decorator_and_with_forms(tmp_path):
         def step():
             return _demo.checksum()
 
-        for i in range(20000):
+        # A leak is watched over ten times the calls it was seen in (and at
+        # least 100,000) before it is called a leak: loops that leak need more
+        # bodies than the measurement alone.
+        for i in range(200000):
             tag()
         for i in range(20000):
             step()
-        for i in range(40000):   # a leak is confirmed and attributed: more bodies
+        for i in range(200000):
             with refhound.loop("with-leak"):
                 _demo.parse_items()
         for i in range(20000):
@@ -96,7 +99,7 @@ def test_decorator_and_with_forms(tmp_path):
     assert results["clean-step"]["verdict"] == "clean"
     assert results["with-leak"]["verdict"] == "leak"
     assert abs(results["with-leak"]["per_call"]["objects"] - 4) < 0.05
-    site = [t for t in results if t.endswith("prog.py:21")]
+    site = [t for t in results if t.endswith("prog.py:24")]
     assert site and results[site[0]]["verdict"] == "clean", sorted(results)
 
 
@@ -113,7 +116,7 @@ def test_endless_loop_runs_until_the_verdict(tmp_path):
     proc = _run(tmp_path, ["--json", "out.json", "prog.py"])
     assert proc.returncode == 1, proc.stderr
     n = int(proc.stdout.strip())
-    assert 1000 <= n <= 1000 * 80
+    assert 1000 <= n <= 1000 * 300        # measurement, patience, diagnosis
     assert "refhound loop" not in proc.stderr     # report=False
     (entry,) = json.loads((tmp_path / "out.json").read_text())
     assert entry["verdict"] == "leak" and entry["target"].endswith("prog.py:5")

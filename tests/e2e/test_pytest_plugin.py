@@ -32,6 +32,13 @@ EXPECT = {
     "test_sample.py::test_grows_global_list": {"objects": 1, "blocks": 1},
     "test_sample.py::test_known_issue_got_worse": {"refs": 2, "objects": 0},
 }
+# How the sample tests that do not fail pass, when it is not "clean".
+NOT_FAILED = {
+    "test_sample.py::test_uses_leaky_fixture_fresh": "fixture",     # the fixture leaks
+    "test_sample.py::test_known_issue_allowed": "allowed",          # within its allowance
+    "test_sample.py::test_skipped_by_marker": "skipped",
+    "test_sample.py::test_leak_outside_watched_metrics": "ignored",
+}
 # The function (in sampleext.c) whose @culprit line a leaking test must name.
 CULPRIT = {
     "test_sample.py::test_encode_leaky": "encode_leaky",
@@ -138,11 +145,11 @@ def test_refhound_fails_exactly_the_leaking_tests(serial):
         for metric, value in rates.items():
             assert abs(entry["per_call"][metric] - value) <= max(0.05, 0.05 * value), \
                 (nodeid, metric, entry["per_call"])
-    # Every test not marked as leaking passed its check one way or another.
+    # Every test not marked as leaking passed its check, each in its own way.
     for nodeid, entry in results.items():
         if nodeid not in truth:
-            assert entry["pytest"]["outcome"] in (
-                "clean", "allowed", "ignored", "skipped", "fixture"), (nodeid, entry["pytest"])
+            expected = NOT_FAILED.get(nodeid, "clean")
+            assert entry["pytest"]["outcome"] == expected, (nodeid, entry["pytest"])
 
 
 def test_leak_reports_name_types_objects_and_sites(serial):
@@ -155,15 +162,13 @@ def test_leak_reports_name_types_objects_and_sites(serial):
     assert "refhound leak check" in out and "leaking tests:" in out
     assert "LEAKED test_sample.py::test_encode_leaky - refhound: LEAK" in out
     assert "leaking objects per call: +1 tuple" in out
-    # Culprit lines: rendered whenever attribution fills Result.sites.
+    # Culprit lines: every leaking test names its line, in the JSON and the report.
     lines = culprit_lines()
     for nodeid, func in CULPRIT.items():
         entry = results[nodeid]
         sites = list(entry["sites"])
         for g in entry["refcount_growth"]:
             sites.extend(g.get("sites") or [])
-        if not sites:
-            continue    # attribution not available: nothing to name
         assert any((s.get("file") or "").endswith("sampleext.c") and s.get("line") == lines[func]
                    for s in sites), (nodeid, sites)
         assert "sampleext.c:%d" % lines[func] in out
@@ -224,7 +229,7 @@ def test_junit_properties(serial):
 def test_xdist_gives_the_same_result_and_one_summary(serial, parallel):
     proc, entries, junit = parallel
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "2 workers" in proc.stdout or "gw1" in proc.stdout
+    assert "created: 2/2 workers" in proc.stdout, proc.stdout[:2000]
     assert _failed(junit) == leaking_tests()
     assert proc.stdout.count("refhound leak check") == 1
     serial_outcomes = {k: v["pytest"]["outcome"] for k, v in _outcomes(serial[1]).items()}

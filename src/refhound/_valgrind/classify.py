@@ -160,6 +160,9 @@ def _frames(frames, limit=12):
 def _error_kind(err):
     base = ERROR_KINDS.get(err.kind, err.kind or "error")
     desc = " ".join(a[0] for a in err.aux).lower()
+    # "Address 0x0 is not stack'd, malloc'd or (recently) free'd" is a wild
+    # pointer (NULL, garbage), not a block that was freed
+    desc = desc.replace("not stack'd, malloc'd or (recently) free'd", "not a known block")
     if err.kind in ("InvalidRead", "InvalidWrite"):
         if " free'd" in desc or "freed" in desc:
             return "use-after-free"

@@ -11,6 +11,7 @@ def add_parser(sub):
                                    "it leaks memory or references.")
     c.add_argument("target", help="MODULE:CALLABLE or FILE.py:CALLABLE")
     c.add_argument("--json", metavar="FILE", help="write the result as JSON ('-' for stdout)")
+    c.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
     add_arguments(c)
     c.add_argument("--no-progress", action="store_true", help="no live progress line")
     c.add_argument("--quiet", "-q", action="store_true", help="no report, only the exit status")
@@ -59,6 +60,10 @@ def _check(args, options):
             return EXIT_USAGE
     if not args.quiet:
         report_stream.write(render(result, color=report_stream.isatty()))
+    if args.html:
+        from ..report.html import write_report
+        if not write_report(args.html, result.to_dict(), None if args.quiet else report_stream):
+            return EXIT_USAGE
     if result.verdict in ("leak", "error"):
         return EXIT_FOUND
     if result.verdict == "inconclusive" and options.strict:

@@ -348,8 +348,8 @@ def libdw(core):
     out = {"library": ctypes.util.find_library("dw"),
            "headers": os.path.isfile("/usr/include/elfutils/libdw.h"),
            "engine_uses_it": "unknown"}
-    if core is not None and hasattr(core, "HAVE_LIBDW"):
-        out["engine_uses_it"] = bool(core.HAVE_LIBDW)
+    if core is not None and hasattr(core, "symbols_have_dwarf"):
+        out["engine_uses_it"] = bool(core.symbols_have_dwarf())
     return out
 
 

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from ..cli import EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, fail_usage
+from ..cli import EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, EXIT_USAGE, fail_usage
 
 
 def add_parser(sub):
@@ -25,6 +25,8 @@ def add_parser(sub):
     r.add_argument("--json", metavar="FILE",
                    help="write the loops' results as JSON ('-' for stdout): a list, one entry "
                         "per loop, in the schema of refhound check")
+    r.add_argument("--html", metavar="FILE",
+                   help="write one self-contained HTML report of the loops to FILE")
     r.add_argument("--quiet", "-q", action="store_true",
                    help="no loop reports, only the summary line and the exit status")
     r.add_argument("--strict", action="store_true",
@@ -121,6 +123,10 @@ def _summary(args, checks, failed):
                     f.write(text + "\n")
             except OSError as exc:
                 return fail_usage("cannot write %s: %s" % (args.json, exc.strerror or exc))
+    if args.html:
+        from ..report.html import write_report
+        if not write_report(args.html, entries, None if args.quiet else sys.stderr):
+            return EXIT_USAGE
     if not checks:
         sys.stderr.write("refhound run: the program marks no loop with refhound.loop(); "
                          "nothing was checked\n")

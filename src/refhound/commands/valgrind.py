@@ -32,6 +32,7 @@ def add_parser(sub):
                    help="bytes of freed pool blocks held back before reuse, to catch use after "
                         "free (default: memcheck's --freelist-vol, 20000000, plus 5%%)")
     v.add_argument("--json", metavar="FILE", help="write the summary as JSON ('-' for stdout)")
+    v.add_argument("--html", metavar="FILE", help="write a self-contained HTML report to FILE")
     v.add_argument("--user", action="append", default=[], metavar="GLOB",
                    help="only frames whose object or source path matches GLOB are your code "
                         "(repeatable; default: everything but the interpreter, system "
@@ -183,6 +184,10 @@ def _run(args, plan, valgrind, xml_dir, launcher, report, suppressions, UserFilt
             return EXIT_USAGE
     if not args.quiet:
         stream.write(report.render(data, color=stream.isatty(), root=os.getcwd()))
+    if args.html:
+        from ..report.html import write_report
+        if not write_report(args.html, data, None if args.quiet else stream):
+            return EXIT_USAGE
     if data["errors"] or data["leaks"]:
         return EXIT_FOUND
     if status != 0:

@@ -1,0 +1,191 @@
+/* py_stacks.c — refhound._core: allocation stacks and sites (stacks.c),
+ * symbolization (symbols.c), the unwinders' self-check (unwind.c).
+ */
+#include "binding.h"
+#include "objects.h"
+#include "stacks.h"
+#include "symbols.h"
+#include "tracker.h"
+#include "typeset.h"
+#include "unwind.h"
+
+#include <stdlib.h>
+
+static PyObject *py_capture_stacks(PyObject *mod, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    if (_rh_stacks_capture(on) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "refhound: no free observer slot for stacks");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_reset_stacks(PyObject *mod, PyObject *unused)
+{
+    _rh_stacks_reset();
+    Py_RETURN_NONE;
+}
+
+/* sites(first_epoch, last_epoch) ->
+ *     ([(stack id, blocks, bytes, root blocks, a root object or None)],
+ *      unattributed blocks) */
+static PyObject *py_sites(PyObject *mod, PyObject *args)
+{
+    unsigned long first, last;
+    if (!PyArg_ParseTuple(args, "kk", &first, &last))
+        return NULL;
+    rh_site_t *sites;
+    size_t n;
+    int64_t unattributed;
+    if (_rh_stacks_sites((uint32_t)first, (uint32_t)last, &sites, &n, &unattributed) < 0)
+        return PyErr_NoMemory();
+    int engine = _rh_engine_enter();
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        /* The sample is still alive: no Python code ran since the walk. */
+        PyObject *item = Py_BuildValue(
+            "(kLLLO)", (unsigned long)sites[i].stack, (long long)sites[i].blocks,
+            (long long)sites[i].bytes, (long long)sites[i].roots,
+            sites[i].sample != NULL ? sites[i].sample : Py_None);
+        if (item == NULL || PyList_Append(out, item) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(item);
+    }
+    free(sites);
+    PyObject *res = out == NULL ? NULL : Py_BuildValue("(NL)", out, (long long)unattributed);
+    _rh_engine_leave(engine);
+    return res;
+}
+
+/* stack(id) -> ([native return addresses], [(code or None, bytecode offset)]) */
+static PyObject *py_stack(PyObject *mod, PyObject *arg)
+{
+    unsigned long id = PyLong_AsUnsignedLong(arg);
+    if (PyErr_Occurred())
+        return NULL;
+    uintptr_t native[RH_MAX_NATIVE], py[2 * RH_MAX_PY];
+    int nn, npy;
+    if (_rh_stack_copy((uint32_t)id, native, &nn, py, &npy) < 0)
+        return Py_BuildValue("([][])");
+    PyObject *ln = PyList_New(nn), *lp = PyList_New(npy);
+    if (ln == NULL || lp == NULL)
+        goto error;
+    for (int i = 0; i < nn; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(native[i]);
+        if (v == NULL)
+            goto error;
+        PyList_SET_ITEM(ln, i, v);
+    }
+    for (int i = 0; i < npy; i++) {
+        /* Only a code object that is still alive can be named. */
+        uintptr_t co = py[2 * i];
+        PyObject *code = _rh_object_is_live(co, (uintptr_t)&PyCode_Type) ? (PyObject *)co : Py_None;
+        PyObject *item = Py_BuildValue("(Ok)", code, (unsigned long)py[2 * i + 1]);
+        if (item == NULL)
+            goto error;
+        PyList_SET_ITEM(lp, i, item);
+    }
+    return Py_BuildValue("(NN)", ln, lp);
+error:
+    Py_XDECREF(ln);
+    Py_XDECREF(lp);
+    return NULL;
+}
+
+/* stack_of(obj) -> the stack id of the object's block, 0 if none */
+static PyObject *py_stack_of(PyObject *mod, PyObject *obj)
+{
+    rh_typeinfo_t *ti = _rh_typeset_lookup((uintptr_t)Py_TYPE(obj));
+    uintptr_t block = (uintptr_t)obj - (ti ? ti->preheader : 0);
+    return PyLong_FromUnsignedLong(_rh_stack_of(block));
+}
+
+/* symbolize(address, is_return_address=True) -> [frame, ...] innermost first */
+static PyObject *py_symbolize(PyObject *mod, PyObject *args)
+{
+    unsigned long address;
+    int is_return = 1;
+    if (!PyArg_ParseTuple(args, "k|p", &address, &is_return))
+        return NULL;
+    /* A return address points after the call; the call is one byte back. */
+    uintptr_t pc = is_return && address > 0 ? address - 1 : address;
+    rh_symbolized_t *sym = malloc(sizeof(rh_symbolized_t));
+    if (sym == NULL)
+        return PyErr_NoMemory();
+    _rh_symbolize(pc, sym);
+    PyObject *out = PyList_New(0);
+    for (int i = 0; out != NULL && i < sym->nframes; i++) {
+        const rh_frame_t *f = &sym->frames[i];
+        PyObject *d = Py_BuildValue("{s:z,s:z,s:z,s:i,s:O,s:k,s:z}", "module", f->module,
+                                    "function", f->function, "file", f->file, "line", f->line,
+                                    "inlined", f->inlined ? Py_True : Py_False,
+                                    "offset", f->offset, "reason", f->reason);
+        if (d == NULL || PyList_Append(out, d) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(d);
+    }
+    free(sym);
+    return out;
+}
+
+static PyObject *py_forget_symbols(PyObject *mod, PyObject *unused)
+{
+    _rh_symbols_forget();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_symbols_have_dwarf(PyObject *mod, PyObject *unused)
+{
+    return PyBool_FromLong(_rh_symbols_have_dwarf());
+}
+
+static PyObject *address_list(const uintptr_t *a, int n)
+{
+    PyObject *out = PyList_New(n);
+    for (int i = 0; out != NULL && i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(a[i]);
+        if (v == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
+/* unwind_check() -> (fast addresses, compiler-unwinder addresses) from
+ * here: for tests, the two walks must agree where the fast one goes. */
+static PyObject *py_unwind_check(PyObject *mod, PyObject *unused)
+{
+    uintptr_t fast[64], slow[64];
+    int nf = _rh_fast_backtrace(fast, 64, 0);
+    int ns = _rh_native_backtrace(slow, 64);
+    PyObject *a = address_list(fast, nf), *b = address_list(slow, ns);
+    if (a == NULL || b == NULL) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", a, b);
+}
+
+PyMethodDef _rh_py_stacks_methods[] = {
+    {"capture_stacks", py_capture_stacks, METH_O,
+     "capture_stacks(on): record an allocation stack for every new block"},
+    {"reset_stacks", py_reset_stacks, METH_NOARGS, "forget every recorded stack"},
+    {"sites", py_sites, METH_VARARGS,
+     "sites(first_epoch, last_epoch) -> ([(stack id, blocks, bytes, root blocks, sample "
+     "object)], unattributed blocks)"},
+    {"stack", py_stack, METH_O, "stack(id) -> ([native addresses], [(code, offset)])"},
+    {"stack_of", py_stack_of, METH_O, "stack_of(obj) -> stack id of its block, 0 if none"},
+    {"symbols_have_dwarf", py_symbols_have_dwarf, METH_NOARGS, "was refhound built with libdw?"},
+    {"symbolize", py_symbolize, METH_VARARGS,
+     "symbolize(address, is_return_address=True) -> [{module, function, file, line, "
+     "inlined, offset, reason}] innermost first"},
+    {"forget_symbols", py_forget_symbols, METH_NOARGS, "drop the symbol session (re-read modules)"},
+    {"unwind_check", py_unwind_check, METH_NOARGS,
+     "unwind_check() -> (fast walk, compiler unwinder) return addresses from here"},
+    {NULL}
+};

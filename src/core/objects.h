@@ -1,0 +1,58 @@
+/* objects.h — Python objects inside live blocks: recognition, heap walks,
+ * refcount snapshots (objects.c).  Everything here runs under the GIL and
+ * reads only what the block table and the type set vouch for; entries of
+ * the STATIC table are read through safemem.h and dropped when their
+ * memory no longer holds their object. */
+#ifndef RH_OBJECTS_H
+#define RH_OBJECTS_H
+
+#ifndef REFHOUND_CORE_BUILD
+#error "objects.h is internal to refhound's engine (src/core)"
+#endif
+#include "rh_common.h"
+#include "typeset.h"
+
+/* The object in a block entry of the GIL or ADOPTED table, or NULL (raw
+ * blocks and STATIC entries are never recognised here).  need_live: the
+ * refcount must be plausible.  Reads only inside the block.  Safe in an
+ * allocator hook (no system call, no allocation). */
+rh_typeinfo_t *_rh_recognize(const rh_block_t *b, PyObject **out, int need_live);
+
+typedef struct {
+    int64_t refs;        /* sum of refcounts of every visible object */
+    int64_t objects;     /* visible objects */
+    int64_t gc_tracked;  /* of which tracked by the cyclic GC */
+} rh_walk_totals_t;
+
+/* Walk every visible object; fills the type set's live counts.  Blocks
+ * born at first_epoch or later count as live_new. */
+void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch);
+
+/* A refcount snapshot: sorted by object address. */
+typedef struct {
+    uintptr_t obj;
+    uintptr_t type;
+    Py_ssize_t refcnt;
+} rh_snapentry_t;
+typedef struct {
+    rh_snapentry_t *entries;    /* libc memory */
+    size_t count;
+} rh_snapshot_t;
+int _rh_snapshot_take(rh_snapshot_t *snap);     /* 0, -1 out of memory */
+void _rh_snapshot_release(rh_snapshot_t *snap);
+/* obj's refcount in the snapshot, -1 if absent. */
+Py_ssize_t _rh_snapshot_refcnt(const rh_snapshot_t *snap, uintptr_t obj);
+
+/* Is obj, of that type, a live object of the tables now? */
+int _rh_object_is_live(uintptr_t obj, uintptr_t type);
+/* The live object at this address, or NULL (borrowed): any integer is
+ * safe to ask about.  entry (may be NULL) gets its block's entry. */
+PyObject *_rh_object_at(uintptr_t addr, rh_block_t *entry);
+/* The live object in the mem/obj block that starts at `block`, or NULL
+ * (borrowed). */
+PyObject *_rh_object_in_block(uintptr_t block);
+/* The entry of the block that holds op (a live object the caller holds),
+ * from the GIL, ADOPTED or STATIC table: 1 found, 0 not. */
+int _rh_object_block(PyObject *op, rh_block_t *out);
+
+#endif /* RH_OBJECTS_H */

@@ -1,0 +1,149 @@
+"""refhound._core.Session in process: the measurement API (begin / end /
+iterate), every method after close(), and the engine's own work kept out
+of the iterations.  Needs the built engine, no compiler, no subprocess."""
+import gc
+
+import pytest
+
+from refhound import _core
+from refhound._caches import clear_caches
+
+RESULT_KEYS = {"samples", "types", "survivors", "tracker", "calls", "warmup_samples",
+               "measured"}
+
+
+@pytest.fixture
+def tracking():
+    started = _core.start()
+    yield
+    if started:
+        _core.stop()
+
+
+def noop():
+    return None
+
+
+KEPT = []
+
+
+def leak_a_list():
+    """At module level: its code object existed before tracking started,
+    so the stacks can name it."""
+    KEPT.append([])
+
+
+def test_iterate_is_begin_calls_end(tracking):
+    calls = []
+    s = _core.Session(calls.append, (1,), None, clear_caches, 5)
+    try:
+        epoch = _core.stats()["epoch"]
+        assert isinstance(s.iterate(warmup=True), float)
+        assert _core.stats()["epoch"] == epoch + 1 and len(calls) == 5
+        s.begin()
+        for _ in range(5):
+            calls.append(1)
+        assert s.end() is None
+        assert _core.stats()["epoch"] == epoch + 2 and len(calls) == 10
+        s.iterate(False, True)              # positional flags, as before
+        assert (s.nsamples, s.warmup_samples, s.calls) == (3, 1, 5)
+        samples = s.results()["samples"]
+        assert [x["epoch"] for x in samples] == [epoch + 1, epoch + 2, epoch + 3]
+    finally:
+        s.close()
+
+
+def test_every_method_after_close_is_safe(tracking):
+    s = _core.Session(noop, (), None, None, 3)
+    s.iterate(True)
+    s.iterate(snapshot=True)
+    s.iterate(snapshot=True)
+    s.close()
+    res = s.results()
+    assert set(res) == RESULT_KEYS
+    assert len(res["samples"]) == 3 and res["calls"] == 3
+    assert s.series("refs") == [x["refs"] for x in res["samples"]]
+    assert isinstance(s.last_delta("objects"), int)
+    assert isinstance(s.growth(5), list)
+    for method, args in ((s.iterate, ()), (s.begin, ()), (s.end, ()), (s.snapshot, ())):
+        with pytest.raises(RuntimeError, match="closed"):
+            method(*args)
+    s.close()
+    assert s.nsamples == 3
+    # A closed session no longer holds the engine: the next one may start.
+    _core.Session(noop, (), None, None, 1).close()
+
+
+def test_results_after_stop_and_close(tracking):
+    s = _core.Session(noop, (), None, None, 1)
+    s.iterate(True)
+    s.iterate()
+    s.close()
+    _core.stop()
+    res = s.results()
+    assert len(res["samples"]) == 2
+    assert res["survivors"] == {"first_epoch": 0, "blocks": [], "bytes": []}
+
+
+def test_one_session_at_a_time(tracking):
+    s = _core.Session(noop, (), None, None, 1)
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            _core.Session(noop, (), None, None, 1)
+    finally:
+        s.close()
+
+
+def test_bad_arguments_are_refused(tracking):
+    with pytest.raises(ValueError):
+        _core.Session(noop, (), None, None, 0)
+    with pytest.raises(TypeError):
+        _core.Session(noop, [], None, None, 1)
+    with pytest.raises(TypeError):
+        _core.Session(noop, (), [], None, 1)
+    s = _core.Session(noop, (), None, None, 1)
+    try:
+        with pytest.raises(KeyError):
+            s.series("no such metric")
+        with pytest.raises(ValueError):
+            s.set_calls(0)
+    finally:
+        s.close()
+
+
+def test_a_session_needs_tracking():
+    assert not _core.is_tracking()
+    with pytest.raises(RuntimeError, match="tracking is not on"):
+        _core.Session(noop, (), None, None, 1)
+
+
+def test_the_engines_own_work_is_in_no_iteration(tracking):
+    """GIVEN a target that leaks a list per call, stacks recorded WHEN two
+    iterations run (each ends with cache clearing, collections and a sample
+    that refreshes the type set, whose lists refill the list free list)
+    THEN every site is the target's: no block of the engine's own work,
+    nor one the target reused from a slot the engine filled, is blamed on
+    the engine."""
+    del KEPT[:]
+    s = _core.Session(leak_a_list, (), None, clear_caches, 10)
+    try:
+        s.iterate(True)
+        s.iterate(True)
+        _core.capture_stacks(True)
+        try:
+            s.iterate()
+            s.iterate()
+        finally:
+            _core.capture_stacks(False)
+        last = _core.stats()["epoch"]
+        sites, unattributed = _core.sites(last - 1, last)
+        assert sites
+        for stack_id, blocks, nbytes, roots, sample in sites:
+            native, python = _core.stack(stack_id)
+            names = [code.co_name for code, offset in python if code is not None]
+            assert "leak_a_list" in names, (names, blocks, sample)
+    finally:
+        _core.reset_stacks()
+        s.close()
+        del KEPT[:]
+    gc.collect()

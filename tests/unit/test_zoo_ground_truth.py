@@ -1,0 +1,202 @@
+"""The bug zoo's ground truth (tests/cbuild.py parse_case) is consistent:
+one culprit marker per case, on leaky()'s path and never in clean(),
+figures that agree with each other and with the table in tests/zoo/README.md;
+and parse_case refuses malformed cases."""
+import glob
+import os
+import re
+
+import pytest
+
+import cbuild
+from unitdata import ROOT
+
+ZOO = cbuild.zoo_cases()
+VALGRIND_CASES = [cbuild.parse_case(p) for p in
+                  sorted(glob.glob(os.path.join(ROOT, "tests", "valgrind_cases", "*.c")))]
+KINDS = {"new-object", "error-path", "extra-incref", "existing-object-ref", "raw-buffer",
+         "container-item", "dealloc", "gc-cycle", "intermittent", "proportional",
+         "over-decref"}
+
+
+def readme_table():
+    """{case: (kind, refs, objects, blocks, function or None, line)} from the README."""
+    with open(os.path.join(ROOT, "tests", "zoo", "README.md")) as fh:
+        text = fh.read()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 7 or not cells[0].startswith("`"):
+            continue
+        name = cells[0].strip("`")
+        m = re.match(r"^(?:`(\w+)`|—[^)]*\))\s*(\d+)$", cells[6])
+        assert m, line
+        rows[name] = (cells[1], float(cells[3]), float(cells[4]), float(cells[5]), m.group(1),
+                      int(m.group(2)))
+    return rows
+
+
+def test_the_zoo_is_all_there():
+    names = [c["name"] for c in ZOO]
+    assert names == sorted(names) and len(names) == len(set(names)) == 21
+    assert {"new_object", "extra_decref", "gc_cycle_no_gc", "every_tenth"} <= set(names)
+
+
+@pytest.mark.parametrize("case", ZOO, ids=[c["name"] for c in ZOO])
+def test_one_culprit_marker_on_the_leaky_path(case):
+    with open(case["path"]) as fh:
+        text = fh.read()
+    assert len(re.findall(r"/\*\s*@culprit\s*\*/", text)) == 1
+    assert case["culprit_line"] is not None
+    assert case["culprit_function"] != "clean"
+    if case["culprit_function"] is None:
+        # inside a static type definition: the slot line
+        assert case["kind"] == "gc-cycle"
+        line = text.splitlines()[case["culprit_line"] - 1]
+        assert re.search(r"\.tp_(flags|traverse)\s*=", line), line
+    else:
+        # leaky() itself or a helper that leaky() calls (or hands on)
+        body = _body(text, "leaky")
+        assert case["culprit_function"] == "leaky" or \
+            re.search(r"\b%s\b" % case["culprit_function"], body), case
+
+
+@pytest.mark.parametrize("case", ZOO, ids=[c["name"] for c in ZOO])
+def test_both_twins_are_exported(case):
+    with open(case["path"]) as fh:
+        text = fh.read()
+    for name in ("leaky", "clean"):
+        assert re.search(r'\{\s*"%s"\s*,\s*%s\s*,\s*METH_NOARGS' % (name, name), text), name
+        assert "@culprit" not in _body(text, "clean")
+
+
+@pytest.mark.parametrize("case", ZOO, ids=[c["name"] for c in ZOO])
+def test_the_figures_agree_with_each_other(case):
+    e = case["expect"]
+    assert case["kind"] in KINDS
+    assert 0 <= e["objects"] <= e["blocks"]            # an object is a block
+    if e["objects"] > 0:
+        assert e["refs"] >= e["objects"]               # each new object holds a reference
+    if case["kind"] in ("extra-incref", "existing-object-ref"):
+        assert (e["refs"], e["objects"], e["blocks"]) == (1, 0, 0)
+    if case["kind"] == "raw-buffer":
+        assert (e["refs"], e["objects"], e["blocks"]) == (0, 0, 1)
+    if case["kind"] == "over-decref":
+        assert e["refs"] < 0 and e["objects"] == e["blocks"] == 0
+    assert case["description"]
+
+
+def test_the_readme_table_matches_the_sources():
+    table = readme_table()
+    truth = {c["name"]: (c["kind"], c["expect"]["refs"], c["expect"]["objects"],
+                         c["expect"]["blocks"], c["culprit_function"], c["culprit_line"])
+             for c in ZOO}
+    assert set(table) == set(truth), set(table) ^ set(truth)
+    for name in truth:
+        assert table[name] == truth[name], name
+
+
+@pytest.mark.parametrize("case", VALGRIND_CASES, ids=[c["name"] for c in VALGRIND_CASES])
+def test_valgrind_cases_have_one_culprit_and_an_expected_kind(case):
+    with open(case["path"]) as fh:
+        text = fh.read()
+    (kind,) = re.findall(r"valgrind-expect:\s*(\S+)", text)
+    assert kind in ("use-after-free", "overflow", "double-free", "uninitialised")
+    assert case["kind"] == "memory-error" and case["culprit_line"] is not None
+    assert case["culprit_function"] == "leaky"
+
+
+def _body(text, function):
+    m = re.search(r"^%s\s*\(" % function, text, re.M)
+    assert m, function
+    start = text.index("{", m.end())
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i + 1]
+    raise AssertionError("unbalanced " + function)
+
+
+# ---- parse_case on malformed cases -----------------------------------------------------------
+
+HEADER = """/*
+ * zoo-kind: new-object
+ * zoo-expect: refs=1 objects=1 blocks=1
+ * zoo-description: a test case
+ */
+"""
+
+
+def write(tmp_path, text, name="case.c"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_well_formed_case(tmp_path):
+    body = HEADER + "static PyObject *\nleaky(PyObject *m)\n{\n    return make();  /* @culprit */\n}\n"
+    case = cbuild.parse_case(write(tmp_path, body, "mine.c"))
+    assert case["name"] == "mine" and case["culprit_line"] == 9
+    assert case["culprit_function"] == "leaky"
+    assert case["expect"] == {"refs": 1.0, "objects": 1.0, "blocks": 1.0}
+    assert (case["kind"], case["description"]) == ("new-object", "a test case")
+
+
+@pytest.mark.parametrize("text, message", [
+    (HEADER.replace(" * zoo-kind: new-object\n", ""), "missing zoo-kind header line"),
+    (HEADER.replace("zoo-description: a test case", "nothing"), "missing zoo-description"),
+    (HEADER.replace("blocks=1", "blocks:1"), "bad zoo-expect item 'blocks:1'"),
+    (HEADER.replace("blocks=1", "blocks=1 bytes=8"), "bad zoo-expect item 'bytes=8'"),
+    (HEADER.replace(" blocks=1", ""), "zoo-expect must give refs, objects and blocks"),
+    (HEADER + "int a; /* @culprit */\nint b; /* @culprit */\n",
+     "more than one @culprit marker (lines [6, 7])"),
+])
+def test_malformed_cases_are_refused(tmp_path, text, message):
+    with pytest.raises(ValueError) as info:
+        cbuild.parse_case(write(tmp_path, text))
+    assert message in str(info.value)
+
+
+def test_no_marker_is_no_culprit(tmp_path):
+    case = cbuild.parse_case(write(tmp_path, HEADER + "int x;\n"))
+    assert case["culprit_line"] is None and case["culprit_function"] is None
+
+
+C_TRICKY = r"""#include <Python.h>
+#define BRACE "{"
+static const char *s = "} not a brace {";   /* { nor this } */
+// a comment with { braces
+static PyTypeObject T = {
+    .tp_flags = 0,
+};
+
+static int
+helper(int x)
+{
+    if (x) {
+        return '{';
+    }
+    return 0;
+}
+
+#define MULTI(a) \
+    do { (a); } while (0)
+
+static PyObject *
+leaky(PyObject *m, PyObject *args)
+{
+    return NULL;
+}
+"""
+
+
+@pytest.mark.parametrize("line, function", [
+    (6, None),          # inside a static initializer
+    (12, "helper"), (13, "helper"), (15, "helper"),
+    (19, None),         # a macro
+    (24, "leaky"),
+    (3, None),
+])
+def test_enclosing_function_ignores_strings_comments_and_macros(line, function):
+    assert cbuild._enclosing_function(C_TRICKY, line) == function
