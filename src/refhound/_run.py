@@ -154,7 +154,7 @@ class CheckRun:
         while True:
             t = time.perf_counter()
             seconds = yield self._iterate("measuring")
-            self._cost(time.perf_counter() - t, seconds, session.calls)
+            self._cost(time.perf_counter() - t, seconds, session.calls, first=done == 0)
             done += 1
             verdict, stop = decider.decide(session)
             self._notify("measuring", done)
@@ -167,12 +167,20 @@ class CheckRun:
             if stop:
                 return verdict
 
-    def _cost(self, wall, seconds, calls):
-        """Seconds per call and per iteration's sampling, from one iteration."""
+    def _cost(self, wall, seconds, calls, first=True):
+        """Seconds per call and per iteration's sampling: the least over the
+        measured iterations (wall clock: an iteration that another process
+        held up would make patience watch fewer calls, and a cache that
+        fills slowly look like a leak)."""
         if seconds is None:          # a loop: the bodies' time is in the wall time
             seconds = wall
-        self.call_seconds = seconds / max(calls, 1)
-        self.overhead = max(wall - seconds, 0.0)
+        per_call = seconds / max(calls, 1)
+        overhead = max(wall - seconds, 0.0)
+        if first:
+            self.call_seconds, self.overhead = per_call, overhead
+        else:
+            self.call_seconds = min(self.call_seconds, per_call)
+            self.overhead = min(self.overhead, overhead)
 
     def _conclude(self, verdict):
         from . import _core
@@ -248,7 +256,8 @@ class CheckRun:
             return verdict
         # The rates the verdict saw: over its window of the measured samples.
         start, measured = V.window_of(self.measured_samples, session.warmup_samples)
-        before = V.mean_rates(session, start, self.measured_samples, calls, followed)
+        before = first_seen = V.mean_rates(session, start, self.measured_samples, calls,
+                                           followed)
         seen = calls * measured
         cap = _overrelease_cap(growth)
         if verdict == "error" and cap is not None and cap < V.PATIENCE_HORIZON * seen:
@@ -284,9 +293,12 @@ class CheckRun:
                 break
             horizon = other * (session.nsamples - first - 1)
             after = V.rates_since(session, first, other, followed)
-            outcome = V.patience_outcome(followed, before, after,
-                                         V.stage_steps(session, first, other, followed),
-                                         self._survivors_ok(before, calls))
+            steps = V.stage_steps(session, first, other, followed)
+            reach = horizon / max(seen, 1)
+            outcome = V.patience_outcome(followed, before, after, steps,
+                                         self._survivors_ok(first_seen, calls), reach)
+            if outcome == "slowing":
+                before = V.rebased(followed, before, after, steps, reach)
             seen += horizon
             watched += horizon
             self.last_stage = (first, session.nsamples, other)
@@ -294,7 +306,7 @@ class CheckRun:
             if outcome != "slowing" or cap is not None:
                 break
         spent = time.perf_counter() - t0
-        rates = ", ".join("%s %+.3g/call" % (m, r) for m, r in before.items())
+        rates = ", ".join("%s %+.3g/call" % (m, r) for m, r in first_seen.items())
         self.patience = {"outcome": outcome, "calls": watched, "seconds": round(spent, 3),
                          "budget": budget}
         if outcome == "persists":
