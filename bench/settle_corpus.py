@@ -149,6 +149,34 @@ def render(doc):
     return "\n".join(lines)
 
 
+def summarize(doc):
+    rows = [(label, r["settles"], r) for label, r in doc["results"].items()]
+    doc["summary"] = {
+        "tuning": score([x for x in rows if not x[2]["held_out"]]),
+        "held_out": score([x for x in rows if x[2]["held_out"]]),
+        "all": score(rows)}
+
+
+def rescore(path):
+    """Judge the verdicts and rates of a results file again (the truth of a
+    twin was corrected after the run)."""
+    with open(path) as fh:
+        doc = json.load(fh)
+    version = tuple(int(x) for x in doc["python_version"].split(".")[:2])
+    funcs = {"%s:%s" % (pair.file[:-3], func.__name__): func
+             for pair in corpus.pairs() for func in (pair.settle, pair.twin)}
+    for label, r in doc["results"].items():
+        if "skipped" in r or "per_call" not in r:
+            continue
+        result = {"verdict": r["verdict"], "per_call": r["per_call"]}
+        r["problems"] = corpus.verdict_problems(funcs[label], r["status"], result, version)
+    summarize(doc)
+    doc["rescored"] = engine.git_head()
+    print(render(doc))
+    engine.write_results(doc, path)
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     engine.add_engine_arguments(ap)
@@ -159,8 +187,13 @@ def main(argv=None):
     ap.add_argument("--timeout", type=int, default=300, help="seconds per check")
     ap.add_argument("--tag", default="", help="results file suffix (settle_corpus-TAG.json)")
     ap.add_argument("--out", help="results file (default bench/results/settle_corpus[-TAG].json)")
+    ap.add_argument("--rescore", metavar="FILE",
+                    help="score a results file again against the corpus's truth as it is "
+                         "now (no check is run)")
     ap.add_argument("extra", nargs="*", help="more options for refhound check (after --)")
     args = ap.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore)
     out_path = args.out or os.path.join(
         RESULTS, "settle_corpus%s.json" % ("-" + args.tag if args.tag else ""))
     info = cbuild.interpreter_info(args.python)
@@ -188,11 +221,7 @@ def main(argv=None):
             doc["results"][label] = out
             engine.log("%-40s %s %s" % (label, out.get("verdict", "skipped"),
                                          "%.1fs" % out["seconds"] if "seconds" in out else ""))
-    rows = [(label, r["settles"], r) for label, r in doc["results"].items()]
-    doc["summary"] = {
-        "tuning": score([x for x in rows if not x[2]["held_out"]]),
-        "held_out": score([x for x in rows if x[2]["held_out"]]),
-        "all": score(rows)}
+    summarize(doc)
     engine.finish(doc, t0, out_path, render)
     s = doc["summary"]["all"]
     wrong = s["false_alarms"] + s["needless_inconclusive"] + s["clean_other"] + s["missed"]
