@@ -22,6 +22,7 @@ import sys
 
 from .html_assets import CSP, CSS, ERROR_TRAP, SCRIPT
 from .svg import W, bar_chart, esc, fmt_exact, fmt_num, line_chart, median, theil_sen
+from .verdict_text import VERDICT_TEXT, summary_text
 
 SAMPLE_ROWS = 40        # rows of the exact-figures table
 MAX_SITES = 10
@@ -40,13 +41,6 @@ RATE_KEYS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", 
 RATE_LABELS = {"refs": "refs", "objects": "objects", "blocks": "blocks", "bytes": "bytes",
                "native_bytes": "native bytes", "rss_bytes": "RSS bytes", "fds": "fds"}
 
-VERDICT_TEXT = {
-    "leak": "grows call after call",
-    "error": "a reference count falls call after call (an extra DECREF: this ends in a crash)",
-    "clean": "nothing grows",
-    "inconclusive": "a trend that is not significant yet: run with more iterations",
-    None: "not checked",
-}
 TREND_HELP = ("the trend test (Mann-Kendall) on the measured samples: growing or falling "
               "when significant (p shown); flat, noise or unclear when not")
 FLAGGED = ("leak", "error", "fixture", "inconclusive", "bad-marker")
@@ -687,12 +681,7 @@ def _verdict_badge(verdict):
 
 
 def _summary_text(result):
-    verdict = result.get("verdict")
-    if result.get("incomplete"):
-        return "could not conclude: %s" % result["incomplete"]
-    if verdict == "inconclusive" and result.get("notes"):
-        return "no conclusion (see the notes)"
-    return VERDICT_TEXT.get(verdict, str(verdict))
+    return summary_text(result.get("verdict"), result.get("incomplete"), result.get("notes"))
 
 
 def _top_site(result):
