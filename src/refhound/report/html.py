@@ -241,6 +241,9 @@ def _where(site):
     file, line = c.get("file"), c.get("line")
     if file:
         return "%s:%s" % (file, line if line is not None else "?")
+    if c.get("symbol"):
+        # No line to know (no DWARF): the function by symbol+offset, the module.
+        return "%s (%s)" % (c["symbol"], c.get("module") or "?")
     return c.get("module") or c.get("object") or "(no frame in your code)"
 
 
@@ -431,6 +434,15 @@ def site_html(site, number, anchor="", open_stack=False):
             % (esc(anchor), esc(number), esc(_where(site)), esc(_where(site)), what,
                esc(", ".join(rates) + (" per call" if rates else ""))))
     out = ['<div class="site">', head]
+    culprit = site.get("culprit") if isinstance(site.get("culprit"), dict) else None
+    if culprit and culprit.get("reason"):
+        out.append('<p class="culpritreason">Culprit: %s</p>' % esc(culprit["reason"]))
+        if site.get("file") and not site.get("allocated_at") and (
+                (culprit.get("file"), culprit.get("line")) != (site.get("file"), site.get("line"))):
+            out.append('<p>Allocated at <span class="loc">%s:%s</span>%s</p>'
+                       % (esc(site["file"]), esc(site.get("line")),
+                          " in <code>%s()</code>" % esc(site["function"])
+                          if site.get("function") else ""))
     if site.get("reason"):
         out.append('<p class="reason">%s</p>' % esc(site["reason"]))
     if site.get("allocated_at"):
@@ -722,8 +734,11 @@ def result_body(result, prefix="r", heading=2, toc_out=None):
         out.append(_per_call_table(result))
     anchor, top = _top_site(result)
     if top is not None:
+        c = top.get("culprit") if isinstance(top.get("culprit"), dict) else {}
         out.append('<p class="culpritline">Culprit: <a href="#%s-%s"><span class="where">%s'
-                   '</span></a> %s</p>' % (esc(prefix), anchor, esc(_where(top)), _what(top)))
+                   '</span></a> %s%s</p>' % (esc(prefix), anchor, esc(_where(top)), _what(top),
+                                             ' <span class="muted">&mdash; %s</span>'
+                                             % esc(c["reason"]) if c.get("reason") else ""))
     objs = [o for o in result.get("objects") or [] if isinstance(o, dict)]
     if objs:
         out.append("<p>Leaking types: %s</p>" % ", ".join(

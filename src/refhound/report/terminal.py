@@ -287,9 +287,21 @@ def _where(site):
     return site.get("module") or "(no native frame)"
 
 
+def _culprit_where(culprit):
+    """file:line of a culprit, or its module and symbol when the line is
+    not known."""
+    if culprit.get("file") and culprit.get("line"):
+        return "%s:%s" % (culprit["file"], culprit["line"])
+    if culprit.get("symbol"):
+        return "%s (%s)" % (culprit["symbol"], culprit.get("module") or "?")
+    return _where(culprit)
+
+
 def site_lines(site, indent="    ", full=True, color=False, first=False):
-    """One site: where, function, rates; its source (all the context when
-    full, else only the culprit line), life history, first Python caller."""
+    """One site, led by its culprit: where, function, rates, why; its
+    source (all the context when full, else only the culprit line), the
+    allocation line when the culprit is elsewhere, life history, first
+    Python caller."""
     paint = painter(color)
     rate = []
     if site.get("blocks_per_call") is not None:
@@ -297,10 +309,18 @@ def site_lines(site, indent="    ", full=True, color=False, first=False):
                                                      fmt_rate(site.get("bytes_per_call"))))
     if site.get("refs_per_call") is not None:
         rate.append("%s references per call" % fmt_rate(site["refs_per_call"]))
-    where = ("in %s()" % site["function"]) if site.get("function") else (
+    culprit = site.get("culprit") if isinstance(site.get("culprit"), dict) else None
+    lead = culprit or site
+    where = ("in %s()" % lead["function"]) if lead.get("function") else (
         "in the definition of %s" % site.get("type_symbol") if site.get("type_symbol") else "")
-    head = ("%s%s %s  %s" % (indent, _where(site), where, "; ".join(rate))).rstrip()
+    place = _culprit_where(culprit) if culprit else _where(site)
+    head = ("%s%s %s  %s" % (indent, place, where, "; ".join(rate))).rstrip()
     out = [paint(head, "heading") if first else head]
+    if culprit and culprit.get("reason"):
+        out.append(indent + "  culprit: " + culprit["reason"])
+        if (culprit.get("file"), culprit.get("line")) != (site.get("file"), site.get("line")) \
+                and site.get("file"):
+            out.append(indent + "  allocated at %s in %s()" % (_where(site), site.get("function")))
     for entry in site.get("source") or []:
         n, text, is_culprit = entry
         if not full and not is_culprit:
