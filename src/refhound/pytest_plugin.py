@@ -44,6 +44,10 @@ PLUGIN_OPTIONS = (
      "write the results as JSON to FILE (one entry per test, the schema of refhound check)"),
     ("refhound_html", "path", None,
      "write one self-contained HTML report to FILE (a section per flagged test)"),
+    ("refhound_sanitize", "bool", False,
+     "run the session under the guard allocator: the first memory error (use after "
+     "free, double free, overflow, underflow) ends it and is reported with its culprit "
+     "line (exit status 1)"),
 )
 CHECK_OPTIONS = ("iterations", "min_iterations", "warmup", "calls")
 
@@ -154,9 +158,44 @@ def _start_tracking():
         _core.start()
 
 
+def _sanitize(early_config, ns):
+    """--refhound-sanitize: the guard goes under the allocators first (the
+    tracking hooks then chain onto it), in a forked child that runs the
+    session; this process waits and reports."""
+    on = getattr(ns, "refhound_sanitize", None)
+    if on is None:
+        try:
+            on = _flag(early_config.getini("refhound_sanitize"))
+        except (ValueError, KeyError):
+            on = False
+    if not on or _is_worker(early_config):
+        return
+    if getattr(ns, "numprocesses", None) not in (None, 0) or getattr(ns, "tx", None):
+        raise pytest.UsageError("refhound: --refhound-sanitize runs the session in one "
+                                "process; drop -n/--tx")
+    try:
+        from . import _core
+    except ImportError as exc:
+        raise pytest.UsageError("refhound: the engine refhound._core cannot be imported (%s)"
+                                % exc)
+    if _core.guard_stats()["active"] or _core.is_tracking():
+        return
+    from ._sanitize import continue_sanitized
+
+    def stop_capturing():
+        capman = early_config.pluginmanager.getplugin("capturemanager")
+        if capman is not None:
+            try:
+                capman.stop_global_capturing()
+            except Exception:
+                pass
+    continue_sanitized("pytest", before_report=stop_capturing)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     ns = early_config.known_args_namespace
+    _sanitize(early_config, ns)
     try:
         on = _enabled(early_config) if getattr(ns, "refhound", None) is None else ns.refhound
     except (ValueError, KeyError):
@@ -167,6 +206,18 @@ def pytest_load_initial_conftests(early_config, parser, args):
     if not _is_worker(early_config) and (numprocesses not in (None, 0) or getattr(ns, "tx", None)):
         return  # an xdist controller: the workers track
     _start_tracking()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    """Under --refhound-sanitize, the guard's fault handler goes back on top
+    of faulthandler's (enabled by pytest after the guard)."""
+    try:
+        from . import _core
+        if _core.guard_stats()["active"]:
+            _core.guard_rearm()
+    except ImportError:
+        pass
 
 
 def pytest_configure(config):

@@ -37,6 +37,8 @@ def add_parser(sub):
     r.add_argument("--strict", action="store_true",
                    help="exit 1 when a loop's check stays inconclusive")
     add_arguments(r, names=("timeout",))
+    from .check import add_sanitize_arguments
+    add_sanitize_arguments(r)
     r.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT.py [ARGS]",
                    help="the script and its arguments (with -m: the module's arguments)")
 
@@ -64,6 +66,11 @@ def run(args):
             return fail_usage("%r is not a module name" % args.module)
     from .._child import run_in_child
     what = "the program %s" % (args.module if args.module is not None else argv[0])
+    if args.sanitize:
+        from .check import run_sanitized_command
+        target = ("-m " + args.module) if args.module else argv[0]
+        return run_sanitized_command(args, lambda: _run(args, argv), target=target,
+                                     as_list=True, timeout=args.timeout, what=what)
     return run_in_child(lambda: _run(args, argv), timeout=args.timeout, what=what)
 
 

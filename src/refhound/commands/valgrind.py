@@ -36,7 +36,7 @@ def add_parser(sub):
     v.add_argument("--user", action="append", default=[], metavar="GLOB",
                    help="only frames whose object or source path matches GLOB are your code "
                         "(repeatable; default: everything but the interpreter, system "
-                        "libraries, Valgrind and refhound)")
+                        "libraries, Valgrind and refhound; site-packages is yours)")
     v.add_argument("--not-user", action="append", default=[], metavar="GLOB",
                    help="frames matching GLOB are not your code (repeatable)")
     v.add_argument("--suppressions", action="append", default=[], metavar="FILE",
@@ -54,8 +54,9 @@ def add_parser(sub):
                    help="also record possibly lost and still reachable blocks, so growth of "
                         "referenced memory is reported per test (much bigger output)")
     v.add_argument("--track-origins", action="store_true",
-                   help="memcheck --track-origins=yes (where uninitialised values come from; "
-                        "slower)")
+                   help="memcheck --track-origins=yes: where uninitialised values come from, "
+                        "which tells the interpreter's (CPython 3.11's small-int zero) from "
+                        "yours for sure (about 1.7x slower)")
     v.add_argument("--trace-children", action="store_true",
                    help="follow programs the command executes (memcheck --trace-children=yes)")
     v.add_argument("--xml-dir", metavar="DIR",
