@@ -154,7 +154,7 @@ class CheckRun:
         while True:
             t = time.perf_counter()
             seconds = yield self._iterate("measuring")
-            self._cost(time.perf_counter() - t, seconds, session.calls, first=done == 0)
+            self._cost(time.perf_counter() - t, seconds, session.calls)
             done += 1
             verdict, stop = decider.decide(session)
             self._notify("measuring", done)
@@ -167,7 +167,7 @@ class CheckRun:
             if stop:
                 return verdict
 
-    def _cost(self, wall, seconds, calls, first=True):
+    def _cost(self, wall, seconds, calls):
         """Seconds per call and per iteration's sampling: the least over the
         measured iterations (wall clock: an iteration that another process
         held up would make patience watch fewer calls, and a cache that
@@ -175,12 +175,11 @@ class CheckRun:
         if seconds is None:          # a loop: the bodies' time is in the wall time
             seconds = wall
         per_call = seconds / max(calls, 1)
+        if self.call_seconds == 0.0 or per_call < self.call_seconds:
+            self.call_seconds = per_call
         overhead = max(wall - seconds, 0.0)
-        if first:
-            self.call_seconds, self.overhead = per_call, overhead
-        else:
-            self.call_seconds = min(self.call_seconds, per_call)
-            self.overhead = min(self.overhead, overhead)
+        if self.overhead == 0.0 or overhead < self.overhead:
+            self.overhead = overhead
 
     def _conclude(self, verdict):
         from . import _core

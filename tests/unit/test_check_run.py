@@ -171,10 +171,12 @@ def test_the_cost_of_a_call_is_the_least_measured():
     the cost of a call (which sizes its stages) is the least of the
     measured iterations, per call and per iteration's sampling."""
     run = _run.CheckRun(Options(), "t", lambda n: None)
-    run._cost(0.0012, 0.001, 100, first=True)        # 10 us a call
-    run._cost(0.0502, 0.05, 100, first=False)        # held up: 500 us a call
-    run._cost(0.0011, 0.0009, 100, first=False)
+    run._cost(0.0012, 0.001, 100)           # 10 us a call
+    assert run.call_seconds == pytest.approx(1e-5)
+    run._cost(0.0502, 0.05, 100)            # held up: 500 us a call
+    run._cost(0.0011, 0.0009, 100)
     assert run.call_seconds == pytest.approx(9e-6)
     assert run.overhead == pytest.approx(0.0002)
-    run._cost(0.05, None, 10, first=True)            # a new measurement (a loop: wall time)
-    assert run.call_seconds == pytest.approx(0.005) and run.overhead == 0.0
+    loop = _run.CheckRun(Options(), "t", lambda n: None)
+    loop._cost(0.05, None, 10)              # a loop: the bodies' time is the wall time
+    assert loop.call_seconds == pytest.approx(0.005) and loop.overhead == 0.0
