@@ -6,7 +6,8 @@
  * _rh_session_call, or from Python for loops driven from outside), then
  * end(): the interpreter caches cleared (a Python callable given by the
  * caller), two full collections and a sample: references, objects,
- * gc-tracked objects, blocks and bytes per domain, native heap, RSS/USS,
+ * gc-tracked objects, blocks and bytes per domain, tracked native blocks
+ * and bytes, the C library's heap, RSS/USS,
  * descriptors, threads, pymalloc's arenas/pools/blocks, and
  * sys.gettotalrefcount() on debug builds.  end() is the engine's own work
  * (_rh_engine_enter): what it allocates belongs to no iteration and gets
@@ -30,6 +31,7 @@
  * mem/obj hooks, which hold it).
  */
 #include "session.h"
+#include "native.h"
 #include "pymalloc_stats.h"
 #include "procstat.h"
 #include "tracker.h"
@@ -45,7 +47,7 @@ const char *const _rh_metric_names[RH_NMETRICS] = {
     "refs", "objects", "gc_objects", "blocks", "bytes",
     "raw_blocks", "mem_blocks", "obj_blocks", "raw_bytes", "mem_bytes", "obj_bytes",
     "native_bytes", "rss_bytes", "uss_bytes", "fds", "threads", "debug_refs",
-    "arenas", "pools", "pymalloc_blocks",
+    "arenas", "pools", "pymalloc_blocks", "native_blocks", "heap_bytes",
 };
 
 int _rh_metric_index(const char *name)
@@ -61,6 +63,7 @@ int _rh_metric_optional(int k)
     switch (k) {
     case RH_M_NATIVE: case RH_M_RSS: case RH_M_USS: case RH_M_FDS: case RH_M_THREADS:
     case RH_M_DEBUG_REFS: case RH_M_ARENAS: case RH_M_POOLS: case RH_M_PYMALLOC_BLOCKS:
+    case RH_M_NATIVE_BLOCKS: case RH_M_HEAP:
         return 1;
     }
     return 0;
@@ -218,7 +221,7 @@ int _rh_session_base(const rh_session_t *s)
 
 /* ---- sampling -------------------------------------------------------------------- */
 
-/* Bytes of the C heap refhound itself holds now: native_bytes is the
+/* Bytes of the C heap refhound itself holds now: heap_bytes is the
  * process's whole glibc heap, and the engine's own tables grow when new
  * types appear; that is not the target's growth. */
 static int64_t own_heap_bytes(rh_session_t *s)
@@ -281,7 +284,12 @@ static int take_sample(rh_session_t *s)
     x->m[RH_M_OBJ_BYTES] = bytes[RH_DOMAIN_OBJ];
     x->m[RH_M_BLOCKS] = blocks[RH_DOMAIN_RAW] + blocks[RH_DOMAIN_MEM] + blocks[RH_DOMAIN_OBJ];
     x->m[RH_M_BYTES] = bytes[RH_DOMAIN_RAW] + bytes[RH_DOMAIN_MEM] + bytes[RH_DOMAIN_OBJ];
-    x->m[RH_M_NATIVE] = ps.native_bytes < 0 ? -1 : ps.native_bytes - own_heap_bytes(s);
+    x->m[RH_M_HEAP] = ps.native_bytes < 0 ? -1 : ps.native_bytes - own_heap_bytes(s);
+    x->m[RH_M_NATIVE] = x->m[RH_M_NATIVE_BLOCKS] = -1;
+    if (_rh_native_active()) {
+        x->m[RH_M_NATIVE] = bytes[RH_DOMAIN_NATIVE];
+        x->m[RH_M_NATIVE_BLOCKS] = blocks[RH_DOMAIN_NATIVE];
+    }
     x->m[RH_M_RSS] = ps.rss_bytes;
     x->m[RH_M_USS] = ps.uss_bytes;
     x->m[RH_M_FDS] = ps.fds;

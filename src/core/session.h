@@ -10,12 +10,16 @@
 #include "rh_common.h"
 #include "objects.h"
 
-/* The figures of a sample, in the order of their names. */
+/* The figures of a sample, in the order of their names.  RH_M_NATIVE and
+ * RH_M_NATIVE_BLOCKS ("native_bytes", "native_blocks") are the tracked
+ * native blocks (native.c; -1 while native tracking is off); RH_M_HEAP
+ * ("heap_bytes") is the C library's whole heap in use (mallinfo2), less
+ * refhound's own. */
 enum {
     RH_M_REFS, RH_M_OBJECTS, RH_M_GC, RH_M_BLOCKS, RH_M_BYTES,
     RH_M_RAW_BLOCKS, RH_M_MEM_BLOCKS, RH_M_OBJ_BLOCKS, RH_M_RAW_BYTES, RH_M_MEM_BYTES,
     RH_M_OBJ_BYTES, RH_M_NATIVE, RH_M_RSS, RH_M_USS, RH_M_FDS, RH_M_THREADS, RH_M_DEBUG_REFS,
-    RH_M_ARENAS, RH_M_POOLS, RH_M_PYMALLOC_BLOCKS,
+    RH_M_ARENAS, RH_M_POOLS, RH_M_PYMALLOC_BLOCKS, RH_M_NATIVE_BLOCKS, RH_M_HEAP,
     RH_NMETRICS
 };
 extern const char *const _rh_metric_names[RH_NMETRICS];

@@ -549,7 +549,8 @@ int _rh_stacks_sites(uint32_t first, uint32_t last, rh_site_t **out, size_t *nsi
     *unattributed = sv.unattributed;
     if (_rh_typeset_count() > 0)
         find_roots(&sv);
-    qsort(sv.items, sv.count, sizeof(survivor_t), cmp_stack);
+    if (sv.count > 1)       /* no survivors: no array (qsort wants one) */
+        qsort(sv.items, sv.count, sizeof(survivor_t), cmp_stack);
     rh_site_t *sites = calloc(sv.count + 1, sizeof(rh_site_t));
     size_t n = 0;
     for (size_t i = 0; sites && i < sv.count; i++) {

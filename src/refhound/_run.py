@@ -40,7 +40,8 @@ from ._saferepr import safe_repr, type_name
 
 ATTRIBUTION_ITERATIONS = 2
 PATIENCE_STAGES = 6         # at most: the horizon grows elevenfold per stage
-RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", "fds")
+RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_blocks", "native_bytes",
+                "heap_bytes", "rss_bytes", "fds")
 
 
 class TargetFailed(Exception):
@@ -206,6 +207,10 @@ class CheckRun:
                 verdict = yield from self._patience(verdict, growth)
             except _core.TrackingError as exc:
                 self.notes.append("no patience: refhound %s" % exc)
+        if verdict == "leak" and V.rss_unexplained(self.decider.trends):
+            self.notes.append(
+                "resident memory grows while no allocator's figure does: memory mapped outside "
+                "malloc (a library's own mmap), which refhound cannot attribute to a line")
         if verdict in ("leak", "error") and self.options.diagnose > 0 and not diagnosed:
             try:
                 growth = yield from self._diagnose()

@@ -16,7 +16,7 @@ class Checker:
 
     Options (see refhound.options.FIELDS): warmup, iterations,
     min_iterations, calls (None: calibrated), max_calls,
-    iteration_seconds, alpha, diagnose, attribution, timeout, strict.
+    iteration_seconds, alpha, diagnose, attribution, native, timeout, strict.
     progress: a callable told after each iteration (a dict), or None.
     """
 
@@ -38,6 +38,7 @@ class Checker:
         from ._target import as_plain_callable
         func, note = as_plain_callable(func)
         started_here = _core.start()
+        native_note = _start_native(self.options)
         scope = _valgrind.begin(target, "call")
         observers = [self.progress] if self.progress is not None else []
         options = self.options
@@ -52,12 +53,30 @@ class Checker:
             result = run_callable(options, func, args, kwargs, target, observers)
             if note:
                 result.notes.insert(0, note)
+            if native_note:
+                result.notes.append(native_note)
             _valgrind.attach(scope, result)
             return result
         finally:
             _valgrind.end(scope)
             if started_here:
                 _core.stop()
+
+
+def _start_native(options):
+    """Native tracking on for a check that wants it (it stays on until
+    tracking stops: _core.stop() puts everything back).  None, or a note
+    saying why it is off."""
+    from . import _core
+    if not options.native or not _core.is_tracking():
+        return None
+    if _core.valgrind_running():
+        return None         # memcheck already sees every malloc
+    try:
+        _core.native_start()
+    except RuntimeError as exc:
+        return "native memory is not tracked: %s" % str(exc).replace("refhound: ", "")
+    return None
 
 
 def check(func, *args, **kwargs):

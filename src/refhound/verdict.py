@@ -21,12 +21,23 @@ the objects that survive an iteration, its own included).
 """
 
 # The metrics whose growth makes a leak (the others are shown only).
-VERDICT_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "fds", "threads")
+# native_blocks/native_bytes: the blocks of malloc & co. tracked in extensions
+# (-1 when native tracking is off); heap_bytes: the C library's whole heap;
+# rss_bytes: resident memory, for what no allocator sees (a library's mmap).
+VERDICT_METRICS = ("refs", "objects", "blocks", "bytes", "native_blocks", "native_bytes",
+                   "heap_bytes", "rss_bytes", "fds", "threads")
 # Metrics that may be missing from a sample (-1: not available here).
-OPTIONAL_METRICS = frozenset(("native_bytes", "rss_bytes", "uss_bytes", "fds", "threads",
-                              "debug_refs", "arenas", "pools", "pymalloc_blocks"))
-# The glibc heap figure is too noisy to hold a check back or to call it flat.
-NOISY_METRICS = frozenset(("native_bytes",))
+OPTIONAL_METRICS = frozenset(("native_blocks", "native_bytes", "heap_bytes", "rss_bytes",
+                              "uss_bytes", "fds", "threads", "debug_refs", "arenas", "pools",
+                              "pymalloc_blocks"))
+# The heap and RSS figures are too noisy to hold a check back or to call it flat.
+NOISY_METRICS = frozenset(("heap_bytes", "rss_bytes"))
+# Native memory: what grows there alone, below one byte per call, is not a
+# test's leak (judge); the heap grows with the tracked blocks.
+NATIVE_METRICS = frozenset(("native_blocks", "native_bytes", "heap_bytes"))
+# Resident memory grows in pages and creeps (a page of the samples touched,
+# a stack deeper): growth below this over the window is never "growing".
+RSS_MIN_GROWTH = 256 * 1024
 
 MIN_WINDOW = 8          # samples in the recent window, at least
 LEAK_STREAK = 3         # growing decisions in a row before "leak"
@@ -131,10 +142,27 @@ def window_of(nsamples, warmup_samples):
 
 
 def classify_window(series, alpha, metric):
-    """classify() over a window, a metric with a missing value counting as flat."""
+    """classify() over a window, a metric with a missing value counting as flat
+    (and resident memory that moved less than RSS_MIN_GROWTH as noise)."""
     if metric in OPTIONAL_METRICS and any(v < 0 for v in series):
         return Trend(p_up=0.0, p_down=0.0, window=len(series))
-    return classify(series, alpha)
+    t = classify(series, alpha)
+    if metric == "rss_bytes" and t.trend in (GROWING, FALLING, UNCLEAR) and \
+            abs(t.growth) < RSS_MIN_GROWTH:
+        t.trend = NOISE
+    return t
+
+
+MEMORY_METRICS = ("blocks", "bytes", "native_blocks", "native_bytes", "heap_bytes")
+
+
+def rss_unexplained(trends):
+    """Resident memory grows while no allocator's figure does: memory mapped
+    outside malloc (a library's mmap), which no allocator hook sees."""
+    rss = trends.get("rss_bytes")
+    if rss is None or rss.trend != GROWING:
+        return False
+    return not any(trends[m].trend in (GROWING, UNCLEAR) for m in MEMORY_METRICS if m in trends)
 
 
 class Decider:
@@ -396,8 +424,8 @@ def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):
 # ---------------------------------------------------------------------------
 # One pytest test under its settings
 
-# native_bytes is the whole process's malloc heap (mallinfo2); in a long
-# pytest process it drifts by a few hundred bytes now and then.  Growth there
+# Native memory (the heap in use, the tracked native blocks) of a long
+# pytest process drifts by a few hundred bytes now and then.  Growth there
 # alone, below one byte per call (a leaked malloc chunk is at least 32
 # bytes), is drift, not a leak of the test.
 NATIVE_DRIFT = 1.0
@@ -439,10 +467,10 @@ def judge(result, metrics=None, allow=None, strict=False):
     if verdict != "leak":
         return "clean", ""
     growing = growing_metrics(result, metrics)
-    if growing == ["native_bytes"] and rate(result, "native_bytes") < NATIVE_DRIFT:
-        return "clean", ("only the process's malloc heap drifted (%+.3g bytes per call, "
-                         "below one byte; no block, object or reference grew)"
-                         % rate(result, "native_bytes"))
+    native = max(rate(result, "native_bytes"), rate(result, "heap_bytes"))
+    if growing and set(growing) <= NATIVE_METRICS and native < NATIVE_DRIFT:
+        return "clean", ("only native memory drifted (%+.3g bytes per call, below one byte; "
+                         "no Python block, object or reference grew)" % native)
     if not growing:
         if metrics and growing_metrics(result):
             return "ignored", ("grows only in metrics that are not watched (%s)"
@@ -468,7 +496,7 @@ def explained_by_fixture(result, fixture_result):
         return False
     for m in growing:
         test_rate, fix_rate = rate(result, m), rate(fixture_result, m)
-        slack = 64.0 if m in ("bytes", "native_bytes") else 0.25
+        slack = 64.0 if m in ("bytes", "native_bytes", "heap_bytes", "rss_bytes") else 0.25
         if fix_rate < 0.9 * test_rate - slack:
             return False
     return True

@@ -14,7 +14,15 @@ and, in a fresh child process of that interpreter, calls ``clean()`` and
              calls and still alive afterwards (found by the small helper
              ``support/zoo_probe.c``, which wraps the allocators and
              recognises object headers); ``gc.get_objects()`` alone would
-             miss ints, strs, bytes and untracked tuples.
+             miss ints, strs, bytes and untracked tuples;
+* heap    -- for the ``native`` cases (``zoo-native``): delta of the bytes
+             the C library's allocator has in use (glibc ``mallinfo2()``,
+             ``uordblks + hblkhd``, every arena), read right around the
+             loop.  It counts malloc chunks, not requests: a leaked block
+             of n bytes holds n rounded up to 16 plus its 8-byte header, so
+             the expected range per call is [bytes, bytes + 16 * blocks]
+             (5 % either way); a clean twin must stay below HEAP_TOL bytes
+             per call.  Native blocks are not counted (glibc keeps no count).
 
 The same measurement of a do-nothing callable is subtracted from every
 figure, so the few ints the measuring code itself keeps alive cancel out.
@@ -42,6 +50,31 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))      # tests/, for cbuild
 
 FIELDS = ("refs", "objects", "blocks")
+HEAP_TOL = 1.0      # bytes per call a clean native twin may drift (a chunk is >= 32)
+
+
+def _heap_in_use():
+    """Bytes in use in the C library's heap (glibc mallinfo2: every arena,
+    mmap'ed chunks included), or None where there is no mallinfo2."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    mallinfo2.restype = Mallinfo2
+    mallinfo2.argtypes = []
+
+    def read():
+        m = mallinfo2()
+        return m.uordblks + m.hblkhd
+    return read
 
 
 # --------------------------------------------------------------------------
@@ -66,7 +99,7 @@ def _traced_blocks():
     return len(snap.traces)
 
 
-def _measure(func, calls, warmup, probe, nsamples=8):
+def _measure(func, calls, warmup, probe, nsamples=8, heap=None):
     """Deltas around ``calls`` calls of ``func`` (after ``warmup`` calls).
 
     The readings nest: tracemalloc outermost, then the probe's live-object
@@ -84,10 +117,12 @@ def _measure(func, calls, warmup, probe, nsamples=8):
     probe.snapshot(0, _all_types())
     r0 = totalref() if totalref else 0
     probe.mark()
+    h0 = heap() if heap else 0
     for _ in rng:
         func()
     _ = None                    # drop the loop's last int before reading
     gc.collect()
+    h1 = heap() if heap else 0
     r1 = totalref() if totalref else 0
     probe.snapshot(1, _all_types(), nsamples)
     gc.collect()
@@ -97,6 +132,7 @@ def _measure(func, calls, warmup, probe, nsamples=8):
         "refs": (r1 - r0) if totalref else None,
         "blocks": tm1 - tm0,
         "objects": d["objects"],
+        "heap": (h1 - h0) if heap else None,
         "probe_blocks": {k: d[k] for k in ("raw", "mem", "obj")},
         "born": {"blocks": d["born_blocks"], "objects": d["born_objects"]},
         "by_type": {k: v for k, v in d["by_type"].items() if v},
@@ -122,15 +158,17 @@ def child_main(args):
     mod = __import__(args.child)
     # Warm up the measuring code itself (the first snapshot filter compiles
     # and caches a regex, the first type walk fills caches, ...).
-    _measure(gc.isenabled, 10, 10, zoo_probe)
+    heap = _heap_in_use()
+    _measure(gc.isenabled, 10, 10, zoo_probe, heap=heap)
     out = {"python": sys.executable, "version": list(sys.version_info[:3]),
            "debug": hasattr(sys, "gettotalrefcount"),
            "dev_mode": bool(sys.flags.dev_mode)}
     # Baseline: a callable that allocates nothing.  Its figures are the
     # measuring code's own footprint and are subtracted by the parent.
-    out["baseline"] = _measure(gc.isenabled, args.calls, args.warmup, zoo_probe)
-    out["clean"] = _measure(mod.clean, args.calls, args.warmup, zoo_probe)
-    out["leaky"] = _measure(mod.leaky, args.calls, args.warmup, zoo_probe)
+    out["baseline"] = _measure(gc.isenabled, args.calls, args.warmup, zoo_probe,
+                               heap=heap)
+    out["clean"] = _measure(mod.clean, args.calls, args.warmup, zoo_probe, heap=heap)
+    out["leaky"] = _measure(mod.leaky, args.calls, args.warmup, zoo_probe, heap=heap)
     zoo_probe.uninstall()
     sys.stdout.write("ZOO-RESULT " + json.dumps(out) + "\n")
     return 0
@@ -166,6 +204,27 @@ def _fmt(x):
 
 def _fmt_measured(x):
     return "%.3f" % x
+
+
+def _heap_check(case, fn, m, base, args):
+    """(cell, ok) of the C library's heap growth per call: checked for the
+    native cases only (the others grow it with their PyMem_RawMalloc blocks
+    and tracemalloc's own traces)."""
+    if case["kind"] != "native":
+        return "-", True
+    if m.get("heap") is None or base.get("heap") is None:
+        return "n/a (no mallinfo2)", True
+    got = (m["heap"] - base["heap"]) / args.calls
+    if fn == "clean":
+        lo, hi = -HEAP_TOL, HEAP_TOL
+        expected = "0"
+    else:
+        n = case["native"]
+        lo = n["bytes"] * (1 - args.rel_tol)
+        hi = (n["bytes"] + 16 * n["blocks"]) * (1 + args.rel_tol)
+        expected = "%g..%g" % (n["bytes"], n["bytes"] + 16 * n["blocks"])
+    ok = lo <= got <= hi
+    return "[%s] %s%s" % (expected, _fmt_measured(got), "" if ok else " !!"), ok
 
 
 def _type_delta(m, base):
@@ -227,9 +286,8 @@ def main(argv=None):
         cbuild.build_extension(os.path.join(HERE, "support", "zoo_probe.c"),
                                so_dir, python=args.python, opt="-O2")
         for c in cases:
-            cbuild.build_extension(c["path"], so_dir, python=args.python,
-                                   opt=args.opt,
-                                   extra_cflags=["-Wextra", "-Werror"])
+            cbuild.build_case(c, so_dir, python=args.python, opt=args.opt,
+                              extra_cflags=["-Wextra", "-Werror"])
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -245,8 +303,8 @@ def main(argv=None):
     print("figures are per call (measured - baseline); expected in [brackets]")
     if not debug:
         print("refs: not measurable on a release build (no sys.gettotalrefcount)")
-    hdr = "%-22s %-6s %-17s %-17s %-17s %s" % (
-        "case", "fn", "refs", "objects", "blocks", "verdict")
+    hdr = "%-22s %-6s %-17s %-17s %-17s %-23s %s" % (
+        "case", "fn", "refs", "objects", "blocks", "heap bytes (native)", "verdict")
     print(hdr)
     print("-" * len(hdr))
 
@@ -278,12 +336,15 @@ def main(argv=None):
                     bad.append(field)
                 cells.append("[%s] %s%s" % (_fmt(expected), _fmt_measured(got),
                                             "" if ok else " !!"))
+            heap_cell, heap_ok = _heap_check(case, fn, m, base, args)
+            if not heap_ok:
+                bad.append("heap")
             verdict = "ok" if not bad else "MISMATCH " + ",".join(bad)
             if bad:
                 failures += 1
-            print("%-22s %-6s %-17s %-17s %-17s %s" % (
+            print("%-22s %-6s %-17s %-17s %-17s %-23s %s" % (
                 name if fn == "leaky" else "", fn, cells[0], cells[1],
-                cells[2], verdict))
+                cells[2], heap_cell, verdict))
             if args.verbose or bad:
                 pb = {d: (m["probe_blocks"][d] - base["probe_blocks"][d])
                       / args.calls for d in ("raw", "mem", "obj")}

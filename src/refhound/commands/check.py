@@ -20,6 +20,8 @@ def add_parser(sub):
     c.add_argument("--no-progress", action="store_true", help="no live progress line")
     c.add_argument("--quiet", "-q", action="store_true", help="no report, only the exit status")
     c.add_argument("--strict", action="store_true", help="exit 1 when the result is inconclusive")
+    c.add_argument("--no-native", dest="native", action="store_false",
+                   help="do not track malloc & co. in extension modules (PEP 445 domains only)")
     add_sanitize_arguments(c)
 
 
@@ -49,7 +51,7 @@ def _positive(text):
 
 def run(args):
     try:
-        options = from_namespace(args, strict=args.strict)
+        options = from_namespace(args, strict=args.strict, native=args.native)
     except OptionError as exc:
         return fail_usage(exc)
     from .._child import run_in_child
