@@ -99,4 +99,47 @@ int _rh_session_growth(rh_session_t *s, int limit, rh_growth_t **out, size_t *n)
 /* The sample index where measurement starts (the last warm-up sample). */
 int _rh_session_base(const rh_session_t *s);
 
+
+/* ---- the screen ------------------------------------------------------------ */
+
+/* A cheap look at a callable before a full check (session.c, "the screen"):
+ * `warm` calls in one epoch, a young collection and a walk (A); then
+ * `nepochs` epochs of `calls` calls each and a tail epoch of one call, a
+ * young collection and a walk (B), and the blocks born in each epoch (the
+ * warm one first, the tail last) that are still alive at B.  A young
+ * collection follows every call.  The caller turns the automatic collector off (every
+ * object the calls made stays young, so a young collection finds all
+ * their garbage).  No session may be attached; none is needed. */
+#define RH_SCREEN_MAX_EPOCHS 64
+typedef struct {
+    Py_ssize_t warm, calls;
+    int nepochs;
+    int generation;              /* the young collection: gc.collect(generation) */
+    PyObject *clear_caches;      /* called before each walk (as end() does), or NULL */
+} rh_screen_plan_t;
+
+typedef struct {
+    uint32_t first_epoch;        /* the warm epoch; the others follow it */
+    int64_t refs[2], objects[2];         /* at walk A and walk B */
+    int64_t native[2], fds[2], threads[2];   /* -1 when unknown */
+    int64_t blocks[2 + RH_SCREEN_MAX_EPOCHS], bytes[2 + RH_SCREEN_MAX_EPOCHS];
+    double seconds;              /* in the calls */
+    double walk_seconds;         /* in the two walks and their collections */
+    double overhead_seconds;     /* everything else but the calls */
+    int64_t dead;                /* blocks of those epochs left out: dead objects in free lists */
+} rh_screen_t;
+
+/* 0; -1 with an exception (the callable raised, or the collection did);
+ * a fork child that returns into the loop leaves at once (_exit(0)). */
+int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
+                   PyObject *kwargs, rh_screen_t *out);
+/* Blocks (and bytes) per birth epoch of [first, first + n) alive now, as
+ * the screen counts them (dead objects in free lists left out; returns
+ * how many were). */
+int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes);
+/* gc.collect(generation) (none when negative) and a heap walk, as the
+ * engine's own work: the reference total and the objects.  0, or -1 with
+ * an exception. */
+int _rh_screen_totals(int generation, int64_t *refs, int64_t *objects);
+
 #endif /* RH_SESSION_H */

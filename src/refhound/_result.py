@@ -35,6 +35,7 @@ class Result:
         self.incomplete = None   # why the check could not conclude, if it could not
         self.valgrind = None     # memcheck figures when run under Valgrind (_valgrind.attach)
         self.patience = None     # {outcome, calls, seconds, budget} when growth was watched longer
+        self.screen = None       # what the screen found, when one ran (pytest --refhound)
 
     def __bool__(self):
         return self.verdict == "clean"
@@ -69,6 +70,8 @@ class Result:
             d["debug"] = {"gettotalrefcount_per_call": self.debug_refs_per_call}
         if self.patience is not None:
             d["patience"] = dict(self.patience)
+        if self.screen is not None:
+            d["screen"] = dict(self.screen)
         if self.valgrind is not None:
             d["valgrind"] = dict(self.valgrind)
         return d
@@ -90,6 +93,7 @@ class Result:
             notes=d["notes"], tracker=d["tracker"], sites=d["sites"])
         result.incomplete = d.get("incomplete")
         result.valgrind = d.get("valgrind")
+        result.screen = d.get("screen")
         return result
 
     @classmethod

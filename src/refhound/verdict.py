@@ -500,3 +500,130 @@ def explained_by_fixture(result, fixture_result):
         if fix_rate < 0.9 * test_rate - slack:
             return False
     return True
+
+
+# ---------------------------------------------------------------------------
+# The screen (before the full check; _run.py: CheckRun._screen)
+#
+# A body that the driver can call is first repeated in birth epochs of its
+# own, with the automatic collector off and a young collection after every
+# call (session.c: the screen): `warm` calls, walk A, SCREEN_EPOCHS epochs
+# of `calls` calls, one tail call, walk B (a slow body: no warm call, fewer
+# epochs, so the screen costs about one more call of it).  The screen only ever clears: a
+# body it cannot clear gets the full check.  It clears when nothing the
+# screened calls made is still alive and nothing else moved:
+#
+#   - no block survives from the judged epochs (with three or more epochs,
+#     the first may still hold the end of a cache's fill and the last what
+#     the next call replaces: the middle ones must be empty);
+#   - the reference total, the objects, the descriptors and the threads are
+#     the same at A and at B (to the unit);
+#   - the process's malloc heap moved by less than SCREEN_NATIVE_SLACK bytes
+#     per screened call (the heap includes the interpreter's own large
+#     blocks, which are tracked and counted above).
+#
+# A leak of one block every k calls leaves a survivor in a middle epoch as
+# soon as the middle epochs hold k calls; so the screen clears nothing
+# that leaks at a rate of 1 / (middle calls) or more: SCREEN_CALLS_SEEN.
+
+SCREEN_EPOCHS = 8           # judged epochs for a fast body
+SCREEN_BUDGET = 0.005       # seconds of calls a screen may take at least ...
+SCREEN_BUDGET_RATIO = 1.0   # ... or this many times one call of the body
+SCREEN_MAX_CALLS = 25       # calls per epoch, at most
+SCREEN_NATIVE_SLACK = 16.0  # bytes per screened call
+SCREEN_RETIME = 0.02        # a first run faster than this is timed again
+
+
+def screen_plan(seconds_per_call):
+    """(warm, calls per epoch, epochs) for a body that takes this long."""
+    t = max(seconds_per_call, 1e-7)
+    budget = max(SCREEN_BUDGET, SCREEN_BUDGET_RATIO * t)
+    calls = int(budget / (SCREEN_EPOCHS * t))
+    calls = max(1, min(calls, SCREEN_MAX_CALLS))
+    epochs = max(1, min(SCREEN_EPOCHS, int(budget / (calls * t))))
+    # A slow body gets no warm call of its own: its normal run was one.
+    warm = calls if epochs >= 3 else 0
+    return warm, calls, epochs
+
+
+def screen_judged(blocks):
+    """The survivors that count, from the screen's blocks per epoch (warm,
+    judged epochs..., tail)."""
+    judged = blocks[1:-1]
+    if len(judged) >= 3:
+        return judged[1:-1]
+    return judged
+
+
+def _screen_moves(screen):
+    """What moved from walk A to walk B besides surviving blocks."""
+    why = []
+    for key in ("refs", "objects", "fds", "threads"):
+        a, b = screen[key]
+        if a >= 0 and b >= 0 and a != b:
+            why.append("%s %+d" % (key, b - a))
+    a, b = screen["native_bytes"]
+    if a >= 0 and b >= 0 and b - a > SCREEN_NATIVE_SLACK * screen_calls(screen):
+        why.append("native_bytes %+d" % (b - a))
+    return why
+
+
+def screen_calls(screen):
+    """The calls a screen round made after walk A."""
+    return screen["calls"] * screen["epochs"] + 1
+
+
+def screen_outcome(screen, earlier=None, earlier_now=None):
+    """("clean", reason) or ("suspect", reason) for a screen's figures
+    (the dict of _core.Session.screen, plus "calls" and "epochs").
+
+    earlier, earlier_now: the previous round's figures and the blocks of
+    its judged epochs still alive now (a second round).  Blocks that
+    survived the first round and have died since were state that a later
+    call replaces (the last result kept, a buffer reused), not a leak: a
+    leak's blocks never die.  Then only what else moved counts."""
+    why = []
+    survivors = screen_judged(screen["blocks"])
+    if any(survivors):
+        why.append("blocks survive calls (%s per epoch)" % ", ".join(map(str, survivors)))
+    moves = _screen_moves(screen)
+    why += moves
+    if not why:
+        return "clean", "nothing survived %d calls in %d epochs" % (screen_calls(screen),
+                                                                   screen["epochs"])
+    if earlier is not None and earlier_now is not None and not moves and \
+            not any(earlier_now):
+        return "clean", ("the blocks that survived %d calls died within %d more, and nothing "
+                         "else moved: state that a later call replaces"
+                         % (screen_calls(earlier), screen_calls(screen)))
+    return "suspect", "; ".join(why)
+
+
+SCREEN_ROUNDS = 3           # rounds of the screen at most (see screen_again)
+
+
+def screen_again(screen, rounds):
+    """Take the screen again (up to SCREEN_ROUNDS rounds)?  When growth stopped within it (the last
+    judged epoch left no block: a cache that filled during the first
+    epochs), or when only blocks survived (nothing else moved: the second
+    round shows whether they die); a second round costs little next to a
+    full check.  Blocks surviving every judged epoch while references or
+    objects grow are a leak's pattern: the full check decides."""
+    if rounds >= SCREEN_ROUNDS:
+        return False
+    judged = screen["blocks"][1:-1]
+    return not judged or judged[-1] == 0 or not all(judged) or not _screen_moves(screen)
+
+
+def full_check_seconds(options, calls, seconds_per_call, sample_seconds):
+    """The least time a full check takes: warm-up and the minimum of measured
+    iterations, each `calls` calls and a sample (patience, diagnosis and
+    attribution come on top)."""
+    iterations = max(options.warmup, 1) + options.min_iterations
+    return iterations * (calls * seconds_per_call + sample_seconds)
+
+
+def screen_sensitivity(calls, epochs):
+    """The rarest leak (one block every N calls) the screen cannot clear."""
+    judged = epochs - 2 if epochs >= 3 else epochs
+    return max(1, judged * calls)
