@@ -368,7 +368,8 @@ class CheckRun:
             return verdict
         # The rates the verdict saw: over its window of the measured samples.
         start, measured = V.window_of(self.measured_samples, session.warmup_samples)
-        before = V.mean_rates(session, start, self.measured_samples, calls, followed)
+        before = first_seen = V.mean_rates(session, start, self.measured_samples, calls,
+                                           followed)
         seen = calls * measured
         cap = _overrelease_cap(growth)
         if verdict == "error" and cap is not None and cap < V.PATIENCE_HORIZON * seen:
@@ -404,9 +405,12 @@ class CheckRun:
                 break
             horizon = other * (session.nsamples - first - 1)
             after = V.rates_since(session, first, other, followed)
-            outcome = V.patience_outcome(followed, before, after,
-                                         V.stage_steps(session, first, other, followed),
-                                         self._survivors_ok(before, calls))
+            steps = V.stage_steps(session, first, other, followed)
+            reach = horizon / max(seen, 1)
+            outcome = V.patience_outcome(followed, before, after, steps,
+                                         self._survivors_ok(first_seen, calls), reach)
+            if outcome == "slowing":
+                before = V.rebased(followed, before, after, steps, reach)
             seen += horizon
             watched += horizon
             self.last_stage = (first, session.nsamples, other)
@@ -414,7 +418,7 @@ class CheckRun:
             if outcome != "slowing" or cap is not None:
                 break
         spent = time.perf_counter() - t0
-        rates = ", ".join("%s %+.3g/call" % (m, r) for m, r in before.items())
+        rates = ", ".join("%s %+.3g/call" % (m, r) for m, r in first_seen.items())
         self.patience = {"outcome": outcome, "calls": watched, "seconds": round(spent, 3),
                          "budget": budget}
         if outcome == "persists":

@@ -57,6 +57,8 @@ PATIENCE_OVERRUN = 1.5          # a stage stops early past this share of the bud
 PATIENCE_ITERATIONS = 4     # iterations per stage (plus a baseline)
 PERSISTS = 0.5              # rate over the horizon / rate first seen: the growth persists
 SETTLED = 0.1               # below this share: the growth has settled
+OUTGROWN = 2.0              # a steady pace that added this many times the growth
+                            # seen before has not settled (a leak under a fill)
 
 # Refcount diagnosis: an object whose count moves less than this per call
 # is not reported.
@@ -316,17 +318,42 @@ def survivors_kept(counts, blocks_per_iteration):
     return median >= SURVIVORS_KEPT * blocks_per_iteration
 
 
-def patience_outcome(followed, before, after, steps, survivors_ok=True):
+def new_pace(metric, sign, before, after, steps, reach):
+    """The stage's growth of a metric relative to all the growth seen before
+    it, when the metric moved its way in every iteration of the stage at a
+    steady pace (each iteration at least half the stage's rate); else 0.
+
+    reach: the calls of the stage over the calls seen before it.  A cache
+    that was still filling slows down within the stage; one emptied
+    periodically adds no more than its size whatever the horizon; a leak
+    that a fill hid keeps its own pace and adds in proportion to the calls."""
+    r1 = sign * after.get(metric, 0.0)
+    deltas = steps.get(metric) or []
+    if metric in NOISY_METRICS or r1 <= 0.0 or len(deltas) < PATIENCE_ITERATIONS or \
+            any(sign * d < PERSISTS * r1 for d in deltas):
+        return 0.0
+    r0 = abs(before.get(metric, 0.0))
+    return float("inf") if r0 == 0.0 else r1 * reach / r0
+
+
+def patience_outcome(followed, before, after, steps, survivors_ok=True,
+                     reach=PATIENCE_HORIZON):
     """"persists", "settled" or "slowing": a patience stage against the rates
     first seen.  after: {metric: per-call rate over the stage}; steps:
-    {metric: per-call change of each of its iterations}.
+    {metric: per-call change of each of its iterations}; reach: the calls
+    of the stage over the calls the growth was seen in before it.
 
     Persists when a followed metric still moves its way at half the first
     rate or more, over the stage and in its last iteration (a metric with no
-    pace seen before: in every iteration of the stage); settled when every
-    one has stopped by the end (its last iteration moves less than a tenth
-    of the first rate, or turned back); otherwise it is slowing, and a longer
-    horizon decides.
+    pace seen before: in every iteration of the stage); or when it moves at
+    a steady pace in every iteration of the stage, however much slower than
+    first seen, adding up to five times the growth seen before (what half
+    the first rate adds over ten times the calls): the first pace included
+    a fill, the leak under it goes on.  Settled when every one has stopped
+    by the end (its last iteration moves less than a tenth of the first
+    rate, or turned back) and none kept a steady pace that added twice the
+    growth seen before; otherwise it is slowing, and a longer horizon
+    decides (against the steady pace: rebased()).
 
     survivors_ok: whether the blocks born while the growth was first seen
     are still alive (survivors_kept); growth of blocks or bytes whose old
@@ -338,10 +365,13 @@ def patience_outcome(followed, before, after, steps, survivors_ok=True):
         r1 = sign * after.get(m, 0.0)
         end = deltas[-1]
         turnover = m in BLOCK_METRICS and sign > 0 and not survivors_ok
+        pace = 0.0 if turnover else new_pace(m, sign, before, after, steps, reach)
         if r0 > 0.0:
             if r1 >= PERSISTS * r0 and end >= PERSISTS * r0 and not turnover:
                 return "persists"
-            if end >= SETTLED * r0:
+            if pace >= PERSISTS * PATIENCE_HORIZON:
+                return "persists"
+            if end >= SETTLED * r0 or pace >= OUTGROWN:
                 settled = False
         else:
             if m not in NOISY_METRICS and len(deltas) >= PATIENCE_ITERATIONS and \
@@ -350,6 +380,18 @@ def patience_outcome(followed, before, after, steps, survivors_ok=True):
             if end > 0:
                 settled = False
     return "settled" if settled else "slowing"
+
+
+def rebased(followed, before, after, steps, reach):
+    """The rates the next stage is held against after a slowing one: a
+    metric that kept a steady pace over the stage, adding twice the growth
+    seen before it, is held against that pace (a leak under a fill keeps
+    it; a cache filling ever slower, or emptied periodically, does not)."""
+    out = dict(before)
+    for m, sign in followed.items():
+        if before.get(m) and new_pace(m, sign, before, after, steps, reach) >= OUTGROWN:
+            out[m] = after[m]
+    return out
 
 
 def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):

@@ -537,3 +537,68 @@ def test_memory_that_shrinks_does_not_hold_a_clean_verdict_back():
     # The reference count's fall still holds it back (a possible over-release).
     refs_down = {"refs": V.Trend(V.NOISE, -0.3, 0.99, 0.02, -5, 12)}
     assert d.decide_trends(refs_down, 16) == ("continue", False)
+
+
+# ---------------------------------------------------------------------------
+# Patience: a leak that a fill hid, and caches that only look steady
+
+
+def test_a_leak_under_a_fill_persists_at_its_own_pace():
+    """Seen while a cache filled (11 refs a call: 10 for the fill, 1 leaked),
+    then 1 a call in every iteration of a stage 780 times as long: the leak
+    goes on, however slower than first seen (its growth, 780 refs for every
+    11 seen, is far past five times that)."""
+    followed = {"refs": 1, "objects": 1}
+    before = {"refs": 11.0, "objects": 2.0}
+    after = {"refs": 1.0, "objects": 0.002}
+    st = steps(refs=[1.0, 1.0, 1.0, 1.0], objects=[0.003, 0.002, 0.001, 0.002])
+    assert V.patience_outcome(followed, before, after, st, reach=780) == "persists"
+    # A tenth of the first rate, steady: never "settled", whatever the reach.
+    assert V.patience_outcome(followed, before, after, st, reach=30) == "slowing"
+
+
+def test_a_steady_pace_is_watched_longer_against_itself():
+    followed = {"refs": 1}
+    before = {"refs": 11.0}
+    st = steps(refs=[1.0, 1.0, 1.0, 1.0])
+    assert V.patience_outcome(followed, before, {"refs": 1.0}, st, reach=30) == "slowing"
+    rebased = V.rebased(followed, before, {"refs": 1.0}, st, 30)
+    assert rebased == {"refs": 1.0}
+    # The next stage keeps the pace: a leak; a cache that was filling slows.
+    assert V.patience_outcome(followed, rebased, {"refs": 0.98},
+                              steps(refs=[1, 1, 0.97, 0.98]), reach=11) == "persists"
+    assert V.patience_outcome(followed, rebased, {"refs": 0.05},
+                              steps(refs=[0.1, 0.05, 0.0, 0.0]), reach=11) == "settled"
+    # Growth that slowed within the stage is held against the first rate.
+    slowing = steps(refs=[4.0, 2.0, 1.0, 0.5])
+    assert V.rebased(followed, before, {"refs": 1.5}, slowing, 30) == before
+
+
+def test_a_periodic_cache_that_draws_a_steady_ramp_settles():
+    """A cache of 51 entries emptied when full: at 25,000 calls an iteration
+    it moves by +10 entries a sample (25,000 = 490 x 51 + 10), a steady ramp
+    that adds no more than the cache holds; at 11 times the calls, +8."""
+    def stage(calls, samples=5, start=0):
+        xs = [((start + i) * calls) % 51 for i in range(samples)]
+        per = [(b - a) / calls for a, b in zip(xs, xs[1:])]
+        return V.stats(xs)[0] / calls, per
+
+    followed = {"objects": 1}
+    # Seen rising 10 entries in 10 calls for 9 iterations: 1 a call.
+    before = {"objects": 1.0}
+    r1, st1 = stage(25_000)
+    assert all(d > 0 for d in st1)
+    assert V.patience_outcome(followed, before, {"objects": r1}, {"objects": st1},
+                              reach=100_000 / 90) == "settled"
+    # Seen rising 2 entries in 100 calls: the ramp at 25,000 adds a little
+    # more than twice that, so it is watched once more, against itself.
+    before = {"objects": 0.02}
+    reach = 100_000 / 900
+    assert V.patience_outcome(followed, before, {"objects": r1}, {"objects": st1},
+                              reach=reach) == "slowing"
+    before = V.rebased(followed, before, {"objects": r1}, {"objects": st1}, reach)
+    assert before == {"objects": r1}
+    r2, st2 = stage(275_000)
+    assert all(d > 0 for d in st2)
+    assert V.patience_outcome(followed, before, {"objects": r2}, {"objects": st2},
+                              reach=1_100_000 / 100_900) == "settled"

@@ -174,38 +174,6 @@ def child_main(args):
     return 0
 
 
-def _python_noop():
-    """Baseline for Python-level targets: does nothing."""
-
-
-def child_settle_main(args):
-    """Measure settle_cases.py: every callable once during its settling
-    phase (it must allocate) and once after it (it must not, except
-    python_leak, which must leak at its stated rate)."""
-    import tracemalloc
-    tracemalloc.start(1)
-    sys.path.insert(0, args.so_dir)
-    import zoo_probe
-    zoo_probe.install()
-    import settle_cases
-    _measure(_python_noop, 10, 10, zoo_probe)   # warm up the measuring code
-    # The settle callables are Python functions: so is their baseline.
-    out = {"python": sys.executable, "debug": hasattr(sys, "gettotalrefcount"),
-           "baseline": _measure(_python_noop, args.calls, args.warmup, zoo_probe),
-           "cases": {}}
-    for func in settle_cases.SETTLING + settle_cases.LEAKING:
-        n = func.settles_after or 100
-        first = _measure(func, n, 0, zoo_probe)          # the settling phase
-        steady = _measure(func, args.calls, args.warmup, zoo_probe)
-        out["cases"][func.__name__] = {
-            "settles_after": func.settles_after, "first_calls": n,
-            "leaks_per_call": func.leaks_per_call,
-            "first": first, "steady": steady}
-    zoo_probe.uninstall()
-    sys.stdout.write("ZOO-RESULT " + json.dumps(out) + "\n")
-    return 0
-
-
 # --------------------------------------------------------------------------
 # parent side
 
@@ -219,7 +187,7 @@ def run_case(case, args, so_dir):
     cmd = [args.python]
     if args.dev:
         cmd += ["-X", "dev"]
-    cmd += [os.path.abspath(__file__), "--child", case["name"] if case else "-",
+    cmd += [os.path.abspath(__file__), "--child", case["name"],
             "--so-dir", so_dir, "--calls", str(args.calls),
             "--warmup", str(args.warmup)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -269,56 +237,6 @@ def _type_delta(m, base):
     return dict(sorted(out.items(), key=lambda kv: -abs(kv[1])))
 
 
-def report_settle(settle, args, debug, crashed):
-    """Print the settle_cases.py table; return the number of bad rows."""
-    res, proc = settle
-    print()
-    print("settle_cases.py: per call during the first calls (must allocate) "
-          "and after them")
-    hdr = "%-22s %-11s %-17s %-17s %-17s %s" % (
-        "callable", "phase", "refs", "objects", "blocks", "verdict")
-    print(hdr)
-    print("-" * len(hdr))
-    if res is None:
-        print("CHILD FAILED (exit %s)" % proc.returncode)
-        sys.stdout.write("".join("    | %s\n" % l for l in
-                         (proc.stdout + proc.stderr).splitlines()[-25:]))
-        crashed.append("settle_cases")
-        return 0
-    base = res["baseline"]
-    bad_rows = 0
-    for name, c in res["cases"].items():
-        # settling phase: measured with no warm-up; just has to allocate
-        # (except for the real leak, whose first calls leak like the rest)
-        n = c["first_calls"]
-        first = c["first"]
-        grew = first["blocks"] > 0
-        cells = ["%.3f" % ((first[f] - base[f]) / n) if first[f] is not None
-                 else "n/a" for f in FIELDS]
-        verdict = "ok (allocates)" if grew else "MISMATCH: never allocated"
-        bad_rows += not grew
-        print("%-22s %-11s %-17s %-17s %-17s %s" % (
-            name, "first %d" % n, cells[0], cells[1], cells[2], verdict))
-        steady = c["steady"]
-        cells, bad = [], []
-        for field in FIELDS:
-            expected = c["leaks_per_call"][field]
-            if steady[field] is None:
-                cells.append("[%s] n/a" % _fmt(expected))
-                continue
-            got = (steady[field] - base[field]) / args.calls
-            ok = abs(got - expected) <= max(args.rel_tol * abs(expected),
-                                            args.abs_tol)
-            bad += [] if ok else [field]
-            cells.append("[%s] %s%s" % (_fmt(expected), _fmt_measured(got),
-                                        "" if ok else " !!"))
-        bad_rows += bool(bad)
-        print("%-22s %-11s %-17s %-17s %-17s %s" % (
-            "", "steady", cells[0], cells[1], cells[2],
-            "ok" if not bad else "MISMATCH " + ",".join(bad)))
-    return bad_rows
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--python", default=sys.executable,
@@ -338,13 +256,9 @@ def main(argv=None):
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="show per-domain blocks and surviving object types")
     ap.add_argument("cases", nargs="*", help="only these cases (default: all)")
-    ap.add_argument("--no-settle", action="store_true",
-                    help="skip the settle_cases.py check")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--so-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.child == "-":
-        return child_settle_main(args)
     if args.child:
         return child_main(args)
     if not args.opt.startswith("-"):
@@ -379,10 +293,7 @@ def main(argv=None):
         return 2
 
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        settle_future = (None if args.no_settle or args.cases else
-                         pool.submit(run_case, None, args, so_dir))
         results = list(pool.map(lambda c: run_case(c, args, so_dir), cases))
-        settle = settle_future.result() if settle_future else None
 
     debug = info["py_debug"]
     print("interpreter: %s (%s%s)%s  calls=%d warmup=%d opt=%s" % (
@@ -445,15 +356,12 @@ def main(argv=None):
                           " (probe table OOM!)" if m["probe_oom"] else ""))
                 if m["samples"]:
                     print("%-29s e.g. %s" % ("", ", ".join(m["samples"][:4])))
-    if settle is not None:
-        failures += report_settle(settle, args, debug, crashed)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"interpreter": info, "calls": args.calls,
                        "warmup": args.warmup, "dev": args.dev,
                        "cases": {c["name"]: c for c in cases},
-                       "results": raw,
-                       "settle": settle[0] if settle else None}, fh, indent=1)
+                       "results": raw}, fh, indent=1)
     for p in problems:
         print("problem: " + p)
     if crashed:
