@@ -496,7 +496,7 @@ def watch_sites(objects, func, args, kwargs, calls):
     if "error" in out:
         return None, out["error"]
     described = {}
-    pools = [{"python": [], "call": [], "direct": []} for _ in objects]
+    pools = [{"python": [], "call": [], "direct": [], "container": []} for _ in objects]
     unpaired = [dict() for _ in objects]     # site key -> [site, net]
     for index, delta, addresses, returned in out["hits"]:
         info = described.get(addresses)
@@ -507,6 +507,8 @@ def watch_sites(objects, func, args, kwargs, calls):
             # Python code's own references (the eval loop's stack, locals)
             # are balanced by Python code: paired first.
             kind = "python" if _from_python(frames, where) else _increment_kind(frames, where)
+            if kind == "call" and _api_name(frames, where) in CONTAINER_BUILDERS:
+                kind = "container"      # the reference the new container holds
             # refhound's own writes: releasing what the call returned to it.
             own = bool(frames) and frame_kind(frames[0]) == "refhound"
             site["_write"] = _write_kind(frames, where)
@@ -557,6 +559,13 @@ def watch_sites(objects, func, args, kwargs, calls):
     return result, None
 
 
+# API functions that store a new reference to their argument in the container
+# they build and return: a deallocator of that container releases it.
+CONTAINER_BUILDERS = frozenset((
+    "Py_BuildValue", "_Py_BuildValue_SizeT", "Py_VaBuildValue", "_Py_VaBuildValue_SizeT",
+    "PyTuple_Pack"))
+
+
 def released_increment(pool, addresses, dealloc=False):
     """Which pending increment a decrement (its stack `addresses`, innermost
     first) releases: (pool kind, index) or None when none is pending.
@@ -567,15 +576,16 @@ def released_increment(pool, addresses, dealloc=False):
     calls around it.  At equal depth, the newest reference that came back
     from a call, else the newest direct increment; but a deallocator
     (`dealloc`: a tuple freed with the frame that held it) releases what
-    its container took, a direct increment (Py_BuildValue's, the builder's
-    Py_INCREF before PyTuple_SET_ITEM), first."""
+    its container took first: a reference stored by an API that builds the
+    container (Py_BuildValue, PyTuple_Pack: kind "container"), else a direct
+    increment (the builder's Py_INCREF before PyTuple_SET_ITEM)."""
     if pool["python"]:
         return "python", len(pool["python"]) - 1
     outer = addresses[1:]            # [0] is the write itself
     best = None
-    order = ("direct", "call") if dealloc else ("call", "direct")
+    order = ("container", "direct", "call") if dealloc else ("call", "direct", "container")
     for rank, kind in enumerate(order):
-        entries = pool[kind]
+        entries = pool.get(kind, ())
         for i in range(len(entries) - 1, -1, -1):
             shared = _return_addresses(entries[i][1])
             depth = next((j for j, a in enumerate(outer) if a in shared), len(outer))
