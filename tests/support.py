@@ -80,9 +80,6 @@ def _build_engine_with_cc(python, pkg):
              "-iquote", os.path.join(ROOT, "src", "core", "binding"),
              "-I" + os.path.join(ROOT, "src", "refhound", "include")] + ["-I" + d for d in incs]
     libs = ["-lpthread", "-ldl"]
-    if os.path.exists("/usr/include/elfutils/libdwfl.h"):
-        flags.append("-DHAVE_LIBDW=1")
-        libs += ["-ldw", "-lelf"]
     if os.path.exists("/usr/include/valgrind/memcheck.h"):
         flags.append("-DHAVE_VALGRIND=1")
     sources = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")) +

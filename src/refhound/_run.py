@@ -101,6 +101,7 @@ class CheckRun:
         self.decided = None         # the verdict of the measurement, once known
         self.measured_samples = 0
         self.patience = None        # what the patience phase did (JSON "patience")
+        self.native = None          # how native frames were read (JSON "native"), with sites
         self.last_stage = None      # (first sample, calls per iteration) of its last stage
         self.watching = None        # (followed, before, first sample, calls) of a stage under way
         self.window_epochs = None   # (first, last) birth epochs of the verdict's window
@@ -227,6 +228,9 @@ class CheckRun:
                                    growth, self.notes, time.perf_counter() - self.t0,
                                    self.options.alpha)
         self.result.sites = sites
+        if sites:
+            self.result.native = {k: v for k, v in (self.native or _core.native_paths()).items()
+                                  if k != "libdw"}
         self.result.patience = self.patience
         if stage_rates is not None:
             self.result.per_call = {m: round(stage_rates[m], 4) if m in stage_rates
@@ -351,8 +355,12 @@ class CheckRun:
                 yield from self._history(sites[0])
         finally:
             _core.reset_stacks()
-        if not _core.symbols_have_dwarf() and sites:
-            self.notes.append("sites are named by symbol only: refhound was built without libdw")
+        if sites:
+            self.native = native = _core.native_paths()
+            if native["symbols"] != "libdw":
+                self.notes.append(
+                    "native frames were read with pyelftools and the compiler's unwinder, the "
+                    "slower path: %s" % native["libdw"])
         return sites
 
     def _history(self, site):

@@ -103,6 +103,50 @@ static PyObject *py_stack_of(PyObject *mod, PyObject *obj)
     return PyLong_FromUnsignedLong(_rh_stack_of(block));
 }
 
+/* Without libdw: the frames refhound._dwarf (pyelftools) reads for the
+ * address in the module's file, or NULL (no exception) to keep the
+ * engine's frame.  The engine's own work: its blocks belong to no
+ * iteration and get no stack. */
+static PyObject *dwarf_frames(const rh_frame_t *f)
+{
+    if (f->file_address == 0 || f->module == NULL)
+        return NULL;
+    int engine = _rh_engine_enter();
+    PyObject *frames = NULL;
+    PyObject *mod = PyImport_ImportModule("refhound._dwarf");
+    if (mod != NULL) {
+        frames = PyObject_CallMethod(mod, "resolve", "skzk", f->module,
+                                     (unsigned long)f->file_address, f->function,
+                                     f->offset);
+        Py_DECREF(mod);
+    }
+    if (frames != NULL && !PyList_Check(frames))
+        Py_CLEAR(frames);           /* None: no DWARF there */
+    PyErr_Clear();
+    _rh_engine_leave(engine);
+    return frames;
+}
+
+/* Why a frame has no line when pyelftools gave none: libdw's absence, and
+ * what refhound._dwarf says of the module. */
+static PyObject *fallback_reason(const rh_frame_t *f)
+{
+    PyObject *why = NULL;
+    int engine = _rh_engine_enter();
+    PyObject *mod = f->module ? PyImport_ImportModule("refhound._dwarf") : NULL;
+    if (mod != NULL) {
+        why = PyObject_CallMethod(mod, "reason", "s", f->module);
+        Py_DECREF(mod);
+    }
+    PyErr_Clear();
+    _rh_engine_leave(engine);
+    if (why == NULL || why == Py_None) {
+        Py_XDECREF(why);
+        why = PyUnicode_FromString(f->reason ? f->reason : "no source line");
+    }
+    return why;
+}
+
 /* symbolize(address, is_return_address=True) -> [frame, ...] innermost first */
 static PyObject *py_symbolize(PyObject *mod, PyObject *args)
 {
@@ -116,13 +160,27 @@ static PyObject *py_symbolize(PyObject *mod, PyObject *args)
     if (sym == NULL)
         return PyErr_NoMemory();
     _rh_symbolize(pc, sym);
+    if (!_rh_symbols_have_dwarf() && sym->nframes == 1) {
+        PyObject *frames = dwarf_frames(&sym->frames[0]);
+        if (frames != NULL) {
+            free(sym);
+            return frames;
+        }
+    }
     PyObject *out = PyList_New(0);
     for (int i = 0; out != NULL && i < sym->nframes; i++) {
         const rh_frame_t *f = &sym->frames[i];
-        PyObject *d = Py_BuildValue("{s:z,s:z,s:z,s:i,s:O,s:k,s:z}", "module", f->module,
-                                    "function", f->function, "file", f->file, "line", f->line,
-                                    "inlined", f->inlined ? Py_True : Py_False,
-                                    "offset", f->offset, "reason", f->reason);
+        PyObject *why;
+        if (!_rh_symbols_have_dwarf() && f->file_address != 0)
+            why = fallback_reason(f);
+        else if (f->reason != NULL)
+            why = PyUnicode_FromString(f->reason);
+        else
+            why = Py_NewRef(Py_None);
+        PyObject *d = why == NULL ? NULL : Py_BuildValue(
+            "{s:z,s:z,s:z,s:i,s:O,s:k,s:N}", "module", f->module, "function", f->function,
+            "file", f->file, "line", f->line, "inlined", f->inlined ? Py_True : Py_False,
+            "offset", f->offset, "reason", why);
         if (d == NULL || PyList_Append(out, d) < 0)
             Py_CLEAR(out);
         Py_XDECREF(d);
@@ -140,6 +198,16 @@ static PyObject *py_forget_symbols(PyObject *mod, PyObject *unused)
 static PyObject *py_symbols_have_dwarf(PyObject *mod, PyObject *unused)
 {
     return PyBool_FromLong(_rh_symbols_have_dwarf());
+}
+
+/* native_paths() -> {"symbols": "libdw" | "pyelftools", "unwinder":
+ * "cached-cfi" | "compiler", "libdw": None or why it is not used} */
+static PyObject *py_native_paths(PyObject *mod, PyObject *unused)
+{
+    int dwarf = _rh_symbols_have_dwarf();
+    return Py_BuildValue("{s:s,s:s,s:z}", "symbols", dwarf ? "libdw" : "pyelftools",
+                         "unwinder", _rh_unwind_fast_available() ? "cached-cfi" : "compiler",
+                         "libdw", _rh_symbols_failure());
 }
 
 static PyObject *address_list(const uintptr_t *a, int n)
@@ -180,7 +248,11 @@ PyMethodDef _rh_py_stacks_methods[] = {
      "object)], unattributed blocks)"},
     {"stack", py_stack, METH_O, "stack(id) -> ([native addresses], [(code, offset)])"},
     {"stack_of", py_stack_of, METH_O, "stack_of(obj) -> stack id of its block, 0 if none"},
-    {"symbols_have_dwarf", py_symbols_have_dwarf, METH_NOARGS, "was refhound built with libdw?"},
+    {"symbols_have_dwarf", py_symbols_have_dwarf, METH_NOARGS,
+     "is libdw (libdw.so.1, loaded at run time) in use?"},
+    {"native_paths", py_native_paths, METH_NOARGS,
+     "native_paths() -> {symbols: libdw|pyelftools, unwinder: cached-cfi|compiler, libdw: "
+     "why not, or None}"},
     {"symbolize", py_symbolize, METH_VARARGS,
      "symbolize(address, is_return_address=True) -> [{module, function, file, line, "
      "inlined, offset, reason}] innermost first"},
