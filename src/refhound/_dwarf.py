@@ -133,7 +133,7 @@ def _start():
         return subprocess.Popen([python, "-m", "refhound._dwarf"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                 text=True, close_fds=True, cwd="/")
-    except OSError:
+    except Exception:           # no program may be started here: read in this process
         return None
 
 

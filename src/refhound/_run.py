@@ -216,6 +216,12 @@ class CheckRun:
             if not sites:
                 # Nothing allocated: the refcount writes are the sites.
                 sites = [s for g in growth[:1] for s in g["sites"]]
+        if sites:
+            self.native = native = _core.native_paths()
+            if native["symbols"] != "libdw":
+                self.notes.append(
+                    "native frames were read with pyelftools and the compiler's unwinder, the "
+                    "slower path: %s" % native["libdw"])
         raw = session.results()
         stage_rates = None
         if self.patience is not None and self.patience["outcome"] in ("settled", "persists"):
@@ -228,9 +234,8 @@ class CheckRun:
                                    growth, self.notes, time.perf_counter() - self.t0,
                                    self.options.alpha)
         self.result.sites = sites
-        if sites:
-            self.result.native = {k: v for k, v in (self.native or _core.native_paths()).items()
-                                  if k != "libdw"}
+        if self.native is not None:
+            self.result.native = {k: v for k, v in self.native.items() if k != "libdw"}
         self.result.patience = self.patience
         if stage_rates is not None:
             self.result.per_call = {m: round(stage_rates[m], 4) if m in stage_rates
@@ -355,12 +360,6 @@ class CheckRun:
                 yield from self._history(sites[0])
         finally:
             _core.reset_stacks()
-        if sites:
-            self.native = native = _core.native_paths()
-            if native["symbols"] != "libdw":
-                self.notes.append(
-                    "native frames were read with pyelftools and the compiler's unwinder, the "
-                    "slower path: %s" % native["libdw"])
         return sites
 
     def _history(self, site):

@@ -3,6 +3,7 @@
  */
 #include "binding.h"
 #include "objects.h"
+#include "pyframes.h"
 #include "stacks.h"
 #include "symbols.h"
 #include "tracker.h"
@@ -239,6 +240,25 @@ static PyObject *py_unwind_check(PyObject *mod, PyObject *unused)
     return Py_BuildValue("(NN)", a, b);
 }
 
+/* python_frames() -> ([(code, bytecode offset)] innermost first, C-to-Python
+ * entries) of the calling thread, as the allocator hooks read them. */
+static PyObject *py_python_frames(PyObject *mod, PyObject *unused)
+{
+    uintptr_t pairs[2 * 64];
+    int entries = 0;
+    int n = _rh_python_frames(pairs, 64, &entries);
+    PyObject *out = PyList_New(n);
+    for (int i = 0; out != NULL && i < n; i++) {
+        PyObject *item = Py_BuildValue("(Ok)", (PyObject *)pairs[2 * i],
+                                       (unsigned long)pairs[2 * i + 1]);
+        if (item == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, item);
+    }
+    return out == NULL ? NULL : Py_BuildValue("(Ni)", out, entries);
+}
+
 PyMethodDef _rh_py_stacks_methods[] = {
     {"capture_stacks", py_capture_stacks, METH_O,
      "capture_stacks(on): record an allocation stack for every new block"},
@@ -257,6 +277,9 @@ PyMethodDef _rh_py_stacks_methods[] = {
      "symbolize(address, is_return_address=True) -> [{module, function, file, line, "
      "inlined, offset, reason}] innermost first"},
     {"forget_symbols", py_forget_symbols, METH_NOARGS, "drop the symbol session (re-read modules)"},
+    {"python_frames", py_python_frames, METH_NOARGS,
+     "python_frames() -> ([(code, offset)] innermost first, C-to-Python entries): the frame "
+     "chain as the hooks read it"},
     {"unwind_check", py_unwind_check, METH_NOARGS,
      "unwind_check() -> (fast walk, compiler unwinder) return addresses from here"},
     {NULL}
