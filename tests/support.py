@@ -16,7 +16,10 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.path.join(ROOT, "build", "tests")
-DEBUG_PYTHON = shutil.which("python3.11-dbg")
+# Debian's debug build of the interpreter running the tests (the release
+# and debug halves of the suite compare the two builds of one version).
+DEBUG_NAME = "python%d.%d-dbg" % sys.version_info[:2]
+DEBUG_PYTHON = shutil.which(DEBUG_NAME)
 
 sys.path.insert(0, HERE)
 import cbuild  # noqa: E402
@@ -28,7 +31,7 @@ def interpreter(kind):
     python = INTERPRETERS[kind]
     if python is None:
         import pytest
-        pytest.skip("python3.11-dbg is not installed (apt-get install python3.11-dbg)")
+        pytest.skip("%s is not installed (apt-get install %s)" % (DEBUG_NAME, DEBUG_NAME))
     return python
 
 
