@@ -1,12 +1,8 @@
-/* trend.c — is a series of samples growing, falling, or settled?
- *
- * The tools: the Mann-Kendall test (a rank test for a monotonic trend, with
- * the tie correction: most of our series are integers that repeat), and
- * the Theil-Sen slope (median of pairwise slopes), which ignores the odd
- * outlier.  A series "grows" when the trend is significant at `alpha`, the
- * median slope is positive AND the last third of the window still grows at
- * a quarter of that pace or more: the last condition is what tells a leak
- * from a cache that filled up early in the window.  No margins to tune: the only knob is alpha.
+/* trend.c — statistics of a series of samples: the Mann-Kendall test (a
+ * rank test for a monotonic trend, with the tie correction: most of our
+ * series are integers that repeat) and the Theil-Sen slope (median of
+ * pairwise slopes), which ignores the odd outlier.  What they mean for a
+ * verdict is decided in Python (refhound/verdict.py), not here.
  *
  * Pure C on plain arrays; no Python, no global state.
  */
@@ -77,50 +73,18 @@ static double theil_sen(const double *x, int n)
     return med;
 }
 
-void _rh_trend_classify(const double *x, int n, double alpha, rh_trend_result_t *out)
+void _rh_trend_stats(const double *x, int n, rh_trend_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->p_up = out->p_down = 1.0;
-    out->window = n;
-    if (n < 2) {
-        out->trend = RH_TREND_FLAT;
+    if (n < 2)
         return;
-    }
     int all_equal = 1;
     for (int i = 1; i < n; i++)
         if (x[i] != x[0])
             all_equal = 0;
-    out->window_growth = x[n - 1] - x[0];
-    if (all_equal) {
-        out->trend = RH_TREND_FLAT;
+    if (all_equal)
         return;
-    }
-    mann_kendall(x, n, &out->p_up, &out->p_down);
+    out->s = mann_kendall(x, n, &out->p_up, &out->p_down);
     out->slope = theil_sen(x, n);
-    /* The last third of the window must still move at a quarter of the
-     * overall pace at least: a cache that filled early in the window and
-     * then stopped fails this, a leak passes it. */
-    int third = n / 3 > 1 ? n / 3 : 1;
-    double recent = x[n - 1] - x[n - 1 - third];
-    double pace = 0.25 * out->slope * third;
-    if (out->p_up < alpha && out->slope > 0 && recent > 0 && recent >= pace)
-        out->trend = RH_TREND_GROWING;
-    else if (out->p_down < alpha && out->slope < 0 && recent < 0 && recent <= pace)
-        out->trend = RH_TREND_FALLING;
-    else if ((out->p_up < 0.05 && recent > 0) || (out->p_down < 0.05 && recent < 0))
-        out->trend = RH_TREND_UNCLEAR;
-    else
-        out->trend = RH_TREND_NOISE;
-}
-
-const char *_rh_trend_name(rh_trend_t t)
-{
-    switch (t) {
-    case RH_TREND_FLAT: return "flat";
-    case RH_TREND_NOISE: return "noise";
-    case RH_TREND_UNCLEAR: return "unclear";
-    case RH_TREND_GROWING: return "growing";
-    case RH_TREND_FALLING: return "falling";
-    }
-    return "?";
 }

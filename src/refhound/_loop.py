@@ -35,7 +35,11 @@ stderr when it is reached (report=False to keep quiet) and kept in
 simply stop measuring.
 
 Only one check can be active at a time: a second loop (or a loop inside a
-test checked by pytest --refhound) runs unchecked and says so once.
+test checked by pytest --refhound) runs unchecked and says so once.  A loop
+that holds the engine but has run no body while another loop ran
+HANDOVER_BODIES of its own is taken to have ended: its check is finished
+with what it measured and the engine passes to the other loop (a loop that
+runs inside another's body never takes it).
 """
 import atexit
 import functools
@@ -52,6 +56,9 @@ _FINISHED = []      # _LoopCheck objects whose check has ended, in order
 _UNCHECKED_NAMES = set()        # names already reported as not checked
 _atexit_registered = False
 DEFAULT_REPORT = True   # `refhound run --quiet` turns the reports off
+HANDOVER_BODIES = 100   # bodies of a waiting loop while the holder runs none
+_HOLDER = None          # the _LoopCheck holding the engine's session
+_TICK = 0               # bodies ended, all loops together
 
 
 class _LoopCheck:
@@ -74,6 +81,8 @@ class _LoopCheck:
         self.t_body = None
         self.t_bodies = None        # when the bodies of the current iteration began
         self.started_tracking = False
+        self.inside = False         # between body_start and body_end
+        self.last_tick = 0          # _TICK at this loop's last body
 
     # -- bodies ------------------------------------------------------------
 
@@ -82,7 +91,13 @@ class _LoopCheck:
         return self.phase in ("done", "unchecked")
 
     def body_start(self):
+        self.inside = True
         if self.session is None and not self.done:
+            holder = _HOLDER
+            if holder is not None and holder is not self and not holder.inside and \
+                    self.waited >= HANDOVER_BODIES and \
+                    _TICK - holder.last_tick >= HANDOVER_BODIES:
+                holder.finish()     # its loop has ended: judge it, take the engine
             self._open()
             if self.session is None:
                 return      # waiting for the engine
@@ -90,6 +105,10 @@ class _LoopCheck:
             self.t_body = time.perf_counter()
 
     def body_end(self):
+        global _TICK
+        self.inside = False
+        _TICK += 1
+        self.last_tick = _TICK
         if self.done:
             return
         if self.session is None:
@@ -116,12 +135,14 @@ class _LoopCheck:
         from . import _core
         from ._caches import clear_caches
         from ._run import max_samples
+        global _HOLDER
         try:
             if not _core.is_tracking():
                 _core.start()
                 self.started_tracking = True
             self.session = _core.Session(_noop, (), None, clear_caches, 1,
                                          max_samples=max_samples(self.options))
+            _HOLDER = self
         except RuntimeError as exc:
             if "already running" not in str(exc):
                 self._give_up(str(exc).replace("refhound: ", ""))
@@ -172,7 +193,7 @@ class _LoopCheck:
         self.step = step
         if step.stacks:
             _core.capture_stacks(True)
-        _begin(self.session)
+        self.session.begin()
         self.t_bodies = time.perf_counter()
 
     def _close_iteration(self):
@@ -180,7 +201,7 @@ class _LoopCheck:
         step = self.step
         seconds = time.perf_counter() - self.t_bodies
         try:
-            _end(self.session, step)
+            self.session.end(step.warmup, step.snapshot)
             error = None
         except _core.TrackingError as exc:
             error = exc
@@ -191,8 +212,14 @@ class _LoopCheck:
 
     # -- the end -----------------------------------------------------------
 
+    def _release(self):
+        global _HOLDER
+        if _HOLDER is self:
+            _HOLDER = None
+
     def _finished(self, ended_early=None):
         from . import _core
+        self._release()
         result = self.run.result
         self.steps = None
         self.session = None
@@ -236,6 +263,7 @@ class _LoopCheck:
                       "(%d per iteration)" % (self.bodies, needed, calls))
 
     def _give_up(self, reason):
+        self._release()
         if self.steps is not None:
             try:
                 self.steps.close()
@@ -265,20 +293,6 @@ class _LoopCheck:
 
 def _noop():
     return None
-
-
-def _begin(session):
-    begin = getattr(session, "begin", None)     # MERGE: the engine's begin()/end()
-    if begin is not None:
-        begin()
-
-
-def _end(session, step):
-    end = getattr(session, "end", None)
-    if end is not None:
-        end(step.warmup, step.snapshot)
-    else:
-        session.iterate(step.warmup, step.snapshot)
 
 
 def _finish_all():

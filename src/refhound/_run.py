@@ -102,7 +102,7 @@ class CheckRun:
         self.measured_samples = 0
         self.patience = None        # what the patience phase did (JSON "patience")
         self.native = None          # how native frames were read (JSON "native"), with sites
-        self.last_stage = None      # (first sample, calls per iteration) of its last stage
+        self.last_stage = None      # (first sample, end, calls per iteration) of its last stage
         self.watching = None        # (followed, before, first sample, calls) of a stage under way
         self.window_epochs = None   # (first, last) birth epochs of the verdict's window
         self.call_seconds = 0.0     # seconds per call, measured
@@ -120,9 +120,9 @@ class CheckRun:
             return
         try:
             while True:
-                self.session = self.open_session(calls)
-                self.calls = calls
                 try:
+                    self.session = self.open_session(calls)
+                    self.calls = calls
                     outcome = yield from self._measure()
                 except _core.TrackingError as exc:
                     self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
@@ -227,9 +227,8 @@ class CheckRun:
         if self.patience is not None and self.patience["outcome"] in ("settled", "persists"):
             # The longest horizon gives the rates: a leak's with many events
             # per iteration, a cache's after its fill.
-            start, other = self.last_stage
-            stage_rates = V.rates_since(session, start, other, RATE_METRICS,
-                                        start + V.PATIENCE_ITERATIONS + 1)
+            start, end, other = self.last_stage
+            stage_rates = V.rates_since(session, start, other, RATE_METRICS, end)
         self.result = build_result(self.target, verdict, raw, self.calls, measured_samples,
                                    growth, self.notes, time.perf_counter() - self.t0,
                                    self.options.alpha)
@@ -269,6 +268,7 @@ class CheckRun:
         budget = self.options.patience
         watched = 0
         outcome = "slowing"
+        overran = False
         while True:
             stage = V.patience_stage(seen, cap, self.call_seconds, self.overhead,
                                      budget - (time.perf_counter() - t0))
@@ -282,15 +282,23 @@ class CheckRun:
                 for _ in range(V.PATIENCE_ITERATIONS + 1):
                     yield self._iterate("patience")
                     self._notify("patience", session.nsamples - first)
+                    if time.perf_counter() - t0 > V.PATIENCE_OVERRUN * budget:
+                        break       # slower than measured (a loaded machine): judge what we have
             finally:
                 session.set_calls(calls)
+            if session.nsamples - first < 3:
+                watched += max(other * (session.nsamples - first - 1), 0)
+                self.watching = None
+                overran = True
+                break
+            horizon = other * (session.nsamples - first - 1)
             after = V.rates_since(session, first, other, followed)
             outcome = V.patience_outcome(followed, before, after,
                                          V.stage_steps(session, first, other, followed),
                                          self._survivors_ok(before, calls))
             seen += horizon
             watched += horizon
-            self.last_stage = (first, other)
+            self.last_stage = (first, session.nsamples, other)
             self.watching = None
             if outcome != "slowing" or cap is not None:
                 break
@@ -309,7 +317,10 @@ class CheckRun:
             self.notes.append("the growth first seen (%s) settled within %d more calls: a "
                               "cache or pool that fills up, not a leak" % (rates, watched))
             return "clean"
-        if not watched:
+        if overran:
+            why = ("the calls ran slower than measured (a busy machine?) and the budget ran "
+                   "out after %d more calls" % watched)
+        elif not watched:
             why = "no time was left to watch it longer"
         else:
             why = "it slowed but did not settle within %d more calls" % watched

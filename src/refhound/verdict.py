@@ -40,7 +40,9 @@ FLAT, NOISE, UNCLEAR, GROWING, FALLING = "flat", "noise", "unclear", "growing", 
 # growth must persist (or settle) over a horizon of ten times the calls it
 # was seen in; the horizon grows geometrically within the time budget.
 PATIENCE_HORIZON = 10       # times the calls already seen
-PATIENCE_MIN_CALLS = 100_000    # and at least this many: what fills over fewer is a cache
+PATIENCE_MIN_CALLS = 100_000    # and at least this many: what fills over fewer is a cache,
+PATIENCE_MIN_SECONDS = 1.0      # as far as they fit in this much time (slow calls: fewer)
+PATIENCE_OVERRUN = 1.5          # a stage stops early past this share of the budget
 PATIENCE_ITERATIONS = 4     # iterations per stage (plus a baseline)
 PERSISTS = 0.5              # rate over the horizon / rate first seen: the growth persists
 SETTLED = 0.1               # below this share: the growth has settled
@@ -158,8 +160,12 @@ class Decider:
     def decide_trends(self, trends, measured, nsamples=0):
         self.trends = trends
         growing = any(t.trend == GROWING for t in trends.values())
-        unclear = any(t.trend == UNCLEAR for t in trends.values())
-        leaning = any(t.leaning for m, t in trends.items() if m not in NOISY_METRICS)
+        # Memory that shrinks is no leak: only the reference count's fall
+        # (an over-release) holds a clean verdict back on the way down.
+        unclear = any(t.trend == UNCLEAR and (m == "refs" or t.growth > 0)
+                      for m, t in trends.items())
+        leaning = any(t.leaning and (m == "refs" or t.growth > 0)
+                      for m, t in trends.items() if m not in NOISY_METRICS)
         flat = all(t.trend == FLAT for m, t in trends.items() if m not in NOISY_METRICS)
         falling = "refs" in trends and trends["refs"].trend == FALLING
         self.leak_streak = self.leak_streak + 1 if growing else 0
@@ -322,19 +328,22 @@ def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):
     """(calls per iteration, horizon) of the next stage, or None when the time
     left cannot cover ten times the calls already seen.
 
-    The horizon is ten times the calls seen and at least PATIENCE_MIN_CALLS
-    (what stops growing within that many calls is taken for a cache), as
-    far as the time left allows.
+    The horizon is ten times the calls seen, and at least PATIENCE_MIN_CALLS
+    as far as they take no more than PATIENCE_MIN_SECONDS (what stops
+    growing within that many calls is taken for a cache), as far as the time
+    left allows.
 
     seen: calls the growth has been watched over; horizon_cap: the most calls
     the stage may run (None: no cap; an over-release may free its object);
     seconds_per_call, overhead: the cost of a call and of an iteration's
     sampling; remaining: seconds left in the budget."""
-    horizon = max(PATIENCE_HORIZON * seen, PATIENCE_MIN_CALLS)
+    per_call = max(seconds_per_call, 1e-9)
+    floor = min(PATIENCE_MIN_CALLS, PATIENCE_MIN_SECONDS / per_call)
+    horizon = max(PATIENCE_HORIZON * seen, floor)
     if horizon_cap is not None:
         horizon = min(horizon, horizon_cap)
     k = PATIENCE_ITERATIONS
-    affordable = (remaining / (k + 1) - overhead) / max(seconds_per_call, 1e-9) * k
+    affordable = (remaining / (k + 1) - overhead) / per_call * k
     horizon = min(horizon, affordable)
     if horizon < PATIENCE_HORIZON * seen and (horizon_cap is None or horizon < horizon_cap):
         return None

@@ -9,7 +9,7 @@ from refhound import _core
 from refhound._caches import clear_caches
 
 RESULT_KEYS = {"samples", "types", "survivors", "tracker", "calls", "warmup_samples",
-               "measured", "trends"}
+               "measured"}
 
 
 @pytest.fixture
@@ -65,7 +65,6 @@ def test_every_method_after_close_is_safe(tracking):
     assert s.series("refs") == [x["refs"] for x in res["samples"]]
     assert isinstance(s.last_delta("objects"), int)
     assert isinstance(s.growth(5), list)
-    assert s.decide()[0] in ("continue", "clean", "leak", "error", "inconclusive")
     for method, args in ((s.iterate, ()), (s.begin, ()), (s.end, ()), (s.snapshot, ())):
         with pytest.raises(RuntimeError, match="closed"):
             method(*args)

@@ -1,7 +1,8 @@
 """The engine's statistics (refhound._core.trend): Mann-Kendall with the tie
-correction, Theil-Sen slope, and the growing/falling/settled rule, checked
-against an independent pure-Python computation written here from the
-textbook definitions (Mann 1945, Kendall 1975; Sen 1968)."""
+correction and Theil-Sen slope, and the growing/falling/settled rule built on
+them (refhound.verdict.classify), checked against an independent pure-Python
+computation written here from the textbook definitions (Mann 1945, Kendall
+1975; Sen 1968)."""
 import faulthandler
 import math
 import random
@@ -9,7 +10,7 @@ import statistics
 
 import pytest
 
-from refhound import _core
+from refhound import _core, verdict
 
 NORMAL = statistics.NormalDist()
 
@@ -64,7 +65,7 @@ def classify(x, alpha=ALPHA):
 
 
 def agree(x, alpha=ALPHA):
-    got = _core.trend(x, alpha) if alpha != ALPHA else _core.trend(x)
+    got = _core.trend(x)
     _, _, p_up, p_down = mann_kendall(x)
     assert got["p_up"] == pytest.approx(p_up, rel=1e-9, abs=1e-300), x
     assert got["p_down"] == pytest.approx(p_down, rel=1e-9, abs=1e-300), x
@@ -166,13 +167,14 @@ def test_input_may_be_any_sequence_of_numbers():
 
 @pytest.mark.parametrize("x", [[], [42]])
 def test_empty_and_single_are_flat(x):
-    assert _core.trend(x) == {"trend": "flat", "slope": 0.0, "p_up": 1.0, "p_down": 1.0}
+    assert _core.trend(x) == {"slope": 0.0, "p_up": 1.0, "p_down": 1.0, "s": 0.0}
+    assert verdict.classify(x, ALPHA).trend == "flat"
 
 
 def test_two_samples_have_a_slope_but_no_test():
     got = _core.trend([1, 4])
     assert got["slope"] == 3.0 and (got["p_up"], got["p_down"]) == (1.0, 1.0)
-    assert got["trend"] == "noise"
+    assert verdict.classify([1, 4], ALPHA).trend == "noise"
 
 
 @pytest.mark.parametrize("x", [
@@ -189,8 +191,7 @@ def test_nan_and_inf_neither_hang_nor_crash(x):
         got = _core.trend(x)
     finally:
         faulthandler.cancel_dump_traceback_later()
-    assert got["trend"] in ("flat", "noise", "unclear", "growing", "falling")
-    assert got["trend"] not in ("growing", "falling")
+    assert verdict.classify(x, ALPHA).trend not in ("growing", "falling")
     for key in ("p_up", "p_down"):
         assert math.isnan(got[key]) or 0.0 <= got[key] <= 1.0
 
@@ -217,15 +218,15 @@ def test_what_is_not_a_series_is_a_type_error(bad):
     (UNCLEAR, "unclear"),                                  # a trend, not significant yet
 ])
 def test_trend_classification(series, trend):
-    assert _core.trend(series)["trend"] == classify(series) == trend
+    assert verdict.classify(series, ALPHA).trend == classify(series) == trend
 
 
 def test_alpha_decides_what_is_significant():
     x = UNCLEAR
     _, _, p_up, _ = mann_kendall(x)
     assert 0.001 < p_up < 0.01
-    assert _core.trend(x)["trend"] == "unclear"
-    assert _core.trend(x, 0.01)["trend"] == "growing"
+    assert verdict.classify(x, ALPHA).trend == "unclear"
+    assert verdict.classify(x, 0.01).trend == "growing"
 
 
 def test_the_rule_on_random_series_matches_its_description():
@@ -236,7 +237,7 @@ def test_the_rule_on_random_series_matches_its_description():
         start = rng.randint(0, n)
         rate = rng.choice((0, 1, 2, -1))
         x = [max(i - start, 0) * rate + rng.randint(0, 2) for i in range(n)]
-        got = _core.trend(x)["trend"]
+        got = verdict.classify(x, ALPHA).trend
         assert got == classify(x), x
         seen.add(got)
     assert seen == {"flat", "noise", "unclear", "growing", "falling"}

@@ -476,3 +476,25 @@ def test_turnover_of_blocks_does_not_persist_but_refs_still_can():
     st = steps(blocks=[1, 1, 1, 1], refs=[1, 1, 1, 1])
     assert V.patience_outcome(followed, before, {"blocks": 1.0, "refs": 1.0}, st,
                               survivors_ok=False) == "persists"
+
+
+def test_patience_floor_is_bounded_in_time_for_slow_calls():
+    # A 200 us test body: the floor is the calls of one second, not 100,000.
+    calls, horizon = V.patience_stage(90, None, 200e-6, 0.01, 5.0)
+    assert horizon == 5000 and calls == 1250
+    # Ten times the calls seen still rules when it is more.
+    assert V.patience_stage(900, None, 200e-6, 0.01, 5.0)[1] == 9000
+
+
+def test_memory_that_shrinks_does_not_hold_a_clean_verdict_back():
+    # Blocks leaning down (a cache evicting, free lists trimmed) are no leak:
+    # clean at twice the minimum; the same lean upwards keeps the check going.
+    d = V.Decider(Options(min_iterations=8, iterations=60))
+    down = {"blocks": V.Trend(V.NOISE, -0.3, 0.99, 0.02, -5, 12),
+            "refs": V.Trend(window=12)}
+    assert d.decide_trends(down, 16) == ("clean", True)
+    up = {"blocks": V.Trend(V.NOISE, 0.3, 0.02, 0.99, 5, 12), "refs": V.Trend(window=12)}
+    assert d.decide_trends(up, 16) == ("continue", False)
+    # The reference count's fall still holds it back (a possible over-release).
+    refs_down = {"refs": V.Trend(V.NOISE, -0.3, 0.99, 0.02, -5, 12)}
+    assert d.decide_trends(refs_down, 16) == ("continue", False)

@@ -1,7 +1,6 @@
 /* py_session.c — refhound._core.Session, the Python face of session.c.
  *
- *   Session(func, args, kwargs, clear_caches, calls=1, max_samples=256,
- *           min_measured=8, max_measured=60, alpha=0.001)
+ *   Session(func, args, kwargs, clear_caches, calls=1, max_samples=256)
  *   iterate(warmup=False, snapshot=False) -> seconds in the calls
  *       == begin(); `calls` calls of func in C; end(warmup, snapshot)
  *   begin()      a new iteration: the bodies that follow belong to it
@@ -15,12 +14,10 @@
  * last_delta() and growth() still answer, the methods that measure raise
  * RuntimeError.
  *
- * LEGACY RULES: decide() and the "trends" key of results() apply the
- * verdict rules of rules.c; both go with rules.c (search this file for
- * "LEGACY RULES").
+ * The session measures; what the samples mean is decided in Python
+ * (refhound/verdict.py).
  */
 #include "binding.h"
-#include "rules.h"
 #include "session.h"
 #include "tracker.h"
 #include "typeset.h"
@@ -33,7 +30,6 @@ typedef struct {
     PyObject *func, *args, *kwargs, *clear_caches;
     Py_ssize_t calls;
     int closed;
-    rh_rules_t rules;                    /* LEGACY RULES */
 } Session;
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -99,14 +95,12 @@ static void Session_dealloc(Session *self)
 static PyObject *Session_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"func", "args", "kwargs", "clear_caches", "calls",
-                             "max_samples", "min_measured", "max_measured", "alpha", NULL};
+                             "max_samples", NULL};
     PyObject *func, *fargs, *fkwargs, *clear;
     Py_ssize_t calls = 1;
-    int max_samples = 256, min_measured = 8, max_measured = 60;
-    double alpha = 0.001;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!OO|niiid", kwlist, &func, &PyTuple_Type,
-                                     &fargs, &fkwargs, &clear, &calls, &max_samples,
-                                     &min_measured, &max_measured, &alpha))
+    int max_samples = 256;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!OO|ni", kwlist, &func, &PyTuple_Type,
+                                     &fargs, &fkwargs, &clear, &calls, &max_samples))
         return NULL;
     if (max_samples < 4 || calls < 1) {
         PyErr_SetString(PyExc_ValueError, "refhound: bad session sizes");
@@ -139,9 +133,6 @@ static PyObject *Session_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->kwargs = fkwargs == Py_None ? NULL : Py_NewRef(fkwargs);
     self->clear_caches = clear == Py_None ? NULL : Py_NewRef(clear);
     self->calls = calls;
-    self->rules.min_measured = min_measured;      /* LEGACY RULES */
-    self->rules.max_measured = max_measured;
-    self->rules.alpha = alpha;
     return (PyObject *)self;
 }
 
@@ -369,25 +360,8 @@ static PyObject *survivors_dict(const rh_session_t *s, int base)
     return Py_BuildValue("{s:k,s:[],s:[]}", "first_epoch", 0ul, "blocks", "bytes");
 }
 
-/* LEGACY RULES: the trend of every metric over the recent window. */
-static PyObject *trends_dict(Session *self, int *measured)
-{
-    if (_rh_rules_classify(&self->rules, self->s, measured) < 0)
-        return PyErr_NoMemory();
-    PyObject *trends = PyDict_New();
-    for (int k = 0; trends != NULL && k < RH_NMETRICS; k++) {
-        rh_trend_result_t *t = &self->rules.trends[k];
-        if (set_item(trends, _rh_metric_names[k],
-                     Py_BuildValue("{s:s,s:d,s:d,s:d,s:i}", "trend", _rh_trend_name(t->trend),
-                                   "slope", t->slope, "p_up", t->p_up, "p_down", t->p_down,
-                                   "window", t->window)) < 0)
-            Py_CLEAR(trends);
-    }
-    return trends;
-}
-
 /* results() -> {samples, types, survivors, tracker, calls, warmup_samples,
- *               measured, trends} */
+ *               measured} */
 static PyObject *Session_results(Session *self, PyObject *unused)
 {
     rh_session_t *s = self->s;
@@ -399,12 +373,10 @@ static PyObject *Session_results(Session *self, PyObject *unused)
     int measured = s->nsamples - 1 - base;
     int engine = _rh_engine_enter();
     PyObject *res = PyDict_New();
-    PyObject *trends = trends_dict(self, &measured);           /* LEGACY RULES */
     const char *fail = _rh_tracker_failure();
-    if (res == NULL || trends == NULL ||
+    if (res == NULL ||
         set_item(res, "samples", samples_list(s)) < 0 ||
         set_item(res, "types", types_list(s, base)) < 0 ||
-        set_item(res, "trends", Py_NewRef(trends)) < 0 ||
         set_item(res, "survivors", survivors_dict(s, base)) < 0 ||
         set_item(res, "tracker", Py_BuildValue(
                      "{s:n,s:n,s:z}", "table_bytes", (Py_ssize_t)_rh_tracker_table_bytes(),
@@ -414,24 +386,8 @@ static PyObject *Session_results(Session *self, PyObject *unused)
         set_item(res, "warmup_samples", PyLong_FromLong(s->nwarmup)) < 0 ||
         set_item(res, "measured", PyLong_FromLong(measured)) < 0)
         Py_CLEAR(res);
-    Py_XDECREF(trends);
     _rh_engine_leave(engine);
     return res;
-}
-
-/* LEGACY RULES: decide() -> (verdict, stop), verdict in leak / error /
- * clean / inconclusive / continue. */
-static PyObject *Session_decide(Session *self, PyObject *unused)
-{
-    const char *verdict;
-    int stop;
-    if (self->s == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "refhound: the session is closed");
-        return NULL;
-    }
-    if (_rh_rules_decide(&self->rules, self->s, &verdict, &stop) < 0)
-        return PyErr_NoMemory();
-    return Py_BuildValue("(si)", verdict, stop);
 }
 
 static PyObject *Session_close(Session *self, PyObject *unused)
@@ -499,9 +455,6 @@ static PyMethodDef Session_methods[] = {
     {"end", (PyCFunction)(void (*)(void))Session_end, METH_VARARGS | METH_KEYWORDS,
      "end(warmup=False, snapshot=False): clear caches, two collections, a sample (and a "
      "refcount snapshot)"},
-    {"decide", (PyCFunction)Session_decide, METH_NOARGS,
-     "decide() -> (verdict, stop)  [legacy: the verdict rules belong to refhound's Python "
-     "policy]"},
     {"snapshot", (PyCFunction)Session_snapshot, METH_NOARGS, "store a refcount snapshot"},
     {"growth", (PyCFunction)Session_growth, METH_VARARGS,
      "growth(limit=20) -> [(object, [refcnt per snapshot])] moving one way"},
@@ -528,9 +481,8 @@ PyTypeObject _rh_SessionType = {
     .tp_name = "refhound._core.Session",
     .tp_basicsize = sizeof(Session),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Session(func, args, kwargs, clear_caches, calls=1, max_samples=256, "
-              "min_measured=8, max_measured=60, alpha=0.001): the measurements of one leak "
-              "check",
+    .tp_doc = "Session(func, args, kwargs, clear_caches, calls=1, max_samples=256): the "
+              "measurements of one leak check",
     .tp_new = Session_new,
     .tp_dealloc = (destructor)Session_dealloc,
     .tp_methods = Session_methods,

@@ -21,12 +21,11 @@ static PyObject *py_procstat(PyObject *mod, PyObject *unused)
                          "native_bytes", (long long)ps.native_bytes);
 }
 
-/* trend(series, alpha=0.001) -> {trend, slope, p_up, p_down} */
+/* trend(series) -> {slope, p_up, p_down, s}: the statistics of trend.c */
 static PyObject *py_trend(PyObject *mod, PyObject *args)
 {
     PyObject *seq;
-    double alpha = 0.001;
-    if (!PyArg_ParseTuple(args, "O|d", &seq, &alpha))
+    if (!PyArg_ParseTuple(args, "O", &seq))
         return NULL;
     PyObject *fast = PySequence_Fast(seq, "expected a sequence of numbers");
     if (fast == NULL)
@@ -51,11 +50,11 @@ static PyObject *py_trend(PyObject *mod, PyObject *args)
         }
     }
     Py_DECREF(fast);
-    rh_trend_result_t r;
-    _rh_trend_classify(x, (int)n, alpha, &r);
+    rh_trend_stats_t r;
+    _rh_trend_stats(x, (int)n, &r);
     PyMem_Free(x);
-    return Py_BuildValue("{s:s,s:d,s:d,s:d}", "trend", _rh_trend_name(r.trend), "slope", r.slope,
-                         "p_up", r.p_up, "p_down", r.p_down);
+    return Py_BuildValue("{s:d,s:d,s:d,s:d}", "slope", r.slope, "p_up", r.p_up,
+                         "p_down", r.p_down, "s", r.s);
 }
 
 static int read_pymalloc(void *out) { return _rh_pymalloc_read((rh_pymalloc_t *)out); }
@@ -184,7 +183,8 @@ static PyObject *py_frame_pointer_sample(PyObject *mod, PyObject *args)
 
 PyMethodDef _rh_py_system_methods[] = {
     {"procstat", py_procstat, METH_NOARGS, "RSS, USS, fds, threads, native heap bytes"},
-    {"trend", py_trend, METH_VARARGS, "trend(series, alpha=0.001) -> classification"},
+    {"trend", py_trend, METH_VARARGS,
+     "trend(series) -> {slope: Theil-Sen per sample, p_up, p_down: Mann-Kendall, s}"},
     {"pymalloc_stats", py_pymalloc_stats, METH_NOARGS,
      "pymalloc_stats() -> dict: pymalloc's arenas, pools and blocks per size class as "
      "numbers ({'enabled': False, 'reason': ...} when pymalloc is not in use); "
