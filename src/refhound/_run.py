@@ -217,11 +217,17 @@ class CheckRun:
                 # Nothing allocated: the refcount writes are the sites.
                 sites = [s for g in growth[:1] for s in g["sites"]]
         if sites:
-            self.native = native = _core.native_paths()
-            if native["symbols"] != "libdw":
+            from . import _dwarf    # here: the libdw path never imports pyelftools
+            self.native = native = dict(_core.native_paths())
+            if native["symbols"] != "libdw" and _dwarf.available():
                 self.notes.append(
                     "native frames were read with pyelftools and the compiler's unwinder, the "
                     "slower path: %s" % native["libdw"])
+            elif native["symbols"] != "libdw":
+                native["symbols"] = "none"
+                self.notes.append(
+                    "native frames have no source lines (module and symbol only): %s, and %s"
+                    % (native["libdw"], _dwarf.missing_reason()))
         raw = session.results()
         stage_rates = None
         if self.patience is not None and self.patience["outcome"] in ("settled", "persists"):

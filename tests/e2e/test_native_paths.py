@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+import support
 from support import IMMORTAL, build_zoo_case, cbuild, interpreter, run_refhound
 
 CASES = {c["name"]: c for c in cbuild.zoo_cases()}
@@ -64,3 +65,20 @@ def test_the_fast_path_is_used_where_libdw_is_installed():
     assert result["native"] == {"symbols": "libdw", "unwinder": "cached-cfi"}
     assert result["sites"][0]["line"] == case["culprit_line"]
     assert not any("pyelftools" in n for n in result["notes"])
+
+
+def test_neither_libdw_nor_pyelftools_gives_the_module_and_says_why(tmp_path):
+    # pyelftools made unimportable (in the check and in any helper process).
+    hidden = tmp_path / "hide" / "elftools"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env = dict(NO_LIBDW, PYTHONPATH=os.pathsep.join([str(hidden.parent),
+                                                    support.engine_path(PY_RELEASE)]))
+    result, err = check("refhound._demo:parse_items", env=env)
+    assert result["verdict"] == "leak", err
+    assert result["native"] == {"symbols": "none", "unwinder": "compiler"}
+    top = result["sites"][0]
+    assert top["line"] == 0 and top["module"].endswith(".so"), top
+    assert "pip install pyelftools" in top["reason"], top
+    assert any("no source lines" in n and "pip install pyelftools" in n
+               for n in result["notes"]), result["notes"]
