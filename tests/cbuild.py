@@ -149,7 +149,7 @@ def _up_to_date(so_path, stamp_path, sources, stamp):
 # Ground truth of the bug zoo
 
 _CULPRIT_RE = re.compile(r"/\*\s*@culprit\s*\*/")
-_FIELD_RE = re.compile(r"^\s*\*?\s*zoo-(kind|expect|description)\s*:\s*(.*?)\s*$")
+_FIELD_RE = re.compile(r"^\s*\*?\s*zoo-(kind|expect-immortal|expect|description)\s*:\s*(.*?)\s*$")
 _EXPECT_KEYS = ("refs", "objects", "blocks")
 
 
@@ -254,6 +254,14 @@ def parse_case(c_file):
     if set(expect) != set(_EXPECT_KEYS):
         raise ValueError("%s: zoo-expect must give refs, objects and blocks"
                          % path)
+    # What differs from 3.12 on, where small ints, None and static types
+    # are immortal and their refcounts do not move (optional, partial).
+    expect_immortal = dict(expect)
+    for item in fields.get("expect-immortal", "").split():
+        key, sep, value = item.partition("=")
+        if not sep or key not in _EXPECT_KEYS:
+            raise ValueError("%s: bad zoo-expect-immortal item %r" % (path, item))
+        expect_immortal[key] = float(value)
     culprits = [i + 1 for i, ln in enumerate(lines) if _CULPRIT_RE.search(ln)]
     if len(culprits) > 1:
         raise ValueError("%s: more than one @culprit marker (lines %s)"
@@ -266,6 +274,7 @@ def parse_case(c_file):
         "culprit_function": (_enclosing_function(text, culprit_line)
                              if culprit_line else None),
         "expect": expect,
+        "expect_immortal": expect_immortal,
         "kind": fields["kind"],
         "description": fields["description"],
     }

@@ -38,6 +38,11 @@ def leaks_here(name):
     return not (IMMORTAL and name in IMMORTAL_CASES)
 
 
+def expected(case):
+    """The zoo case's per-call truth on the interpreter running the tests."""
+    return case["expect_immortal"] if IMMORTAL else case["expect"]
+
+
 def skip_unless_leaks_here(name):
     if not leaks_here(name):
         import pytest
