@@ -21,6 +21,23 @@ CFLAGS = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wextra",
 # objects (src/core/binding/*.c).
 core_sources = sorted(glob.glob("src/core/*.c")) + sorted(glob.glob("src/core/binding/*.c"))
 
+# REFHOUND_SANITIZE=1: the engine built with AddressSanitizer and UBSan, for the
+# sanitizer test tier (.ci/sanitize); every error ends the process.
+# REFHOUND_SANITIZE=recover: the same, built so that ASAN_OPTIONS/UBSAN_OPTIONS
+# halt_on_error=0 can go on after an error (to list them all).  The interpreter
+# is not instrumented, so the sanitizer runtime must be preloaded:
+#   LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+# Only the engine is instrumented; the bundled demo stands for the user's code.
+SANITIZE = os.environ.get("REFHOUND_SANITIZE", "")
+if SANITIZE not in ("", "0", "1", "recover"):
+    raise SystemExit("REFHOUND_SANITIZE=%r: use 1 or recover" % SANITIZE)
+SANITIZE_FLAGS = []
+if SANITIZE in ("1", "recover"):
+    SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                      "-fsanitize-recover=all" if SANITIZE == "recover"
+                      else "-fno-sanitize-recover=all"]
+    CFLAGS = [f for f in CFLAGS if f != "-O2"] + ["-O1"] + SANITIZE_FLAGS
+
 
 def have_valgrind_headers():
     """Valgrind's client-request headers (Debian/Ubuntu: the valgrind package;
@@ -49,6 +66,7 @@ setup(
             include_dirs=["src/refhound/include"],
             define_macros=core_macros,
             extra_compile_args=CFLAGS + ["-iquote", "src/core", "-iquote", "src/core/binding"],
+            extra_link_args=SANITIZE_FLAGS,
             libraries=core_libraries,
         ),
         Extension(

@@ -97,7 +97,7 @@ def build_extension(c_file, out_dir, python=sys.executable, opt="-O0",
     incs = [os.path.abspath(d) for d in include_dirs] + incs
     cc = os.environ.get("CC", "cc")
     flags = (["-g", opt, "-fPIC", "-shared", "-Wall"]
-             + list(extra_cflags)
+             + list(extra_cflags) + case_cflags(c_file)
              + ["-I" + d for d in incs]
              + [_macro_flag(m) for m in define_macros])
     stamp = {"cmd": [cc] + flags + sources, "python": info["executable"],
@@ -130,6 +130,19 @@ def build_extension(c_file, out_dir, python=sys.executable, opt="-O0",
     return so_path
 
 
+def case_cflags(c_file):
+    """Compiler flags a C file asks for in a `zoo-cflags:` header line (a zoo
+    case built without -g says `-g0`)."""
+    with open(c_file) as fh:
+        for n, line in enumerate(fh):
+            if n >= 80:
+                break
+            m = _FIELD_RE.match(line)
+            if m and m.group(1) == "cflags":
+                return shlex.split(m.group(2))
+    return []
+
+
 def _up_to_date(so_path, stamp_path, sources, stamp):
     try:
         so_mtime = os.stat(so_path).st_mtime_ns
@@ -149,7 +162,7 @@ def _up_to_date(so_path, stamp_path, sources, stamp):
 # Ground truth of the bug zoo
 
 _CULPRIT_RE = re.compile(r"/\*\s*@culprit\s*\*/")
-_FIELD_RE = re.compile(r"^\s*\*?\s*zoo-(kind|expect-immortal|expect|description)\s*:\s*(.*?)\s*$")
+_FIELD_RE = re.compile(r"^\s*\*?\s*zoo-(kind|expect-immortal|expect|description|cflags)\s*:\s*(.*?)\s*$")
 _EXPECT_KEYS = ("refs", "objects", "blocks")
 
 
@@ -277,6 +290,7 @@ def parse_case(c_file):
         "expect_immortal": expect_immortal,
         "kind": fields["kind"],
         "description": fields["description"],
+        "cflags": shlex.split(fields.get("cflags", "")),
     }
 
 

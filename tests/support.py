@@ -3,6 +3,10 @@
 Subprocess tests run refhound from a copy built for the interpreter under
 test (release `python3` or Debian's `python3.11-dbg`), so the engine is
 compiled against that interpreter's own headers.
+
+REFHOUND_SANITIZE=1 (or `recover`, see setup.py) in the environment builds
+those copies with AddressSanitizer and UBSan, in folders of their own; the
+sanitizer tier (.ci/sanitize) sets it, with the runtime in LD_PRELOAD.
 """
 import fcntl
 import glob
@@ -20,6 +24,12 @@ BUILD = os.path.join(ROOT, "build", "tests")
 # and debug halves of the suite compare the two builds of one version).
 DEBUG_NAME = "python%d.%d-dbg" % sys.version_info[:2]
 DEBUG_PYTHON = shutil.which(DEBUG_NAME)
+SANITIZE = os.environ.get("REFHOUND_SANITIZE", "")
+if SANITIZE not in ("1", "recover"):
+    SANITIZE = ""
+SANITIZE_FLAGS = {"1": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
+                  "recover": ["-fsanitize=address,undefined", "-fsanitize-recover=all"],
+                  "": []}[SANITIZE]
 
 sys.path.insert(0, HERE)
 import cbuild  # noqa: E402
@@ -75,7 +85,9 @@ class _Lock:
 def engine_path(python):
     """A folder holding the refhound package built for `python`."""
     info = cbuild.interpreter_info(python)
-    out = os.path.join(BUILD, "engine-" + info["ext_suffix"].strip(".").replace(".so", ""))
+    flavour = {"1": "asan-", "recover": "asan-recover-", "": ""}[SANITIZE]
+    out = os.path.join(BUILD, "engine-" + flavour
+                       + info["ext_suffix"].strip(".").replace(".so", ""))
     with _Lock(out + ".lock"):
         pkg = os.path.join(out, "refhound")
         os.makedirs(pkg, exist_ok=True)
@@ -101,8 +113,8 @@ def _build_engine_with_cc(python, pkg):
     with the flags setup.py uses."""
     info = cbuild.interpreter_info(python)
     incs = [info["include"]] + ([info["platinclude"]] if info.get("platinclude") else [])
-    flags = ["-O2", "-g", "-fPIC", "-shared", "-fno-omit-frame-pointer", "-std=gnu11",
-             "-DREFHOUND_CORE_BUILD=1", "-iquote", os.path.join(ROOT, "src", "core"),
+    flags = ["-O1" if SANITIZE else "-O2", "-g", "-fPIC", "-shared", "-fno-omit-frame-pointer",
+             "-std=gnu11", "-DREFHOUND_CORE_BUILD=1", "-iquote", os.path.join(ROOT, "src", "core"),
              "-iquote", os.path.join(ROOT, "src", "core", "binding"),
              "-I" + os.path.join(ROOT, "src", "refhound", "include")] + ["-I" + d for d in incs]
     libs = ["-lpthread", "-ldl"]
@@ -110,7 +122,7 @@ def _build_engine_with_cc(python, pkg):
         flags.append("-DHAVE_VALGRIND=1")
     sources = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")) +
                      glob.glob(os.path.join(ROOT, "src", "core", "binding", "*.c")))
-    for name, srcs, extra in (("_core", sources, libs),
+    for name, srcs, extra in (("_core", SANITIZE_FLAGS + sources, libs),
                               ("_demo", [os.path.join(ROOT, "src", "demo", "demo.c")], [])):
         target = os.path.join(pkg, name + info["ext_suffix"])
         proc = subprocess.run(["cc"] + flags + srcs + ["-o", target] + extra,
@@ -129,6 +141,20 @@ def build_zoo_case(case, python, opt="-O0"):
     with _Lock(out + ".lock"):
         cbuild.build_extension(case["path"], out, python=python, opt=opt)
     return out
+
+
+# What the sanitizer tier (.ci/sanitize) puts in the environment: its runtime
+# and options must reach every process that imports the sanitized engine.
+SANITIZER_VARIABLES = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "ASAN_SYMBOLIZER_PATH",
+                       "REFHOUND_SANITIZE", "REFHOUND_UBSAN_RUNTIME", "REFHOUND_UBSAN_LOG")
+
+
+def plain_env(**values):
+    """A minimal environment for a subprocess: `values`, plus the sanitizer
+    tier's variables when they are set."""
+    env = {k: os.environ[k] for k in SANITIZER_VARIABLES if k in os.environ}
+    env.update(values)
+    return env
 
 
 def run_refhound(python, args, cwd=None, timeout=300, env=None):

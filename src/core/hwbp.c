@@ -1,4 +1,8 @@
-/* hwbp.c — a hardware write breakpoint through perf_event_open.
+/* hwbp.c — a hardware write (or execute) breakpoint through perf_event_open.
+ *
+ * _rh_hwbp_open_exec: an execute breakpoint on one instruction, with the
+ * same synchronous SIGTRAP, raised before the instruction runs (the kernel
+ * resumes past it with the resume flag, so it fires once per execution).
  *
  * PERF_TYPE_BREAKPOINT, HW_BREAKPOINT_W, 8 bytes, user space only, this
  * thread only (pid 0, any CPU), created disabled, closed on exec.  With
@@ -43,6 +47,34 @@ int _rh_hwbp_open(uintptr_t addr, int sigtrap, unsigned long sig_data, int *err)
         attr.remove_on_exec = 1;     /* required with sigtrap */
         attr.sig_data = sig_data;
     }
+    long fd = syscall(SYS_perf_event_open, &attr, 0 /* this thread */, -1, -1,
+                      PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0)
+        *err = errno;
+    return (int)fd;
+#else
+    *err = ENOSYS;
+    return -1;
+#endif
+}
+
+int _rh_hwbp_open_exec(uintptr_t addr, unsigned long sig_data, int *err)
+{
+#if RH_HAVE_PERF
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.type = PERF_TYPE_BREAKPOINT;
+    attr.size = sizeof(attr);
+    attr.bp_type = HW_BREAKPOINT_X;
+    attr.bp_addr = (uint64_t)addr;
+    attr.bp_len = sizeof(long);          /* the kernel's only length for X */
+    attr.disabled = 1;
+    attr.exclude_kernel = 1;
+    attr.exclude_hv = 1;
+    attr.sample_period = 1;
+    attr.sigtrap = 1;
+    attr.remove_on_exec = 1;
+    attr.sig_data = sig_data;
     long fd = syscall(SYS_perf_event_open, &attr, 0 /* this thread */, -1, -1,
                       PERF_FLAG_FD_CLOEXEC);
     if (fd < 0)

@@ -14,6 +14,10 @@
  * sig_data in the siginfo (Linux 5.13+); otherwise the event only counts.
  * Returns the descriptor, or -1 with *err = errno. */
 int _rh_hwbp_open(uintptr_t addr, int sigtrap, unsigned long sig_data, int *err);
+/* Open a disabled execute breakpoint on the instruction at addr for the
+ * calling thread; every execution raises SIGTRAP (TRAP_PERF, sig_data).
+ * Returns the descriptor, or -1 with *err = errno. */
+int _rh_hwbp_open_exec(uintptr_t addr, unsigned long sig_data, int *err);
 void _rh_hwbp_enable(int fd);
 void _rh_hwbp_disable(int fd);
 /* A sentence for an errno of _rh_hwbp_open. */

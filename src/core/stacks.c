@@ -38,8 +38,11 @@ static int observing = 0;                 /* our observer is registered (GIL) */
 
 static pthread_mutex_t stacks_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Record layout in `words`: [hash | nnative << 32 | npy << 48], then
- * nnative addresses, then npy pairs (code object, byte offset). */
+/* Record layout in `words`: [hash | nnative << 32 | npy << 48], the
+ * number of blocks with this stack freed since capture began, then nnative
+ * addresses, then npy pairs (code object, byte offset).  The freed counts
+ * show the paths through an allocation wrapper that do release what it
+ * gave them (sites: where the leaking path parts from them). */
 #define ARENA_WORDS ((size_t)1 << 25)   /* 256 MiB of address space, reserved */
 static uintptr_t *words;
 static size_t nwords = 1;               /* id 0 = "no stack" */
@@ -178,16 +181,17 @@ static uint32_t intern_unlocked(const uintptr_t *native, int nn, const uintptr_t
     size_t i = h & (index_cap - 1);
     while (index_slots[i] != 0) {
         uint32_t id = index_slots[i];
-        if (words[id] == head && memcmp(&words[id + 1], buf, len * sizeof(uintptr_t)) == 0)
+        if (words[id] == head && memcmp(&words[id + 2], buf, len * sizeof(uintptr_t)) == 0)
             return id;
         i = (i + 1) & (index_cap - 1);
     }
-    if (nwords + 1 + len > ARENA_WORDS || nwords + 1 + len > UINT32_MAX)
+    if (nwords + 2 + len > ARENA_WORDS || nwords + 2 + len > UINT32_MAX)
         return 0;
     uint32_t id = (uint32_t)nwords;
     words[id] = head;
-    memcpy(&words[id + 1], buf, len * sizeof(uintptr_t));
-    nwords += 1 + len;
+    words[id + 1] = 0;
+    memcpy(&words[id + 2], buf, len * sizeof(uintptr_t));
+    nwords += 2 + len;
     index_slots[i] = id;
     index_count++;
     return id;
@@ -245,8 +249,13 @@ static void on_free(const rh_block_t *entry)
 {
     if (!in_use)
         return;
+    rh_block_t old;
     pthread_mutex_lock(&stacks_lock);
-    _rh_table_remove(&block_stacks, rh_block_addr(entry), NULL);
+    if (_rh_table_remove(&block_stacks, rh_block_addr(entry), &old)) {
+        uint32_t id = (uint32_t)rh_block_size(&old);
+        if (id != 0 && id < nwords)
+            words[id + 1]++;            /* a block of this stack was released */
+    }
     pthread_mutex_unlock(&stacks_lock);
 }
 
@@ -295,11 +304,46 @@ int _rh_stack_copy(uint32_t id, uintptr_t *native, int *nn, uintptr_t *py, int *
         uintptr_t head = words[id];
         *nn = (int)((head >> 32) & 0xffff);
         *npy = (int)((head >> 48) & 0xffff);
-        memcpy(native, &words[id + 1], (size_t)*nn * sizeof(uintptr_t));
-        memcpy(py, &words[id + 1 + *nn], (size_t)*npy * 2 * sizeof(uintptr_t));
+        memcpy(native, &words[id + 2], (size_t)*nn * sizeof(uintptr_t));
+        memcpy(py, &words[id + 2 + *nn], (size_t)*npy * 2 * sizeof(uintptr_t));
         rc = 0;
     }
     pthread_mutex_unlock(&stacks_lock);
+    return rc;
+}
+
+int _rh_stacks_freed(rh_freed_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    size_t cap = 0;
+    int rc = 0;
+    pthread_mutex_lock(&stacks_lock);
+    for (size_t id = 1; words != NULL && id < nwords;) {
+        uintptr_t head = words[id];
+        size_t len = ((head >> 32) & 0xffff) + 2 * ((head >> 48) & 0xffff);
+        if (words[id + 1] != 0) {
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 256;
+                rh_freed_t *more = realloc(*out, cap * sizeof(rh_freed_t));
+                if (more == NULL) {
+                    rc = -1;
+                    break;
+                }
+                *out = more;
+            }
+            (*out)[*n].stack = (uint32_t)id;
+            (*out)[*n].freed = (int64_t)words[id + 1];
+            (*n)++;
+        }
+        id += 2 + len;
+    }
+    pthread_mutex_unlock(&stacks_lock);
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
     return rc;
 }
 

@@ -27,6 +27,17 @@ int _rh_stack_copy(uint32_t id, uintptr_t *native, int *nn, uintptr_t *py, int *
 
 typedef struct {
     uint32_t stack;
+    int64_t freed;           /* blocks with this stack released while recorded */
+} rh_freed_t;
+
+/* Every stack some of whose blocks were released since capture began,
+ * with how many.  *out is libc memory (free() it).  Takes the stacks lock
+ * (libc realloc under it: never a Python allocator).  0, or -1 out of
+ * memory. */
+int _rh_stacks_freed(rh_freed_t **out, size_t *n);
+
+typedef struct {
+    uint32_t stack;
     int64_t blocks, bytes;
     int64_t roots;           /* blocks no other survivor holds */
     PyObject *sample;        /* a root object of this site (borrowed), or NULL */

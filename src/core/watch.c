@@ -22,6 +22,12 @@
  * provider hands that very block to the site's allocation, so every write
  * from the object's first one on is seen.
  *
+ * _rh_watch_returns() arms execute breakpoints instead (up to four
+ * instructions: the instruction after a call, in the function that made
+ * it) and records, per execution, the return value register, the stack
+ * pointer and whether an exception is set: what a function returned to its
+ * caller, and whether it returned with an error.
+ *
  * Shared state and what guards it (one watch at a time, GIL held):
  *   watched[], nwatched   written only while no watchpoint is enabled
  *                         (before enabling, after disabling); the handler
@@ -64,8 +70,13 @@ typedef struct {
     int fd;
 } watched_t;
 
-static watched_t watched[RH_MAX_WATCH];
+static watched_t watched[RH_MAX_WATCH];   /* words, or instructions (exec_mode) */
 static int nwatched;
+/* _rh_watch_returns: executions of watched instructions, not writes. */
+static int exec_mode;
+static rh_exec_hit_t *exec_hits;
+static volatile size_t exec_nhits;
+static uint32_t exec_call;
 static rh_hit_t *hits;
 static size_t max_hits;
 static volatile size_t nhits;
@@ -74,6 +85,55 @@ static volatile int in_handler;
 static struct sigaction previous;
 
 /* ---- the signal handler ----------------------------------------------------- */
+
+/* Is an exception set on this thread?  1, 0, or -1 when this version's
+ * thread state is not known here.  A plain read of our own thread state. */
+static int exception_set(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    return ts == NULL ? -1 : ts->current_exception != NULL;
+#elif PY_VERSION_HEX >= 0x030C0000
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+    return ts == NULL ? -1 : ts->current_exception != NULL;
+#elif PY_VERSION_HEX >= 0x03090000
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+    return ts == NULL ? -1 : ts->curexc_type != NULL;
+#else
+    return -1;
+#endif
+}
+
+/* A watched instruction is about to run: which one, the return value
+ * register and the stack pointer, whether an exception is set. */
+static void on_exec(siginfo_t *si, void *ctx)
+{
+    ucontext_t *uc = (ucontext_t *)ctx;
+    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    int k = -1;
+    for (int i = 0; i < nwatched; i++)
+        if (pc == watched[i].addr)
+            k = i;
+    if (k < 0) {
+        unsigned long data = *(unsigned long *)((char *)si + 24);   /* si_perf_data */
+        if (data < (unsigned long)nwatched)
+            k = (int)data;
+    }
+    if (k < 0)
+        return;
+    size_t n = exec_nhits;
+    if (exec_hits == NULL || n >= max_hits) {
+        dropped++;
+        return;
+    }
+    rh_exec_hit_t *h = &exec_hits[n];
+    h->which = (uint32_t)k;
+    h->call = exec_call;
+    h->raised = exception_set();
+    h->rax = (uintptr_t)uc->uc_mcontext.gregs[REG_RAX];
+    h->rsp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    exec_nhits = n + 1;
+}
 
 static void on_trap(int sig, siginfo_t *si, void *ctx)
 {
@@ -91,6 +151,11 @@ static void on_trap(int sig, siginfo_t *si, void *ctx)
     if (in_handler)
         return;
     in_handler = 1;
+    if (exec_mode) {
+        on_exec(si, ctx);
+        in_handler = 0;
+        return;
+    }
     /* Which word: the breakpoint address, else the event's sig_data. */
     int k = -1;
     for (int i = 0; i < nwatched; i++)
@@ -282,6 +347,84 @@ int _rh_watch_refcounts(PyObject *const *objects, int n, PyObject *func, PyObjec
     return 0;
 }
 
+/* ---- executions of instructions: what a function returned ------------------------- */
+
+void _rh_exec_hits_release(rh_exec_hits_t *h)
+{
+    if (h->hits != NULL)
+        munmap(h->hits, h->max_hits * sizeof(rh_exec_hit_t));
+    h->hits = NULL;
+    h->nhits = 0;
+}
+
+int _rh_watch_returns(const uintptr_t *addrs, int n, PyObject *func, PyObject *args,
+                      PyObject *kwargs, Py_ssize_t calls, size_t limit, rh_exec_hits_t *out)
+{
+    memset(out, 0, sizeof(*out));
+#ifdef Py_GIL_DISABLED
+    out->error = "watchpoints are not implemented for free-threaded builds";
+    return 0;
+#endif
+    void *p = mmap(NULL, limit * sizeof(rh_exec_hit_t), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(p, 0, limit * sizeof(rh_exec_hit_t));   /* touched before arming */
+    exec_hits = (rh_exec_hit_t *)p;
+    exec_nhits = 0;
+    exec_call = 0;
+    max_hits = limit;
+    dropped = 0;
+    nwatched = 0;
+    exec_mode = 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_trap;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTRAP, &sa, &previous);
+    for (int i = 0; i < n; i++) {
+        int err = 0;
+        watched[i].addr = addrs[i];
+        watched[i].fd = _rh_hwbp_open_exec(addrs[i], (unsigned long)i, &err);
+        nwatched = i + 1;
+        if (watched[i].fd < 0) {
+            out->error = _rh_hwbp_refusal(err);
+            break;
+        }
+    }
+    int failed = 0;
+    if (out->error == NULL) {
+        enable_all();
+        uint64_t forks = _rh_tracker_forks();
+        for (Py_ssize_t c = 0; c < calls; c++) {
+            exec_call = (uint32_t)c;
+            PyObject *r = PyObject_Call(func, args, kwargs);
+            leave_if_forked(forks);
+            if (r == NULL) {
+                failed = 1;
+                break;
+            }
+            Py_DECREF(r);
+        }
+    }
+    close_all();
+    sigaction(SIGTRAP, &previous, NULL);
+    exec_mode = 0;
+    out->hits = exec_hits;
+    out->nhits = exec_nhits;
+    out->dropped = dropped;
+    out->max_hits = max_hits;
+    exec_hits = NULL;
+    if (failed || out->error != NULL) {
+        _rh_exec_hits_release(out);
+        return failed ? -1 : 0;
+    }
+    return 0;
+}
+
 /* ---- the life history of one new object ------------------------------------------- */
 
 enum { H_OFF, H_LEARN, H_ARMED, H_SERVED };
@@ -399,6 +542,9 @@ int _rh_watch_history(uintptr_t address, PyObject *func, PyObject *args, PyObjec
             break;
         PyObject *r = PyObject_Call(func, args, kwargs);
         leave_if_forked(forks);
+        /* The release of the call's result is part of the birth call:
+         * an object it held lets go of its references there. */
+        Py_XDECREF(r);
         if (history.mode == H_SERVED)
             close_all();            /* the birth call is over */
         else if (history.mode == H_ARMED)
@@ -407,7 +553,6 @@ int _rh_watch_history(uintptr_t address, PyObject *func, PyObject *args, PyObjec
             failed = 1;
             break;
         }
-        Py_DECREF(r);
     }
     _rh_tracker_set_provider(NULL);
     if (history.mode == H_ARMED)

@@ -37,6 +37,30 @@ void _rh_hits_release(rh_hits_t *h);
 int _rh_watch_refcounts(PyObject *const *objects, int n, PyObject *func, PyObject *args,
                         PyObject *kwargs, Py_ssize_t calls, size_t max_hits, rh_hits_t *out);
 
+/* One execution of a watched instruction (_rh_watch_returns). */
+typedef struct {
+    uint32_t which;                  /* index of the instruction */
+    uint32_t call;                   /* which call of the target */
+    int32_t raised;                  /* an exception was set: 1, 0, -1 unknown */
+    uintptr_t rax, rsp;              /* return value register, stack pointer */
+} rh_exec_hit_t;
+
+typedef struct {
+    rh_exec_hit_t *hits;             /* mmap'd; _rh_exec_hits_release() */
+    size_t nhits, dropped, max_hits;
+    const char *error;               /* static: why breakpoints could not be used */
+} rh_exec_hits_t;
+
+void _rh_exec_hits_release(rh_exec_hits_t *h);
+
+/* Call func `calls` times with an execute breakpoint on each of the n
+ * instructions (n <= RH_MAX_WATCH) and record every execution.  Placed on
+ * the instruction after a call, a hit tells what the callee returned (rax)
+ * and whether it left an exception set.  Same returns as
+ * _rh_watch_refcounts.  GIL held. */
+int _rh_watch_returns(const uintptr_t *addrs, int n, PyObject *func, PyObject *args,
+                      PyObject *kwargs, Py_ssize_t calls, size_t max_hits, rh_exec_hits_t *out);
+
 typedef struct {
     rh_hits_t hits;          /* writes to the followed object's refcount word */
     int followed;            /* an object from the site was followed */

@@ -40,11 +40,16 @@ class Checker:
         started_here = _core.start()
         scope = _valgrind.begin(target, "call")
         observers = [self.progress] if self.progress is not None else []
+        options = self.options
         if scope is not None:
+            # Under Valgrind, memcheck's leak check of each iteration decides
+            # what leaks; patience would multiply the calls (and the leaked
+            # blocks every later leak check walks) by thousands.
+            options = options.replace(patience=0.0)
             observers.append(lambda info: scope.iteration(info["phase"], info["iteration"],
                                                           info["calls"]))
         try:
-            result = run_callable(self.options, func, args, kwargs, target, observers)
+            result = run_callable(options, func, args, kwargs, target, observers)
             if note:
                 result.notes.insert(0, note)
             _valgrind.attach(scope, result)

@@ -5,11 +5,11 @@ Each command lives in refhound/commands/<name>.py with two functions:
 COMMANDS to register it.
 
 Exit status: 0 clean, 1 leak or error found, 2 bad usage or input (one
-line on stderr, never a traceback), 3 the target itself raised or crashed.
+line on stderr, never a traceback), 3 the target itself failed: it raised,
+crashed, ended the process, or ran past --timeout.
 """
 import argparse
 import importlib
-import sys
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE, EXIT_TARGET = 0, 1, 2, 3
 
@@ -25,41 +25,48 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _whole_number(minimum, wording):
+# Whole-number arguments of the commands other than the check's options
+# (those are bounded in options.py): out of range is a usage error.
+MAX_WHOLE = 1 << 40
+
+
+def whole_number(minimum, maximum):
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError("%r is not a whole number" % text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError("%r must be %s" % (text, wording))
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError("%r must be between %d and %d"
+                                             % (text, minimum, maximum))
         return value
     return parse
 
 
-positive_int = _whole_number(1, "at least 1")
-non_negative_int = _whole_number(0, "0 or more")
+positive_int = whole_number(1, 1000)
 
 
 def write_json(dest, text):
     """Write a command's JSON to `dest` ('-' = stdout).  Returns the stream
     the human report should go to (stderr when stdout carries the JSON),
     or None when the file cannot be written (the error is printed, exit 2)."""
+    from ._child import stderr, stdout
     if dest == "-":
-        sys.stdout.write(text + "\n")
-        return sys.stderr
+        stdout().write(text + "\n")
+        return stderr()
     try:
         with open(dest, "w") as f:
             f.write(text + "\n")
     except OSError as exc:
         fail_usage("cannot write %s: %s" % (dest, exc.strerror or exc))
         return None
-    return sys.stdout
+    return stdout()
 
 
 def fail_usage(message):
     """Print the one-line usage error and return exit status 2."""
-    sys.stderr.write("refhound: error: %s\n" % message)
+    from ._child import stderr
+    stderr().write("refhound: error: %s\n" % message)
     return EXIT_USAGE
 
 

@@ -22,7 +22,8 @@ import pytest
 
 from . import _pytest_check as pc
 from .options import FIELD, OptionError, Options
-from .report.terminal import failure_text, test_details, test_headline
+from .report.terminal import (SPARK_CHARS, can_encode, failure_text, markup_painter,
+                              test_details, test_headline)
 
 REPORT_ATTR = "refhound"
 
@@ -334,6 +335,11 @@ class RefhoundPlugin:
             ("unchecked", "not checked", False),
             ("skipped", "skipped by the marker", False),
         )
+        # Colour through pytest's own writer (its decision: PY_COLORS,
+        # NO_COLOR, FORCE_COLOR, a terminal); sparklines as its file can.
+        tw = getattr(tr, "_tw", None)
+        paint = markup_painter(tw)
+        ascii = not can_encode(getattr(tw, "_file", None) or sys.stdout, SPARK_CHARS)
         for key, title, full in sections:
             group = [r for r in records if r["outcome"] == key]
             if not group:
@@ -343,8 +349,9 @@ class RefhoundPlugin:
             for r in sorted(group, key=lambda r: r["nodeid"]):
                 if full or key == "allowed":
                     tr.write_line("  %s" % r["nodeid"])
-                    tr.write_line("    " + test_headline(r))
-                    for line in test_details(r, indent="    "):
+                    tr.write_line("    " + test_headline(r, color=paint))
+                    for line in test_details(r, indent="    ", color=paint, ascii=ascii,
+                                             sparklines=full):
                         tr.write_line(line)
                 else:
                     tr.write_line("  %s: %s" % (r["nodeid"], r.get("reason") or ""))

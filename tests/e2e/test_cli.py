@@ -1,12 +1,11 @@
-"""The command line: exit statuses, one-line errors, JSON, crashes, progress."""
+"""The command line: exit statuses, one-line errors, JSON, crashes (what it
+draws on a terminal: test_terminal.py)."""
 import json
-import os
-import pty
 import sys
 
 import pytest
 
-from support import IMMORTAL, build_zoo_case, cbuild, engine_path, run_refhound
+from support import IMMORTAL, build_zoo_case, cbuild, run_refhound
 
 PY = sys.executable
 
@@ -110,28 +109,3 @@ def test_demo_runs_the_bundled_example():
     # setup.py with a relative source path: resolved against the build dir).
     assert "src/demo/demo.c:12 in parse_items()" in out
     assert ">    12 |     PyObject *items = PyList_New(0);" in out
-
-
-def test_progress_line_on_a_terminal(tmp_path):
-    """On a tty, a live progress line is drawn on stderr and erased after."""
-    (tmp_path / "t.py").write_text("def f():\n    return [1, 2]\n")
-    env = dict(os.environ, PYTHONPATH=engine_path(PY))
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(str(tmp_path))
-        os.execve(PY, [PY, "-m", "refhound", "check", "t.py:f"], env)
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    _, status = os.waitpid(pid, 0)
-    text = b"".join(chunks).decode()
-    assert os.WEXITSTATUS(status) == 0
-    assert "refhound: t.py:f  warm-up 1" in text
-    assert "measuring" in text and "\r\x1b[K" in text
-    assert "verdict   \x1b[32;1mCLEAN" in text     # coloured on a terminal

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from support import IMMORTAL, engine_path, run_refhound
+from support import IMMORTAL, engine_path, plain_env, run_refhound
 
 PY = sys.executable
 
@@ -209,7 +209,7 @@ def test_loop_in_a_plain_python_program(tmp_path):
             _demo.parse_items()
         print(refhound._loop.results()[0].verdict)
     """)
-    env = {"PYTHONPATH": engine_path(PY)}
+    env = plain_env(PYTHONPATH=engine_path(PY))
     proc = subprocess.run([PY, "prog.py"], cwd=str(tmp_path), capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -225,7 +225,7 @@ def test_bad_loop_arguments():
                    "        refhound.loop(range(3), **bad)\n"
                    "    except ValueError as e:\n"
                    "        print('ValueError', e)\n"],
-        capture_output=True, text=True, env={"PYTHONPATH": engine_path(PY)}, timeout=60)
+        capture_output=True, text=True, env=plain_env(PYTHONPATH=engine_path(PY)), timeout=60)
     assert proc.stdout.splitlines() == [
         "ValueError refhound.loop: calls=0 must be at least 1",
         "ValueError refhound.loop: min-iterations=2 must be at least 3",

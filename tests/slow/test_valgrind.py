@@ -15,6 +15,9 @@ workers share one run):
                the right test
   check run    refhound.Checker inside a program under Valgrind: the
                per-iteration leak searches classify a per-call leak
+  simplejson   a real suite: test_dump of simplejson 3.19.3 (a reference
+               leak of the item tuples skipped under skipkeys) and of
+               4.0.1 (fixed), sources from PyPI built in build/pypi
 """
 import fcntl
 import glob
@@ -94,7 +97,7 @@ def _env(extra_path=()):
     return env
 
 
-def shared_run(name, args, extra_path=(), timeout=1200):
+def shared_run(name, args, extra_path=(), timeout=1200, cwd=ROOT):
     """Run `refhound valgrind --json` once per test session (xdist workers
     share it through a lock file); returns (exit status, JSON, its output)."""
     os.makedirs(OUT, exist_ok=True)
@@ -111,7 +114,7 @@ def shared_run(name, args, extra_path=(), timeout=1200):
             pass
         report = os.path.join(OUT, name + ".json")
         proc = run_refhound(sys.executable, ["valgrind", "--json", report] + args,
-                            cwd=ROOT, timeout=timeout, env=_env(extra_path))
+                            cwd=cwd, timeout=timeout, env=_env(extra_path))
         output = proc.stdout[-20000:] + proc.stderr[-20000:]
         try:
             with open(report) as fh:
@@ -416,3 +419,131 @@ def test_a_failing_clean_program_is_exit_3_with_zero_records():
     data = json.loads(proc.stdout)
     assert data["exit_status"] == 4 and data["verdict"] == "clean"
     assert data["errors"] == [] and data["leaks"] == [] and data["growth"] == []
+
+
+# ---------------------------------------------------------------------------
+# A real suite from PyPI: simplejson's test_dump
+
+sys.path.insert(0, CASES_DIR)
+import pypi  # noqa: E402
+
+PYPI = os.path.join(BUILD, "pypi")
+SIMPLEJSON = {"leaky": "3.19.3", "fixed": "4.0.1"}
+TEST_DUMP = "simplejson/tests/test_dump.py"
+STRINGIFY = TEST_DUMP + "::TestDump::test_stringify_key"
+
+
+def simplejson(which):
+    """The release's folder (built in place), or a skip when PyPI is out of reach."""
+    os.makedirs(PYPI, exist_ok=True)
+    with open(os.path.join(PYPI, "simplejson.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pypi.ensure_built("simplejson", SIMPLEJSON[which], PYPI)
+        except pypi.Unavailable as exc:
+            pytest.skip("simplejson %s from PyPI: %s" % (SIMPLEJSON[which], exc))
+
+
+def simplejson_run(which):
+    folder = simplejson(which)
+    status, data, output = shared_run(
+        "simplejson-" + which,
+        ["--", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
+         "--rootdir", ".", TEST_DUMP],
+        cwd=folder, timeout=3600)
+    assert data is not None, output[-3000:]
+    return folder, status, data, output
+
+
+def _tests_section(output):
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("tests ("))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  "))
+    return lines[start:end]
+
+
+@needs_valgrind
+def test_real_suite_leak_is_lost_memory_of_its_test_at_its_line():
+    # GIVEN simplejson 3.19.3, whose sorted skipkeys path drops the item
+    # tuple of every skipped key (pytest --refhound: +9 tuples per run of
+    # test_stringify_key, allocated at PyDict_Items in encoder_dict_iteritems)
+    folder, status, data, output = simplejson_run("leaky")
+    # THEN the leak is lost memory of that test, at that line, all 9 tuples
+    assert (status, data["verdict"]) == (1, "leak"), output[-3000:]
+    assert data["errors"] == []
+    leaks = data["leaks"]
+    assert {f["scope"] for f in leaks} == {STRINGIFY}, leaks
+    source = os.path.join(folder, "simplejson", "_speedups.c")
+    with open(source) as fh:
+        text = fh.read().splitlines()
+    start = text.index("encoder_dict_iteritems(PyEncoderObject *s, PyObject *dct)")
+    items_line = next(n for n in range(start, len(text))
+                      if "items = PyDict_Items(dct);" in text[n]) + 1
+    assert {(f["culprit"]["file"], f["culprit"]["function"]) for f in leaks} == \
+        {(source, "encoder_dict_iteritems")}
+    assert items_line in {f["culprit"]["line"] for f in leaks}
+    assert {f["class"] for f in leaks} == {"lost-in-scope"}
+    # tuples the leaking code took from CPython's free list keep the
+    # allocation stack of their first life: they are added as "reused"
+    blocks = sum(f["blocks"] + f.get("reused", {}).get("blocks", 0) for f in leaks)
+    nbytes = sum(f["bytes"] + f.get("reused", {}).get("bytes", 0) for f in leaks)
+    assert (blocks, nbytes) == (9, 9 * 56)
+    assert {f["reused"]["type"] for f in leaks if f.get("reused")} <= {"tuple"}
+
+
+@needs_valgrind
+def test_real_suite_counts_per_test_are_the_users_own():
+    folder, status, data, output = simplejson_run("leaky")
+    scopes = {s["name"]: s for s in data["scopes"]}
+    assert len(scopes) == 14
+    # memcheck itself counts hundreds of thousands of errors in some tests
+    # (the interpreter's small-int zero, handed to the parser), none of them
+    # the user's: a test's count is the user's errors, here none
+    assert max(s["memcheck_errors"] for s in scopes.values()) > 100000
+    assert {n: (s["errors"], s["leaks"]) for n, s in scopes.items()
+            if s["errors"] or s["leaks"]} == {STRINGIFY: (0, len(data["leaks"]))}
+    assert _tests_section(output) == [
+        "tests (14): 1 with errors or leaks in your code",
+        "  %s: %s" % (STRINGIFY, "1 leak" if len(data["leaks"]) == 1
+                      else "%d leaks" % len(data["leaks"]))]
+    assert "memcheck errors" not in output      # pytest's own per-test table is gone
+    # the noise is summarised once, with where it came from
+    noise = data["noise"]
+    (small,) = [g for g in noise["errors"] if g["hint"] == "small-int"]
+    assert small["occurrences"] > 100000 and "libpython" in small["object"]
+    assert output.count("CPython 3.11 reads the digit of a new zero int") == 1
+    # the reports in the parser's own code are set aside, not counted
+    assert data["set_aside"], output[-3000:]
+    assert {(os.path.basename(f["culprit"]["file"]), f["reason"]) for f in data["set_aside"]} \
+        == {("_speedups.c", "small-int")}
+    assert "run with --track-origins to tell for sure" in output
+    assert "_speedups" in " ".join(data["user_objects"])
+    assert "what memcheck cannot see" in output
+
+
+@needs_valgrind
+def test_real_suite_fixed_release_is_clean():
+    folder, status, data, output = simplejson_run("fixed")
+    assert (status, data["verdict"]) == (0, "clean"), output[-3000:]
+    assert data["errors"] == [] and data["leaks"] == []
+    assert all(s["errors"] == 0 and s["leaks"] == 0 for s in data["scopes"])
+    assert _tests_section(output)[0].endswith(": no errors or leaks in your code")
+
+
+def test_real_suite_leak_is_what_pytest_refhound_finds(tmp_path):
+    # The same leak as refhound's own counting sees it: 9 tuples per run.
+    folder = simplejson("leaky")
+    out = str(tmp_path / "refhound.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
+         "--rootdir", ".", "--refhound", "--refhound-json", out, STRINGIFY], cwd=folder,
+        capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, PYTHONPATH=engine_path(sys.executable)))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    with open(out) as fh:
+        suite = json.load(fh)
+    (result,) = [r for r in suite if r["target"] == STRINGIFY]
+    assert result["verdict"] == "leak"
+    objects = [(o["type"], o["count_per_call"]) for o in result["objects"]]
+    assert objects[0] == ("tuple", 9.0), objects
+    assert all(count < 1 for _, count in objects[1:]), objects     # pytest's own, fractional

@@ -46,7 +46,9 @@ def test_culprit_is_the_innermost_user_frame():
               fr("PyLong_FromLong", module="/usr/lib/libpython3.11.so.1.0"),
               fr("make_item", line=5), fr("leaky", line=21)]
     assert _attribution.culprit(frames) == 2
-    assert _attribution.culprit(frames[:2]) is None
+    # No user frame: the leak is in the interpreter, named there.
+    assert _attribution.culprit_frame(frames[:2]) == (1, "interpreter")
+    assert _attribution.culprit(frames[:1]) is None
     assert _attribution.culprit([]) is None
 
 
@@ -185,3 +187,169 @@ def test_symbolize_results_are_cached():
     assert _attribution.is_user_frame(first[0]) is False
     native = _attribution.native_frames([address], first_is_return=False)
     assert native[0]["address"] == address and native[0]["function"] == "PyList_New"
+
+
+# ---- the culprit rules -------------------------------------------------------------------------
+
+LIBPY311 = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+
+
+def ifr(function, file="/build/Python-3.11/Modules/_pickle.c", line=100, inlined=False,
+        address=0x2000):
+    return {"function": function, "module": LIBPY311, "file": file, "line": line,
+            "inlined": inlined, "address": address}
+
+
+def test_a_leak_in_the_interpreter_is_named_past_api_and_plumbing():
+    frames = [ifr("_PyType_AllocNoTrack", "Objects/typeobject.c", inlined=True),
+              ifr("PyType_GenericAlloc", "Objects/typeobject.c"), ifr("object_new"),
+              ifr("type_call"), ifr("_PyObject_MakeTpCall"), ifr("_PyEval_EvalFrameDefault"),
+              ifr("PyObject_GetAttr", "Objects/object.c"), ifr("load_build", line=6743),
+              ifr("load", line=6962)]
+    assert _attribution.culprit_frame(frames) == (7, "interpreter")
+    site = _attribution.site_dict(frames, [], 7)
+    assert site["culprit"]["function"] == "load_build" and site["culprit"]["line"] == 6743
+    assert site["culprit"]["reason"] == "allocated here and never released, in the interpreter"
+
+
+def test_headers_of_the_interpreters_own_build_tree_are_headers():
+    assert _attribution.is_header_frame(ifr("Py_INCREF", "/b/Python-3.11.7/Include/object.h",
+                                            inlined=True))
+    assert _attribution.is_header_frame(ifr("_Py_NewRef", "./Include/object.h"))
+    # A build whose DWARF lost its inlined functions: the eval loop's own
+    # writes stay its frames.
+    assert not _attribution.is_header_frame(ifr("_PyEval_EvalFrameDefault", "Include/object.h"))
+    assert not _attribution.is_header_frame(ifr("load_build"))
+
+
+def test_compiler_clones_are_named_as_their_function(monkeypatch):
+    monkeypatch.setattr(_attribution, "symbolize", lambda a, r=True: [ifr("load.lto_priv.0")])
+    assert _attribution.native_frames([1])[0]["function"] == "load"
+    monkeypatch.setattr(_attribution, "symbolize", lambda a, r=True: [ifr("f.constprop.0.isra.0")])
+    assert _attribution.native_frames([1])[0]["function"] == "f"
+
+
+@pytest.mark.parametrize("body, wrapper", [
+    ("static void *\nxmalloc(size_t n)\n{\n    void *p = PyMem_Malloc(n);\n    return p;\n}\n", True),
+    ("static char *\nxalloc(size_t n)\n{\n    char *p = PyMem_Malloc(n);\n    if (!p)\n"
+     "        PyErr_NoMemory();\n    return (char *)p;\n}\n", True),
+    ("static void *\nxmalloc(size_t n)\n{\n    return PyMem_Malloc(n);\n}\n", True),
+    ("static int\nparse(const char *s)\n{\n    PyObject *text = PyUnicode_FromString(s);\n"
+     "    if (text == NULL)\n        return -1;\n    return 0;\n}\n", False),
+])
+def test_allocation_wrappers_hand_their_block_to_the_caller(tmp_path, body, wrapper):
+    path = tmp_path / "w.c"
+    path.write_text(body)
+    line = next(n for n, t in enumerate(body.splitlines(), 1) if "Malloc" in t or "FromString" in t)
+    frames = [fr("inner", file=str(path), line=line), fr("caller", line=40)]
+    assert _attribution.returns_what_it_allocates(frames[0]) is wrapper
+    assert _attribution.skip_wrappers(frames, 0) == (1 if wrapper else 0)
+
+
+def test_a_wrapper_called_from_elsewhere_stays_the_culprit(tmp_path):
+    path = tmp_path / "w.c"
+    path.write_text("void *\nxmalloc(size_t n)\n{\n    void *p = PyMem_Malloc(n);\n    return p;\n}\n")
+    frames = [fr("xmalloc", file=str(path), line=4), ifr("cfunction_call")]
+    assert _attribution.skip_wrappers(frames, 0) == 0
+
+
+HEADER = os.path.join(PY_INCLUDE, "object.h")
+
+
+@pytest.mark.parametrize("frames, where, kind", [
+    ([fr("Py_INCREF", file=HEADER, inlined=True), fr("leaky")], 1, "incref"),
+    ([fr("Py_DECREF", file=HEADER, inlined=True), fr("Py_XDECREF", file=HEADER, inlined=True),
+      fr("leaky")], 2, "decref"),
+    # the write happened inside an API call: not the culprit's own
+    ([fr("Py_INCREF", file=HEADER, inlined=True), fr("PyList_Append", module=LIBPY),
+      fr("leaky")], 2, None),
+])
+def test_write_kind(frames, where, kind):
+    assert _attribution._write_kind(frames, where) == kind
+
+
+def ev(delta):
+    return {"delta": delta}
+
+
+@pytest.mark.parametrize("deltas, writes, owner, unpaired", [
+    # created, an extra INCREF, stored in a list (+1), released, the list freed (-1)
+    ([None, 1, 1, -1, -1], [(None, "f"), ("incref", "f"), (None, "PyList_Append"),
+                            ("decref", "f"), (None, "list_dealloc")], "f", [1]),
+    # created, stored, released, list freed: the reference made at birth leaks
+    ([None, 1, -1], [(None, "f"), (None, "PyList_Append"), (None, "list_dealloc")], "f", []),
+    # an INCREF by another function (a helper handing over a reference) is not direct
+    ([None, 1], [(None, "f"), ("incref", "helper")], "f", []),
+])
+def test_unpaired_increfs_of_a_new_object(deltas, writes, owner, unpaired):
+    assert _attribution.unpaired_increfs([ev(d) for d in deltas], writes, owner) == unpaired
+
+
+def test_a_frame_without_dwarf_names_symbol_module_and_how_to_get_lines():
+    frame = dict(fr("leaky", file=None, line=None), offset=0x2c,
+                 reason="no DWARF debug information for this module")
+    c = _attribution.culprit_dict(frame, "user", "allocated here and never released")
+    assert (c["function"], c["line"], c["symbol"]) == ("leaky", None, "leaky+0x2c")
+    assert "the line is not known" in c["reason"] and "rebuild the extension with -g" in c["reason"]
+    assert "/usr/lib/debug/.build-id" in c["reason"]
+
+
+def test_interpreter_modules_without_dwarf_point_at_the_debug_symbols():
+    hint = _attribution.stripped_hint(os.path.realpath(sys.executable))
+    assert "-dbg" in hint
+
+
+def test_noise_sites_are_not_sites(monkeypatch):
+    """No native frame, or fewer surviving blocks than one per iteration."""
+    stacks = {1: [fr("leaky", line=21)], 2: [{"function": None, "module": None}], 3: [fr("rare")]}
+    monkeypatch.setattr(_core, "sites", lambda a, b: (
+        [(1, 200, 6400, 200, None), (2, 50, 800, 50, None), (3, 1, 32, 1, None)], 0))
+    monkeypatch.setattr(_attribution, "describe_stack",
+                        lambda sid: (stacks[sid], [], 0 if stacks[sid][0]["module"] else None))
+    sites, _ = _attribution.leak_sites(10, 11, 200)
+    assert [s["function"] for s in sites] == ["leaky"]
+    assert sites[0]["culprit"]["reason"] == "allocated here and never released"
+
+
+def test_the_terminal_leads_a_site_with_its_culprit():
+    from refhound.report.terminal import site_lines
+    site = {"file": "/src/ext.c", "line": 26, "function": "store", "module": EXT,
+            "blocks_per_call": 1.0, "bytes_per_call": 32.0,
+            "culprit": {"file": "/src/ext.c", "line": 32, "function": "store", "module": EXT,
+                        "reason": "extra Py_INCREF never balanced"}}
+    lines = site_lines(site, "  ")
+    assert lines[0].startswith("  /src/ext.c:32 in store()  +1 blocks")
+    assert lines[1] == "    culprit: extra Py_INCREF never balanced"
+    assert lines[2] == "    allocated at /src/ext.c:26 in store()"
+    stripped = dict(site, culprit={"file": None, "line": None, "function": "leaky",
+                                   "module": EXT, "symbol": "leaky+0x2c",
+                                   "reason": "allocated here and never released; the line is "
+                                             "not known: rebuild the extension with -g"})
+    assert site_lines(stripped, "")[0].startswith("leaky+0x2c (%s) in leaky()" % EXT)
+
+
+def test_a_decrement_releases_the_increment_of_its_own_subtree():
+    """code.replace() under a refusing audit hook: the audit's argument
+    tuple takes a reference (built and freed inside PySys_Audit) after
+    _PyCode_GetCode returned one; the tuple's release balances its own."""
+    caller, audit, build, dealloc = 0x100, 0x200, 0x300, 0x400
+    got_code = ("write-in-getcode", 0x110, caller)          # returned to code_replace_impl
+    in_tuple = ("write-in-mkvalue", build, audit, 0x120, caller)
+    release = ("write-in-dealloc", dealloc, audit, 0x120, caller)
+    pool = {"python": [], "call": [("getcode", got_code)], "direct": [("mkvalue", in_tuple)]}
+    assert _attribution.released_increment(pool, release) == ("direct", 0)
+    # Nothing shared deeper than the caller: the newest reference a call
+    # returned, as before.
+    apart = ("write-elsewhere", 0x500, caller)
+    pool["direct"] = [("mkvalue", ("write-in-mkvalue", 0x600, caller))]
+    assert _attribution.released_increment(pool, apart) == ("call", 0)
+    # A deallocator releases what its container took: the direct increment.
+    assert _attribution.released_increment(pool, apart, dealloc=True) == ("direct", 0)
+    assert _attribution._in_deallocator([fr("Py_XDECREF", file=os.path.join(PY_INCLUDE,
+                                                                          "object.h")),
+                                         fr("tupledealloc", module="/usr/bin/python3.11")])
+    assert not _attribution._in_deallocator([fr("leaky")])
+    pool["python"] = [("eval", ("write-in-eval", 0x700))]
+    assert _attribution.released_increment(pool, release) == ("python", 0)
+    assert _attribution.released_increment({"python": [], "call": [], "direct": []},
+                                           release) is None

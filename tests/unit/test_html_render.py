@@ -175,6 +175,36 @@ def test_a_gc_blind_cycle_names_the_type_definition():
     assert "Instances allocated at /src/box.c:79 in leaky()" in text
 
 
+def test_the_culprit_and_its_reason_lead_each_site():
+    r = html_samples.result(iterations=10)
+    site = r["sites"][0]
+    # An error path: the culprit is the function that returned NULL, not the
+    # allocation line below it.
+    site["culprit"] = {"file": "/src/ext/mod.c", "line": 23, "function": "make_pair",
+                       "module": "/ext/mod.so",
+                       "reason": "returned NULL with an exception set, without releasing it"}
+    page = Page(render(r))
+    text = page.all_text()
+    assert ("Culprit: /src/ext/mod.c:23 in make_pair() \u2014 returned NULL with an exception "
+            "set, without releasing it") in text
+    assert len(page.find("p", class_="culpritreason")) == 1
+    assert "Allocated at /src/ext/mod.c:38 in leaky()" in text
+
+
+def test_a_culprit_without_a_line_names_module_and_symbol():
+    r = html_samples.result(iterations=10)
+    site = r["sites"][0]
+    site.update(file=None, line=None, source=[])
+    site["culprit"] = {"file": None, "line": None, "function": "leaky", "symbol": "leaky+0x1c",
+                       "module": "/ext/mod.so",
+                       "reason": "allocated here and never released; the line is not known: "
+                                 "rebuild the extension with -g"}
+    text = Page(render(r)).all_text()
+    assert "Culprit: leaky+0x1c (/ext/mod.so) in leaky()" in text
+    assert "the line is not known: rebuild the extension with -g" in text
+    assert "Allocated at" not in text
+
+
 def test_missing_and_odd_fields_do_not_break_the_page():
     minimal = {"target": "m:f", "verdict": "leak", "per_call": {"refs": 1.0}}
     assert "No samples in this result" in Page(render(minimal)).all_text()

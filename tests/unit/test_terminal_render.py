@@ -114,7 +114,7 @@ def test_gc_blind_cycle_names_the_type_definition_first():
 
 def test_error_report():
     lines = lines_of("error")
-    assert lines[1] == ("  verdict   ERROR: reference count falls call after call (an extra "
+    assert lines[1] == ("  verdict   ERROR: a reference count falls call after call (an extra "
                         "DECREF: this ends in a crash)")
     assert lines[2] == "  measured  8 iterations x 1 calls after 3 warm-up, 0.26 s"
     assert lines[5].split()[0] == "-1"
@@ -137,7 +137,7 @@ def test_clean_report_is_short():
 def test_inconclusive_with_a_note_points_to_it():
     lines = lines_of("inconclusive")
     assert lines[0] == "refhound check every_tenth in a short loop"
-    assert lines[1] == "  verdict   INCONCLUSIVE: no conclusion (see the note below)"
+    assert lines[1] == "  verdict   INCONCLUSIVE: no conclusion (see the notes)"
     assert lines[5].split()[:3] == ["+0.1", "+0.1", "+0.1"]
     assert lines[-1] == "  note: the loop ended after 60 bodies, before the check was sure"
 
@@ -147,7 +147,7 @@ def test_inconclusive_without_notes_asks_for_more_iterations():
     d["notes"] = []
     lines = render(Result.from_dict(d)).splitlines()
     assert lines[1] == ("  verdict   INCONCLUSIVE: a trend that is not significant yet: run "
-                        "with more --iterations")
+                        "with more iterations")
 
 
 def test_incomplete_check_says_why_and_shows_no_rates():
@@ -241,24 +241,3 @@ def test_progress_line_is_silent_when_not_a_terminal():
     line(INFO)
     line.clear()
     assert stream.getvalue() == ""
-
-
-def test_progress_line_redraws_in_place_and_clears():
-    stream = _Stream(True)
-    line = ProgressLine(stream)
-    line(INFO)
-    assert stream.getvalue() == ("\r\033[Krefhound: m:f  measuring 4 (x1000 calls)  "
-                                 "refs +2/call  1.2s")
-    line.clear()
-    assert stream.getvalue().endswith("\r\033[K")
-    before = stream.getvalue()
-    line.clear()                         # nothing shown: nothing to clear
-    assert stream.getvalue() == before
-
-
-def test_progress_line_can_be_forced_off_and_is_cut():
-    stream = _Stream(True)
-    ProgressLine(stream, enabled=False)(INFO)
-    assert stream.getvalue() == ""
-    ProgressLine(stream)(dict(INFO, target="x" * 300))
-    assert len(stream.getvalue()) == len("\r\033[K") + 160

@@ -147,7 +147,9 @@ RAW_LEAK = """{
 def test_a_leak_suppression_keeps_its_whole_stack():
     text = suppressions._generalise(RAW_LEAK, "Leak_DefinitelyLost")
     lines = text.splitlines()
-    assert lines[:4] == ["{", "   refhound-baseline", "   Memcheck:Leak",
+    # named after its top function: memcheck's counts of matched
+    # suppressions then say which noise the run had
+    assert lines[:4] == ["{", "   refhound-baseline:malloc", "   Memcheck:Leak",
                          "   match-leak-kinds: definite"]
     assert len([ln for ln in lines if ln.strip().startswith(("fun:", "obj:"))]) == 8
     assert lines[-1] == "}"
@@ -178,7 +180,8 @@ def test_suppressions_from_xml_without_duplicates(tmp_path):
     text += vgxml.error(3, "InvalidRead", "Invalid read", [vgxml.LIBPYTHON])   # none generated
     text += vgxml.FINISHED + vgxml.END
     found = suppressions.suppressions_from_xml([vgxml.write(tmp_path, text)])
-    assert len(found) == 1 and found[0].startswith("{\n   refhound-baseline\n   Memcheck:Cond")
+    assert len(found) == 1 and found[0].startswith("{\n   refhound-baseline:malloc\n   "
+                                                   "Memcheck:Cond")
 
 
 def test_count_of_a_suppression_file(tmp_path):
@@ -269,17 +272,44 @@ def test_rendered_summary_of_the_zoo_run():
     assert "  leak tests/zoo/every_tenth.c:28 in leaky, growing with the calls: 0.1 blocks, " \
            "6.7 bytes per call  [every_tenth:leaky]" in lines
     assert "one-time allocations in checked calls (not leaks): 1" in lines
-    assert "noise: 0 of 6 errors and 2 of 10 loss records had no frame in your code; " \
-           "19 suppressions (generated now)" in lines
-    assert lines[-1].startswith("note: process 7 ended without")
+    # the lists nested_list.c took from CPython's free list: memcheck has
+    # them under the stack of their first life (refhound's own searches)
+    assert "  leak tests/zoo/nested_list.c:38 in leaky, growing with the calls: 2 blocks, " \
+           "200 bytes per call  [nested_list:leaky]" in lines
+    assert "      68 allocated here; 12 more lists taken from CPython's free list keep the " \
+           "allocation stack of their first life" in lines
+    assert "noise, left out of the verdict: 0 errors (x0), 2 loss records" in lines
+    assert "  2 loss records from PyList_New in libpython3.11.so.1.0: objects reused from " \
+           "CPython's free list, added to the leak of the same type in your code above" in lines
+    assert "  suppressions: 19 generated for this interpreter now; 1 kind matched 1,351 " \
+           "times" in lines
+    assert "note: process 7 ended without memcheck's final report (killed?): its leaks at " \
+           "exit are missing" in lines
     assert "no memory errors or leaks" not in text
     assert "\033[" not in text
 
 
 def test_rendered_summary_of_a_pytest_run_names_the_tests():
     text = report.render(_summary("pytest"), root="/home/dev/refhound")
+    lines = text.splitlines()
     assert "  leak tests/zoo/new_object.c:21 in leaky, lost: 4 blocks, 128 bytes  " \
-           "[tests/valgrind_cases/sample_tests.py::test_leaks_ints]" in text.splitlines()
+           "[tests/valgrind_cases/sample_tests.py::test_leaks_ints]" in lines
+    # each test's count is the user's: errors and leaks in the user's code
+    t = "  tests/valgrind_cases/sample_tests.py::"
+    start = lines.index("tests (7): 6 with errors or leaks in your code")
+    assert lines[start + 1:start + 8] == [
+        t + "test_leaks_ints: 1 leak", t + "test_leaks_raw_buffers: 1 leak",
+        t + "test_leaks_lists: 2 leaks", t + "test_use_after_free: 1 error in your code (x2)",
+        t + "test_overflow: 1 error in your code", t + "test_double_free: 1 error in your code",
+        ""]
+    # the 9 errors of the interpreter and libc, once, with where they came from
+    start = lines.index("noise, left out of the verdict: 9 errors (x16), 0 loss records")
+    assert lines[start + 1:start + 3] == [
+        "  1 error x6 in libpython3.11.so.1.0 (_PyObject_FreeInstanceAttributes)",
+        "  1 error x3 in libc.so.6 (__wmemcmp_avx2_movbe): the C library's vectorised string "
+        "routines read whole words past the end of a block (harmless)"]
+    assert "  and 2 errors more (x2) elsewhere" in lines
+    assert lines[-len(_cannot_see()):] == _cannot_see()
 
 
 def test_rendered_summary_paths_outside_the_root_stay_absolute():
@@ -295,5 +325,29 @@ def test_rendered_summary_in_colour_and_when_clean():
     text = report.render(clean)
     assert text.splitlines()[0] == "refhound valgrind: CLEAN  (pool allocator, 2.0 s, " \
                                    "exit status 3)"
-    assert text.endswith("no memory errors or leaks in your code.\n")
-    assert "4 suppressions\n" in text
+    lines = text.splitlines()
+    assert lines[lines.index("noise: none left out") + 1:] == [
+        "  suppressions: 4 generated for this interpreter (cached); none matched",
+        "no memory errors or leaks in your code.", ""] + _cannot_see()
+
+
+@pytest.mark.parametrize("sup, line", [
+    ({"count": 19, "generated": True, "files": ["b"], "baseline": "b"},
+     "  suppressions: 19 generated for this interpreter now; none matched"),
+    ({"count": 0, "generated": False, "files": ["mine.supp"]},      # --no-baseline
+     "  suppressions: 1 file of yours; none matched"),
+    ({"count": 3, "generated": False, "files": ["b", "x.supp", "y.supp"], "baseline": "b"},
+     "  suppressions: 3 generated for this interpreter (cached), 2 files of yours; "
+     "none matched"),
+    ({"count": 0, "generated": False, "files": []}, "  suppressions: none"),
+])
+def test_rendered_suppressions_line(sup, line):
+    data = report.to_dict({"command": [], "allocator": "malloc", "exit_status": 0,
+                           "seconds": 1.0, "suppressions": sup}, classify.Analysis())
+    assert line in report.render(data).splitlines()
+
+
+def _cannot_see():
+    return ["what memcheck cannot see (`pytest --refhound` and `refhound check` count "
+            "references and objects and find these):"] + ["  - " + x
+                                                           for x in report.CANNOT_SEE]

@@ -26,7 +26,8 @@ def events(path):
 def test_saved_run_reads_as_one_process_in_file_order():
     evs = events(ZOO)
     kinds = collections.Counter(kind for kind, _ in evs)
-    assert kinds == {"process": 1, "message": 353, "error": 69, "finished": 1, "counts": 1}
+    assert kinds == {"process": 1, "message": 353, "error": 69, "finished": 1, "counts": 1,
+                     "suppcounts": 1}
     assert evs[0][0] == "process"
     order = [kind for kind, _ in evs if kind in ("finished", "counts")]
     assert order == ["finished", "counts"]

@@ -16,7 +16,7 @@ VALGRIND_CASES = [cbuild.parse_case(p) for p in
                   sorted(glob.glob(os.path.join(ROOT, "tests", "valgrind_cases", "*.c")))]
 KINDS = {"new-object", "error-path", "extra-incref", "existing-object-ref", "raw-buffer",
          "container-item", "dealloc", "gc-cycle", "intermittent", "proportional",
-         "over-decref"}
+         "over-decref", "wrapper", "extra-incref-new", "stripped"}
 
 
 def readme_table():
@@ -38,7 +38,7 @@ def readme_table():
 
 def test_the_zoo_is_all_there():
     names = [c["name"] for c in ZOO]
-    assert names == sorted(names) and len(names) == len(set(names)) == 21
+    assert names == sorted(names) and len(names) == len(set(names)) == 29
     assert {"new_object", "extra_decref", "gc_cycle_no_gc", "every_tenth"} <= set(names)
 
 
@@ -79,7 +79,7 @@ def test_the_figures_agree_with_each_other(case):
         assert e["refs"] >= e["objects"]               # each new object holds a reference
     if case["kind"] in ("extra-incref", "existing-object-ref"):
         assert (e["refs"], e["objects"], e["blocks"]) == (1, 0, 0)
-    if case["kind"] == "raw-buffer":
+    if case["kind"] in ("raw-buffer", "wrapper", "stripped"):
         assert (e["refs"], e["objects"], e["blocks"]) == (0, 0, 1)
     if case["kind"] == "over-decref":
         assert e["refs"] < 0 and e["objects"] == e["blocks"] == 0

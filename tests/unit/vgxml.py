@@ -122,3 +122,10 @@ def write(tmp_path, text, name="memcheck.100.xml"):
     path = tmp_path / name
     path.write_text(text)
     return str(path)
+
+
+def suppcounts(pairs):
+    """<suppcounts>: (name, count) pairs, as memcheck writes them at exit."""
+    return ("<suppcounts>\n" + "".join(
+        "  <pair>\n    <count>%d</count>\n    <name>%s</name>\n  </pair>\n" % (c, n)
+        for n, c in pairs) + "</suppcounts>\n\n")

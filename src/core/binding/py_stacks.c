@@ -61,6 +61,29 @@ static PyObject *py_sites(PyObject *mod, PyObject *args)
     return res;
 }
 
+/* freed_stacks() -> {stack id: blocks released} for the stacks some of
+ * whose blocks were released while recorded */
+static PyObject *py_freed_stacks(PyObject *mod, PyObject *unused)
+{
+    rh_freed_t *freed;
+    size_t n;
+    if (_rh_stacks_freed(&freed, &n) < 0)
+        return PyErr_NoMemory();
+    int engine = _rh_engine_enter();
+    PyObject *out = PyDict_New();
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        PyObject *k = PyLong_FromUnsignedLong(freed[i].stack);
+        PyObject *v = PyLong_FromLongLong(freed[i].freed);
+        if (k == NULL || v == NULL || PyDict_SetItem(out, k, v) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    free(freed);
+    _rh_engine_leave(engine);
+    return out;
+}
+
 /* stack(id) -> ([native return addresses], [(code or None, bytecode offset)]) */
 static PyObject *py_stack(PyObject *mod, PyObject *arg)
 {
@@ -266,6 +289,8 @@ PyMethodDef _rh_py_stacks_methods[] = {
     {"sites", py_sites, METH_VARARGS,
      "sites(first_epoch, last_epoch) -> ([(stack id, blocks, bytes, root blocks, sample "
      "object)], unattributed blocks)"},
+    {"freed_stacks", py_freed_stacks, METH_NOARGS,
+     "freed_stacks() -> {stack id: blocks released while recorded}"},
     {"stack", py_stack, METH_O, "stack(id) -> ([native addresses], [(code, offset)])"},
     {"stack_of", py_stack_of, METH_O, "stack_of(obj) -> stack id of its block, 0 if none"},
     {"symbols_have_dwarf", py_symbols_have_dwarf, METH_NOARGS,

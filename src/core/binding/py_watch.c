@@ -109,7 +109,57 @@ static PyObject *py_history(PyObject *mod, PyObject *args)
     return result;
 }
 
+/* returns(addresses, func, args, kwargs, calls=1) ->
+ *     {"hits": [(index, call, rax, rsp, raised)], "dropped": n} or {"error": reason}
+ * An execute breakpoint on each instruction (the instruction after a call:
+ * rax is what the callee returned; raised is 1 when it left an exception
+ * set, 0 when not, -1 unknown). */
+static PyObject *py_returns(PyObject *mod, PyObject *args)
+{
+    PyObject *addresses, *func, *fargs, *fkwargs;
+    Py_ssize_t calls = 1;
+    if (!PyArg_ParseTuple(args, "O!OO!O|n", &PyList_Type, &addresses, &func, &PyTuple_Type,
+                          &fargs, &fkwargs, &calls))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(addresses);
+    if (n < 1 || n > RH_MAX_WATCH || calls < 1) {
+        PyErr_Format(PyExc_ValueError, "returns: 1 to %d addresses, calls >= 1", RH_MAX_WATCH);
+        return NULL;
+    }
+    uintptr_t addrs[RH_MAX_WATCH];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        addrs[i] = (uintptr_t)PyLong_AsUnsignedLong(PyList_GET_ITEM(addresses, i));
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    rh_exec_hits_t out;
+    if (_rh_watch_returns(addrs, (int)n, func, fargs, fkwargs == Py_None ? NULL : fkwargs, calls,
+                          4096, &out) < 0)
+        return NULL;            /* the target's exception propagates */
+    if (out.error != NULL)
+        return Py_BuildValue("{s:s}", "error", out.error);
+    int engine = _rh_engine_enter();
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; list != NULL && i < out.nhits; i++) {
+        const rh_exec_hit_t *h = &out.hits[i];
+        PyObject *item = Py_BuildValue("(IIkki)", h->which, h->call, (unsigned long)h->rax,
+                                       (unsigned long)h->rsp, (int)h->raised);
+        if (item == NULL || PyList_Append(list, item) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(item);
+    }
+    PyObject *result = list == NULL ? NULL
+        : Py_BuildValue("{s:N,s:n}", "hits", list, "dropped", (Py_ssize_t)out.dropped);
+    _rh_engine_leave(engine);
+    _rh_exec_hits_release(&out);
+    return result;
+}
+
 PyMethodDef _rh_py_watch_methods[] = {
+    {"returns", py_returns, METH_VARARGS,
+     "returns(addresses, func, args, kwargs, calls=1): call func with an execute breakpoint on "
+     "each instruction; -> {'hits': [(index, call, rax, rsp, raised)], 'dropped': n} or "
+     "{'error': reason}"},
     {"history", py_history, METH_VARARGS,
      "history(address, func, args, kwargs, max_calls=10): follow every write to the refcount "
      "of an object allocated from the call site at `address`, from its birth"},

@@ -147,16 +147,28 @@ def end(scope, collect=True):
     return scope.end(collect=collect)
 
 
+UNFILTERED_NOTE = ("memcheck's own counts over the scope, the interpreter's noise included; "
+                   "the report of `refhound valgrind` has the errors and leaks in your code")
+
+
+def unfiltered(info):
+    """A scope's figures for a report that is not the launcher's (a pytest
+    user property, Result.valgrind): every count named as memcheck's own,
+    so that no one reads "errors": 700000 as errors of the user's."""
+    out = {"name": info.get("name"), "note": UNFILTERED_NOTE}
+    for key, value in info.items():
+        if key != "name":
+            out["memcheck_" + key] = value
+    return out
+
+
 def attach(scope, result):
     """Close a check's scope and put its figures on the Result (as
-    result.valgrind, also in its JSON)."""
+    result.valgrind, also in its JSON), named as memcheck's own."""
     info = end(scope, collect=False)
     if info is not None and result is not None:
-        info = dict(info)
-        info["note"] = ("memcheck figures for this check; `refhound valgrind` names the "
-                        "records and their lines")
         try:
-            result.valgrind = info
+            result.valgrind = unfiltered(info)
         except AttributeError:
             pass
     return info

@@ -4,11 +4,16 @@
 refhound._valgrind.pytest_scopes) so that every memcheck error and leak
 record is tied to the test that caused it; it does nothing when the
 process does not run under Valgrind.  The scope opens before the test's
-setup and closes after its teardown (fixture leaks belong to the test);
-its figures (errors, lost and reachable blocks gained) are put on the
-test's reports as the user property "refhound_valgrind" (JUnit XML shows
-them) and, when a test had memcheck errors, in a line of the terminal
-summary.
+setup and closes after its teardown (fixture leaks belong to the test).
+
+It prints nothing: inside the process only memcheck's own counts are
+known, the interpreter's noise included (a suite that parses numbers can
+make hundreds of thousands of "errors" no line of the user's causes), and
+a count that contradicts the verdict is worse than none.  `refhound
+valgrind` reads the records, keeps those in the user's code and reports
+each test's count.  The raw figures are kept, under names that say what
+they are, as the user property "refhound_valgrind" of the test's reports
+(JUnit XML shows them).
 
 The pytest plugin of refhound (pytest --refhound) may call
 refhound._valgrind.begin/end itself; begin() with the name of the scope
@@ -16,10 +21,9 @@ already open returns None, so nesting them is harmless.
 """
 import pytest
 
-from . import begin, end, running
+from . import begin, end, running, unfiltered
 
 _scopes = {}
-_with_errors = []
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -35,14 +39,4 @@ def pytest_runtest_teardown(item, nextitem):
     scope = _scopes.pop(item.nodeid, None)
     info = end(scope)
     if info is not None:
-        item.user_properties.append(("refhound_valgrind", dict(info)))
-        if info.get("errors"):
-            _with_errors.append((item.nodeid, info["errors"]))
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not _with_errors:
-        return
-    terminalreporter.section("refhound: memcheck errors per test")
-    for nodeid, n in _with_errors:
-        terminalreporter.write_line("%s: %d memcheck error%s" % (nodeid, n, "" if n == 1 else "s"))
+        item.user_properties.append(("refhound_valgrind", unfiltered(info)))

@@ -35,7 +35,8 @@ import tempfile
 from .xmlparse import read_events
 
 ERROR_FRAMES = 6
-FORMAT = 4               # bump when the way files are generated changes
+FORMAT = 5               # bump when the way files are generated changes
+NAME = "refhound-baseline"
 
 _PROBE = r"""
 import json, os, sys, sysconfig
@@ -141,8 +142,10 @@ _FRAME_RE = re.compile(r"^\s*(fun:|obj:|src:|\.\.\.)")
 
 
 def _generalise(raw, kind):
-    """Name a generated suppression; cut error suppressions to their top
-    frames (leak suppressions keep their whole stack)."""
+    """Name a generated suppression after its top function (memcheck's
+    <suppcounts> then say which kinds of noise matched); cut error
+    suppressions to their top frames (leak suppressions keep their whole
+    stack)."""
     lines = [ln.rstrip() for ln in raw.strip().splitlines()]
     if len(lines) < 4 or lines[0] != "{" or lines[-1] != "}":
         return None
@@ -153,7 +156,9 @@ def _generalise(raw, kind):
         return None
     if kind is not None and not kind.startswith("Leak_"):
         frames = frames[:ERROR_FRAMES]
-    return "\n".join(["{", "   refhound-baseline"] + head + frames + ["}"])
+    top = next((ln.strip()[4:] for ln in frames if ln.strip().startswith("fun:")), "")
+    name = "%s:%s" % (NAME, top) if top else NAME
+    return "\n".join(["{", "   " + name] + head + frames + ["}"])
 
 
 def suppressions_from_xml(paths):

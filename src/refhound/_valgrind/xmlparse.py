@@ -15,6 +15,9 @@ yields, in file order:
     ("finished", None)                     <status> FINISHED: what follows
                                            is the leak search at exit
     ("counts", {unique: count})            <errorcounts>
+    ("suppcounts", {name: count})          <suppcounts>: how often each
+                                           suppression matched (summed
+                                           over suppressions of one name)
     ("truncated", reason)                  the file ends early (the process
                                            was killed or is still running)
 
@@ -274,6 +277,13 @@ def read_events(path):
                     if u and c and c.isdigit():
                         counts[u] = int(c)
                 yield ("counts", counts)
+            elif tag == "suppcounts":
+                used = {}
+                for pair in el.findall("pair"):
+                    name, c = _text(pair, "name"), _text(pair, "count")
+                    if name and c and c.isdigit():
+                        used[name] = used.get(name, 0) + int(c)
+                yield ("suppcounts", used)
     except OSError as exc:
         if not announced:
             yield ("process", dict(proc))

@@ -1,6 +1,4 @@
 """refhound demo — check the bundled example extension and show the reports."""
-import sys
-
 from ..cli import EXIT_CLEAN
 
 
@@ -11,22 +9,27 @@ def add_parser(sub):
 
 def run(args):
     from .._child import run_in_child
-    return run_in_child(lambda: _demo(args))
+    return run_in_child(lambda: _demo(args), what="the demo")
 
 
 def _demo(args):
-    from .. import _core
+    from .. import _child, _core
     from ..api import Checker
-    from ..report.terminal import ProgressLine, render
+    from ..options import Options
+    from ..report.terminal import ProgressLine, render_for
 
     _core.start()
     from .. import _demo as demo
 
-    progress = ProgressLine(enabled=False if args.no_progress else None)
-    checker = Checker(progress=progress)
-    print("refhound demo: checking three functions of the bundled extension refhound._demo\n")
+    out = _child.stdout()
+    options = Options()
+    progress = ProgressLine(stream=_child.stderr(), enabled=False if args.no_progress else None,
+                            options=options)
+    checker = Checker(progress=progress, **options.to_dict())
+    out.write("refhound demo: checking three functions of the bundled extension "
+              "refhound._demo\n\n")
     for name in ("parse_items", "tag_none", "checksum"):
         result = checker.run(getattr(demo, name), (), {}, "refhound._demo:" + name)
         progress.clear()
-        sys.stdout.write(render(result, color=sys.stdout.isatty()) + "\n")
+        out.write(render_for(result, out) + "\n")
     return EXIT_CLEAN

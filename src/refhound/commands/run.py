@@ -4,13 +4,15 @@ refhound.loop(...) are checked, and their verdicts decide the exit status.
 
 Exit status: 0 every checked loop is clean (or the program marks none),
 1 a loop leaks or drops references (or stays inconclusive with --strict),
-2 bad usage, 3 the program raised, exited with a non-zero status or crashed.
+2 bad usage, 3 the program raised, exited with a non-zero status, crashed,
+ended the process itself (os._exit) or ran past --timeout.
 """
 import argparse
 import os
 import sys
 
 from ..cli import EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, EXIT_USAGE, fail_usage
+from ..options import add_arguments
 
 
 def add_parser(sub):
@@ -18,7 +20,10 @@ def add_parser(sub):
         "run", help="run a program with tracking on; check its refhound.loop() bodies",
         description="Run a Python program as `python SCRIPT` or `python -m MODULE` would, with "
                     "refhound tracking on before its first import.  Loop bodies marked with "
-                    "refhound.loop(...) are leak-checked; their reports go to stderr.")
+                    "refhound.loop(...) are leak-checked; their reports go to stderr.",
+        epilog="exit status: 0 every checked loop is clean, 1 a loop leaks, 2 bad usage, "
+               "3 the program failed (it raised, exited with a non-zero status, crashed, "
+               "ended the process or ran past --timeout)")
     r.add_argument("-m", dest="module_args", nargs=argparse.REMAINDER, metavar="MODULE [ARGS]",
                    help="run a module as a script, like python -m (the rest of the line is "
                         "its arguments)")
@@ -31,6 +36,7 @@ def add_parser(sub):
                    help="no loop reports, only the summary line and the exit status")
     r.add_argument("--strict", action="store_true",
                    help="exit 1 when a loop's check stays inconclusive")
+    add_arguments(r, names=("timeout",))
     r.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT.py [ARGS]",
                    help="the script and its arguments (with -m: the module's arguments)")
 
@@ -57,7 +63,8 @@ def run(args):
         if not all(part.isidentifier() for part in args.module.split(".")):
             return fail_usage("%r is not a module name" % args.module)
     from .._child import run_in_child
-    return run_in_child(lambda: _run(args, argv))
+    what = "the program %s" % (args.module if args.module is not None else argv[0])
+    return run_in_child(lambda: _run(args, argv), timeout=args.timeout, what=what)
 
 
 def _run(args, argv):
@@ -65,7 +72,7 @@ def _run(args, argv):
     import runpy
     import traceback
 
-    from .. import _core, _loop
+    from .. import _child, _core, _loop
 
     _core.start()   # before the program's first import
     _loop.DEFAULT_REPORT = not args.quiet
@@ -91,11 +98,11 @@ def _run(args, argv):
         if code not in (None, 0):
             failed = "the program exited with status %s" % (code,)
             if not isinstance(code, int):
-                sys.stderr.write("%s\n" % (code,))
+                _child.stderr().write("%s\n" % (code,))
     except KeyboardInterrupt:
         raise
     except BaseException:
-        traceback.print_exc()
+        traceback.print_exc(file=_child.stderr())
         failed = "the program raised (traceback above)"
     checks = _loop.finish_all()
     return _summary(args, checks, failed)
@@ -103,6 +110,9 @@ def _run(args, argv):
 
 def _summary(args, checks, failed):
     import json
+
+    from .. import _child
+    out, err = _child.stdout(), _child.stderr()
 
     entries = []
     found = inconclusive = 0
@@ -116,7 +126,7 @@ def _summary(args, checks, failed):
     if args.json:
         text = json.dumps(entries, indent=2)
         if args.json == "-":
-            sys.stdout.write(text + "\n")
+            out.write(text + "\n")
         else:
             try:
                 with open(args.json, "w") as f:
@@ -128,16 +138,16 @@ def _summary(args, checks, failed):
         if not write_report(args.html, entries, None if args.quiet else sys.stderr):
             return EXIT_USAGE
     if not checks:
-        sys.stderr.write("refhound run: the program marks no loop with refhound.loop(); "
+        err.write("refhound run: the program marks no loop with refhound.loop(); "
                          "nothing was checked\n")
     else:
         verdicts = ", ".join(
             "%s %s" % (c.name, c.result.verdict if c.result is not None else "unchecked")
             for c in checks)
-        sys.stderr.write("refhound run: %d loop%s checked: %s\n"
+        err.write("refhound run: %d loop%s checked: %s\n"
                          % (len(checks), "" if len(checks) == 1 else "s", verdicts))
     if failed:
-        sys.stderr.write("refhound run: %s\n" % failed)
+        err.write("refhound run: %s\n" % failed)
         return EXIT_TARGET
     if found or (args.strict and inconclusive):
         return EXIT_FOUND

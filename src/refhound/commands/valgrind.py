@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from ..cli import (EXIT_CLEAN, EXIT_FOUND, EXIT_TARGET, EXIT_USAGE, fail_usage,
-                   non_negative_int, positive_int, write_json)
+                   positive_int, whole_number, MAX_WHOLE, write_json)
 
 
 def add_parser(sub):
@@ -28,7 +28,7 @@ def add_parser(sub):
                         "pool: refhound's pool allocator, each object announced to memcheck "
                         "with mempool client requests (same findings; see docs/valgrind.md "
                         "for how the two compare)")
-    v.add_argument("--quarantine", type=non_negative_int, default=None, metavar="BYTES",
+    v.add_argument("--quarantine", type=whole_number(0, MAX_WHOLE), default=None, metavar="BYTES",
                    help="bytes of freed pool blocks held back before reuse, to catch use after "
                         "free (default: memcheck's --freelist-vol, 20000000, plus 5%%)")
     v.add_argument("--json", metavar="FILE", help="write the summary as JSON ('-' for stdout)")
@@ -36,7 +36,7 @@ def add_parser(sub):
     v.add_argument("--user", action="append", default=[], metavar="GLOB",
                    help="only frames whose object or source path matches GLOB are your code "
                         "(repeatable; default: everything but the interpreter, system "
-                        "libraries, Valgrind and refhound)")
+                        "libraries, Valgrind and refhound; site-packages is yours)")
     v.add_argument("--not-user", action="append", default=[], metavar="GLOB",
                    help="frames matching GLOB are not your code (repeatable)")
     v.add_argument("--suppressions", action="append", default=[], metavar="FILE",
@@ -54,8 +54,9 @@ def add_parser(sub):
                    help="also record possibly lost and still reachable blocks, so growth of "
                         "referenced memory is reported per test (much bigger output)")
     v.add_argument("--track-origins", action="store_true",
-                   help="memcheck --track-origins=yes (where uninitialised values come from; "
-                        "slower)")
+                   help="memcheck --track-origins=yes: where uninitialised values come from, "
+                        "which tells the interpreter's (CPython 3.11's small-int zero) from "
+                        "yours for sure (about 1.7x slower)")
     v.add_argument("--trace-children", action="store_true",
                    help="follow programs the command executes (memcheck --trace-children=yes)")
     v.add_argument("--xml-dir", metavar="DIR",
@@ -183,7 +184,8 @@ def _run(args, plan, valgrind, xml_dir, launcher, report, suppressions, UserFilt
         if stream is None:
             return EXIT_USAGE
     if not args.quiet:
-        stream.write(report.render(data, color=stream.isatty(), root=os.getcwd()))
+        from ..report.terminal import use_color
+        stream.write(report.render(data, color=use_color(stream), root=os.getcwd()))
     if args.html:
         from ..report.html import write_report
         if not write_report(args.html, data, None if args.quiet else stream):

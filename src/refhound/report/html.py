@@ -22,6 +22,7 @@ import sys
 
 from .html_assets import CSP, CSS, ERROR_TRAP, SCRIPT
 from .svg import W, bar_chart, esc, fmt_exact, fmt_num, line_chart, median, theil_sen
+from .verdict_text import VERDICT_TEXT, summary_text
 
 SAMPLE_ROWS = 40        # rows of the exact-figures table
 MAX_SITES = 10
@@ -40,13 +41,6 @@ RATE_KEYS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", 
 RATE_LABELS = {"refs": "refs", "objects": "objects", "blocks": "blocks", "bytes": "bytes",
                "native_bytes": "native bytes", "rss_bytes": "RSS bytes", "fds": "fds"}
 
-VERDICT_TEXT = {
-    "leak": "grows call after call",
-    "error": "a reference count falls call after call (an extra DECREF: this ends in a crash)",
-    "clean": "nothing grows",
-    "inconclusive": "a trend that is not significant yet: run with more iterations",
-    None: "not checked",
-}
 TREND_HELP = ("the trend test (Mann-Kendall) on the measured samples: growing or falling "
               "when significant (p shown); flat, noise or unclear when not")
 FLAGGED = ("leak", "error", "fixture", "inconclusive", "bad-marker")
@@ -247,6 +241,9 @@ def _where(site):
     file, line = c.get("file"), c.get("line")
     if file:
         return "%s:%s" % (file, line if line is not None else "?")
+    if c.get("symbol"):
+        # No line to know (no DWARF): the function by symbol+offset, the module.
+        return "%s (%s)" % (c["symbol"], c.get("module") or "?")
     return c.get("module") or c.get("object") or "(no frame in your code)"
 
 
@@ -437,6 +434,15 @@ def site_html(site, number, anchor="", open_stack=False):
             % (esc(anchor), esc(number), esc(_where(site)), esc(_where(site)), what,
                esc(", ".join(rates) + (" per call" if rates else ""))))
     out = ['<div class="site">', head]
+    culprit = site.get("culprit") if isinstance(site.get("culprit"), dict) else None
+    if culprit and culprit.get("reason"):
+        out.append('<p class="culpritreason">Culprit: %s</p>' % esc(culprit["reason"]))
+        if site.get("file") and not site.get("allocated_at") and (
+                (culprit.get("file"), culprit.get("line")) != (site.get("file"), site.get("line"))):
+            out.append('<p>Allocated at <span class="loc">%s:%s</span>%s</p>'
+                       % (esc(site["file"]), esc(site.get("line")),
+                          " in <code>%s()</code>" % esc(site["function"])
+                          if site.get("function") else ""))
     if site.get("reason"):
         out.append('<p class="reason">%s</p>' % esc(site["reason"]))
     if site.get("allocated_at"):
@@ -687,12 +693,7 @@ def _verdict_badge(verdict):
 
 
 def _summary_text(result):
-    verdict = result.get("verdict")
-    if result.get("incomplete"):
-        return "could not conclude: %s" % result["incomplete"]
-    if verdict == "inconclusive" and result.get("notes"):
-        return "no conclusion (see the notes)"
-    return VERDICT_TEXT.get(verdict, str(verdict))
+    return summary_text(result.get("verdict"), result.get("incomplete"), result.get("notes"))
 
 
 def _top_site(result):
@@ -733,8 +734,11 @@ def result_body(result, prefix="r", heading=2, toc_out=None):
         out.append(_per_call_table(result))
     anchor, top = _top_site(result)
     if top is not None:
+        c = top.get("culprit") if isinstance(top.get("culprit"), dict) else {}
         out.append('<p class="culpritline">Culprit: <a href="#%s-%s"><span class="where">%s'
-                   '</span></a> %s</p>' % (esc(prefix), anchor, esc(_where(top)), _what(top)))
+                   '</span></a> %s%s</p>' % (esc(prefix), anchor, esc(_where(top)), _what(top),
+                                             ' <span class="muted">&mdash; %s</span>'
+                                             % esc(c["reason"]) if c.get("reason") else ""))
     objs = [o for o in result.get("objects") or [] if isinstance(o, dict)]
     if objs:
         out.append("<p>Leaking types: %s</p>" % ", ".join(

@@ -69,7 +69,7 @@ padding:10px 14px;margin:10px 0;background:#fff}
 .site.merr{border-left-color:var(--error)}
 .site figure.chartbox{max-width:520px}
 .rank{display:inline-block;min-width:22px;color:var(--muted)}.kind{color:var(--error);
-font-weight:700}.reason{color:#5a4500;margin:4px 0}.history{margin:4px 0}
+font-weight:700}.reason{color:#5a4500;margin:4px 0}.culpritreason{font-weight:600;margin:4px 0}.history{margin:4px 0}
 .source{border:1px solid var(--line);border-radius:4px;margin:8px 0;overflow-x:auto;
 background:#fbfbfc}.srcfile{font:12px ui-monospace,monospace;color:var(--muted);
 padding:3px 8px;border-bottom:1px solid #eceef2}

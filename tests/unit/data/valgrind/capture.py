@@ -1,6 +1,7 @@
 """Regenerate the saved memcheck XML of tests/unit (run by hand, rarely).
 
-    python3 tests/unit/data/valgrind/capture.py
+    python3 tests/unit/data/valgrind/capture.py              # zoo, pytest, check
+    python3 tests/unit/data/valgrind/capture.py simplejson   # the real suite only
 
 Builds the cases below with tests/cbuild.py, runs three programs under
 `refhound valgrind --xml-dir` (Valgrind and its headers needed, about two
@@ -15,6 +16,10 @@ minutes) and writes here, trimmed:
                own iteration markers)
   interpreter.json   what the launcher learnt about the interpreter (the
                user-frame filter needs it)
+  simplejson_dump.xml  a real suite: pytest on test_dump.py of simplejson
+               3.19.3 (its source from PyPI, built in place in
+               build/pypi), the per-test scopes plugin loaded; needs the
+               network the first time
 
 Trimming keeps every element and its order; it only cuts each stack to its
 first FRAMES frames (the JSON report shows 12) and rewrites the machine's
@@ -31,7 +36,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 FRAMES = 12
 CHECKOUT = "/home/dev/refhound"
 MODULES = CHECKOUT + "/build/modules"
@@ -80,7 +85,25 @@ def trim(src, dst, tmp):
         fh.write(rewrite("".join(out), tmp))
 
 
-def main():
+SIMPLEJSON = ("simplejson", "3.19.3")
+
+
+def capture_simplejson(tmp):
+    sys.path.insert(0, os.path.join(ROOT, "tests", "valgrind_cases"))
+    import pypi
+    folder = pypi.ensure_built(SIMPLEJSON[0], SIMPLEJSON[1], os.path.join(ROOT, "build", "pypi"))
+    env = dict(os.environ, REFHOUND_CACHE_DIR=os.path.join(tmp, "cache"),
+               PYTHONPATH=os.path.join(ROOT, "src"))
+    xml_dir = os.path.join(tmp, "simplejson")
+    subprocess.run([sys.executable, "-m", "refhound", "valgrind", "--xml-dir", xml_dir, "--",
+                    sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c",
+                    os.devnull, "--rootdir", ".", "simplejson/tests/test_dump.py"],
+                   cwd=folder, env=env, check=False)
+    (xml,) = [f for f in os.listdir(xml_dir) if f.endswith(".xml")]
+    trim(os.path.join(xml_dir, xml), os.path.join(HERE, "simplejson_dump.xml"), tmp)
+
+
+def main(which=()):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     sys.path.insert(0, os.path.join(ROOT, "src"))
     import cbuild
@@ -88,6 +111,10 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="refhound-capture-")
     try:
+        if "simplejson" in which:
+            capture_simplejson(tmp)
+            if list(which) == ["simplejson"]:
+                return
         modules = os.path.join(tmp, "modules")
         for case in CASES:
             cbuild.build_extension(os.path.join(ROOT, case), modules)
@@ -115,4 +142,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
