@@ -1,4 +1,5 @@
-"""Build the C engine (refhound._core) and the bundled demo extension.
+"""Build the C engine (refhound._core), the bundled demo extension and the
+preload library (refhound._preload, src/preload).
 
 Everything else about the package lives in pyproject.toml.  The engine is
 one extension built from every file in src/core and src/core/binding;
@@ -73,6 +74,16 @@ setup(
             "refhound._demo",
             sources=["src/demo/demo.c"],
             extra_compile_args=["-O0", "-g"],
+        ),
+        # The preload library of `refhound run --preload` (LD_PRELOAD: malloc & co.
+        # for a whole process); never imported.  -O2 so every entry point ends in a
+        # tail call and leaves no frame in the recorded stacks.
+        Extension(
+            "refhound._preload",
+            sources=["src/preload/preload.c"],
+            extra_compile_args=["-O2", "-g", "-fvisibility=hidden", "-foptimize-sibling-calls",
+                                "-Wall", "-Wextra", "-std=gnu11"],
+            libraries=["dl"],
         ),
     ],
 )

@@ -1,8 +1,16 @@
-"""Wall time of a real extension's test suite under pytest --refhound and its peers.
+"""Wall time of real extensions' test suites under pytest --refhound and its peers.
 
-The suite is msgpack's own (the sdist ships test/; the C extension
-msgpack/_cmsgpack.c, Cython-generated, is compiled here with tests/cbuild.py
-at -O2).  Every mode runs the whole suite in a fresh `python -m pytest`,
+The suites are the packages' own, from their PyPI sdists (each ships its
+tests), their C extensions compiled here with tests/cbuild.py at -O2:
+
+    msgpack 1.2.4       test/              (Cython-generated _cmsgpack.c)
+    markupsafe 3.0.4    tests/             (_speedups.c)
+    simplejson 4.3.0    simplejson/tests/  (_speedups.c; unittest classes)
+    bitarray 3.12.3     bitarray/test_*.py (_bitarray.c, _util.c; unittest
+                                            classes) -- held out: never used
+                                            while tuning the screen
+
+Every mode runs a whole suite in a fresh `python -m pytest`,
 plugin autoloading off and each tool's plugin named with -p, modes
 interleaved round after round in a shuffled order so that the load of other
 processes falls on all of them alike:
@@ -21,12 +29,14 @@ processes falls on all of them alike:
                                                tracking per test, no leak verdict)
     refhound-n2  pytest --refhound -n 2       (with --xdist)
 
-    python3 bench/pytest_suite.py                    # 3 rounds, ~10 min on 2 cores
-    python3 bench/pytest_suite.py --rounds 1 --modes plain refhound
+    python3 bench/pytest_suite.py --xdist            # every suite, 3 rounds
+    python3 bench/pytest_suite.py --rounds 1 --suites markupsafe --modes plain refhound
 
-Prints a table of medians and ratios to plain; writes
-bench/results/pytest_suite.json.  Needs pip access once (the sdist is kept
-in build/bench/), pytest-memray and pytest-xdist.
+Prints a table of medians and ratios to plain per suite, with the
+distribution of refhound's own time per test (median, p90, max: the
+`seconds` of each test's check in --refhound-json); writes
+bench/results/pytest_suite.json.  Needs pip access once (the sdists are
+kept in build/bench/), pytest-memray and pytest-xdist.
 """
 import argparse
 import datetime
@@ -47,7 +57,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 BUILD = os.path.join(ROOT, "build", "bench")
-PACKAGE, VERSION = "msgpack", "1.2.4"
+# name: (version, [(C file, output folder, include folders)], test paths,
+#        ini text, held out)
+SUITES = {
+    "msgpack": ("1.2.4", [("msgpack/_cmsgpack.c", "msgpack", ["."])], ["test"],
+                "[pytest]\n", False),
+    "markupsafe": ("3.0.4", [("src/markupsafe/_speedups.c", "src/markupsafe", [])], ["tests"],
+                   "[pytest]\npythonpath = src\n", False),
+    "simplejson": ("4.3.0", [("simplejson/_speedups.c", "simplejson", ["simplejson"])],
+                   ["simplejson/tests"], "[pytest]\n", False),
+    "bitarray": ("3.12.3", [("bitarray/_bitarray.c", "bitarray", ["bitarray"]),
+                            ("bitarray/_util.c", "bitarray", ["bitarray"])],
+                 ["bitarray/test_bitarray.py", "bitarray/test_util.py",
+                  "bitarray/test_bitfields.py"], "[pytest]\n", True),
+}
 
 MODES = {
     "plain": [],
@@ -64,45 +87,59 @@ DEFAULT_MODES = ["plain", "refhound", "leaks-5:4", "memray"]
 # The suite
 
 
-def prepare_suite():
-    """Download (once) and unpack the sdist, compile its extension; -> folder."""
+def prepare_suite(name):
+    """Download (once) and unpack the sdist, compile its extensions; -> folder."""
+    version, extensions, _, ini_text, _ = SUITES[name]
     os.makedirs(BUILD, exist_ok=True)
-    tarball = os.path.join(BUILD, "%s-%s.tar.gz" % (PACKAGE, VERSION))
+    tarball = os.path.join(BUILD, "%s-%s.tar.gz" % (name, version))
     if not os.path.exists(tarball):
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:",
-                        "--no-deps", "-d", BUILD, "%s==%s" % (PACKAGE, VERSION)],
+                        "--no-deps", "-d", BUILD, "%s==%s" % (name, version)],
                        check=True, capture_output=True)
-    folder = os.path.join(BUILD, "%s-%s" % (PACKAGE, VERSION))
+    folder = os.path.join(BUILD, "%s-%s" % (name, version))
     if not os.path.isdir(folder):
         with tarfile.open(tarball) as tar:
             tar.extractall(BUILD)
-    ini = os.path.join(folder, "pytest.ini")
-    if not os.path.exists(ini):
-        # The suite's own rootdir (else pytest would climb to refhound's pyproject).
-        with open(ini, "w") as f:
-            f.write("[pytest]\n")
+    # The suite's own rootdir and a plain ini (else pytest would climb to
+    # refhound's pyproject, or read options that need plugins not here).
+    with open(os.path.join(folder, "pytest.ini"), "w") as f:
+        f.write(ini_text)
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import cbuild
-    cbuild.build_extension(os.path.join(folder, "msgpack", "_cmsgpack.c"),
-                           os.path.join(folder, "msgpack"), include_dirs=[folder], opt="-O2")
+    for c_file, out, includes in extensions:
+        cbuild.build_extension(os.path.join(folder, c_file), os.path.join(folder, out),
+                               include_dirs=[os.path.join(folder, d) for d in includes],
+                               opt="-O2")
     return folder
 
 
 SRC = os.path.join(ROOT, "src")
 
 
-def run_mode(folder, mode, extra=()):
+def run_mode(name, folder, mode, extra=()):
     env = dict(os.environ)
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([SRC, HERE, folder])
+    env["PYTHONPATH"] = os.pathsep.join([SRC, HERE, folder, os.path.join(folder, "src")])
     env.pop("PYTEST_ADDOPTS", None)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"] + SUITES[name][2]
+    json_path = None
+    if mode.startswith("refhound"):
+        json_path = os.path.join(BUILD, "%s-%s.json" % (name, mode))
+        extra = list(extra) + ["--refhound-json", json_path]
     cmd += MODES[mode] + list(extra)
     t = time.perf_counter()
+    before = os.times()
     proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + \
+        (after.children_system - before.children_system)
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
-    return seconds, proc.returncode, tail, proc.stdout
+    per_test = None
+    if json_path and os.path.exists(json_path):
+        with open(json_path) as f:
+            per_test = [e.get("seconds") or 0.0 for e in json.load(f)]
+    return seconds, cpu, proc.returncode, tail, proc.stdout, per_test
 
 
 def _flagged(mode, stdout):
@@ -123,9 +160,25 @@ def _commit():
     return proc.stdout.strip() or None
 
 
+def _quantiles(values):
+    if not values:
+        return None
+    v = sorted(values)
+    return {"median": round(v[len(v) // 2], 4), "p90": round(v[int(0.9 * (len(v) - 1))], 4),
+            "max": round(v[-1], 4), "tests": len(v)}
+
+
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--suites", nargs="+", choices=sorted(SUITES), default=None)
     ap.add_argument("--modes", nargs="+", choices=sorted(MODES), default=None)
     ap.add_argument("--xdist", action="store_true", help="add refhound-n2")
     ap.add_argument("--seed", type=int, default=1)
@@ -135,45 +188,61 @@ def main(argv=None):
     args = ap.parse_args(argv)
     globals()["SRC"] = os.path.abspath(args.src)
     modes = args.modes or DEFAULT_MODES + (["refhound-n2"] if args.xdist else [])
-    folder = prepare_suite()
+    suites = args.suites or list(SUITES)
+    folders = {name: prepare_suite(name) for name in suites}
     rng = random.Random(args.seed)
-    times = {m: [] for m in modes}
-    status = {}
-    flagged = {}
+    runs = {(n, m): [] for n in suites for m in modes}
     for r in range(args.rounds):
-        order = list(modes)
+        order = [(n, m) for n in suites for m in modes]
         rng.shuffle(order)
-        for mode in order:
-            seconds, code, tail, stdout = run_mode(folder, mode)
-            times[mode].append(seconds)
-            status[mode] = (code, tail)
-            flagged[mode] = _flagged(mode, stdout)
-            print("round %d  %-12s %7.2f s  exit %d  %s" % (r + 1, mode, seconds, code, tail),
-                  flush=True)
-    base = statistics.median(times["plain"]) if "plain" in times else None
-    print()
-    print("msgpack %s test suite (%s), %d round(s), median wall time"
-          % (VERSION, folder, args.rounds))
-    print("%-12s %9s %9s %9s  %s" % ("mode", "median s", "min s", "x plain", "flagged tests"))
-    rows = []
-    for mode in modes:
-        med = statistics.median(times[mode])
-        ratio = med / base if base else None
-        print("%-12s %9.2f %9.2f %9s  %s" % (
-            mode, med, min(times[mode]), "%.1f" % ratio if ratio else "-",
-            "-" if flagged[mode] is None else flagged[mode]))
-        rows.append({"mode": mode, "args": MODES[mode], "seconds": times[mode], "median": med,
-                     "ratio_to_plain": ratio, "flagged": flagged[mode],
-                     "exit": status[mode][0], "summary": status[mode][1]})
+        for name, mode in order:
+            load = _load()
+            seconds, cpu, code, tail, stdout, per_test = run_mode(name, folders[name], mode)
+            runs[(name, mode)].append({"seconds": seconds, "cpu": cpu, "exit": code,
+                                       "summary": tail, "flagged": _flagged(mode, stdout),
+                                       "per_test": _quantiles(per_test), "load": load})
+            print("round %d  %-10s %-12s %7.2f s wall %7.2f s cpu  load %4.1f  exit %d  %s"
+                  % (r + 1, name, mode, seconds, cpu, load or -1, code, tail), flush=True)
+    out = {"rounds": args.rounds, "refhound_src": SRC, "refhound_commit": _commit(),
+           "python": sys.version.split()[0], "machine": platform.machine(),
+           "cpus": os.cpu_count(), "date": datetime.date.today().isoformat(), "suites": []}
+    for name in suites:
+        version, _, paths, _, held_out = SUITES[name]
+        base = statistics.median(x["seconds"] for x in runs[(name, "plain")]) \
+            if "plain" in modes else None
+        base_cpu = statistics.median(x["cpu"] for x in runs[(name, "plain")]) \
+            if "plain" in modes else None
+        print()
+        print("%s %s (%s)%s, %d round(s), medians" % (
+            name, version, " ".join(paths), " [held out]" if held_out else "", args.rounds))
+        print("%-12s %8s %6s %8s %6s %8s  %-24s %s" % (
+            "mode", "wall s", "x", "cpu s", "x", "load", "per test s (med/p90/max)",
+            "flagged"))
+        rows = []
+        for mode in modes:
+            xs = runs[(name, mode)]
+            med = statistics.median(x["seconds"] for x in xs)
+            cpu = statistics.median(x["cpu"] for x in xs)
+            loads = [x["load"] for x in xs if x["load"] is not None]
+            per = [x["per_test"] for x in xs if x["per_test"]]
+            per = per[len(per) // 2] if per else None
+            print("%-12s %8.2f %6s %8.2f %6s %8s  %-24s %s" % (
+                mode, med, "%.2f" % (med / base) if base else "-", cpu,
+                "%.2f" % (cpu / base_cpu) if base_cpu else "-",
+                "%.1f" % statistics.median(loads) if loads else "-",
+                "%.3f/%.3f/%.3f" % (per["median"], per["p90"], per["max"]) if per else "-",
+                xs[-1]["flagged"] if xs[-1]["flagged"] is not None else "-"))
+            rows.append({"mode": mode, "args": MODES[mode], "runs": xs, "median": med,
+                         "median_cpu": cpu, "ratio_to_plain": med / base if base else None,
+                         "cpu_ratio_to_plain": cpu / base_cpu if base_cpu else None,
+                         "per_test": per})
+        out["suites"].append({"suite": "%s %s" % (name, version), "tests": paths,
+                              "held_out": held_out, "modes": rows})
     os.makedirs(RESULTS, exist_ok=True)
-    out = os.path.join(RESULTS, "pytest_suite.json")
-    with open(out, "w") as f:
-        json.dump({"suite": "%s %s" % (PACKAGE, VERSION), "rounds": args.rounds,
-                   "refhound_src": SRC, "refhound_commit": _commit(),
-                   "python": sys.version.split()[0], "machine": platform.machine(),
-                   "cpus": os.cpu_count(), "date": datetime.date.today().isoformat(),
-                   "modes": rows}, f, indent=2)
-    print("\nwritten to %s" % os.path.relpath(out, ROOT))
+    path = os.path.join(RESULTS, "pytest_suite.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=2)
+    print("\nwritten to %s" % os.path.relpath(path, ROOT))
     return 0
 
 

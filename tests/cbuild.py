@@ -8,10 +8,14 @@ No pytest dependency; importable from anywhere (``sys.path`` must contain the
   (its include directory and EXT_SUFFIX are obtained by running it), with the
   system ``cc``, ``-g`` and the requested ``-O`` level.  Results are cached: a
   stamp file next to the .so records the command line and the sources.
+  A ``.cpp`` file is compiled as C++ (``$CXX``, default ``c++``); ``libraries``
+  are shared libraries built first and linked in (found next to the module).
 * ``parse_case(c_file)`` reads the bug-zoo ground truth from a C file
-  (``zoo-kind:``, ``zoo-expect:``, ``zoo-description:`` header lines and the
-  one ``/* @culprit */`` marker); see tests/zoo/README.md.
-* ``zoo_cases()`` parses every ``tests/zoo/*.c``.
+  (``zoo-kind:``, ``zoo-expect:``, ``zoo-description:`` header lines, the
+  optional ``zoo-native:`` and ``zoo-library:`` lines, and the one
+  ``/* @culprit */`` marker); see tests/zoo/README.md.
+* ``build_case(case, out_dir, ...)`` builds a zoo case (its library first).
+* ``zoo_cases()`` parses every ``tests/zoo/*.c`` and ``*.cpp``.
 """
 
 import functools
@@ -27,7 +31,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ZOO_DIR = os.path.join(HERE, "zoo")
 
-__all__ = ["build_extension", "interpreter_info", "parse_case", "zoo_cases",
+__all__ = ["build_case", "build_extension", "interpreter_info", "parse_case", "zoo_cases",
            "ZOO_DIR"]
 
 _PROBE = (
@@ -72,13 +76,15 @@ def _macro_flag(macro):
 
 def build_extension(c_file, out_dir, python=sys.executable, opt="-O0",
                     extra_sources=(), include_dirs=(), define_macros=(),
-                    extra_cflags=()):
+                    extra_cflags=(), libraries=()):
     """Compile ``c_file`` (plus ``extra_sources``) into an extension module.
 
     The module is named after the file stem and gets the target
     interpreter's EXT_SUFFIX (``new_object.cpython-311d-x86_64-linux-gnu.so``
     for a debug 3.11).  ``define_macros`` items are ``"NAME"``,
-    ``("NAME", None)`` or ``("NAME", "VALUE")``.  Returns the path of the .so.
+    ``("NAME", None)`` or ``("NAME", "VALUE")``.  ``libraries``: names of
+    shared libraries already built into ``out_dir`` (``lib<name>.so``) to
+    link, found at run time next to the module.  Returns the path of the .so.
     Raises RuntimeError with the compiler's output when compilation fails.
     """
     c_file = os.path.abspath(c_file)
@@ -95,15 +101,19 @@ def build_extension(c_file, out_dir, python=sys.executable, opt="-O0",
     if info.get("platinclude") and info["platinclude"] not in incs:
         incs.append(info["platinclude"])
     incs = [os.path.abspath(d) for d in include_dirs] + incs
-    cc = os.environ.get("CC", "cc")
+    cc = _compiler(c_file)
     flags = (["-g", opt, "-fPIC", "-shared", "-Wall"]
              + list(extra_cflags) + case_cflags(c_file)
              + ["-I" + d for d in incs]
              + [_macro_flag(m) for m in define_macros])
-    stamp = {"cmd": [cc] + flags + sources, "python": info["executable"],
+    links, libs = [], []
+    for name in libraries:
+        links += ["-L" + os.path.dirname(so_path), "-l" + name, "-Wl,-rpath,$ORIGIN"]
+        libs.append(os.path.join(os.path.dirname(so_path), "lib%s.so" % name))
+    stamp = {"cmd": [cc] + flags + sources + links, "python": info["executable"],
              "ext_suffix": info["ext_suffix"]}
 
-    if _up_to_date(so_path, stamp_path, sources, stamp):
+    if _up_to_date(so_path, stamp_path, sources + libs, stamp):
         return so_path
 
     # Build into a temporary file, then rename: safe against concurrent builds
@@ -111,7 +121,7 @@ def build_extension(c_file, out_dir, python=sys.executable, opt="-O0",
     fd, tmp_so = tempfile.mkstemp(prefix="." + stem + ".", suffix=".so.tmp",
                                   dir=os.path.dirname(so_path))
     os.close(fd)
-    cmd = [cc] + flags + sources + ["-o", tmp_so]
+    cmd = [cc] + flags + sources + ["-o", tmp_so] + links
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as exc:
@@ -128,6 +138,41 @@ def build_extension(c_file, out_dir, python=sys.executable, opt="-O0",
         json.dump(stamp, fh, indent=1)
     os.replace(tmp_stamp, stamp_path)
     return so_path
+
+
+def _compiler(c_file):
+    if c_file.endswith(".cpp"):
+        return os.environ.get("CXX", "c++")
+    return os.environ.get("CC", "cc")
+
+
+def build_case(case, out_dir, python=sys.executable, opt="-O0", extra_cflags=()):
+    """Build a zoo case into out_dir: its shared library first (the same file
+    compiled with ZOO_LIBRARY defined, into lib<name>.so) when it names one."""
+    libraries = []
+    if case.get("library"):
+        name = case["library"]
+        info = interpreter_info(python)
+        os.makedirs(out_dir, exist_ok=True)
+        lib = os.path.join(os.path.abspath(out_dir), "lib%s.so" % name)
+        cmd = ([_compiler(case["path"]), "-g", opt, "-fPIC", "-shared", "-Wall"]
+               + list(extra_cflags) + ["-DZOO_LIBRARY", "-I" + info["include"], case["path"]])
+        stamp_path = lib + ".stamp"
+        if not _up_to_date(lib, stamp_path, [case["path"]], {"cmd": cmd}):
+            fd, tmp = tempfile.mkstemp(prefix=".lib" + name + ".", suffix=".so.tmp",
+                                       dir=os.path.dirname(lib))
+            os.close(fd)
+            proc = subprocess.run(cmd + ["-o", tmp], capture_output=True, text=True)
+            if proc.returncode != 0:
+                os.unlink(tmp)
+                raise RuntimeError("compiling the library of %s failed\ncommand: %s\n%s%s"
+                                   % (case["path"], shlex.join(cmd), proc.stdout, proc.stderr))
+            os.replace(tmp, lib)
+            with open(stamp_path, "w") as fh:
+                json.dump({"cmd": cmd}, fh)
+        libraries.append(name)
+    return build_extension(case["path"], out_dir, python=python, opt=opt, libraries=libraries,
+                           extra_cflags=extra_cflags)
 
 
 def case_cflags(c_file):
@@ -162,8 +207,10 @@ def _up_to_date(so_path, stamp_path, sources, stamp):
 # Ground truth of the bug zoo
 
 _CULPRIT_RE = re.compile(r"/\*\s*@culprit\s*\*/")
-_FIELD_RE = re.compile(r"^\s*\*?\s*zoo-(kind|expect-immortal|expect|description|cflags)\s*:\s*(.*?)\s*$")
+_FIELD_RE = re.compile(
+    r"^\s*\*?\s*zoo-(kind|expect-immortal|expect|description|native|library|cflags)\s*:\s*(.*?)\s*$")
 _EXPECT_KEYS = ("refs", "objects", "blocks")
+_NATIVE_KEYS = ("blocks", "bytes")
 
 
 def _strip_c(text):
@@ -275,6 +322,12 @@ def parse_case(c_file):
         if not sep or key not in _EXPECT_KEYS:
             raise ValueError("%s: bad zoo-expect-immortal item %r" % (path, item))
         expect_immortal[key] = float(value)
+    native = {"blocks": 0.0, "bytes": 0.0}
+    for item in fields.get("native", "").split():
+        key, sep, value = item.partition("=")
+        if not sep or key not in _NATIVE_KEYS:
+            raise ValueError("%s: bad zoo-native item %r" % (path, item))
+        native[key] = float(value)
     culprits = [i + 1 for i, ln in enumerate(lines) if _CULPRIT_RE.search(ln)]
     if len(culprits) > 1:
         raise ValueError("%s: more than one @culprit marker (lines %s)"
@@ -288,6 +341,8 @@ def parse_case(c_file):
                              if culprit_line else None),
         "expect": expect,
         "expect_immortal": expect_immortal,
+        "native": native,
+        "library": fields.get("library") or None,
         "kind": fields["kind"],
         "description": fields["description"],
         "cflags": shlex.split(fields.get("cflags", "")),
@@ -295,8 +350,9 @@ def parse_case(c_file):
 
 
 def zoo_cases(zoo_dir=ZOO_DIR):
-    """Ground truth of every ``tests/zoo/*.c``, sorted by name."""
-    return [parse_case(p) for p in sorted(glob.glob(os.path.join(zoo_dir, "*.c")))]
+    """Ground truth of every ``tests/zoo/*.c`` and ``*.cpp``, sorted by name."""
+    paths = glob.glob(os.path.join(zoo_dir, "*.c")) + glob.glob(os.path.join(zoo_dir, "*.cpp"))
+    return sorted((parse_case(p) for p in paths), key=lambda c: c["name"])
 
 
 if __name__ == "__main__":

@@ -123,7 +123,9 @@ def _build_engine_with_cc(python, pkg):
     sources = sorted(glob.glob(os.path.join(ROOT, "src", "core", "*.c")) +
                      glob.glob(os.path.join(ROOT, "src", "core", "binding", "*.c")))
     for name, srcs, extra in (("_core", SANITIZE_FLAGS + sources, libs),
-                              ("_demo", [os.path.join(ROOT, "src", "demo", "demo.c")], [])):
+                              ("_demo", [os.path.join(ROOT, "src", "demo", "demo.c")], []),
+                              ("_preload", [os.path.join(ROOT, "src", "preload", "preload.c")],
+                               ["-ldl"])):
         target = os.path.join(pkg, name + info["ext_suffix"])
         proc = subprocess.run(["cc"] + flags + srcs + ["-o", target] + extra,
                               capture_output=True, text=True)
@@ -139,7 +141,7 @@ def zoo_dir(python, opt="-O0"):
 def build_zoo_case(case, python, opt="-O0"):
     out = zoo_dir(python, opt)
     with _Lock(out + ".lock"):
-        cbuild.build_extension(case["path"], out, python=python, opt=opt)
+        cbuild.build_case(case, out, python=python, opt=opt)
     return out
 
 

@@ -66,11 +66,12 @@ enum {
     RH_DOMAIN_MEM = 1,      /* PyMem_Malloc & co. */
     RH_DOMAIN_OBJ = 2,      /* PyObject_Malloc & co. */
     RH_DOMAIN_ADOPTED = 3,  /* an object that existed before tracking */
-    RH_NDOMAINS = 4
+    RH_DOMAIN_NATIVE = 4,   /* malloc & co. called by extensions (native.c) */
+    RH_NDOMAINS = 5
 };
 #define RH_DOMAIN_BIT(d) (1u << (d))
 
-#define RH_SIZE_BITS 38
+#define RH_SIZE_BITS 37
 #define RH_SIZE_MASK (((uint64_t)1 << RH_SIZE_BITS) - 1)
 #define RH_EPOCH_MAX ((1u << 24) - 1)
 /* The epoch of blocks that belong to no iteration: born before the first
@@ -82,14 +83,14 @@ enum {
  * (RH_ADOPTED_*, tracker.h). */
 typedef struct {
     uint64_t key;     /* address:48 | distance from its home slot:16; 0 = empty */
-    uint64_t meta;    /* size:38 | domain:2 | epoch:24 */
+    uint64_t meta;    /* size:37 | domain:3 | epoch:24 */
 } rh_block_t;
 
 #define RH_ADDR_MASK (((uint64_t)1 << 48) - 1)
 static inline uintptr_t rh_block_addr(const rh_block_t *b) { return (uintptr_t)(b->key & RH_ADDR_MASK); }
 static inline int rh_block_empty(const rh_block_t *b) { return b->key == 0; }
 static inline size_t rh_block_size(const rh_block_t *b) { return (size_t)(b->meta & RH_SIZE_MASK); }
-static inline int rh_block_domain(const rh_block_t *b) { return (int)((b->meta >> RH_SIZE_BITS) & 3); }
+static inline int rh_block_domain(const rh_block_t *b) { return (int)((b->meta >> RH_SIZE_BITS) & 7); }
 static inline uint32_t rh_block_epoch(const rh_block_t *b) { return (uint32_t)(b->meta >> 40); }
 static inline uint64_t rh_block_meta(size_t size, int domain, uint32_t epoch)
 {

@@ -6,7 +6,8 @@
  * _rh_session_call, or from Python for loops driven from outside), then
  * end(): the interpreter caches cleared (a Python callable given by the
  * caller), two full collections and a sample: references, objects,
- * gc-tracked objects, blocks and bytes per domain, native heap, RSS/USS,
+ * gc-tracked objects, blocks and bytes per domain, tracked native blocks
+ * and bytes, the C library's heap, RSS/USS,
  * descriptors, threads, pymalloc's arenas/pools/blocks, and
  * sys.gettotalrefcount() on debug builds.  end() is the engine's own work
  * (_rh_engine_enter): what it allocates belongs to no iteration and gets
@@ -30,6 +31,7 @@
  * mem/obj hooks, which hold it).
  */
 #include "session.h"
+#include "native.h"
 #include "pymalloc_stats.h"
 #include "procstat.h"
 #include "tracker.h"
@@ -45,7 +47,7 @@ const char *const _rh_metric_names[RH_NMETRICS] = {
     "refs", "objects", "gc_objects", "blocks", "bytes",
     "raw_blocks", "mem_blocks", "obj_blocks", "raw_bytes", "mem_bytes", "obj_bytes",
     "native_bytes", "rss_bytes", "uss_bytes", "fds", "threads", "debug_refs",
-    "arenas", "pools", "pymalloc_blocks",
+    "arenas", "pools", "pymalloc_blocks", "native_blocks", "heap_bytes",
 };
 
 int _rh_metric_index(const char *name)
@@ -61,6 +63,7 @@ int _rh_metric_optional(int k)
     switch (k) {
     case RH_M_NATIVE: case RH_M_RSS: case RH_M_USS: case RH_M_FDS: case RH_M_THREADS:
     case RH_M_DEBUG_REFS: case RH_M_ARENAS: case RH_M_POOLS: case RH_M_PYMALLOC_BLOCKS:
+    case RH_M_NATIVE_BLOCKS: case RH_M_HEAP:
         return 1;
     }
     return 0;
@@ -218,7 +221,7 @@ int _rh_session_base(const rh_session_t *s)
 
 /* ---- sampling -------------------------------------------------------------------- */
 
-/* Bytes of the C heap refhound itself holds now: native_bytes is the
+/* Bytes of the C heap refhound itself holds now: heap_bytes is the
  * process's whole glibc heap, and the engine's own tables grow when new
  * types appear; that is not the target's growth. */
 static int64_t own_heap_bytes(rh_session_t *s)
@@ -281,7 +284,12 @@ static int take_sample(rh_session_t *s)
     x->m[RH_M_OBJ_BYTES] = bytes[RH_DOMAIN_OBJ];
     x->m[RH_M_BLOCKS] = blocks[RH_DOMAIN_RAW] + blocks[RH_DOMAIN_MEM] + blocks[RH_DOMAIN_OBJ];
     x->m[RH_M_BYTES] = bytes[RH_DOMAIN_RAW] + bytes[RH_DOMAIN_MEM] + bytes[RH_DOMAIN_OBJ];
-    x->m[RH_M_NATIVE] = ps.native_bytes < 0 ? -1 : ps.native_bytes - own_heap_bytes(s);
+    x->m[RH_M_HEAP] = ps.native_bytes < 0 ? -1 : ps.native_bytes - own_heap_bytes(s);
+    x->m[RH_M_NATIVE] = x->m[RH_M_NATIVE_BLOCKS] = -1;
+    if (_rh_native_active()) {
+        x->m[RH_M_NATIVE] = bytes[RH_DOMAIN_NATIVE];
+        x->m[RH_M_NATIVE_BLOCKS] = blocks[RH_DOMAIN_NATIVE];
+    }
     x->m[RH_M_RSS] = ps.rss_bytes;
     x->m[RH_M_USS] = ps.uss_bytes;
     x->m[RH_M_FDS] = ps.fds;
@@ -455,4 +463,182 @@ nomem:
     free(rc);
     free(hits);
     return -1;
+}
+
+/* ---- the screen ------------------------------------------------------------------------
+ *
+ * A look at a callable cheap enough for every test of a suite: no session,
+ * no full collection, two walks.  The calls run with the automatic
+ * collector off (the caller's job), so everything they made is young: one
+ * young collection frees all their cyclic garbage and leaves the free
+ * lists alone (a full collection would empty them, and refill them with
+ * blocks of the next epoch); one follows every call.  Walk A follows the warm calls, which fill
+ * what fills on first use; walk B follows the screened epochs.  A leak
+ * leaves survivors in every screened epoch, or moves the reference total
+ * from A to B; a cache leaves them in the warm epoch only.  The
+ * interpreter's caches are cleared before each walk, as end() does before
+ * a sample, so the screen sees what the full check would.  What this
+ * means is decided in Python (verdict.py, the screen rules). */
+
+static PyObject *gc_collect_fn = NULL;      /* gc.collect, held for good (GIL) */
+
+static int young_collection(int generation)
+{
+    if (gc_collect_fn == NULL) {
+        PyObject *gc = PyImport_ImportModule("gc");
+        if (gc == NULL)
+            return -1;
+        gc_collect_fn = PyObject_GetAttrString(gc, "collect");
+        Py_DECREF(gc);
+        if (gc_collect_fn == NULL)
+            return -1;
+    }
+    PyObject *r = PyObject_CallFunction(gc_collect_fn, "i", generation);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* The collection and walk at point `k` (0: A, 1: B), as the engine's own work. */
+static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
+{
+    double t = now();
+    int engine = _rh_engine_enter();
+    int rc = 0;
+    if (plan->clear_caches != NULL) {
+        PyObject *r = PyObject_CallNoArgs(plan->clear_caches);
+        if (r == NULL)
+            rc = -1;
+        Py_XDECREF(r);
+    }
+    if (rc == 0)
+        rc = young_collection(plan->generation);
+    if (rc == 0 && k == 0)
+        rc = _rh_typeset_refresh();
+    if (rc == 0) {
+        rh_walk_totals_t w;
+        _rh_objects_walk(&w, out->first_epoch);
+        rh_procstat_t ps;
+        _rh_procstat_read(&ps, 0);
+        out->refs[k] = w.refs;
+        out->objects[k] = w.objects;
+        out->native[k] = ps.native_bytes;
+        out->fds[k] = ps.fds;
+        out->threads[k] = ps.threads;
+    }
+    _rh_engine_leave(engine);
+    out->walk_seconds += now() - t;
+    return rc;
+}
+
+/* `calls` calls of func, each followed by a young collection (the
+ * engine's work): the garbage of a call is freed before the next one, as
+ * the automatic collector would over a long run, so free lists reach the
+ * same steady state in every epoch instead of taking every epoch's
+ * garbage at once at the end. */
+static int screen_calls(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
+                        PyObject *kwargs, Py_ssize_t calls, rh_screen_t *out)
+{
+    uint64_t forks = _rh_tracker_forks();
+    for (Py_ssize_t i = 0; i < calls; i++) {
+        double t = now();
+        PyObject *r = PyObject_Call(func, args, kwargs);
+        if (_rh_tracker_forks() != forks)
+            _exit(0);           /* the target's child: see the top of this file */
+        out->seconds += now() - t;
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        int engine = _rh_engine_enter();
+        int rc = young_collection(0);
+        _rh_engine_leave(engine);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Survivors per epoch of [first, first + n), as _rh_tracker_survivors
+ * counts them, less the blocks that hold a dead object of a known type
+ * (reference count 0): those sit in a free list (tuples, lists, dicts
+ * keep their type there), ready for the next allocation, and say nothing
+ * of a leak.  A block whose content is not an object counts. */
+typedef struct {
+    uint32_t first, n;
+    int64_t *blocks, *bytes, dead;
+} screen_survivors_t;
+
+static void count_screen_survivor(const rh_block_t *b, void *arg)
+{
+    screen_survivors_t *s = (screen_survivors_t *)arg;
+    uint32_t e = rh_block_epoch(b);
+    int domain = rh_block_domain(b);
+    if (domain == RH_DOMAIN_ADOPTED || e < s->first || e - s->first >= s->n)
+        return;
+    if (domain == RH_DOMAIN_OBJ) {
+        PyObject *op;
+        if (_rh_recognize(b, &op, 0) != NULL && Py_REFCNT(op) == 0) {
+            s->dead++;
+            return;
+        }
+    }
+    s->blocks[e - s->first]++;
+    s->bytes[e - s->first] += (int64_t)rh_block_size(b);
+}
+
+int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes)
+{
+    memset(blocks, 0, sizeof(int64_t) * n);
+    memset(bytes, 0, sizeof(int64_t) * n);
+    screen_survivors_t sv = {first, n, blocks, bytes, 0};
+    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, count_screen_survivor, &sv);
+    return sv.dead;
+}
+
+int _rh_screen_totals(int generation, int64_t *refs, int64_t *objects)
+{
+    int engine = _rh_engine_enter();
+    int rc = generation < 0 ? 0 : young_collection(generation);
+    if (rc == 0) {
+        rh_walk_totals_t w;
+        _rh_objects_walk(&w, _rh_epoch_now());
+        *refs = w.refs;
+        *objects = w.objects;
+    }
+    _rh_engine_leave(engine);
+    return rc;
+}
+
+int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
+                   PyObject *kwargs, rh_screen_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    int nepochs = plan->nepochs;
+    if (nepochs < 1 || nepochs > RH_SCREEN_MAX_EPOCHS || plan->warm < 0 || plan->calls < 1) {
+        PyErr_SetString(PyExc_ValueError, "refhound: bad screen plan");
+        return -1;
+    }
+    if (_rh_epoch_now() + (uint32_t)nepochs + 3 >= RH_EPOCH_MAX) {
+        PyErr_SetString(PyExc_RuntimeError, "refhound: the birth epochs are used up");
+        return -1;
+    }
+    double t0 = now();
+    out->first_epoch = _rh_epoch_advance();
+    if (screen_calls(plan, func, args, kwargs, plan->warm, out) < 0 ||
+        screen_walk(plan, out, 0) < 0)
+        return -1;
+    for (int e = 0; e <= nepochs; e++) {
+        /* The last epoch is the tail: one call whose leftovers (what a
+         * call keeps until the next one replaces it) are not judged. */
+        _rh_epoch_advance();
+        if (screen_calls(plan, func, args, kwargs, e < nepochs ? plan->calls : 1, out) < 0)
+            return -1;
+    }
+    if (screen_walk(plan, out, 1) < 0)
+        return -1;
+    out->dead = _rh_screen_survivors(out->first_epoch, (uint32_t)nepochs + 2, out->blocks,
+                                     out->bytes);
+    out->overhead_seconds = now() - t0 - out->seconds;
+    return 0;
 }

@@ -10,12 +10,16 @@
 #include "rh_common.h"
 #include "objects.h"
 
-/* The figures of a sample, in the order of their names. */
+/* The figures of a sample, in the order of their names.  RH_M_NATIVE and
+ * RH_M_NATIVE_BLOCKS ("native_bytes", "native_blocks") are the tracked
+ * native blocks (native.c; -1 while native tracking is off); RH_M_HEAP
+ * ("heap_bytes") is the C library's whole heap in use (mallinfo2), less
+ * refhound's own. */
 enum {
     RH_M_REFS, RH_M_OBJECTS, RH_M_GC, RH_M_BLOCKS, RH_M_BYTES,
     RH_M_RAW_BLOCKS, RH_M_MEM_BLOCKS, RH_M_OBJ_BLOCKS, RH_M_RAW_BYTES, RH_M_MEM_BYTES,
     RH_M_OBJ_BYTES, RH_M_NATIVE, RH_M_RSS, RH_M_USS, RH_M_FDS, RH_M_THREADS, RH_M_DEBUG_REFS,
-    RH_M_ARENAS, RH_M_POOLS, RH_M_PYMALLOC_BLOCKS,
+    RH_M_ARENAS, RH_M_POOLS, RH_M_PYMALLOC_BLOCKS, RH_M_NATIVE_BLOCKS, RH_M_HEAP,
     RH_NMETRICS
 };
 extern const char *const _rh_metric_names[RH_NMETRICS];
@@ -94,5 +98,48 @@ int _rh_session_growth(rh_session_t *s, int limit, rh_growth_t **out, size_t *n)
 
 /* The sample index where measurement starts (the last warm-up sample). */
 int _rh_session_base(const rh_session_t *s);
+
+
+/* ---- the screen ------------------------------------------------------------ */
+
+/* A cheap look at a callable before a full check (session.c, "the screen"):
+ * `warm` calls in one epoch, a young collection and a walk (A); then
+ * `nepochs` epochs of `calls` calls each and a tail epoch of one call, a
+ * young collection and a walk (B), and the blocks born in each epoch (the
+ * warm one first, the tail last) that are still alive at B.  A young
+ * collection follows every call.  The caller turns the automatic collector off (every
+ * object the calls made stays young, so a young collection finds all
+ * their garbage).  No session may be attached; none is needed. */
+#define RH_SCREEN_MAX_EPOCHS 64
+typedef struct {
+    Py_ssize_t warm, calls;
+    int nepochs;
+    int generation;              /* the young collection: gc.collect(generation) */
+    PyObject *clear_caches;      /* called before each walk (as end() does), or NULL */
+} rh_screen_plan_t;
+
+typedef struct {
+    uint32_t first_epoch;        /* the warm epoch; the others follow it */
+    int64_t refs[2], objects[2];         /* at walk A and walk B */
+    int64_t native[2], fds[2], threads[2];   /* -1 when unknown */
+    int64_t blocks[2 + RH_SCREEN_MAX_EPOCHS], bytes[2 + RH_SCREEN_MAX_EPOCHS];
+    double seconds;              /* in the calls */
+    double walk_seconds;         /* in the two walks and their collections */
+    double overhead_seconds;     /* everything else but the calls */
+    int64_t dead;                /* blocks of those epochs left out: dead objects in free lists */
+} rh_screen_t;
+
+/* 0; -1 with an exception (the callable raised, or the collection did);
+ * a fork child that returns into the loop leaves at once (_exit(0)). */
+int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
+                   PyObject *kwargs, rh_screen_t *out);
+/* Blocks (and bytes) per birth epoch of [first, first + n) alive now, as
+ * the screen counts them (dead objects in free lists left out; returns
+ * how many were). */
+int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes);
+/* gc.collect(generation) (none when negative) and a heap walk, as the
+ * engine's own work: the reference total and the objects.  0, or -1 with
+ * an exception. */
+int _rh_screen_totals(int generation, int64_t *refs, int64_t *objects);
 
 #endif /* RH_SESSION_H */

@@ -491,7 +491,14 @@ static void find_roots(survivors_t *sv)
         PyObject *op = (PyObject *)sv->items[i].obj;
         if (op == NULL)
             continue;
-        size_t words = (size_t)Py_TYPE(op)->tp_basicsize / sizeof(uintptr_t);
+        /* Within the block: a variable-size object can be smaller than its
+         * type's basic size (a compact ASCII str is, tp_basicsize being
+         * that of the full PyUnicodeObject). */
+        size_t size = (size_t)Py_TYPE(op)->tp_basicsize;
+        size_t room = (size_t)sv->items[i].bytes - (sv->items[i].obj - sv->items[i].block);
+        if (size > room)
+            size = room;
+        size_t words = size / sizeof(uintptr_t);
         const uintptr_t *body = (const uintptr_t *)op;
         for (size_t w = 2; w < words; w++) {
             uintptr_t target = body[w];
@@ -542,7 +549,8 @@ int _rh_stacks_sites(uint32_t first, uint32_t last, rh_site_t **out, size_t *nsi
     *unattributed = sv.unattributed;
     if (_rh_typeset_count() > 0)
         find_roots(&sv);
-    qsort(sv.items, sv.count, sizeof(survivor_t), cmp_stack);
+    if (sv.count > 1)       /* no survivors: no array (qsort wants one) */
+        qsort(sv.items, sv.count, sizeof(survivor_t), cmp_stack);
     rh_site_t *sites = calloc(sv.count + 1, sizeof(rh_site_t));
     size_t n = 0;
     for (size_t i = 0; sites && i < sv.count; i++) {

@@ -15,9 +15,11 @@
  *                  (the raw free hook drops entries without the GIL); the
  *                  mem/obj hooks look before they lock (only GIL holders
  *                  move or unmap its slots).  static_count mirrors its size.
- *   raw_table      raw blocks; raw_lock (the raw domain runs without the
- *                  GIL).  pthread_atfork keeps both mutexes usable in a
- *                  forked child.
+ *   raw_table      the blocks born without the GIL: raw blocks (the raw
+ *                  hooks) and native ones (native.c reports the malloc
+ *                  family's calls through _rh_tracker_native_*); raw_lock.
+ *                  pthread_atfork keeps both mutexes usable in a forked
+ *                  child.
  *   tracking       read without a lock as a fast path, re-checked under
  *                  raw_lock in the raw hooks; written under the GIL and
  *                  raw_lock.  state/failure: written under the GIL (and
@@ -27,13 +29,19 @@
  *   observers[]    written under the GIL (atomic stores), read by the
  *                  hooks of every thread; each observer is a static.
  *   provider       written and read under the GIL.
- *   in_gil_hook, engine_busy   thread-local.
+ *   in_gil_hook, engine_busy, _rh_in_hook   thread-local.
  *
  * Re-entry: pymalloc serves large requests from the raw domain, so an obj
  * hook can call the raw hook on the same thread.  The GIL hooks set the
  * thread-local in_gil_hook around their call to the previous allocator;
  * the raw hook ignores calls made under it, so such a block is counted
  * once, as obj.
+ *
+ * _rh_in_hook (tracker.h) marks a thread that is inside any of the hooks:
+ * calling a previous allocator, telling the observers, recording a native
+ * block.  native.c passes the malloc calls made meanwhile straight through
+ * (a chained PEP 445 allocator's own mallocs, libdw's while a stack is
+ * captured), so a block is never counted twice and the hooks never re-enter.
  *
  * Out of memory: when a table cannot grow, recording stops with a reason
  * (_rh_tracker_failure) and the program goes on untouched.
@@ -81,8 +89,10 @@ static PyMemAllocatorEx our_raw, our_mem, our_obj;
  * static TLS surplus glibc keeps for dlopen'd modules). */
 static __thread int in_gil_hook __attribute__((tls_model("initial-exec")));
 static __thread int engine_busy __attribute__((tls_model("initial-exec")));
+__thread int _rh_in_hook __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
-static const char *const OOM_RAW = "the raw block table could not grow (out of memory)";
+static const char *const OOM_RAW =
+    "the table of raw and native blocks could not grow (out of memory)";
 static const char *const OOM_GIL = "the block table could not grow (out of memory)";
 static const char *const OOM_ADOPT =
     "the block table could not grow while adopting the objects that existed before "
@@ -104,15 +114,29 @@ static inline const rh_observer_t *observer_at(int i)
     return __atomic_load_n(&observers[i], __ATOMIC_ACQUIRE);
 }
 
+/* The observer bits that want a domain's events: native blocks go to the
+ * observers of the raw domain too (tracker.h). */
+static inline unsigned wanted_by(int domain)
+{
+    if (domain == RH_DOMAIN_NATIVE)
+        return RH_DOMAIN_BIT(RH_DOMAIN_NATIVE) | RH_DOMAIN_BIT(RH_DOMAIN_RAW);
+    return RH_DOMAIN_BIT(domain);
+}
+
+/* Observers run marked as inside a hook: what they allocate through an
+ * intercepted malloc (libdw reading CFI for a stack) is not recorded. */
 static inline void notify_alloc(uintptr_t p, size_t size, int domain)
 {
     if (nobservers == 0 || engine_busy)
         return;
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
     for (int i = 0; i < RH_MAX_OBSERVERS; i++) {
         const rh_observer_t *o = observer_at(i);
-        if (o != NULL && o->on_alloc != NULL && (o->domains & RH_DOMAIN_BIT(domain)))
+        if (o != NULL && o->on_alloc != NULL && (o->domains & wanted_by(domain)))
             o->on_alloc(p, size, domain);
     }
+    _rh_in_hook = saved;
 }
 
 static inline void notify_free(const rh_block_t *entry)
@@ -120,22 +144,28 @@ static inline void notify_free(const rh_block_t *entry)
     if (nobservers == 0)
         return;
     int domain = rh_block_domain(entry);
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
     for (int i = 0; i < RH_MAX_OBSERVERS; i++) {
         const rh_observer_t *o = observer_at(i);
-        if (o != NULL && o->on_free != NULL && (o->domains & RH_DOMAIN_BIT(domain)))
+        if (o != NULL && o->on_free != NULL && (o->domains & wanted_by(domain)))
             o->on_free(entry);
     }
+    _rh_in_hook = saved;
 }
 
 static inline void notify_move(uintptr_t from, uintptr_t to, int domain)
 {
     if (nobservers == 0)
         return;
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
     for (int i = 0; i < RH_MAX_OBSERVERS; i++) {
         const rh_observer_t *o = observer_at(i);
-        if (o != NULL && o->on_move != NULL && (o->domains & RH_DOMAIN_BIT(domain)))
+        if (o != NULL && o->on_move != NULL && (o->domains & wanted_by(domain)))
             o->on_move(from, to, domain);
     }
+    _rh_in_hook = saved;
 }
 
 int _rh_tracker_observe(const rh_observer_t *o)
@@ -236,7 +266,10 @@ static void raw_record(void *p, size_t size)
 
 static void *raw_malloc(void *ctx, size_t size)
 {
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
     void *p = prev_raw.malloc(prev_raw.ctx, size);
+    _rh_in_hook = saved;
     if (p != NULL && tracking && !in_gil_hook) {
         raw_record(p, size);
         notify_alloc((uintptr_t)p, size, RH_DOMAIN_RAW);   /* no GIL: native frames only */
@@ -246,7 +279,10 @@ static void *raw_malloc(void *ctx, size_t size)
 
 static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
 {
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
     void *p = prev_raw.calloc(prev_raw.ctx, nelem, elsize);
+    _rh_in_hook = saved;
     if (p != NULL && tracking && !in_gil_hook) {
         raw_record(p, nelem * elsize);
         notify_alloc((uintptr_t)p, nelem * elsize, RH_DOMAIN_RAW);
@@ -256,13 +292,20 @@ static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
 
 static void *raw_realloc(void *ctx, void *ptr, size_t size)
 {
-    if (!tracking || in_gil_hook)
-        return prev_raw.realloc(prev_raw.ctx, ptr, size);
+    int saved = _rh_in_hook;
+    if (!tracking || in_gil_hook) {
+        _rh_in_hook = 1;
+        void *p = prev_raw.realloc(prev_raw.ctx, ptr, size);
+        _rh_in_hook = saved;
+        return p;
+    }
     /* Hold the lock across the call: once realloc frees ptr another thread
      * may be handed the same address and record it before we forget it. */
     int found = 0, recorded = 0;
     pthread_mutex_lock(&raw_lock);
+    _rh_in_hook = 1;
     void *p = prev_raw.realloc(prev_raw.ctx, ptr, size);
+    _rh_in_hook = saved;
     if (p != NULL && tracking) {
         rh_block_t old;
         uint32_t e = birth_epoch();
@@ -300,7 +343,96 @@ static void raw_free(void *ctx, void *ptr)
         else
             static_forget((uintptr_t)ptr);
     }
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
     prev_raw.free(prev_raw.ctx, ptr);
+    _rh_in_hook = saved;
+}
+
+/* ---- the native heap (native.c reports, any thread, no GIL) ------------ */
+
+void _rh_tracker_native_alloc(uintptr_t block, size_t size, int (*allowed)(void))
+{
+    if (!tracking)
+        return;
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
+    int recorded = 0;
+    pthread_mutex_lock(&raw_lock);
+    if (tracking && (allowed == NULL || allowed())) {
+        if (_rh_table_insert(&raw_table, block,
+                             rh_block_meta(size, RH_DOMAIN_NATIVE, birth_epoch())) < 0)
+            give_up(OOM_RAW);
+        else
+            recorded = 1;
+    }
+    pthread_mutex_unlock(&raw_lock);
+    if (recorded)
+        notify_alloc(block, size, RH_DOMAIN_NATIVE);
+    _rh_in_hook = saved;
+}
+
+int _rh_tracker_native_free(uintptr_t block, rh_block_t *old)
+{
+    if (!tracking)
+        return 0;
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
+    rh_block_t entry;
+    int found = 0;
+    pthread_mutex_lock(&raw_lock);
+    if (tracking)
+        found = _rh_table_remove(&raw_table, block, &entry);
+    pthread_mutex_unlock(&raw_lock);
+    if (found && rh_block_domain(&entry) != RH_DOMAIN_NATIVE) {
+        /* A raw block released with free() (allowed for PyMem_RawMalloc's
+         * default allocator): forgotten all the same. */
+        notify_free(&entry);
+        found = 0;
+    }
+    else if (found) {
+        notify_free(&entry);
+        if (old != NULL)
+            *old = entry;
+    }
+    else {
+        static_forget(block);
+    }
+    _rh_in_hook = saved;
+    return found;
+}
+
+void _rh_tracker_native_restore(const rh_block_t *old)
+{
+    if (!tracking)
+        return;
+    int saved = _rh_in_hook;
+    _rh_in_hook = 1;
+    int recorded = 0;
+    pthread_mutex_lock(&raw_lock);
+    if (tracking) {
+        if (_rh_table_insert(&raw_table, rh_block_addr(old), old->meta) < 0)
+            give_up(OOM_RAW);
+        else
+            recorded = 1;
+    }
+    pthread_mutex_unlock(&raw_lock);
+    if (recorded)
+        notify_alloc(rh_block_addr(old), rh_block_size(old), RH_DOMAIN_NATIVE);
+    _rh_in_hook = saved;
+}
+
+void _rh_tracker_native_drop(void)
+{
+    pthread_mutex_lock(&raw_lock);
+    for (size_t i = 0; raw_table.slots != NULL && i < raw_table.capacity;) {
+        const rh_block_t *b = &raw_table.slots[i];
+        if (!rh_block_empty(b) && rh_block_domain(b) == RH_DOMAIN_NATIVE)
+            _rh_table_remove(&raw_table, rh_block_addr(b), NULL);   /* slot i refilled: again */
+        else
+            i++;
+    }
+    pthread_mutex_unlock(&raw_lock);
 }
 
 /* ---- mem and obj domains (GIL held) -------------------------------------- */
@@ -313,14 +445,20 @@ typedef struct {
 static gil_domain_t mem_domain = {&prev_mem, RH_DOMAIN_MEM};
 static gil_domain_t obj_domain = {&prev_obj, RH_DOMAIN_OBJ};
 
+/* in_gil_hook and _rh_in_hook, saved in one int. */
 static inline int enter_prev(void)
 {
-    int saved = in_gil_hook;
+    int saved = in_gil_hook | (_rh_in_hook << 1);
     in_gil_hook = 1;
+    _rh_in_hook = 1;
     return saved;
 }
 
-static inline void leave_prev(int saved) { in_gil_hook = saved; }
+static inline void leave_prev(int saved)
+{
+    in_gil_hook = saved & 1;
+    _rh_in_hook = saved >> 1;
+}
 
 static inline void gil_record(uintptr_t p, size_t size, int domain, uint32_t e)
 {
@@ -621,6 +759,8 @@ void _rh_tracker_totals(int64_t blocks[RH_NDOMAINS], int64_t bytes[RH_NDOMAINS])
     pthread_mutex_lock(&raw_lock);
     blocks[RH_DOMAIN_RAW] = raw_table.live_blocks[RH_DOMAIN_RAW];
     bytes[RH_DOMAIN_RAW] = raw_table.live_bytes[RH_DOMAIN_RAW];
+    blocks[RH_DOMAIN_NATIVE] = raw_table.live_blocks[RH_DOMAIN_NATIVE];
+    bytes[RH_DOMAIN_NATIVE] = raw_table.live_bytes[RH_DOMAIN_NATIVE];
     pthread_mutex_unlock(&raw_lock);
     bytes[RH_DOMAIN_ADOPTED] = 0;   /* the size field holds an offset */
 }
@@ -653,11 +793,27 @@ size_t _rh_tracker_table_entries(void)
     return n;
 }
 
+/* Slots ahead of the visited one whose blocks are prefetched: a walk that
+ * reads every block (the heap walk) waits on memory, not on arithmetic,
+ * and the slots are in hash order, so the blocks come in no order at all.
+ * A prefetch never faults, whatever the address. */
+#define WALK_PREFETCH_AHEAD 16
+
 static void visit_table(const rh_table_t *t, rh_visit_t visit, void *arg)
 {
-    for (size_t i = 0; t->slots != NULL && i < t->capacity; i++)
+    size_t n = t->slots != NULL ? t->capacity : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + WALK_PREFETCH_AHEAD < n) {
+            const rh_block_t *ahead = &t->slots[i + WALK_PREFETCH_AHEAD];
+            if (!rh_block_empty(ahead)) {
+                const char *p = (const char *)rh_block_addr(ahead);
+                __builtin_prefetch(p, 0, 0);
+                __builtin_prefetch(p + 40, 0, 0);
+            }
+        }
         if (!rh_block_empty(&t->slots[i]))
             visit(&t->slots[i], arg);
+    }
 }
 
 void _rh_tracker_walk(unsigned tables, rh_visit_t visit, void *arg)

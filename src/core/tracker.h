@@ -12,7 +12,9 @@
  *   STATIC    objects seen through static data at start       static_lock
  *             (memory the engine cannot vouch for: read it
  *             only through safemem.h; dropped when it goes)
- *   RAW       raw blocks born while tracking                  raw_lock
+ *   RAW       raw blocks born while tracking, and native      raw_lock
+ *             blocks (RH_DOMAIN_NATIVE: the malloc family
+ *             called by extensions, reported by native.c)
  * Lock order: stacks_lock (stacks.c) before static_lock or raw_lock; the
  * hooks release their table lock before they notify observers.
  */
@@ -62,7 +64,11 @@ uint64_t _rh_tracker_forks(void);
 /* Told of the blocks of the domains in `domains` (RH_DOMAIN_BIT) while
  * tracking.  Called from the allocator hooks, on the allocating thread,
  * after the table was updated and its lock released; the GIL is held for
- * mem/obj/adopted events, not for raw ones.  A callback must not allocate
+ * mem/obj/adopted events, not for raw or native ones.  An observer of the
+ * raw domain is told of native blocks too: both arrive from any thread
+ * without the GIL, so what handles the one handles the other (`domain`
+ * tells them apart); RH_DOMAIN_BIT(RH_DOMAIN_NATIVE) alone asks for native
+ * blocks only.  A callback must not allocate
  * or free through a Python allocator, run Python code, call back into the
  * tracker, or make a system call it can avoid.  on_free runs before the
  * memory is released (the block may still be read), with the entry as it
@@ -98,6 +104,39 @@ void _rh_tracker_prev_free(void *p);
  * reports pymalloc's statistics only while pymalloc is the installed
  * allocator.  GIL held; fn must not allocate through Python. */
 int _rh_tracker_call_unhooked(int (*fn)(void *), void *arg);
+
+/* ---- the native heap (native.c) ------------------------------------------ */
+
+/* Set while this thread is inside one of the hooks: calling the allocator
+ * under a PEP 445 hook, telling the observers, recording a native block.
+ * A malloc made meanwhile belongs to the hooks' own work (a chained
+ * allocator, libdw reading unwind rules for a stack), not to the program:
+ * native.c passes it through unrecorded.  Thread-local, initial-exec. */
+extern __thread int _rh_in_hook
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/* native.c reports the calls of the malloc family it intercepts; any
+ * thread, no GIL, never from a signal handler it knows of.  The blocks go
+ * into the RAW table with domain RH_DOMAIN_NATIVE, born in the current
+ * epoch; observers are told as for raw blocks.  Each is a no-op when not
+ * tracking.  A realloc is a free of the old block (its entry forgotten
+ * before the call) and a new block born now (memray's and heaptrack's
+ * reading: the block that survives was made by the realloc). */
+/* `allowed` (may be NULL) is asked under the table's lock, with the insert:
+ * native.c's gate (tracking on, no pass redirecting slots), so that a
+ * caller preempted between its own check and the insert cannot record a
+ * block into a session whose slots would not show its free. */
+void _rh_tracker_native_alloc(uintptr_t block, size_t size, int (*allowed)(void));
+/* Before the memory is released: forget the block's entry.  1 when it was
+ * a native block (*old, may be NULL, gets its entry); 0 when unknown (born
+ * before tracking, or elsewhere) or a raw block released with free(). */
+int _rh_tracker_native_free(uintptr_t block, rh_block_t *old);
+/* Put back an entry _rh_tracker_native_free forgot (a realloc that failed
+ * and kept its block). */
+void _rh_tracker_native_restore(const rh_block_t *old);
+/* Forget every native block (native tracking stopped: their frees will not
+ * be seen).  Observers are not told. */
+void _rh_tracker_native_drop(void);
 
 /* ---- tables --------------------------------------------------------------- */
 
@@ -136,11 +175,12 @@ void _rh_tracker_drop_static(uintptr_t block);
 /* Changes whenever the STATIC table does (an entry in or out). */
 uint64_t _rh_tracker_static_generation(void);
 
-/* Live blocks and bytes per domain (adopted: LIVE + STATIC entries). */
+/* Live blocks and bytes per domain (adopted: LIVE + STATIC entries;
+ * native: the RAW table's native entries). */
 void _rh_tracker_totals(int64_t blocks[RH_NDOMAINS], int64_t bytes[RH_NDOMAINS]);
 size_t _rh_tracker_table_bytes(void);
 size_t _rh_tracker_table_entries(void);
-/* Blocks and bytes per birth epoch in [first, last] (mem, obj, raw). */
+/* Blocks and bytes per birth epoch in [first, last] (mem, obj, raw, native). */
 void _rh_tracker_survivors(uint32_t first, uint32_t last, int64_t *blocks, int64_t *bytes);
 
 /* XOR the addresses held by the GIL and ADOPTED tables (hide 1), or put

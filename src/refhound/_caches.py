@@ -12,9 +12,14 @@ import sys
 _ABC_MODULES = ("collections.abc", "numbers", "io", "os", "typing", "contextlib")
 
 
+_abc_seen = [None, ()]      # (len(sys.modules), the ABCs found then)
+
+
 def _abc_classes():
-    """ABCs of the standard library."""
+    """ABCs of the standard library (looked up again when a module was imported)."""
     import abc
+    if _abc_seen[0] == len(sys.modules):
+        return _abc_seen[1]
     seen = []
     for modname in _ABC_MODULES:
         mod = sys.modules.get(modname)
@@ -23,7 +28,8 @@ def _abc_classes():
         for value in list(vars(mod).values()):
             if isinstance(value, abc.ABCMeta):
                 seen.append(value)
-    return seen
+    _abc_seen[:] = [len(sys.modules), tuple(seen)]
+    return _abc_seen[1]
 
 
 def clear_caches():
@@ -37,7 +43,18 @@ def clear_caches():
         pass
 
 
-def _clear_caches():
+def clear_screen_caches():
+    """clear_caches() without the import finders' caches: the screen's walks
+    compare two points of one run, and a finder refills its directory
+    listings only when something is imported (its blocks are then born in
+    the epoch that imported), so emptying them there only costs time."""
+    try:
+        _clear_caches(importlib=False)
+    except Exception:
+        pass
+
+
+def _clear_caches(importlib=True):
     modules = sys.modules
     re = modules.get("re")
     if re is not None:
@@ -58,9 +75,9 @@ def _clear_caches():
     if typing is not None:
         for cleanup in getattr(typing, "_cleanups", ()):
             cleanup()
-    importlib = modules.get("importlib")
-    if importlib is not None:
-        importlib.invalidate_caches()
+    finders = modules.get("importlib") if importlib else None
+    if finders is not None:
+        finders.invalidate_caches()
     warnings = modules.get("warnings")
     if warnings is not None and hasattr(warnings, "_filters_mutated"):
         warnings._filters_mutated()

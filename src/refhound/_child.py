@@ -116,10 +116,13 @@ def _interrupt_once(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_in_child(work, timeout=None, what="the target"):
+def run_in_child(work, timeout=None, what="the target", crashed=None):
     """Run work() -> int in a forked child; return the exit status (see the
     module's docstring).  `timeout`: seconds, or None for no limit.  `what`
-    names what runs in the child, for the parent's messages."""
+    names what runs in the child, for the parent's messages.  `crashed`:
+    called with the signal when the child crashed; when it returns True the
+    caller reports the crash (--sanitize: the guard's report) and the
+    message about a crash is left out."""
     import ctypes  # noqa: F401  (imported here, before the fork, for _die_with_parent)
     parent = os.getpid()
     shared = mmap.mmap(-1, mmap.PAGESIZE)
@@ -139,7 +142,7 @@ def run_in_child(work, timeout=None, what="the target"):
     if pid == 0:
         _child(work, parent, shared, stacks, blocked)      # never returns
     try:
-        return _supervise(pid, shared, stacks, timeout, what, forwarded, blocked)
+        return _supervise(pid, shared, stacks, timeout, what, forwarded, blocked, crashed)
     finally:
         stacks.close()
         shared.close()
@@ -210,7 +213,7 @@ def _open_pidfd(pid):
         return None
 
 
-def _supervise(pid, shared, stacks, timeout, what, forwarded, blocked):
+def _supervise(pid, shared, stacks, timeout, what, forwarded, blocked, crashed=None):
     pidfd = _open_pidfd(pid)
     received = []
 
@@ -246,6 +249,8 @@ def _supervise(pid, shared, stacks, timeout, what, forwarded, blocked):
         return code - 1
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
+        if sig in CRASH_SIGNALS and crashed is not None and crashed(sig):
+            return EXIT_TARGET
         if sig in CRASH_SIGNALS:
             err.write("refhound: %s crashed with %s (traceback above); a crash inside a check "
                       "is most often a reference count error\n" % (what, _signame(sig)))

@@ -3,8 +3,13 @@
 The test has already run once, normally, when the check starts (inside the
 call phase, so output capture, log capture and the warnings plugin are all
 in place).  Only a test that passed is checked.  The check then calls the
-test body through `item.runtest()` in warm-up and measured iterations with
-refhound.Checker, the engine of `refhound check`.
+test body through `item.runtest()` with refhound.Checker, the engine of
+`refhound check`: first the screen (a few more calls in birth epochs of
+their own, two heap walks: verdict.py, the screen), which clears a body
+that leaves nothing behind; the full check (warm-up and measured
+iterations) only for the bodies the screen cannot clear, and only when it
+fits the per-test budget (`budget`, seconds; a slower one is inconclusive,
+with what the screen saw).
 
 Fixtures (the `fixtures` setting):
 
@@ -21,9 +26,18 @@ Fixtures (the `fixtures` setting):
 Between calls the per-call records of pytest itself are trimmed back to what
 they held after the normal run (captured output, captured log records,
 recorded warnings, monkeypatch undo lists), so the check never mistakes
-pytest's bookkeeping for a leak in the test.
+pytest's bookkeeping for a leak in the test.  While the check runs, the
+reports that subtests make (pytest's `subtests` fixture, the
+pytest-subtests plugin, unittest's subTest) reach no plugin: the terminal's
+statistics, JUnit XML and pytest-xdist's channel would keep every one of
+them.  A subtest that fails when run again makes the test unchecked; when
+a test with subtests leaks, each subtest's share is measured and the
+leaking ones are named.
 """
+import gc
 import logging
+import statistics
+import time
 import warnings
 
 # The engine (.api -> ._core) is imported only when a check runs, so that
@@ -35,9 +49,10 @@ from .verdict import FAILING, VERDICT_METRICS, explained_by_fixture, judge
 
 FIXTURE_MODES = ("reuse", "fresh")
 MARKER_KEYS = ("skip", "iterations", "min_iterations", "warmup", "calls", "metrics",
-               "allow", "fixtures")
+               "allow", "fixtures", "screen")
 MARKER_SIGNATURE = ("refhound(skip=False, iterations=None, min_iterations=None, warmup=None, "
-                    "calls=None, metrics=None, allow=None, fixtures=None)")
+                    "calls=None, metrics=None, allow=None, fixtures=None, screen=None)")
+DEFAULT_BUDGET = 5.0        # seconds a full check of one test may be expected to take
 
 
 class BadMarker(Exception):
@@ -48,12 +63,15 @@ class Settings:
     """What to do with one test: the check's options (defaults from the
     command line / ini) and the pytest policy, overridden by the marker."""
 
-    def __init__(self, options=None, fixtures="reuse", metrics=None, allow=None, skip=None):
+    def __init__(self, options=None, fixtures="reuse", metrics=None, allow=None, skip=None,
+                 screen=True, budget=DEFAULT_BUDGET):
         self.options = options if options is not None else Options.for_pytest()
         self.fixtures = fixtures
         self.metrics = metrics          # None: every verdict metric
         self.allow = allow or {}        # metric -> allowed growth per call
         self.skip = skip                # None or the reason
+        self.screen = screen            # screen first (False: the full check only)
+        self.budget = budget            # seconds for a full check, None: no limit
 
     def with_marker(self, marker):
         """A copy with the marker's arguments applied (BadMarker if wrong)."""
@@ -66,7 +84,8 @@ class Settings:
         if unknown:
             raise BadMarker("unknown argument %r; the marker is %s"
                             % (unknown[0], MARKER_SIGNATURE))
-        s = Settings(self.options, self.fixtures, self.metrics, self.allow, self.skip)
+        s = Settings(self.options, self.fixtures, self.metrics, self.allow, self.skip,
+                     self.screen, self.budget)
         skip = kw.get("skip", False)
         if skip:
             s.skip = skip if isinstance(skip, str) else "@pytest.mark.refhound(skip=True)"
@@ -98,6 +117,10 @@ class Settings:
             s.metrics = metrics
         if kw.get("allow") is not None:
             s.allow = parse_allow(kw["allow"])
+        if kw.get("screen") is not None:
+            if not isinstance(kw["screen"], bool):
+                raise BadMarker("screen=%r must be True or False" % (kw["screen"],))
+            s.screen = kw["screen"]
         return s
 
     def to_dict(self):
@@ -106,7 +129,7 @@ class Settings:
                 "min_iterations": o.min_iterations, "calls": o.calls,
                 "fixtures": self.fixtures,
                 "metrics": list(self.metrics) if self.metrics else None,
-                "allow": dict(self.allow)}
+                "allow": dict(self.allow), "screen": self.screen, "budget": self.budget}
 
 
 def parse_allow(allow):
@@ -219,6 +242,199 @@ class _Trimmer:
 
 
 # ---------------------------------------------------------------------------
+# Reports made while the check runs (subtests)
+
+# The hooks a subtest calls with its report, and what they would keep: the
+# terminal's statistics, JUnit XML, pytest-xdist's channel to the
+# controller, the session's failure count, --pdb.
+QUIET_HOOKS = ("pytest_runtest_logreport", "pytest_exception_interact")
+
+
+def subtest_name(report):
+    """"[msg] (k=v, ...)" for a subtest's report, "" when it is none."""
+    context = getattr(report, "context", None)
+    if context is None:
+        return ""
+    msg = getattr(context, "msg", None)
+    kwargs = getattr(context, "kwargs", None) or {}
+    parts = []
+    if msg is not None:
+        parts.append("[%s]" % msg)
+    if kwargs:
+        parts.append("(%s)" % ", ".join("%s=%r" % kv for kv in sorted(kwargs.items())))
+    return " ".join(parts) or "(subtest)"
+
+
+class _QuietReports:
+    """While the check runs, the reports of subtests reach only this
+    recorder: nothing of pytest's keeps them, and a failing one is noted.
+
+    pluggy's hook callers hold their implementations in a list; the list
+    is emptied for the check and given back after it (every path)."""
+
+    def __init__(self, item):
+        self.item = item
+        self.saved = []
+        self.failed = None          # the first subtest that failed during the check
+        self.subtests = 0           # subtest reports seen since the last reset
+        self.on_subtest = None      # called with each subtest's name (culprit search)
+        self.failed_key = None
+        self.failed_count = None
+
+    def __enter__(self):
+        hook = self.item.config.hook
+        for name in QUIET_HOOKS:
+            caller = getattr(hook, name, None)
+            impls = getattr(caller, "_hookimpls", None)
+            if isinstance(impls, list):
+                self.saved.append((impls, list(impls)))
+                del impls[:]
+                if name == "pytest_runtest_logreport":
+                    caller._hookimpls.append(self._recorder_impl(caller))
+        # pytest counts failed subtests per test in the config's stash and
+        # fails the test for them: a subtest failing under the check must
+        # not change the test's own outcome.
+        try:
+            from _pytest.subtests import failed_subtests_key
+            counts = self.item.config.stash[failed_subtests_key]
+            self.failed_key = failed_subtests_key
+            self.failed_count = counts.get(self.item.nodeid)
+        except Exception:
+            self.failed_key = None
+        return self
+
+    def _recorder_impl(self, caller):
+        from pluggy import HookimplOpts
+        from pluggy._hooks import HookImpl
+        opts = HookimplOpts(wrapper=False, hookwrapper=False, optionalhook=False,
+                            tryfirst=False, trylast=False, specname=None)
+        return HookImpl(self, "refhound-quiet-reports", self.pytest_runtest_logreport, opts)
+
+    def pytest_runtest_logreport(self, report):
+        if getattr(report, "context", None) is None:
+            return
+        self.subtests += 1
+        if report.failed and self.failed is None:
+            self.failed = subtest_name(report)
+        if self.on_subtest is not None:
+            self.on_subtest(subtest_name(report))
+
+    def __exit__(self, *exc):
+        for impls, original in self.saved:
+            impls[:] = original
+        self.saved = []
+        if self.failed_key is not None:
+            try:
+                counts = self.item.config.stash[self.failed_key]
+                if self.failed_count is None:
+                    counts.pop(self.item.nodeid, None)
+                else:
+                    counts[self.item.nodeid] = self.failed_count
+            except Exception:
+                pass
+        return False
+
+
+class SubtestFailed(Exception):
+    """A subtest failed when the test was run again under the check."""
+
+
+class UnittestOutcome(Exception):
+    """A unittest test failed, erred or skipped when run again under the check."""
+
+
+def unittest_outcome(item):
+    """The failures, errors and skips a unittest test's run left on its
+    item, or None.  pytest's TestCaseFunction does not raise them from
+    runtest(): unittest hands them to the item (addFailure, addError,
+    addSkip) and pytest reports the first after the call."""
+    return getattr(item, "_excinfo", None) or None
+
+
+def _raise_unittest_outcome(item):
+    """After a call of the check: what unittest left on the item is taken
+    off (it must not reach the test's report) and raised."""
+    excinfo = unittest_outcome(item)
+    if excinfo is None:
+        return
+    first = excinfo[0]
+    del excinfo[:]
+    raise UnittestOutcome("%s: %s" % (first.typename, first.value))
+
+
+def subtest_culprits(call, quiet, rounds=4):
+    """[(name, refs per call, blocks per call)] of the subtests whose share
+    of a call leaves references or blocks behind, round after round.
+
+    Each subtest's body runs in a birth epoch of its own; at its end, a
+    full collection and a heap walk give the reference total.  A round's
+    blocks are counted after the next round's call: what the last subtests
+    leave for the next call to replace has died by then, a leak's blocks
+    have not."""
+    from . import _core
+    S = _core.Session
+    calls = []                  # per round: [(name, refs share, epoch)]
+    survivors = []              # per round but the last: blocks alive per subtest epoch
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds + 1):
+            marks = []
+
+            def boundary(name):
+                marks.append((name, S.heap_totals(generation=2)["refs"], epoch[0]))
+                epoch[0] = S.next_epoch()
+
+            epoch = [S.next_epoch()]
+            refs0 = S.heap_totals(generation=2)["refs"]
+            quiet.on_subtest = boundary
+            try:
+                call()
+            finally:
+                quiet.on_subtest = None
+            gc.collect()
+            if calls and calls[-1]:
+                survivors.append(S.survivors(calls[-1][0][2], calls[-1][-1][2]))
+            shares = []
+            previous = refs0
+            for name, refs, e in marks:
+                shares.append((name, refs - previous, e))
+                previous = refs
+            calls.append(shares)
+    finally:
+        if enabled:
+            gc.enable()
+    # Round 0 warms up; rounds 1..rounds are judged (their blocks counted
+    # after the round that follows each).
+    rounds_seen = [[(name, refs, survivors[k][i] if i < len(survivors[k]) else 0)
+                    for i, (name, refs, _) in enumerate(calls[k])]
+                   for k in range(1, len(survivors))]
+    judged = rounds_seen
+    out = []
+    if not judged or any(len(r) != len(judged[0]) for r in judged) or len(judged[0]) < 3:
+        return out
+    # Every subtest carries the same bookkeeping (its report, its capture):
+    # a leaking one stands out from the median of the others by a unit or
+    # more per call, round after round (the bookkeeping itself varies by a
+    # unit from one subtest to the next: the subtest judged stays out of the
+    # median it is compared with).  The first one's share also holds the
+    # test's own code before it, so it is neither judged nor compared with.
+    for i, (name, _, _) in enumerate(judged[0]):
+        if i == 0:
+            continue
+        excess = []
+        for r in judged:
+            others = r[1:i] + r[i + 1:]
+            excess.append((r[i][1] - statistics.median(x[1] for x in others),
+                           r[i][2] - statistics.median(x[2] for x in others)))
+        refs = [e[0] for e in excess]
+        blocks = [e[1] for e in excess]
+        if all(x >= 1 for x in refs) or all(x >= 1 for x in blocks):
+            out.append((name, sum(refs) / len(refs), sum(blocks) / len(blocks)))
+    return out
+
+
+# ---------------------------------------------------------------------------
 # Function-scoped fixtures, re-created (fixtures="fresh")
 
 
@@ -270,8 +486,10 @@ class Outcome:
         }
 
 
-def check_item(item, settings):
-    """Leak-check a test that has just passed its normal run -> Outcome."""
+def check_item(item, settings, call_seconds=None):
+    """Leak-check a test that has just passed its normal run -> Outcome.
+    call_seconds: how long its normal call took (the screen is planned
+    from it; None: no screen)."""
     nodeid = item.nodeid
     if settings.skip:
         return Outcome(nodeid, "skipped", settings.skip, settings=settings)
@@ -282,16 +500,17 @@ def check_item(item, settings):
     trimmer = _Trimmer(item)
     trimmer.start()
     try:
-        with warnings.catch_warnings(record=True) as warning_log:
+        with warnings.catch_warnings(record=True) as warning_log, _QuietReports(item) as quiet:
             # The filters stay as the test set them; the records go to a
             # list emptied after every call.
             trimmer.warning_log = warning_log
-            return _check(item, settings, trimmer, fresh)
+            return _check(item, settings, trimmer, fresh, quiet,
+                          call_seconds if settings.screen and not fresh else None)
     finally:
         trimmer.finish()
 
 
-def _check(item, settings, trimmer, fresh):
+def _check(item, settings, trimmer, fresh, quiet, call_seconds):
     from ._run import TargetFailed
     from .api import Checker
     nodeid = item.nodeid
@@ -306,6 +525,7 @@ def _check(item, settings, trimmer, fresh):
                 runtest()
             finally:
                 trimmer.after_call()
+            _raise_unittest_outcome(item)
 
         def fixture_cycle():
             try:
@@ -318,9 +538,14 @@ def _check(item, settings, trimmer, fresh):
                 runtest()
             finally:
                 trimmer.after_call()
+            if quiet.failed is not None:
+                raise SubtestFailed("subtest %s failed" % quiet.failed)
+            _raise_unittest_outcome(item)
 
     try:
-        result = Checker(**settings.options.to_dict()).run(call, (), {}, nodeid)
+        result = Checker(**settings.options.to_dict()).run(
+            call, (), {}, nodeid, screen=call_seconds,
+            budget=settings.budget if call_seconds is not None else None)
     except TargetFailed as exc:
         return Outcome(nodeid, "unchecked", "the test failed when run again: %s" % exc,
                        settings=settings)
@@ -328,6 +553,8 @@ def _check(item, settings, trimmer, fresh):
         return Outcome(nodeid, "unchecked", "%s: %s" % (type(exc).__name__, exc),
                        settings=settings)
     outcome, reason = judge(result, settings.metrics, settings.allow, settings.options.strict)
+    if outcome in FAILING and quiet.subtests:
+        reason += _subtest_reason(call, quiet)
     fixture_result = None
     if fresh and outcome in FAILING + ("inconclusive",):
         try:
@@ -341,3 +568,18 @@ def _check(item, settings, trimmer, fresh):
             reason = ("the function-scoped fixtures leak as fast on their own "
                       "(set up and torn down without the test): not the test's leak")
     return Outcome(nodeid, outcome, reason, result, fixture_result, settings)
+
+
+def _subtest_reason(call, quiet):
+    """"; in subtest [name]: ..." for the subtests that leak, or why none was named."""
+    try:
+        culprits = subtest_culprits(call, quiet)
+    except Exception as exc:
+        return "; its subtests could not be told apart (%s: %s)" % (type(exc).__name__, exc)
+    if not culprits:
+        return ("; no subtest after the first leaks more than the others (the leak is in the "
+                "test's own code, or in its first subtest)")
+    return "".join("; in subtest %s: %s" % (name, ", ".join(
+        part for part in ("refs %+.3g/call" % refs if refs else "",
+                          "blocks %+.3g/call" % blocks if blocks else "") if part))
+        for name, refs, blocks in culprits[:5])

@@ -36,6 +36,7 @@ class Result:
         self.valgrind = None     # memcheck figures when run under Valgrind (_valgrind.attach)
         self.patience = None     # {outcome, calls, seconds, budget} when growth was watched longer
         self.native = None       # {symbols, unwinder}: how native frames were read, with sites
+        self.screen = None       # what the screen found, when one ran (pytest --refhound)
 
     def __bool__(self):
         return self.verdict == "clean"
@@ -70,6 +71,8 @@ class Result:
             d["debug"] = {"gettotalrefcount_per_call": self.debug_refs_per_call}
         if self.patience is not None:
             d["patience"] = dict(self.patience)
+        if self.screen is not None:
+            d["screen"] = dict(self.screen)
         if self.valgrind is not None:
             d["valgrind"] = dict(self.valgrind)
         if self.native is not None:
@@ -94,6 +97,7 @@ class Result:
         result.incomplete = d.get("incomplete")
         result.valgrind = d.get("valgrind")
         result.native = d.get("native")
+        result.screen = d.get("screen")
         return result
 
     @classmethod

@@ -14,6 +14,10 @@ stacks when asked; or a watch or history pass, which need a callable) and
 sends back what the step returns; the check decides what comes next with
 verdict.py.  The phases:
 
+  screen         (only when the driver asks: pytest --refhound) the body
+                 repeated in epochs of its own, one young collection per
+                 call, two heap walks; a body that leaves nothing behind is
+                 clean without the phases below (verdict.py, the screen)
   warm-up        iterations that are not judged (lazy imports, caches)
   measure        iterations until the Decider is sure (verdict.py)
   restart        the reference count fell by about one per call: start again
@@ -32,6 +36,8 @@ The engine's Session (refhound._core) runs the iterations in C and keeps the
 samples in C memory; nothing here keeps Python state that grows from one
 iteration to the next (the check would count its own bookkeeping).
 """
+import array
+import statistics
 import time
 
 from . import verdict as V
@@ -39,8 +45,10 @@ from ._result import Result
 from ._saferepr import safe_repr, type_name
 
 ATTRIBUTION_ITERATIONS = 2
+COST_WINDOW = 5             # measured iterations whose median cost plans patience
 PATIENCE_STAGES = 6         # at most: the horizon grows elevenfold per stage
-RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "rss_bytes", "fds")
+RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_blocks", "native_bytes",
+                "heap_bytes", "rss_bytes", "fds")
 
 
 class TargetFailed(Exception):
@@ -56,6 +64,8 @@ class Step:
     "history": a pass over the callable (only for drivers that can call)."""
 
     __slots__ = ("kind", "phase", "calls", "warmup", "snapshot", "stacks", "arg")
+    # kind "screen": arg is (warm, calls, epochs, generation); the driver runs
+    # _core.Session.screen with the collector off and sends its dict back.
 
     def __init__(self, kind, phase, calls, warmup=False, snapshot=False, stacks=False, arg=None):
         self.kind = kind
@@ -107,17 +117,34 @@ class CheckRun:
         self.window_epochs = None   # (first, last) birth epochs of the verdict's window
         self.call_seconds = 0.0     # seconds per call, measured
         self.overhead = 0.0         # seconds per iteration besides the calls
+        # Doubles, not float objects: the check shares the heap it measures.
+        self._call_costs = array.array("d", bytes(8 * COST_WINDOW))   # recent call_seconds
+        self._overheads = array.array("d", bytes(8 * COST_WINDOW))    # and overheads
+        self._ncosts = 0
+        self.screened = None        # what the screen found (JSON "screen"), when it ran
         self.result = None
         self.t0 = time.perf_counter()
 
     # -- the steps ------------------------------------------------------------
 
-    def steps(self, calls):
-        """Yield Steps until the Result is in self.result."""
+    def steps(self, calls, screen=None, budget=None):
+        """Yield Steps until the Result is in self.result.  screen: the
+        seconds one call of the body takes, when the driver asks for the
+        screen first (it can call the body); budget: the seconds the full
+        check of a body the screen did not clear may be expected to take
+        (None: no limit)."""
         from . import _core
         if not _core.is_tracking():
             self.result = self._incomplete(calls, _tracking_off_reason())
             return
+        if screen is not None and self.can_call:
+            try:
+                yield from self._screen(screen, calls, budget)
+            except _core.TrackingError as exc:
+                self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
+                return
+            if self.result is not None:
+                return
         try:
             while True:
                 try:
@@ -139,6 +166,86 @@ class CheckRun:
         finally:
             if self.session is not None:
                 self.session.close()
+
+    # -- the screen (a phase before warm-up, taken when the driver asks) --------
+
+    def _screen(self, seconds_per_call, full_calls, budget):
+        """The screen: clean here, or a note and on to the full check (or,
+        when the full check would take longer than the budget, inconclusive
+        with what the screen saw).  A screen that saw growth stop within it
+        (a cache filling), or only blocks survive, is taken again (up to
+        V.SCREEN_ROUNDS rounds): the second and later rounds follow full
+        collections and ask whether the blocks the round before kept have
+        died since."""
+        warm, calls, epochs = V.screen_plan(seconds_per_call)
+        t = time.perf_counter()
+        from . import _core
+        rounds = []
+        earlier = earlier_now = None
+        generation = 1
+        while True:
+            figures = yield Step("screen", "screening", calls,
+                                 arg=(warm, calls, epochs, generation))
+            figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
+            if earlier is not None:
+                # The first round's judged epochs: which of their blocks live now.
+                first = earlier["first_epoch"] + 1
+                earlier_now = V.screen_judged(
+                    [0] + _core.Session.survivors(first, first + epochs - 1) + [0])
+            outcome, reason = V.screen_outcome(figures, earlier, earlier_now)
+            rounds.append(reason)
+            if outcome == "clean" or not V.screen_again(figures, len(rounds)):
+                break
+            earlier = figures
+            warm = 0            # the first round warmed it up
+            # The second round's walks follow full collections: what only
+            # a full collection frees (free lists, old cycles) is not kept.
+            generation = 2
+        self.screened = {
+            "outcome": outcome, "reason": reason, "rounds": rounds, "warm": warm,
+            "first_epoch": figures["first_epoch"],
+            "calls": calls, "epochs": epochs, "survivors": figures["blocks"],
+            "free_listed": figures.get("free_listed", 0),
+            "refs": list(figures["refs"]), "native_bytes": list(figures["native_bytes"]),
+            "sensitivity_calls": V.screen_sensitivity(calls, epochs),
+            "seconds": round(time.perf_counter() - t, 4),
+            "call_seconds": round(figures["seconds"], 4),
+            "walk_seconds": round(figures["walk_seconds"], 4)}
+        if outcome == "clean":
+            self.result = self._screened_result(figures, calls, epochs, reason)
+            return
+        cost = V.full_check_seconds(self.options, full_calls, seconds_per_call,
+                                    figures["walk_seconds"])
+        self.screened["full_check_seconds"] = round(cost, 3)
+        if budget is not None and cost > budget:
+            self.notes.append("the screen did not clear it (%s)" % reason)
+            result = self._incomplete(full_calls, (
+                "the screen did not clear it (%s), and a full check would take about %.0f s, "
+                "over the budget of %g s per test (raise --refhound-budget)"
+                % (reason, cost, budget)))
+            result.seconds = time.perf_counter() - self.t0
+            self.result = result
+            return
+        self.notes.append("the screen did not clear it (%s): checked in full" % reason)
+
+    def _screened_result(self, figures, calls, epochs, reason):
+        screened = calls * epochs + 1
+        native = None
+        a, b = figures["native_bytes"]
+        if a >= 0 and b >= 0:
+            native = round((b - a) / screened, 4)
+        per_call = dict.fromkeys(RATE_METRICS, 0.0)
+        per_call["native_bytes"] = native
+        per_call["rss_bytes"] = None
+        result = Result(
+            target=self.target, verdict="clean", per_call=per_call, objects=[],
+            refcount_growth=[], iterations={"warmup": 0, "measured": 0},
+            calls_per_iteration=calls, seconds=time.perf_counter() - self.t0, samples=[],
+            types=[], trends={},
+            survivors={"first_epoch": figures["first_epoch"], "blocks": figures["blocks"],
+                       "bytes": figures["bytes"]},
+            notes=self.notes + ["cleared by the screen: %s" % reason])
+        return result
 
     def _iterate(self, phase, warmup=False, snapshot=False, stacks=False):
         return Step("iterate", phase, self.session.calls, warmup, snapshot, stacks)
@@ -169,11 +276,20 @@ class CheckRun:
                 return verdict
 
     def _cost(self, wall, seconds, calls):
-        """Seconds per call and per iteration's sampling, from one iteration."""
+        """Seconds per call and per iteration's sampling: medians over the
+        last COST_WINDOW measured iterations (one slow iteration on a busy
+        machine must not use up the patience budget on paper)."""
         if seconds is None:          # a loop: the bodies' time is in the wall time
             seconds = wall
-        self.call_seconds = seconds / max(calls, 1)
-        self.overhead = max(wall - seconds, 0.0)
+        # Fixed rings of doubles: the check shares the heap it measures, and
+        # objects it kept would be counted as the target's.
+        i = self._ncosts % COST_WINDOW
+        self._ncosts += 1
+        self._call_costs[i] = seconds / max(calls, 1)
+        self._overheads[i] = max(wall - seconds, 0.0)
+        n = min(self._ncosts, COST_WINDOW)
+        self.call_seconds = statistics.median(self._call_costs[:n])
+        self.overhead = statistics.median(self._overheads[:n])
 
     def _conclude(self, verdict):
         from . import _core
@@ -200,6 +316,10 @@ class CheckRun:
                 verdict = yield from self._patience(verdict, growth)
             except _core.TrackingError as exc:
                 self.notes.append("no patience: refhound %s" % exc)
+        if verdict == "leak" and V.rss_unexplained(self.decider.trends):
+            self.notes.append(
+                "resident memory grows while no allocator's figure does: memory mapped outside "
+                "malloc (a library's own mmap), which refhound cannot attribute to a line")
         if verdict in ("leak", "error") and self.options.diagnose > 0 and not diagnosed:
             try:
                 growth = yield from self._diagnose()
@@ -263,7 +383,8 @@ class CheckRun:
             return verdict
         # The rates the verdict saw: over its window of the measured samples.
         start, measured = V.window_of(self.measured_samples, session.warmup_samples)
-        before = V.mean_rates(session, start, self.measured_samples, calls, followed)
+        before = first_seen = V.mean_rates(session, start, self.measured_samples, calls,
+                                           followed)
         seen = calls * measured
         cap = _overrelease_cap(growth)
         if verdict == "error" and cap is not None and cap < V.PATIENCE_HORIZON * seen:
@@ -299,9 +420,12 @@ class CheckRun:
                 break
             horizon = other * (session.nsamples - first - 1)
             after = V.rates_since(session, first, other, followed)
-            outcome = V.patience_outcome(followed, before, after,
-                                         V.stage_steps(session, first, other, followed),
-                                         self._survivors_ok(before, calls))
+            steps = V.stage_steps(session, first, other, followed)
+            reach = horizon / max(seen, 1)
+            outcome = V.patience_outcome(followed, before, after, steps,
+                                         self._survivors_ok(first_seen, calls), reach)
+            if outcome == "slowing":
+                before = V.rebased(followed, before, after, steps, reach)
             seen += horizon
             watched += horizon
             self.last_stage = (first, session.nsamples, other)
@@ -309,7 +433,7 @@ class CheckRun:
             if outcome != "slowing" or cap is not None:
                 break
         spent = time.perf_counter() - t0
-        rates = ", ".join("%s %+.3g/call" % (m, r) for m, r in before.items())
+        rates = ", ".join("%s %+.3g/call" % (m, r) for m, r in first_seen.items())
         self.patience = {"outcome": outcome, "calls": watched, "seconds": round(spent, 3),
                          "budget": budget}
         if outcome == "persists":
@@ -545,15 +669,29 @@ def build_result(target, verdict, raw, calls, nsamples, growth, notes, seconds, 
 # The driver for a callable
 
 
-def run_callable(options, func, args, kwargs, target, observers=()):
+def run_callable(options, func, args, kwargs, target, observers=(), screen=None, budget=None):
     """Check func(*args, **kwargs): calibrate, then perform the steps.
-    Raises TargetFailed when the target raises."""
+    Raises TargetFailed when the target raises.  screen: the seconds a call
+    took when the driver ran it (pytest: the test's normal run), to screen
+    it before the full check; None: no screen.  budget: see CheckRun.steps."""
     from . import _core
     from ._caches import clear_caches
 
     args = tuple(args)
     kwargs = dict(kwargs) or None
     calls = options.calls
+    if screen is not None:
+        if screen < V.SCREEN_RETIME:
+            # A first run is slow (lazy imports, first-time work): time one
+            # more call, which also warms the screen up.
+            try:
+                t = time.perf_counter()
+                func(*args, **(kwargs or {}))
+                screen = min(screen, time.perf_counter() - t)
+            except BaseException as exc:
+                raise TargetFailed("%s: %s" % (type(exc).__name__, exc)) from exc
+        if calls is None:
+            calls = calibrated_calls(options, screen)
     if calls is None:
         try:
             t = time.perf_counter()
@@ -568,7 +706,7 @@ def run_callable(options, func, args, kwargs, target, observers=()):
                              max_samples=max_samples(options))
 
     run = CheckRun(options, target, open_session, can_call=True, observers=observers)
-    steps = run.steps(calls)
+    steps = run.steps(calls, screen, budget)
     reply = pending = None
     while True:
         try:
@@ -583,11 +721,25 @@ def run_callable(options, func, args, kwargs, target, observers=()):
         except BaseException:
             steps.close()
             raise
+    if run.result is not None and run.screened is not None:
+        run.result.screen = run.screened
     return run.result
 
 
 def _perform(step, session, func, args, kwargs):
     from . import _core
+    if step.kind == "screen":
+        import gc
+        warm, calls, epochs, generation = step.arg
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            from ._caches import clear_screen_caches
+            return _call(_core.Session.screen, func, args, kwargs, warm, calls, epochs,
+                         generation, clear_screen_caches)
+        finally:
+            if enabled:
+                gc.enable()
     if step.kind == "iterate":
         if step.stacks:
             _core.capture_stacks(True)

@@ -16,7 +16,7 @@ class Checker:
 
     Options (see refhound.options.FIELDS): warmup, iterations,
     min_iterations, calls (None: calibrated), max_calls,
-    iteration_seconds, alpha, diagnose, attribution, timeout, strict.
+    iteration_seconds, alpha, diagnose, attribution, native, timeout, strict.
     progress: a callable told after each iteration (a dict), or None.
     """
 
@@ -32,12 +32,17 @@ class Checker:
                             getattr(func, "__qualname__", repr(func)))
         return self.run(func, args, kwargs, target)
 
-    def run(self, func, args, kwargs, target):
-        """Check func(*args, **kwargs) under the name `target`."""
+    def run(self, func, args, kwargs, target, screen=None, budget=None):
+        """Check func(*args, **kwargs) under the name `target`.  screen: the
+        seconds a call took when the caller ran it, to screen it first
+        (pytest --refhound); None: the full check only.  budget: the seconds
+        the full check of what the screen did not clear may take (None: no
+        limit)."""
         from . import _core
         from ._target import as_plain_callable
         func, note = as_plain_callable(func)
         started_here = _core.start()
+        native_note = _start_native(self.options)
         scope = _valgrind.begin(target, "call")
         observers = [self.progress] if self.progress is not None else []
         options = self.options
@@ -46,18 +51,39 @@ class Checker:
             # what leaks; patience would multiply the calls (and the leaked
             # blocks every later leak check walks) by thousands.
             options = options.replace(patience=0.0)
+            # ... and the screen would clear a body before any leak check ran.
+            screen = budget = None
             observers.append(lambda info: scope.iteration(info["phase"], info["iteration"],
                                                           info["calls"]))
         try:
-            result = run_callable(options, func, args, kwargs, target, observers)
+            result = run_callable(options, func, args, kwargs, target, observers,
+                                  screen=screen, budget=budget)
             if note:
                 result.notes.insert(0, note)
+            if native_note:
+                result.notes.append(native_note)
             _valgrind.attach(scope, result)
             return result
         finally:
             _valgrind.end(scope)
             if started_here:
                 _core.stop()
+
+
+def _start_native(options):
+    """Native tracking on for a check that wants it (it stays on until
+    tracking stops: _core.stop() puts everything back).  None, or a note
+    saying why it is off."""
+    from . import _core
+    if not options.native or not _core.is_tracking():
+        return None
+    if _core.valgrind_running():
+        return None         # memcheck already sees every malloc
+    try:
+        _core.native_start()
+    except RuntimeError as exc:
+        return "native memory is not tracked: %s" % str(exc).replace("refhound: ", "")
+    return None
 
 
 def check(func, *args, **kwargs):

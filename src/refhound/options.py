@@ -95,6 +95,9 @@ FIELDS = (
           help="iterations with refcount snapshots after a leak (objects whose count moves)"),
     Field("attribution", "flag", True, cli=False,
           help="after a leak, record allocation stacks and name the culprit lines"),
+    Field("native", "flag", True, cli=False,
+          help="also track malloc & co., strdup and C++ new/delete called by extension "
+               "modules and the libraries they load (--no-native turns it off)"),
     Field("patience", "seconds", 10.0, 0.0, 10 * 24 * 3600.0, pytest_default=5.0,
           help="seconds a check may spend making sure that growth persists (or settles) "
                "over ten times the calls it was seen in, before it says leak, error or "

@@ -4,8 +4,9 @@ Registered through the `pytest11` entry point (or `-p refhound.pytest_plugin`).
 Tracking starts before the conftest files and the test modules are imported
 (pytest_load_initial_conftests), so the code under test is tracked from its
 import on.  Each test runs once normally; when it passes, its body is
-checked with refhound.Checker (the engine of `refhound check`); see
-_pytest_check.py for the fixture policy.
+screened and, when the screen cannot clear it, checked in full with
+refhound.Checker (the engine of `refhound check`); see _pytest_check.py for
+the fixture policy and the screen.
 
 Leaking tests fail (--refhound-warn makes them warnings).  The result of each
 check travels on the test report (`report.refhound`, a plain dict that
@@ -16,6 +17,7 @@ XML gets `refhound_*` properties through the report's user_properties.
 import json
 import os
 import sys
+import time
 import warnings
 
 import pytest
@@ -37,6 +39,11 @@ PLUGIN_OPTIONS = (
      "report leaking tests as warnings instead of failing them"),
     ("refhound_strict", "bool", False,
      "fail tests whose check stays inconclusive"),
+    ("refhound_full", "bool", False,
+     "check every test in full (no screen first: slower, the same verdicts)"),
+    ("refhound_budget", "seconds", pc.DEFAULT_BUDGET,
+     "a test the screen cannot clear is checked in full when that is expected to take at "
+     "most SECONDS; a slower one is inconclusive ('none': no limit)"),
     ("refhound_fixtures", "fixtures", "reuse",
      "reuse: function-scoped fixtures set up once per test; fresh: set up again "
      "for every call (the fixtures' own leaks are told apart from the test's)"),
@@ -44,6 +51,10 @@ PLUGIN_OPTIONS = (
      "write the results as JSON to FILE (one entry per test, the schema of refhound check)"),
     ("refhound_html", "path", None,
      "write one self-contained HTML report to FILE (a section per flagged test)"),
+    ("refhound_sanitize", "bool", False,
+     "run the session under the guard allocator: the first memory error (use after "
+     "free, double free, overflow, underflow) ends it and is reported with its culprit "
+     "line (exit status 1)"),
 )
 CHECK_OPTIONS = ("iterations", "min_iterations", "warmup", "calls")
 
@@ -66,7 +77,7 @@ def pytest_addoption(parser):
             group.addoption(flag, action="store_true", default=None, dest=name, help=text)
             parser.addini(name, text, type="bool", default=default)
             continue
-        metavar = {"fixtures": "reuse|fresh", "path": "FILE"}[kind]
+        metavar = {"fixtures": "reuse|fresh", "path": "FILE", "seconds": "SECONDS"}[kind]
         group.addoption(flag, action="store", default=None, dest=name, metavar=metavar,
                         help=text + " (default: %s)" % default)
         parser.addini(name, text, default=default)
@@ -107,6 +118,8 @@ def read_options(config):
         if kind == "fixtures" and value not in pc.FIXTURE_MODES:
             raise pytest.UsageError("refhound: %s=%r must be one of %s"
                                     % (name, value, ", ".join(pc.FIXTURE_MODES)))
+        if kind == "seconds":
+            value = _seconds(name, value)
         out[name] = value
     values = {}
     for field in (FIELD[n] for n in CHECK_OPTIONS):
@@ -120,6 +133,19 @@ def read_options(config):
     except OptionError as exc:
         raise pytest.UsageError("refhound: %s" % str(exc).replace("--", "--refhound-"))
     return out
+
+
+def _seconds(name, value):
+    if value is None or str(value).lower() == "none":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise pytest.UsageError("refhound: --%s=%r must be a number of seconds above 0 or "
+                                "'none'" % (name.replace("_", "-"), value))
+    return seconds
 
 
 def _enabled(config):
@@ -154,9 +180,44 @@ def _start_tracking():
         _core.start()
 
 
+def _sanitize(early_config, ns):
+    """--refhound-sanitize: the guard goes under the allocators first (the
+    tracking hooks then chain onto it), in a forked child that runs the
+    session; this process waits and reports."""
+    on = getattr(ns, "refhound_sanitize", None)
+    if on is None:
+        try:
+            on = _flag(early_config.getini("refhound_sanitize"))
+        except (ValueError, KeyError):
+            on = False
+    if not on or _is_worker(early_config):
+        return
+    if getattr(ns, "numprocesses", None) not in (None, 0) or getattr(ns, "tx", None):
+        raise pytest.UsageError("refhound: --refhound-sanitize runs the session in one "
+                                "process; drop -n/--tx")
+    try:
+        from . import _core
+    except ImportError as exc:
+        raise pytest.UsageError("refhound: the engine refhound._core cannot be imported (%s)"
+                                % exc)
+    if _core.guard_stats()["active"] or _core.is_tracking():
+        return
+    from ._sanitize import continue_sanitized
+
+    def stop_capturing():
+        capman = early_config.pluginmanager.getplugin("capturemanager")
+        if capman is not None:
+            try:
+                capman.stop_global_capturing()
+            except Exception:
+                pass
+    continue_sanitized("pytest", before_report=stop_capturing)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     ns = early_config.known_args_namespace
+    _sanitize(early_config, ns)
     try:
         on = _enabled(early_config) if getattr(ns, "refhound", None) is None else ns.refhound
     except (ValueError, KeyError):
@@ -167,6 +228,18 @@ def pytest_load_initial_conftests(early_config, parser, args):
     if not _is_worker(early_config) and (numprocesses not in (None, 0) or getattr(ns, "tx", None)):
         return  # an xdist controller: the workers track
     _start_tracking()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    """Under --refhound-sanitize, the guard's fault handler goes back on top
+    of faulthandler's (enabled by pytest after the guard)."""
+    try:
+        from . import _core
+        if _core.guard_stats()["active"]:
+            _core.guard_rearm()
+    except ImportError:
+        pass
 
 
 def pytest_configure(config):
@@ -221,7 +294,9 @@ class RefhoundPlugin:
         self.config = config
         self.options = options
         self.controller = controller
-        self.defaults = pc.Settings(options["options"], fixtures=options["refhound_fixtures"])
+        self.defaults = pc.Settings(options["options"], fixtures=options["refhound_fixtures"],
+                                    screen=not options["refhound_full"],
+                                    budget=options["refhound_budget"])
         self.warn = options["refhound_warn"]
         self.records = {}       # nodeid -> record (the controller's view)
 
@@ -230,8 +305,12 @@ class RefhoundPlugin:
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item):
         # trylast: innermost, so capture and log capture are still active.
+        t = time.perf_counter()
         result = yield
-        if not isinstance(item, pytest.Function):
+        seconds = time.perf_counter() - t
+        if not isinstance(item, pytest.Function) or pc.unittest_outcome(item):
+            # (a unittest test that failed or was skipped: unittest keeps its
+            # outcome on the item instead of raising it; nothing to check)
             return result
         try:
             settings = self.defaults.with_marker(item.get_closest_marker("refhound"))
@@ -240,7 +319,7 @@ class RefhoundPlugin:
                                "reason": "refhound: bad @pytest.mark.%s: %s" % ("refhound", exc),
                                "result": None, "fixture_result": None, "settings": None}
             return result
-        outcome = pc.check_item(item, settings)
+        outcome = pc.check_item(item, settings, call_seconds=seconds)
         record = _plain(outcome.to_dict())
         item.stash[KEY] = record
         item.user_properties.extend(_properties(record))

@@ -21,12 +21,23 @@ the objects that survive an iteration, its own included).
 """
 
 # The metrics whose growth makes a leak (the others are shown only).
-VERDICT_METRICS = ("refs", "objects", "blocks", "bytes", "native_bytes", "fds", "threads")
+# native_blocks/native_bytes: the blocks of malloc & co. tracked in extensions
+# (-1 when native tracking is off); heap_bytes: the C library's whole heap;
+# rss_bytes: resident memory, for what no allocator sees (a library's mmap).
+VERDICT_METRICS = ("refs", "objects", "blocks", "bytes", "native_blocks", "native_bytes",
+                   "heap_bytes", "rss_bytes", "fds", "threads")
 # Metrics that may be missing from a sample (-1: not available here).
-OPTIONAL_METRICS = frozenset(("native_bytes", "rss_bytes", "uss_bytes", "fds", "threads",
-                              "debug_refs", "arenas", "pools", "pymalloc_blocks"))
-# The glibc heap figure is too noisy to hold a check back or to call it flat.
-NOISY_METRICS = frozenset(("native_bytes",))
+OPTIONAL_METRICS = frozenset(("native_blocks", "native_bytes", "heap_bytes", "rss_bytes",
+                              "uss_bytes", "fds", "threads", "debug_refs", "arenas", "pools",
+                              "pymalloc_blocks"))
+# The heap and RSS figures are too noisy to hold a check back or to call it flat.
+NOISY_METRICS = frozenset(("heap_bytes", "rss_bytes"))
+# Native memory: what grows there alone, below one byte per call, is not a
+# test's leak (judge); the heap grows with the tracked blocks.
+NATIVE_METRICS = frozenset(("native_blocks", "native_bytes", "heap_bytes"))
+# Resident memory grows in pages and creeps (a page of the samples touched,
+# a stack deeper): growth below this over the window is never "growing".
+RSS_MIN_GROWTH = 256 * 1024
 
 MIN_WINDOW = 8          # samples in the recent window, at least
 LEAK_STREAK = 3         # growing decisions in a row before "leak"
@@ -46,6 +57,8 @@ PATIENCE_OVERRUN = 1.5          # a stage stops early past this share of the bud
 PATIENCE_ITERATIONS = 4     # iterations per stage (plus a baseline)
 PERSISTS = 0.5              # rate over the horizon / rate first seen: the growth persists
 SETTLED = 0.1               # below this share: the growth has settled
+OUTGROWN = 2.0              # a steady pace that added this many times the growth
+                            # seen before has not settled (a leak under a fill)
 
 # Refcount diagnosis: an object whose count moves less than this per call
 # is not reported.
@@ -129,10 +142,27 @@ def window_of(nsamples, warmup_samples):
 
 
 def classify_window(series, alpha, metric):
-    """classify() over a window, a metric with a missing value counting as flat."""
+    """classify() over a window, a metric with a missing value counting as flat
+    (and resident memory that moved less than RSS_MIN_GROWTH as noise)."""
     if metric in OPTIONAL_METRICS and any(v < 0 for v in series):
         return Trend(p_up=0.0, p_down=0.0, window=len(series))
-    return classify(series, alpha)
+    t = classify(series, alpha)
+    if metric == "rss_bytes" and t.trend in (GROWING, FALLING, UNCLEAR) and \
+            abs(t.growth) < RSS_MIN_GROWTH:
+        t.trend = NOISE
+    return t
+
+
+MEMORY_METRICS = ("blocks", "bytes", "native_blocks", "native_bytes", "heap_bytes")
+
+
+def rss_unexplained(trends):
+    """Resident memory grows while no allocator's figure does: memory mapped
+    outside malloc (a library's mmap), which no allocator hook sees."""
+    rss = trends.get("rss_bytes")
+    if rss is None or rss.trend != GROWING:
+        return False
+    return not any(trends[m].trend in (GROWING, UNCLEAR) for m in MEMORY_METRICS if m in trends)
 
 
 class Decider:
@@ -288,17 +318,42 @@ def survivors_kept(counts, blocks_per_iteration):
     return median >= SURVIVORS_KEPT * blocks_per_iteration
 
 
-def patience_outcome(followed, before, after, steps, survivors_ok=True):
+def new_pace(metric, sign, before, after, steps, reach):
+    """The stage's growth of a metric relative to all the growth seen before
+    it, when the metric moved its way in every iteration of the stage at a
+    steady pace (each iteration at least half the stage's rate); else 0.
+
+    reach: the calls of the stage over the calls seen before it.  A cache
+    that was still filling slows down within the stage; one emptied
+    periodically adds no more than its size whatever the horizon; a leak
+    that a fill hid keeps its own pace and adds in proportion to the calls."""
+    r1 = sign * after.get(metric, 0.0)
+    deltas = steps.get(metric) or []
+    if metric in NOISY_METRICS or r1 <= 0.0 or len(deltas) < PATIENCE_ITERATIONS or \
+            any(sign * d < PERSISTS * r1 for d in deltas):
+        return 0.0
+    r0 = abs(before.get(metric, 0.0))
+    return float("inf") if r0 == 0.0 else r1 * reach / r0
+
+
+def patience_outcome(followed, before, after, steps, survivors_ok=True,
+                     reach=PATIENCE_HORIZON):
     """"persists", "settled" or "slowing": a patience stage against the rates
     first seen.  after: {metric: per-call rate over the stage}; steps:
-    {metric: per-call change of each of its iterations}.
+    {metric: per-call change of each of its iterations}; reach: the calls
+    of the stage over the calls the growth was seen in before it.
 
     Persists when a followed metric still moves its way at half the first
     rate or more, over the stage and in its last iteration (a metric with no
-    pace seen before: in every iteration of the stage); settled when every
-    one has stopped by the end (its last iteration moves less than a tenth
-    of the first rate, or turned back); otherwise it is slowing, and a longer
-    horizon decides.
+    pace seen before: in every iteration of the stage); or when it moves at
+    a steady pace in every iteration of the stage, however much slower than
+    first seen, adding up to five times the growth seen before (what half
+    the first rate adds over ten times the calls): the first pace included
+    a fill, the leak under it goes on.  Settled when every one has stopped
+    by the end (its last iteration moves less than a tenth of the first
+    rate, or turned back) and none kept a steady pace that added twice the
+    growth seen before; otherwise it is slowing, and a longer horizon
+    decides (against the steady pace: rebased()).
 
     survivors_ok: whether the blocks born while the growth was first seen
     are still alive (survivors_kept); growth of blocks or bytes whose old
@@ -310,10 +365,13 @@ def patience_outcome(followed, before, after, steps, survivors_ok=True):
         r1 = sign * after.get(m, 0.0)
         end = deltas[-1]
         turnover = m in BLOCK_METRICS and sign > 0 and not survivors_ok
+        pace = 0.0 if turnover else new_pace(m, sign, before, after, steps, reach)
         if r0 > 0.0:
             if r1 >= PERSISTS * r0 and end >= PERSISTS * r0 and not turnover:
                 return "persists"
-            if end >= SETTLED * r0:
+            if pace >= PERSISTS * PATIENCE_HORIZON:
+                return "persists"
+            if end >= SETTLED * r0 or pace >= OUTGROWN:
                 settled = False
         else:
             if m not in NOISY_METRICS and len(deltas) >= PATIENCE_ITERATIONS and \
@@ -322,6 +380,18 @@ def patience_outcome(followed, before, after, steps, survivors_ok=True):
             if end > 0:
                 settled = False
     return "settled" if settled else "slowing"
+
+
+def rebased(followed, before, after, steps, reach):
+    """The rates the next stage is held against after a slowing one: a
+    metric that kept a steady pace over the stage, adding twice the growth
+    seen before it, is held against that pace (a leak under a fill keeps
+    it; a cache filling ever slower, or emptied periodically, does not)."""
+    out = dict(before)
+    for m, sign in followed.items():
+        if before.get(m) and new_pace(m, sign, before, after, steps, reach) >= OUTGROWN:
+            out[m] = after[m]
+    return out
 
 
 def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):
@@ -354,8 +424,8 @@ def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):
 # ---------------------------------------------------------------------------
 # One pytest test under its settings
 
-# native_bytes is the whole process's malloc heap (mallinfo2); in a long
-# pytest process it drifts by a few hundred bytes now and then.  Growth there
+# Native memory (the heap in use, the tracked native blocks) of a long
+# pytest process drifts by a few hundred bytes now and then.  Growth there
 # alone, below one byte per call (a leaked malloc chunk is at least 32
 # bytes), is drift, not a leak of the test.
 NATIVE_DRIFT = 1.0
@@ -397,10 +467,10 @@ def judge(result, metrics=None, allow=None, strict=False):
     if verdict != "leak":
         return "clean", ""
     growing = growing_metrics(result, metrics)
-    if growing == ["native_bytes"] and rate(result, "native_bytes") < NATIVE_DRIFT:
-        return "clean", ("only the process's malloc heap drifted (%+.3g bytes per call, "
-                         "below one byte; no block, object or reference grew)"
-                         % rate(result, "native_bytes"))
+    native = max(rate(result, "native_bytes"), rate(result, "heap_bytes"))
+    if growing and set(growing) <= NATIVE_METRICS and native < NATIVE_DRIFT:
+        return "clean", ("only native memory drifted (%+.3g bytes per call, below one byte; "
+                         "no Python block, object or reference grew)" % native)
     if not growing:
         if metrics and growing_metrics(result):
             return "ignored", ("grows only in metrics that are not watched (%s)"
@@ -426,7 +496,134 @@ def explained_by_fixture(result, fixture_result):
         return False
     for m in growing:
         test_rate, fix_rate = rate(result, m), rate(fixture_result, m)
-        slack = 64.0 if m in ("bytes", "native_bytes") else 0.25
+        slack = 64.0 if m in ("bytes", "native_bytes", "heap_bytes", "rss_bytes") else 0.25
         if fix_rate < 0.9 * test_rate - slack:
             return False
     return True
+
+
+# ---------------------------------------------------------------------------
+# The screen (before the full check; _run.py: CheckRun._screen)
+#
+# A body that the driver can call is first repeated in birth epochs of its
+# own, with the automatic collector off and a young collection after every
+# call (session.c: the screen): `warm` calls, walk A, SCREEN_EPOCHS epochs
+# of `calls` calls, one tail call, walk B (a slow body: no warm call, fewer
+# epochs, so the screen costs about one more call of it).  The screen only ever clears: a
+# body it cannot clear gets the full check.  It clears when nothing the
+# screened calls made is still alive and nothing else moved:
+#
+#   - no block survives from the judged epochs (with three or more epochs,
+#     the first may still hold the end of a cache's fill and the last what
+#     the next call replaces: the middle ones must be empty);
+#   - the reference total, the objects, the descriptors and the threads are
+#     the same at A and at B (to the unit);
+#   - the process's malloc heap moved by less than SCREEN_NATIVE_SLACK bytes
+#     per screened call (the heap includes the interpreter's own large
+#     blocks, which are tracked and counted above).
+#
+# A leak of one block every k calls leaves a survivor in a middle epoch as
+# soon as the middle epochs hold k calls; so the screen clears nothing
+# that leaks at a rate of 1 / (middle calls) or more: SCREEN_CALLS_SEEN.
+
+SCREEN_EPOCHS = 8           # judged epochs for a fast body
+SCREEN_BUDGET = 0.005       # seconds of calls a screen may take at least ...
+SCREEN_BUDGET_RATIO = 1.0   # ... or this many times one call of the body
+SCREEN_MAX_CALLS = 25       # calls per epoch, at most
+SCREEN_NATIVE_SLACK = 16.0  # bytes per screened call
+SCREEN_RETIME = 0.02        # a first run faster than this is timed again
+
+
+def screen_plan(seconds_per_call):
+    """(warm, calls per epoch, epochs) for a body that takes this long."""
+    t = max(seconds_per_call, 1e-7)
+    budget = max(SCREEN_BUDGET, SCREEN_BUDGET_RATIO * t)
+    calls = int(budget / (SCREEN_EPOCHS * t))
+    calls = max(1, min(calls, SCREEN_MAX_CALLS))
+    epochs = max(1, min(SCREEN_EPOCHS, int(budget / (calls * t))))
+    # A slow body gets no warm call of its own: its normal run was one.
+    warm = calls if epochs >= 3 else 0
+    return warm, calls, epochs
+
+
+def screen_judged(blocks):
+    """The survivors that count, from the screen's blocks per epoch (warm,
+    judged epochs..., tail)."""
+    judged = blocks[1:-1]
+    if len(judged) >= 3:
+        return judged[1:-1]
+    return judged
+
+
+def _screen_moves(screen):
+    """What moved from walk A to walk B besides surviving blocks."""
+    why = []
+    for key in ("refs", "objects", "fds", "threads"):
+        a, b = screen[key]
+        if a >= 0 and b >= 0 and a != b:
+            why.append("%s %+d" % (key, b - a))
+    a, b = screen["native_bytes"]
+    if a >= 0 and b >= 0 and b - a > SCREEN_NATIVE_SLACK * screen_calls(screen):
+        why.append("native_bytes %+d" % (b - a))
+    return why
+
+
+def screen_calls(screen):
+    """The calls a screen round made after walk A."""
+    return screen["calls"] * screen["epochs"] + 1
+
+
+def screen_outcome(screen, earlier=None, earlier_now=None):
+    """("clean", reason) or ("suspect", reason) for a screen's figures
+    (the dict of _core.Session.screen, plus "calls" and "epochs").
+
+    earlier, earlier_now: the previous round's figures and the blocks of
+    its judged epochs still alive now (a second round).  Blocks that
+    survived the first round and have died since were state that a later
+    call replaces (the last result kept, a buffer reused), not a leak: a
+    leak's blocks never die.  Then only what else moved counts."""
+    why = []
+    survivors = screen_judged(screen["blocks"])
+    if any(survivors):
+        why.append("blocks survive calls (%s per epoch)" % ", ".join(map(str, survivors)))
+    moves = _screen_moves(screen)
+    why += moves
+    if not why:
+        return "clean", "nothing survived %d calls in %d epochs" % (screen_calls(screen),
+                                                                   screen["epochs"])
+    if earlier is not None and earlier_now is not None and not moves and \
+            not any(earlier_now):
+        return "clean", ("the blocks that survived %d calls died within %d more, and nothing "
+                         "else moved: state that a later call replaces"
+                         % (screen_calls(earlier), screen_calls(screen)))
+    return "suspect", "; ".join(why)
+
+
+SCREEN_ROUNDS = 3           # rounds of the screen at most (see screen_again)
+
+
+def screen_again(screen, rounds):
+    """Take the screen again (up to SCREEN_ROUNDS rounds)?  When growth stopped within it (the last
+    judged epoch left no block: a cache that filled during the first
+    epochs), or when only blocks survived (nothing else moved: the second
+    round shows whether they die); a second round costs little next to a
+    full check.  Blocks surviving every judged epoch while references or
+    objects grow are a leak's pattern: the full check decides."""
+    if rounds >= SCREEN_ROUNDS:
+        return False
+    judged = screen["blocks"][1:-1]
+    return not judged or judged[-1] == 0 or not all(judged) or not _screen_moves(screen)
+
+
+def full_check_seconds(options, calls, seconds_per_call, sample_seconds):
+    """The least time a full check takes: warm-up and the minimum of measured
+    iterations, each `calls` calls and a sample (patience, diagnosis and
+    attribution come on top)."""
+    iterations = max(options.warmup, 1) + options.min_iterations
+    return iterations * (calls * seconds_per_call + sample_seconds)
+
+
+def screen_sensitivity(calls, epochs):
+    """The rarest leak (one block every N calls) the screen cannot clear."""
+    judged = epochs - 2 if epochs >= 3 else epochs
+    return max(1, judged * calls)

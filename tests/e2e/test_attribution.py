@@ -53,6 +53,7 @@ REASONS = {
     "raw-buffer": "allocated here and never released",
     "wrapper": "allocated here and never released",
     "stripped": "the line is not known",
+    "native": "allocated here and never released",
 }
 
 

@@ -117,7 +117,7 @@ def test_a_generator_function_is_driven_each_call():
 
 
 def test_a_loop_runs_the_same_check():
-    for _ in refhound.loop(range(100000), name="unit-loop", report=False):
+    for _ in refhound.loop(range(300000), name="unit-loop", report=False):
         KEEP.append(object())
     result = refhound._loop.results()[-1]
     assert result.target == "unit-loop"
@@ -130,3 +130,37 @@ def test_options_are_checked_before_anything_runs():
         refhound.Checker(iterations=0)
     with pytest.raises(ValueError):
         refhound.loop(range(3), calls=0)
+
+
+SENTINEL = object()
+FILL = []
+FILLED = [0]
+
+
+def fills_then_settles():
+    """Four new objects a call for the first 2,000 calls, then nothing."""
+    if FILLED[0] < 2000:
+        FILLED[0] += 1
+        FILL.extend((object(), object(), object(), object()))
+
+
+def leaks_under_a_fill():
+    """The same fill, and one reference to an existing object kept per call."""
+    KEEP.append(SENTINEL)
+    fills_then_settles()
+
+
+@pytest.mark.parametrize("func, verdict", [(leaks_under_a_fill, "leak"),
+                                           (fills_then_settles, "clean")])
+def test_a_leak_that_a_fill_hid_is_found_and_the_fill_alone_is_clean(func, verdict):
+    """At 100 calls an iteration the measurement ends inside the fill (about
+    5 refs a call); patience sees the fill stop and, under it, the leak of
+    1 ref a call go on."""
+    FILLED[0] = 0
+    del FILL[:]
+    seen, result = phases_of(Options(warmup=2, attribution=False, patience=5.0), func, 100)
+    assert result.verdict == verdict, (result.notes, result.patience)
+    assert "patience" in seen
+    assert result.per_call["refs"] == pytest.approx(1.0 if verdict == "leak" else 0.0,
+                                                    abs=0.02)
+    assert result.per_call["objects"] == pytest.approx(0.0, abs=0.02)

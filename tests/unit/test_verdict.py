@@ -188,14 +188,39 @@ def test_noise_is_clean_after_twice_the_minimum():
 
 def test_native_heap_noise_does_not_hold_the_check_back():
     rng = random.Random(3)
-    native = [1 << 20 | rng.randrange(4096) for _ in range(40)]
-    verdict, measured = run_decider({"refs": [9] * 40, "native_bytes": native})
+    heap = [1 << 20 | rng.randrange(4096) for _ in range(40)]
+    verdict, measured = run_decider({"refs": [9] * 40, "heap_bytes": heap})
     assert (verdict, measured) == ("clean", 8)
 
 
 def test_native_heap_that_grows_is_a_leak():
-    native = steady(40, 96, start=1 << 20)
-    assert run_decider({"refs": [9] * 40, "native_bytes": native})[0] == "leak"
+    heap = steady(40, 96, start=1 << 20)
+    assert run_decider({"refs": [9] * 40, "heap_bytes": heap})[0] == "leak"
+
+
+def test_tracked_native_blocks_that_grow_are_a_leak_and_hold_the_check_back():
+    assert run_decider({"refs": [9] * 40, "native_bytes": steady(40, 96)})[0] == "leak"
+    # Tracked blocks are exact, not noise: a lean keeps the check from an early "clean".
+    rng = random.Random(5)
+    native = [1000 + rng.choice((0, 0, 96)) * i // 10 for i in range(40)]
+    verdict, measured = run_decider({"refs": [9] * 40, "native_bytes": native})
+    assert measured > 8
+
+
+def test_resident_memory_creep_below_the_floor_is_noise():
+    creep = [50_000_000 + 4096 * (i // 5) for i in range(24)]       # a page now and then
+    assert V.classify_window(creep, 0.001, "rss_bytes").trend == V.NOISE
+    mapped = steady(24, 64 * 1024, start=50_000_000)                 # 64 KiB per iteration
+    assert V.classify_window(mapped, 0.001, "rss_bytes").trend == V.GROWING
+
+
+def test_resident_memory_alone_is_unexplained_growth():
+    t = trends(rss_bytes=(V.GROWING, 65536.0, 1 << 20), blocks=(V.FLAT, 0, 0),
+               native_bytes=(V.FLAT, 0, 0), heap_bytes=(V.NOISE, 1.0, 10))
+    assert V.rss_unexplained(t)
+    t["native_bytes"] = V.Trend(V.GROWING, 96.0, 0.0, 1.0, 960, 8)
+    assert not V.rss_unexplained(t)
+    assert not V.rss_unexplained(trends(rss_bytes=(V.NOISE, 0, 0)))
 
 
 def test_descriptor_and_thread_growth_are_leaks():
@@ -265,7 +290,7 @@ def trends(**kinds):
 
 def test_followed_metrics_are_those_that_made_the_verdict():
     t = trends(refs=(V.GROWING, 1.0, 8), objects=(V.FLAT, 0, 0), blocks=(V.UNCLEAR, 0.5, 4),
-               native_bytes=(V.NOISE, 3.0, 100), fds=(V.NOISE, -1.0, -2))
+               heap_bytes=(V.NOISE, 3.0, 100), fds=(V.NOISE, -1.0, -2))
     assert V.followed_metrics(t, "leak") == {"refs": 1, "blocks": 1}
     assert V.followed_metrics(t, "inconclusive") == {"refs": 1, "blocks": 1}
     f = trends(refs=(V.FALLING, -2.0, -16), objects=(V.FALLING, -2.0, -16))
@@ -317,9 +342,9 @@ def test_patience_outcome_without_a_pace_seen_before():
     assert V.patience_outcome({"objects": 1}, {"objects": 0.0}, {"objects": 0.0},
                               steps(objects=[0.1, 0.0, -0.1, 0.0])) == "settled"
     # A noisy metric never persists on signs alone.
-    assert V.patience_outcome({"native_bytes": 1}, {"native_bytes": 0.0},
-                              {"native_bytes": 3.0},
-                              steps(native_bytes=[3, 3, 3, 3])) == "slowing"
+    assert V.patience_outcome({"heap_bytes": 1}, {"heap_bytes": 0.0},
+                              {"heap_bytes": 3.0},
+                              steps(heap_bytes=[3, 3, 3, 3])) == "slowing"
 
 
 def test_patience_stage_is_ten_times_the_calls_seen_and_at_least_the_floor():
@@ -398,6 +423,20 @@ def test_judge_native_drift_below_a_byte_is_clean():
     assert outcome == "clean" and "below one byte" in reason
     r = FakeResult("leak", {"native_bytes": 96.0}, growing("native_bytes"))
     assert V.judge(r)[0] == "leak"
+
+
+def test_judge_native_blocks_and_heap_below_a_byte_is_clean():
+    # one 32-byte block every hundred calls: 0.01 blocks, 0.32 bytes per call
+    r = FakeResult("leak", {"native_blocks": 0.01, "native_bytes": 0.32, "heap_bytes": 0.5},
+                   growing("native_blocks", "native_bytes", "heap_bytes"))
+    outcome, reason = V.judge(r)
+    assert outcome == "clean" and "below one byte" in reason
+    r = FakeResult("leak", {"native_blocks": 1.0, "native_bytes": 96.0, "heap_bytes": 112.0},
+                   growing("native_blocks", "native_bytes", "heap_bytes"))
+    assert V.judge(r)[0] == "leak"
+    # the heap alone, as before native tracking
+    r = FakeResult("leak", {"heap_bytes": 0.4}, growing("heap_bytes"))
+    assert V.judge(r)[0] == "clean"
 
 
 def test_judge_trend_that_adds_up_to_nothing_is_clean():
@@ -498,3 +537,68 @@ def test_memory_that_shrinks_does_not_hold_a_clean_verdict_back():
     # The reference count's fall still holds it back (a possible over-release).
     refs_down = {"refs": V.Trend(V.NOISE, -0.3, 0.99, 0.02, -5, 12)}
     assert d.decide_trends(refs_down, 16) == ("continue", False)
+
+
+# ---------------------------------------------------------------------------
+# Patience: a leak that a fill hid, and caches that only look steady
+
+
+def test_a_leak_under_a_fill_persists_at_its_own_pace():
+    """Seen while a cache filled (11 refs a call: 10 for the fill, 1 leaked),
+    then 1 a call in every iteration of a stage 780 times as long: the leak
+    goes on, however slower than first seen (its growth, 780 refs for every
+    11 seen, is far past five times that)."""
+    followed = {"refs": 1, "objects": 1}
+    before = {"refs": 11.0, "objects": 2.0}
+    after = {"refs": 1.0, "objects": 0.002}
+    st = steps(refs=[1.0, 1.0, 1.0, 1.0], objects=[0.003, 0.002, 0.001, 0.002])
+    assert V.patience_outcome(followed, before, after, st, reach=780) == "persists"
+    # A tenth of the first rate, steady: never "settled", whatever the reach.
+    assert V.patience_outcome(followed, before, after, st, reach=30) == "slowing"
+
+
+def test_a_steady_pace_is_watched_longer_against_itself():
+    followed = {"refs": 1}
+    before = {"refs": 11.0}
+    st = steps(refs=[1.0, 1.0, 1.0, 1.0])
+    assert V.patience_outcome(followed, before, {"refs": 1.0}, st, reach=30) == "slowing"
+    rebased = V.rebased(followed, before, {"refs": 1.0}, st, 30)
+    assert rebased == {"refs": 1.0}
+    # The next stage keeps the pace: a leak; a cache that was filling slows.
+    assert V.patience_outcome(followed, rebased, {"refs": 0.98},
+                              steps(refs=[1, 1, 0.97, 0.98]), reach=11) == "persists"
+    assert V.patience_outcome(followed, rebased, {"refs": 0.05},
+                              steps(refs=[0.1, 0.05, 0.0, 0.0]), reach=11) == "settled"
+    # Growth that slowed within the stage is held against the first rate.
+    slowing = steps(refs=[4.0, 2.0, 1.0, 0.5])
+    assert V.rebased(followed, before, {"refs": 1.5}, slowing, 30) == before
+
+
+def test_a_periodic_cache_that_draws_a_steady_ramp_settles():
+    """A cache of 51 entries emptied when full: at 25,000 calls an iteration
+    it moves by +10 entries a sample (25,000 = 490 x 51 + 10), a steady ramp
+    that adds no more than the cache holds; at 11 times the calls, +8."""
+    def stage(calls, samples=5, start=0):
+        xs = [((start + i) * calls) % 51 for i in range(samples)]
+        per = [(b - a) / calls for a, b in zip(xs, xs[1:])]
+        return V.stats(xs)[0] / calls, per
+
+    followed = {"objects": 1}
+    # Seen rising 10 entries in 10 calls for 9 iterations: 1 a call.
+    before = {"objects": 1.0}
+    r1, st1 = stage(25_000)
+    assert all(d > 0 for d in st1)
+    assert V.patience_outcome(followed, before, {"objects": r1}, {"objects": st1},
+                              reach=100_000 / 90) == "settled"
+    # Seen rising 2 entries in 100 calls: the ramp at 25,000 adds a little
+    # more than twice that, so it is watched once more, against itself.
+    before = {"objects": 0.02}
+    reach = 100_000 / 900
+    assert V.patience_outcome(followed, before, {"objects": r1}, {"objects": st1},
+                              reach=reach) == "slowing"
+    before = V.rebased(followed, before, {"objects": r1}, {"objects": st1}, reach)
+    assert before == {"objects": r1}
+    r2, st2 = stage(275_000)
+    assert all(d > 0 for d in st2)
+    assert V.patience_outcome(followed, before, {"objects": r2}, {"objects": st2},
+                              reach=1_100_000 / 100_900) == "settled"

@@ -16,7 +16,7 @@ VALGRIND_CASES = [cbuild.parse_case(p) for p in
                   sorted(glob.glob(os.path.join(ROOT, "tests", "valgrind_cases", "*.c")))]
 KINDS = {"new-object", "error-path", "extra-incref", "existing-object-ref", "raw-buffer",
          "container-item", "dealloc", "gc-cycle", "intermittent", "proportional",
-         "over-decref", "wrapper", "extra-incref-new", "stripped"}
+         "over-decref", "wrapper", "extra-incref-new", "stripped", "native"}
 
 
 def readme_table():
@@ -38,8 +38,10 @@ def readme_table():
 
 def test_the_zoo_is_all_there():
     names = [c["name"] for c in ZOO]
-    assert names == sorted(names) and len(names) == len(set(names)) == 29
+    assert names == sorted(names) and len(names) == len(set(names)) == 34
     assert {"new_object", "extra_decref", "gc_cycle_no_gc", "every_tenth"} <= set(names)
+    assert {"native_lib_malloc", "native_cpp_new", "native_realloc", "native_strdup",
+            "native_thread"} <= set(names)
 
 
 @pytest.mark.parametrize("case", ZOO, ids=[c["name"] for c in ZOO])
@@ -83,6 +85,17 @@ def test_the_figures_agree_with_each_other(case):
         assert (e["refs"], e["objects"], e["blocks"]) == (0, 0, 1)
     if case["kind"] == "over-decref":
         assert e["refs"] < 0 and e["objects"] == e["blocks"] == 0
+    native = case["native"]
+    if case["kind"] == "native":
+        # malloc & co. only: nothing in the PEP 445 domains, a native block per call
+        assert (e["refs"], e["objects"], e["blocks"]) == (0, 0, 0)
+        assert native["blocks"] > 0 and native["bytes"] >= 16 * native["blocks"]
+    else:
+        assert native == {"blocks": 0.0, "bytes": 0.0}
+    if case["library"]:
+        # the second library is the same file built with ZOO_LIBRARY
+        with open(case["path"]) as fh:
+            assert "#ifdef ZOO_LIBRARY" in fh.read()
     assert case["description"]
 
 
@@ -141,6 +154,16 @@ def test_a_well_formed_case(tmp_path):
     assert case["culprit_function"] == "leaky"
     assert case["expect"] == {"refs": 1.0, "objects": 1.0, "blocks": 1.0}
     assert (case["kind"], case["description"]) == ("new-object", "a test case")
+    assert case["native"] == {"blocks": 0.0, "bytes": 0.0} and case["library"] is None
+
+
+def test_a_native_case_with_a_library(tmp_path):
+    head = HEADER.replace("zoo-expect: refs=1 objects=1 blocks=1",
+                          "zoo-expect: refs=0 objects=0 blocks=0\n * zoo-native: blocks=1 bytes=96"
+                          "\n * zoo-library: zoo_lib")
+    case = cbuild.parse_case(write(tmp_path, head + "int x;\n", "lib_case.cpp"))
+    assert case["name"] == "lib_case"
+    assert case["native"] == {"blocks": 1.0, "bytes": 96.0} and case["library"] == "zoo_lib"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -149,6 +172,8 @@ def test_a_well_formed_case(tmp_path):
     (HEADER.replace("blocks=1", "blocks:1"), "bad zoo-expect item 'blocks:1'"),
     (HEADER.replace("blocks=1", "blocks=1 bytes=8"), "bad zoo-expect item 'bytes=8'"),
     (HEADER.replace(" blocks=1", ""), "zoo-expect must give refs, objects and blocks"),
+    (HEADER.replace(" */", " * zoo-native: blocks=1 objects=1\n */"),
+     "bad zoo-native item 'objects=1'"),
     (HEADER + "int a; /* @culprit */\nint b; /* @culprit */\n",
      "more than one @culprit marker (lines [6, 7])"),
 ])
@@ -200,3 +225,49 @@ leaky(PyObject *m, PyObject *args)
 ])
 def test_enclosing_function_ignores_strings_comments_and_macros(line, function):
     assert cbuild._enclosing_function(C_TRICKY, line) == function
+
+
+# ---- verify_truth.py's check of the native cases (the C library's heap) ---------------------
+
+def _verify_truth():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "verify_truth", os.path.join(ROOT, "tests", "zoo", "verify_truth.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Args:
+    calls = 1000
+    rel_tol = 0.05
+
+
+NATIVE_CASE = {"kind": "native", "native": {"blocks": 1.0, "bytes": 96.0}}
+
+
+@pytest.mark.parametrize("fn, heap_per_call, ok", [
+    ("leaky", 112.0, True),     # one 96-byte request: a 112-byte chunk
+    ("leaky", 96.0, True),
+    ("leaky", 90.0, False),     # less than was asked for
+    ("leaky", 130.0, False),    # more than one chunk per call
+    ("leaky", 0.0, False),
+    ("clean", 0.5, True),       # drift below a byte per call
+    ("clean", -0.5, True),
+    ("clean", 32.0, False),     # a chunk every call
+])
+def test_verify_truth_checks_the_heap_of_native_cases(fn, heap_per_call, ok):
+    vt = _verify_truth()
+    base = {"heap": 5000}
+    m = {"heap": 5000 + heap_per_call * _Args.calls}
+    cell, good = vt._heap_check(NATIVE_CASE, fn, m, base, _Args)
+    assert good is ok, cell
+    assert cell.endswith(" !!") is (not ok)
+
+
+def test_verify_truth_leaves_the_heap_of_other_cases_alone():
+    vt = _verify_truth()
+    case = {"kind": "raw-buffer", "native": {"blocks": 0.0, "bytes": 0.0}}
+    assert vt._heap_check(case, "leaky", {"heap": 10 ** 6}, {"heap": 0}, _Args) == ("-", True)
+    assert vt._heap_check(NATIVE_CASE, "leaky", {"heap": None}, {"heap": None}, _Args) == \
+        ("n/a (no mallinfo2)", True)

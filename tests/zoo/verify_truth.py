@@ -14,7 +14,15 @@ and, in a fresh child process of that interpreter, calls ``clean()`` and
              calls and still alive afterwards (found by the small helper
              ``support/zoo_probe.c``, which wraps the allocators and
              recognises object headers); ``gc.get_objects()`` alone would
-             miss ints, strs, bytes and untracked tuples.
+             miss ints, strs, bytes and untracked tuples;
+* heap    -- for the ``native`` cases (``zoo-native``): delta of the bytes
+             the C library's allocator has in use (glibc ``mallinfo2()``,
+             ``uordblks + hblkhd``, every arena), read right around the
+             loop.  It counts malloc chunks, not requests: a leaked block
+             of n bytes holds n rounded up to 16 plus its 8-byte header, so
+             the expected range per call is [bytes, bytes + 16 * blocks]
+             (5 % either way); a clean twin must stay below HEAP_TOL bytes
+             per call.  Native blocks are not counted (glibc keeps no count).
 
 The same measurement of a do-nothing callable is subtracted from every
 figure, so the few ints the measuring code itself keeps alive cancel out.
@@ -42,6 +50,31 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))      # tests/, for cbuild
 
 FIELDS = ("refs", "objects", "blocks")
+HEAP_TOL = 1.0      # bytes per call a clean native twin may drift (a chunk is >= 32)
+
+
+def _heap_in_use():
+    """Bytes in use in the C library's heap (glibc mallinfo2: every arena,
+    mmap'ed chunks included), or None where there is no mallinfo2."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    mallinfo2.restype = Mallinfo2
+    mallinfo2.argtypes = []
+
+    def read():
+        m = mallinfo2()
+        return m.uordblks + m.hblkhd
+    return read
 
 
 # --------------------------------------------------------------------------
@@ -66,7 +99,7 @@ def _traced_blocks():
     return len(snap.traces)
 
 
-def _measure(func, calls, warmup, probe, nsamples=8):
+def _measure(func, calls, warmup, probe, nsamples=8, heap=None):
     """Deltas around ``calls`` calls of ``func`` (after ``warmup`` calls).
 
     The readings nest: tracemalloc outermost, then the probe's live-object
@@ -84,10 +117,12 @@ def _measure(func, calls, warmup, probe, nsamples=8):
     probe.snapshot(0, _all_types())
     r0 = totalref() if totalref else 0
     probe.mark()
+    h0 = heap() if heap else 0
     for _ in rng:
         func()
     _ = None                    # drop the loop's last int before reading
     gc.collect()
+    h1 = heap() if heap else 0
     r1 = totalref() if totalref else 0
     probe.snapshot(1, _all_types(), nsamples)
     gc.collect()
@@ -97,6 +132,7 @@ def _measure(func, calls, warmup, probe, nsamples=8):
         "refs": (r1 - r0) if totalref else None,
         "blocks": tm1 - tm0,
         "objects": d["objects"],
+        "heap": (h1 - h0) if heap else None,
         "probe_blocks": {k: d[k] for k in ("raw", "mem", "obj")},
         "born": {"blocks": d["born_blocks"], "objects": d["born_objects"]},
         "by_type": {k: v for k, v in d["by_type"].items() if v},
@@ -122,47 +158,17 @@ def child_main(args):
     mod = __import__(args.child)
     # Warm up the measuring code itself (the first snapshot filter compiles
     # and caches a regex, the first type walk fills caches, ...).
-    _measure(gc.isenabled, 10, 10, zoo_probe)
+    heap = _heap_in_use()
+    _measure(gc.isenabled, 10, 10, zoo_probe, heap=heap)
     out = {"python": sys.executable, "version": list(sys.version_info[:3]),
            "debug": hasattr(sys, "gettotalrefcount"),
            "dev_mode": bool(sys.flags.dev_mode)}
     # Baseline: a callable that allocates nothing.  Its figures are the
     # measuring code's own footprint and are subtracted by the parent.
-    out["baseline"] = _measure(gc.isenabled, args.calls, args.warmup, zoo_probe)
-    out["clean"] = _measure(mod.clean, args.calls, args.warmup, zoo_probe)
-    out["leaky"] = _measure(mod.leaky, args.calls, args.warmup, zoo_probe)
-    zoo_probe.uninstall()
-    sys.stdout.write("ZOO-RESULT " + json.dumps(out) + "\n")
-    return 0
-
-
-def _python_noop():
-    """Baseline for Python-level targets: does nothing."""
-
-
-def child_settle_main(args):
-    """Measure settle_cases.py: every callable once during its settling
-    phase (it must allocate) and once after it (it must not, except
-    python_leak, which must leak at its stated rate)."""
-    import tracemalloc
-    tracemalloc.start(1)
-    sys.path.insert(0, args.so_dir)
-    import zoo_probe
-    zoo_probe.install()
-    import settle_cases
-    _measure(_python_noop, 10, 10, zoo_probe)   # warm up the measuring code
-    # The settle callables are Python functions: so is their baseline.
-    out = {"python": sys.executable, "debug": hasattr(sys, "gettotalrefcount"),
-           "baseline": _measure(_python_noop, args.calls, args.warmup, zoo_probe),
-           "cases": {}}
-    for func in settle_cases.SETTLING + settle_cases.LEAKING:
-        n = func.settles_after or 100
-        first = _measure(func, n, 0, zoo_probe)          # the settling phase
-        steady = _measure(func, args.calls, args.warmup, zoo_probe)
-        out["cases"][func.__name__] = {
-            "settles_after": func.settles_after, "first_calls": n,
-            "leaks_per_call": func.leaks_per_call,
-            "first": first, "steady": steady}
+    out["baseline"] = _measure(gc.isenabled, args.calls, args.warmup, zoo_probe,
+                               heap=heap)
+    out["clean"] = _measure(mod.clean, args.calls, args.warmup, zoo_probe, heap=heap)
+    out["leaky"] = _measure(mod.leaky, args.calls, args.warmup, zoo_probe, heap=heap)
     zoo_probe.uninstall()
     sys.stdout.write("ZOO-RESULT " + json.dumps(out) + "\n")
     return 0
@@ -181,7 +187,7 @@ def run_case(case, args, so_dir):
     cmd = [args.python]
     if args.dev:
         cmd += ["-X", "dev"]
-    cmd += [os.path.abspath(__file__), "--child", case["name"] if case else "-",
+    cmd += [os.path.abspath(__file__), "--child", case["name"],
             "--so-dir", so_dir, "--calls", str(args.calls),
             "--warmup", str(args.warmup)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -200,6 +206,27 @@ def _fmt_measured(x):
     return "%.3f" % x
 
 
+def _heap_check(case, fn, m, base, args):
+    """(cell, ok) of the C library's heap growth per call: checked for the
+    native cases only (the others grow it with their PyMem_RawMalloc blocks
+    and tracemalloc's own traces)."""
+    if case["kind"] != "native":
+        return "-", True
+    if m.get("heap") is None or base.get("heap") is None:
+        return "n/a (no mallinfo2)", True
+    got = (m["heap"] - base["heap"]) / args.calls
+    if fn == "clean":
+        lo, hi = -HEAP_TOL, HEAP_TOL
+        expected = "0"
+    else:
+        n = case["native"]
+        lo = n["bytes"] * (1 - args.rel_tol)
+        hi = (n["bytes"] + 16 * n["blocks"]) * (1 + args.rel_tol)
+        expected = "%g..%g" % (n["bytes"], n["bytes"] + 16 * n["blocks"])
+    ok = lo <= got <= hi
+    return "[%s] %s%s" % (expected, _fmt_measured(got), "" if ok else " !!"), ok
+
+
 def _type_delta(m, base):
     """Per-type live-object growth over the measured calls, minus baseline."""
     out = {}
@@ -208,56 +235,6 @@ def _type_delta(m, base):
         if v:
             out[k] = v
     return dict(sorted(out.items(), key=lambda kv: -abs(kv[1])))
-
-
-def report_settle(settle, args, debug, crashed):
-    """Print the settle_cases.py table; return the number of bad rows."""
-    res, proc = settle
-    print()
-    print("settle_cases.py: per call during the first calls (must allocate) "
-          "and after them")
-    hdr = "%-22s %-11s %-17s %-17s %-17s %s" % (
-        "callable", "phase", "refs", "objects", "blocks", "verdict")
-    print(hdr)
-    print("-" * len(hdr))
-    if res is None:
-        print("CHILD FAILED (exit %s)" % proc.returncode)
-        sys.stdout.write("".join("    | %s\n" % l for l in
-                         (proc.stdout + proc.stderr).splitlines()[-25:]))
-        crashed.append("settle_cases")
-        return 0
-    base = res["baseline"]
-    bad_rows = 0
-    for name, c in res["cases"].items():
-        # settling phase: measured with no warm-up; just has to allocate
-        # (except for the real leak, whose first calls leak like the rest)
-        n = c["first_calls"]
-        first = c["first"]
-        grew = first["blocks"] > 0
-        cells = ["%.3f" % ((first[f] - base[f]) / n) if first[f] is not None
-                 else "n/a" for f in FIELDS]
-        verdict = "ok (allocates)" if grew else "MISMATCH: never allocated"
-        bad_rows += not grew
-        print("%-22s %-11s %-17s %-17s %-17s %s" % (
-            name, "first %d" % n, cells[0], cells[1], cells[2], verdict))
-        steady = c["steady"]
-        cells, bad = [], []
-        for field in FIELDS:
-            expected = c["leaks_per_call"][field]
-            if steady[field] is None:
-                cells.append("[%s] n/a" % _fmt(expected))
-                continue
-            got = (steady[field] - base[field]) / args.calls
-            ok = abs(got - expected) <= max(args.rel_tol * abs(expected),
-                                            args.abs_tol)
-            bad += [] if ok else [field]
-            cells.append("[%s] %s%s" % (_fmt(expected), _fmt_measured(got),
-                                        "" if ok else " !!"))
-        bad_rows += bool(bad)
-        print("%-22s %-11s %-17s %-17s %-17s %s" % (
-            "", "steady", cells[0], cells[1], cells[2],
-            "ok" if not bad else "MISMATCH " + ",".join(bad)))
-    return bad_rows
 
 
 def main(argv=None):
@@ -279,13 +256,9 @@ def main(argv=None):
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="show per-domain blocks and surviving object types")
     ap.add_argument("cases", nargs="*", help="only these cases (default: all)")
-    ap.add_argument("--no-settle", action="store_true",
-                    help="skip the settle_cases.py check")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--so-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.child == "-":
-        return child_settle_main(args)
     if args.child:
         return child_main(args)
     if not args.opt.startswith("-"):
@@ -313,18 +286,14 @@ def main(argv=None):
         cbuild.build_extension(os.path.join(HERE, "support", "zoo_probe.c"),
                                so_dir, python=args.python, opt="-O2")
         for c in cases:
-            cbuild.build_extension(c["path"], so_dir, python=args.python,
-                                   opt=args.opt,
-                                   extra_cflags=["-Wextra", "-Werror"])
+            cbuild.build_case(c, so_dir, python=args.python, opt=args.opt,
+                              extra_cflags=["-Wextra", "-Werror"])
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 2
 
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        settle_future = (None if args.no_settle or args.cases else
-                         pool.submit(run_case, None, args, so_dir))
         results = list(pool.map(lambda c: run_case(c, args, so_dir), cases))
-        settle = settle_future.result() if settle_future else None
 
     debug = info["py_debug"]
     print("interpreter: %s (%s%s)%s  calls=%d warmup=%d opt=%s" % (
@@ -334,8 +303,8 @@ def main(argv=None):
     print("figures are per call (measured - baseline); expected in [brackets]")
     if not debug:
         print("refs: not measurable on a release build (no sys.gettotalrefcount)")
-    hdr = "%-22s %-6s %-17s %-17s %-17s %s" % (
-        "case", "fn", "refs", "objects", "blocks", "verdict")
+    hdr = "%-22s %-6s %-17s %-17s %-17s %-23s %s" % (
+        "case", "fn", "refs", "objects", "blocks", "heap bytes (native)", "verdict")
     print(hdr)
     print("-" * len(hdr))
 
@@ -367,12 +336,15 @@ def main(argv=None):
                     bad.append(field)
                 cells.append("[%s] %s%s" % (_fmt(expected), _fmt_measured(got),
                                             "" if ok else " !!"))
+            heap_cell, heap_ok = _heap_check(case, fn, m, base, args)
+            if not heap_ok:
+                bad.append("heap")
             verdict = "ok" if not bad else "MISMATCH " + ",".join(bad)
             if bad:
                 failures += 1
-            print("%-22s %-6s %-17s %-17s %-17s %s" % (
+            print("%-22s %-6s %-17s %-17s %-17s %-23s %s" % (
                 name if fn == "leaky" else "", fn, cells[0], cells[1],
-                cells[2], verdict))
+                cells[2], heap_cell, verdict))
             if args.verbose or bad:
                 pb = {d: (m["probe_blocks"][d] - base["probe_blocks"][d])
                       / args.calls for d in ("raw", "mem", "obj")}
@@ -384,15 +356,12 @@ def main(argv=None):
                           " (probe table OOM!)" if m["probe_oom"] else ""))
                 if m["samples"]:
                     print("%-29s e.g. %s" % ("", ", ".join(m["samples"][:4])))
-    if settle is not None:
-        failures += report_settle(settle, args, debug, crashed)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"interpreter": info, "calls": args.calls,
                        "warmup": args.warmup, "dev": args.dev,
                        "cases": {c["name"]: c for c in cases},
-                       "results": raw,
-                       "settle": settle[0] if settle else None}, fh, indent=1)
+                       "results": raw}, fh, indent=1)
     for p in problems:
         print("problem: " + p)
     if crashed:

@@ -24,6 +24,8 @@ extern PyMethodDef _rh_py_watch_methods[];          /* py_watch.c */
 extern PyMethodDef _rh_py_probes_methods[];         /* py_probes.c */
 extern PyMethodDef _rh_py_system_methods[];         /* py_system.c */
 extern PyMethodDef _rh_py_valgrind_methods[];       /* py_valgrind.c */
+extern PyMethodDef _rh_py_native_methods[];         /* py_native.c */
+extern PyMethodDef _rh_py_guard_methods[];          /* py_guard.c */
 
 /* py_probes.c: the capsule refhound._core._C_API.  0, -1 with exception. */
 int _rh_py_add_probes_capsule(PyObject *module);

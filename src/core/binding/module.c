@@ -21,6 +21,8 @@ static PyMethodDef *const method_tables[] = {
     _rh_py_probes_methods,
     _rh_py_system_methods,
     _rh_py_valgrind_methods,
+    _rh_py_native_methods,
+    _rh_py_guard_methods,
     NULL
 };
 

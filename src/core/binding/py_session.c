@@ -8,6 +8,14 @@
  *                sample (and a refcount snapshot)
  *   set_calls(n), series(metric, start=0), last_delta(metric),
  *   snapshot(), growth(limit=20), results(), close()
+ *   Session.screen(func, args, kwargs, warm, calls, epochs, generation=1,
+ *                  clear_caches=None)
+ *                a class method: the screen of session.c, no session needed
+ *   Session.heap_totals(generation=0), Session.next_epoch(),
+ *   Session.survivors(first, last)
+ *                class methods: a walk's totals, a new birth epoch, the
+ *                blocks alive per epoch (the screen's pieces, for callers
+ *                that run the calls themselves)
  *   attributes nsamples, calls, warmup_samples
  *
  * After close() the session no longer counts frees; results(), series(),
@@ -434,6 +442,127 @@ static PyObject *Session_series(Session *self, PyObject *args)
     return out;
 }
 
+static PyObject *int_pair(const int64_t v[2])
+{
+    return Py_BuildValue("(LL)", (long long)v[0], (long long)v[1]);
+}
+
+/* Session.screen(func, args, kwargs, warm, calls, epochs, generation=1,
+ *                clear_caches=None) ->
+ * {"first_epoch", "refs": (A, B), "objects": (A, B), "native_bytes": (A, B),
+ *  "fds": (A, B), "threads": (A, B), "blocks": [warm epoch, epoch 1, ...,
+ *  tail epoch], "bytes": [...], "seconds", "walk_seconds", "overhead_seconds"}
+ *  (session.c, the screen).
+ * The caller turns the automatic collector off around it. */
+static PyObject *Session_screen(PyObject *cls, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"func", "args", "kwargs", "warm", "calls", "epochs",
+                             "generation", "clear_caches", NULL};
+    PyObject *func, *fargs, *fkwargs, *clear = Py_None;
+    rh_screen_plan_t plan = {1, 1, 1, 1, NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!Onni|iO", kwlist, &func, &PyTuple_Type,
+                                     &fargs, &fkwargs, &plan.warm, &plan.calls, &plan.nepochs,
+                                     &plan.generation, &clear))
+        return NULL;
+    plan.clear_caches = clear == Py_None ? NULL : clear;
+    if (fkwargs != Py_None && !PyDict_Check(fkwargs)) {
+        PyErr_SetString(PyExc_TypeError, "refhound: kwargs must be a dict or None");
+        return NULL;
+    }
+    if (plan.generation < 0 || plan.generation > 2) {
+        PyErr_SetString(PyExc_ValueError, "refhound: generation must be 0, 1 or 2");
+        return NULL;
+    }
+    if (!_rh_tracker_active())
+        return _rh_py_tracking_stopped();
+    rh_screen_t *r = malloc(sizeof(*r));         /* libc: not the target's */
+    if (r == NULL)
+        return PyErr_NoMemory();
+    PyObject *out = NULL;
+    if (_rh_screen_run(&plan, func, fargs, fkwargs == Py_None ? NULL : fkwargs, r) < 0)
+        goto done;
+    if (still_tracking() < 0)
+        goto done;
+    int engine = _rh_engine_enter();
+    PyObject *lb = int_list(r->blocks, (size_t)plan.nepochs + 2);
+    PyObject *ly = int_list(r->bytes, (size_t)plan.nepochs + 2);
+    if (lb != NULL && ly != NULL)
+        out = Py_BuildValue("{s:k,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:d,s:d,s:d,s:L}",
+                            "first_epoch", (unsigned long)r->first_epoch,
+                            "refs", int_pair(r->refs), "objects", int_pair(r->objects),
+                            "native_bytes", int_pair(r->native), "fds", int_pair(r->fds),
+                            "threads", int_pair(r->threads), "blocks", lb, "bytes", ly,
+                            "seconds", r->seconds, "walk_seconds", r->walk_seconds,
+                            "overhead_seconds", r->overhead_seconds,
+                            "free_listed", (long long)r->dead);
+    else {
+        Py_XDECREF(lb);
+        Py_XDECREF(ly);
+    }
+    _rh_engine_leave(engine);
+done:
+    free(r);
+    return out;
+}
+
+/* Session.heap_totals(generation=0) -> {"refs", "objects"} after
+ * gc.collect(generation) (-1: none), a heap walk. */
+static PyObject *Session_heap_totals(PyObject *cls, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"generation", NULL};
+    int generation = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|i", kwlist, &generation))
+        return NULL;
+    if (generation > 2) {
+        PyErr_SetString(PyExc_ValueError, "refhound: generation must be -1, 0, 1 or 2");
+        return NULL;
+    }
+    if (!_rh_tracker_active())
+        return _rh_py_tracking_stopped();
+    int64_t refs = 0, objects = 0;
+    if (_rh_screen_totals(generation, &refs, &objects) < 0)
+        return NULL;
+    int engine = _rh_engine_enter();
+    PyObject *out = Py_BuildValue("{s:L,s:L}", "refs", (long long)refs, "objects",
+                                  (long long)objects);
+    _rh_engine_leave(engine);
+    return out;
+}
+
+/* Session.next_epoch() -> the new birth epoch (what is born from now on
+ * belongs to it). */
+static PyObject *Session_next_epoch(PyObject *cls, PyObject *unused)
+{
+    return PyLong_FromUnsignedLong(_rh_epoch_advance());
+}
+
+/* Session.survivors(first, last) -> [blocks alive per birth epoch of
+ * [first, last]], dead objects in free lists left out. */
+static PyObject *Session_survivors(PyObject *cls, PyObject *args)
+{
+    unsigned long first, last;
+    if (!PyArg_ParseTuple(args, "kk", &first, &last))
+        return NULL;
+    if (last < first || last - first >= 1u << 20) {
+        PyErr_SetString(PyExc_ValueError, "refhound: bad epoch range");
+        return NULL;
+    }
+    size_t n = last - first + 1;
+    int64_t *b = calloc(n, sizeof(int64_t)), *y = calloc(n, sizeof(int64_t));
+    PyObject *out = NULL;
+    if (b == NULL || y == NULL)
+        PyErr_NoMemory();
+    else {
+        _rh_screen_survivors((uint32_t)first, (uint32_t)n, b, y);
+        int engine = _rh_engine_enter();
+        out = int_list(b, n);
+        _rh_engine_leave(engine);
+    }
+    free(b);
+    free(y);
+    return out;
+}
+
 static PyObject *Session_get_warmup(Session *self, void *c)
 {
     return PyLong_FromLong(self->s ? self->s->nwarmup : 0);
@@ -464,6 +593,21 @@ static PyMethodDef Session_methods[] = {
      "series(metric, start=0) -> the metric's value at each sample from `start`"},
     {"last_delta", (PyCFunction)Session_last_delta, METH_O,
      "last_delta(metric) -> change between the last two samples"},
+    {"screen", (PyCFunction)(void (*)(void))Session_screen,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "screen(func, args, kwargs, warm, calls, epochs, generation=1, clear_caches=None) -> "
+     "dict: warm calls, a "
+     "young collection and a walk, `epochs` epochs of `calls` calls, a young collection and "
+     "a walk, the survivors of each epoch (no session needed; turn the collector off "
+     "around it)"},
+    {"heap_totals", (PyCFunction)(void (*)(void))Session_heap_totals,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "heap_totals(generation=0) -> {refs, objects}: gc.collect(generation) (-1: none) and a "
+     "heap walk"},
+    {"next_epoch", (PyCFunction)Session_next_epoch, METH_NOARGS | METH_CLASS,
+     "next_epoch() -> the new birth epoch"},
+    {"survivors", (PyCFunction)Session_survivors, METH_VARARGS | METH_CLASS,
+     "survivors(first, last) -> [blocks alive per birth epoch], free-listed objects left out"},
     {"close", (PyCFunction)Session_close, METH_NOARGS,
      "stop counting frees; the figures stay readable"},
     {NULL}

@@ -4,6 +4,7 @@
  */
 #include "binding.h"
 #include "adopt.h"
+#include "native.h"
 #include "objects.h"
 #include "stacks.h"
 #include "tracker.h"
@@ -23,6 +24,7 @@ PyObject *_rh_py_tracking_stopped(void)
 
 static void stop_everything(void)
 {
+    _rh_native_stop();
     _rh_stacks_reset();
     _rh_unwind_reset();
     _rh_tracker_stop();
@@ -69,13 +71,14 @@ static PyObject *core_stats(PyObject *mod, PyObject *unused)
     int64_t blocks[RH_NDOMAINS], bytes[RH_NDOMAINS];
     _rh_tracker_totals(blocks, bytes);
     return Py_BuildValue(
-        "{s:O,s:{s:L,s:L,s:L,s:L},s:{s:L,s:L,s:L},s:n,s:n,s:z,s:k,"
+        "{s:O,s:{s:L,s:L,s:L,s:L,s:L},s:{s:L,s:L,s:L,s:L},s:n,s:n,s:z,s:k,"
         "s:{s:L,s:L,s:L,s:L,s:L,s:z}}",
         "tracking", _rh_tracker_active() ? Py_True : Py_False,
         "blocks", "raw", (long long)blocks[RH_DOMAIN_RAW], "mem", (long long)blocks[RH_DOMAIN_MEM],
         "obj", (long long)blocks[RH_DOMAIN_OBJ], "adopted", (long long)blocks[RH_DOMAIN_ADOPTED],
+        "native", (long long)blocks[RH_DOMAIN_NATIVE],
         "bytes", "raw", (long long)bytes[RH_DOMAIN_RAW], "mem", (long long)bytes[RH_DOMAIN_MEM],
-        "obj", (long long)bytes[RH_DOMAIN_OBJ],
+        "obj", (long long)bytes[RH_DOMAIN_OBJ], "native", (long long)bytes[RH_DOMAIN_NATIVE],
         "table_bytes", (Py_ssize_t)_rh_tracker_table_bytes(),
         "table_entries", (Py_ssize_t)_rh_tracker_table_entries(),
         "failure", _rh_tracker_failure(),
@@ -105,7 +108,7 @@ static PyObject *core_object_at(PyObject *mod, PyObject *arg)
 /* block_of(obj) -> (domain, birth epoch) of the object's block, or None. */
 static PyObject *core_block_of(PyObject *mod, PyObject *obj)
 {
-    static const char *const names[] = {"raw", "mem", "obj", "adopted"};
+    static const char *const names[] = {"raw", "mem", "obj", "adopted", "native", "?", "?", "?"};
     rh_block_t b;
     if (!_rh_object_block(obj, &b))
         Py_RETURN_NONE;

@@ -20,16 +20,80 @@ def add_parser(sub):
     c.add_argument("--no-progress", action="store_true", help="no live progress line")
     c.add_argument("--quiet", "-q", action="store_true", help="no report, only the exit status")
     c.add_argument("--strict", action="store_true", help="exit 1 when the result is inconclusive")
+    c.add_argument("--no-native", dest="native", action="store_false",
+                   help="do not track malloc & co. in extension modules (PEP 445 domains only)")
+    add_sanitize_arguments(c)
+
+
+def add_sanitize_arguments(parser):
+    """--sanitize and --sanitize-rate (check and run)."""
+    from .._sanitize import DEFAULT_RATE
+    parser.add_argument("--sanitize", action="store_true",
+                        help="find memory errors (use after free, double free, overflow, "
+                             "underflow) with the guard allocator; the first one ends the "
+                             "run and is reported with its culprit line")
+    parser.add_argument("--sanitize-rate", type=_positive, default=DEFAULT_RATE, metavar="N",
+                        help="with --sanitize, guard one block in N (default %d: every block "
+                             "while the guard's budget lasts)" % DEFAULT_RATE)
+
+
+def _positive(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError("sanitize-rate=%r is not a whole number from 1 to "
+                                         "1000000" % text)
+    return value
 
 
 def run(args):
     try:
-        options = from_namespace(args, strict=args.strict)
+        options = from_namespace(args, strict=args.strict, native=args.native)
     except OptionError as exc:
         return fail_usage(exc)
     from .._child import run_in_child
+    if args.sanitize:
+        return run_sanitized_command(args, lambda: _check(args, options),
+                                     timeout=options.timeout,
+                                     what="the target %s" % args.target)
     return run_in_child(lambda: _check(args, options), timeout=options.timeout,
                         what="the target %s" % args.target)
+
+
+def run_sanitized_command(args, work, target=None, as_list=False, timeout=None,
+                          what="the target"):
+    """Run work() under the guard allocator; report the first memory error
+    (exit 1) or pass the child's own exit status on.  as_list: the JSON is
+    a list of results (refhound run)."""
+    import json
+    import sys
+    from .._child import run_in_child
+    from .._sanitize import render, result_dict, run_sanitized
+
+    def child(w, crashed):
+        return run_in_child(w, timeout=timeout, what=what, crashed=crashed)
+
+    code, errors = run_sanitized(child, work, rate=args.sanitize_rate)
+    if not errors:
+        return code
+    target = target or args.target
+    data = result_dict(target, errors)
+    stream = sys.stdout
+    if getattr(args, "json", None):
+        stream = write_json(args.json, json.dumps([data] if as_list else data, indent=2))
+        if stream is None:
+            return EXIT_USAGE
+    if not getattr(args, "quiet", False):
+        stream.write(render(target, errors, color=stream.isatty()))
+    if getattr(args, "html", None):
+        from ..report.html import write_report
+        if not write_report(args.html, [data] if as_list else data,
+                            None if getattr(args, "quiet", False) else stream):
+            return EXIT_USAGE
+    return EXIT_FOUND
 
 
 def _check(args, options):

@@ -2,6 +2,13 @@
 with tracking on from its first import; the loops it marks with
 refhound.loop(...) are checked, and their verdicts decide the exit status.
 
+Native memory (malloc & co. in extension modules) is tracked as in
+`refhound check`: the allocator entries of the loaded objects are redirected
+at start and those of every object loaded later.  --preload tracks the whole
+process instead: the program is started again with refhound's preload library
+in LD_PRELOAD, so every malloc of every object (libpython's and the C
+library's own included) goes through refhound from the first instruction.
+
 Exit status: 0 every checked loop is clean (or the program marks none),
 1 a loop leaks or drops references (or stays inconclusive with --strict),
 2 bad usage, 3 the program raised, exited with a non-zero status, crashed,
@@ -36,7 +43,14 @@ def add_parser(sub):
                    help="no loop reports, only the summary line and the exit status")
     r.add_argument("--strict", action="store_true",
                    help="exit 1 when a loop's check stays inconclusive")
+    r.add_argument("--preload", action="store_true",
+                   help="track every malloc of the whole process: start the program again with "
+                        "refhound's preload library in LD_PRELOAD")
+    r.add_argument("--no-native", dest="native", action="store_false",
+                   help="do not track malloc & co. (PEP 445 domains only)")
     add_arguments(r, names=("timeout",))
+    from .check import add_sanitize_arguments
+    add_sanitize_arguments(r)
     r.add_argument("program", nargs=argparse.REMAINDER, metavar="SCRIPT.py [ARGS]",
                    help="the script and its arguments (with -m: the module's arguments)")
 
@@ -62,9 +76,57 @@ def run(args):
     else:
         if not all(part.isidentifier() for part in args.module.split(".")):
             return fail_usage("%r is not a module name" % args.module)
+    if args.preload and args.native and os.environ.get(PRELOADED) != "1":
+        return _exec_preloaded(args, argv)
     from .._child import run_in_child
     what = "the program %s" % (args.module if args.module is not None else argv[0])
+    if args.sanitize:
+        from .check import run_sanitized_command
+        target = ("-m " + args.module) if args.module else argv[0]
+        return run_sanitized_command(args, lambda: _run(args, argv), target=target,
+                                     as_list=True, timeout=args.timeout, what=what)
     return run_in_child(lambda: _run(args, argv), timeout=args.timeout, what=what)
+
+
+PRELOADED = "REFHOUND_PRELOADED"
+
+
+def preload_library():
+    """The path of refhound's preload library (refhound/_preload*.so), or None."""
+    import importlib.machinery
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(here, "_preload" + suffix)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _exec_preloaded(args, argv):
+    """Start `refhound run` again with the preload library in LD_PRELOAD."""
+    path = preload_library()
+    if path is None:
+        return fail_usage("--preload: refhound's preload library (refhound/_preload) is not "
+                          "built; build it with: python3 setup.py build_ext --inplace")
+    if os.environ.get("LD_PRELOAD"):
+        return fail_usage("--preload: LD_PRELOAD is already set (%s); refhound's preload "
+                          "library replaces malloc and cannot share it"
+                          % os.environ["LD_PRELOAD"])
+    line = [sys.executable, "-m", "refhound", "run", "--preload"]
+    for flag, value in (("--json", args.json), ("--html", args.html)):
+        if value:
+            line += [flag, value]
+    line += ["--quiet"] if args.quiet else []
+    line += ["--strict"] if args.strict else []
+    line += ["--timeout", repr(args.timeout)] if args.timeout is not None else []
+    if args.sanitize:
+        line += ["--sanitize", "--sanitize-rate", str(args.sanitize_rate)]
+    line += ["-m", args.module] + argv if args.module is not None else argv
+    env = dict(os.environ, LD_PRELOAD=path)
+    env[PRELOADED] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, line, env)
 
 
 def _run(args, argv):
@@ -75,6 +137,14 @@ def _run(args, argv):
     from .. import _child, _core, _loop
 
     _core.start()   # before the program's first import
+    if os.environ.pop(PRELOADED, None) == "1":
+        os.environ.pop("LD_PRELOAD", None)      # the program's own children go without it
+    if args.native:
+        try:
+            _core.native_start()
+        except RuntimeError as exc:
+            _child.stderr().write("refhound run: native memory is not tracked: %s\n"
+                                  % str(exc).replace("refhound: ", ""))
     _loop.DEFAULT_REPORT = not args.quiet
     failed = None
     try:

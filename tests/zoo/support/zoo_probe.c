@@ -581,6 +581,67 @@ done:
     return result;
 }
 
+/* live_objects(types) -> list of the live objects (of one of the given
+   types) in tracked obj-domain blocks.  The addresses are collected under
+   the table lock, then the list is built with the collector disabled, so
+   that no object on the list can be freed before it is referenced. */
+static PyObject *
+probe_live_objects(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (!installed) {
+        PyErr_SetString(PyExc_RuntimeError, "zoo_probe: install() first");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(arg, "live_objects() needs a sequence of types");
+    if (seq == NULL) {
+        return NULL;
+    }
+    size_t ntypes = (size_t)PySequence_Fast_GET_SIZE(seq);
+    uintptr_t *types = malloc((ntypes + 1) * sizeof(uintptr_t));
+    if (types == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (size_t i = 0; i < ntypes; i++) {
+        types[i] = (uintptr_t)PySequence_Fast_GET_ITEM(seq, (Py_ssize_t)i);
+    }
+    qsort(types, ntypes, sizeof(uintptr_t), cmp_uintptr);
+    int was_enabled = PyGC_Disable();
+    PyObject **found = NULL;
+    size_t nfound = 0;
+    pthread_mutex_lock(&lock);
+    found = malloc((nused + 1) * sizeof(PyObject *));
+    if (found != NULL) {
+        for (size_t i = 0; i < capacity; i++) {
+            entry_t *e = &table[i];
+            if (e->ptr == NULL || e->ptr == TOMBSTONE || e->domain != DOMAIN_OBJ) {
+                continue;
+            }
+            PyObject *op = NULL;
+            if (object_in_block(e->ptr, e->size, types, ntypes, &op) >= 0) {
+                found[nfound++] = op;
+            }
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    PyObject *result = NULL;
+    if (found == NULL) {
+        PyErr_NoMemory();
+    }
+    else if ((result = PyList_New((Py_ssize_t)nfound)) != NULL) {
+        for (size_t i = 0; i < nfound; i++) {
+            PyList_SET_ITEM(result, (Py_ssize_t)i, Py_NewRef(found[i]));
+        }
+    }
+    if (was_enabled) {
+        PyGC_Enable();
+    }
+    free(found);
+    free(types);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"install", probe_install, METH_NOARGS,
      "Wrap the raw/mem/obj allocators and start tracking every block."},
@@ -591,6 +652,8 @@ static PyMethodDef methods[] = {
      "snapshot(slot, types, nsamples=0): count live blocks and objects."},
     {"delta", probe_delta, METH_NOARGS,
      "delta() -> dict of snapshot 1 minus snapshot 0."},
+    {"live_objects", probe_live_objects, METH_O,
+     "live_objects(types) -> list of the live objects in tracked blocks."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -1,0 +1,222 @@
+"""refhound check --sanitize: memory errors caught by the guard allocator.
+
+The cases are tests/valgrind_cases (use after free, double free, overflow
+into the alignment slack) and tests/sanitize_cases (underflow, write after
+free through a stale pointer, overflow onto the guard page, a field past an
+object whose type is too small): each `leaky()`
+must be reported with its kind and its exact @culprit line, each `clean()`
+must run to a clean verdict with no memory error.  A few bug-zoo cases run
+under --sanitize too, to show that the guard and the leak check compose.
+"""
+import glob
+import json
+import os
+
+import pytest
+
+from support import ROOT, build_zoo_case, cbuild, check_json, interpreter, run_refhound
+
+EXPECT = {
+    "uaf_borrowed_decref": "use-after-free",
+    "uaf_read": "use-after-free",
+    "double_free": "double-free",
+    "overflow_write": "overflow",
+    "overflow_aligned": "overflow",
+    "overflow_object": "overflow",
+    "underflow_write": "underflow",
+    "write_after_free": "use-after-free",
+}
+CASES = [cbuild.parse_case(p) for p in
+         sorted(glob.glob(os.path.join(ROOT, "tests", "sanitize_cases", "*.c")) +
+                glob.glob(os.path.join(ROOT, "tests", "valgrind_cases", "*.c")))
+         if os.path.splitext(os.path.basename(p))[0] in EXPECT]
+# The errors come at the first guarded call: a short check is enough.
+SHORT = ["--warmup", "1", "--min-iterations", "3", "--iterations", "4", "--calls", "50",
+         "--patience", "0"]
+
+
+def test_every_case_is_here():
+    assert sorted(c["name"] for c in CASES) == sorted(EXPECT)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_memory_error_is_reported_with_its_kind_at_its_culprit_line(case):
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    status, result, err = check_json(python, case["name"] + ":leaky", cwd, "--sanitize", *SHORT)
+    assert result is not None, err
+    assert (status, result["verdict"]) == (1, "error"), err
+    [e] = result["memory_errors"]
+    assert e["kind"] == EXPECT[case["name"]], e
+    c = e["culprit"]
+    assert (os.path.basename(c["file"]), c["line"], c["function"]) == \
+        (case["name"] + ".c", case["culprit_line"], case["culprit_function"]), e
+    assert e["allocated"], e                       # the allocation stack, symbolized
+    lines = {(os.path.basename(f["file"] or ""), f["line"]) for f in e["allocated"]}
+    assert any(name == case["name"] + ".c" for name, _ in lines), e["allocated"]
+    if e["kind"] == "use-after-free":
+        assert e["freed"] and e["access"], e
+        assert c["role"] == "free"
+    elif e["kind"] == "double-free":
+        assert e["freed"] and c["role"] == "access"
+    else:
+        # overflow/underflow: caught at the writing instruction (on the first
+        # run, or on the replay after a red zone was found broken at free)
+        assert (e["detected"], c["role"]) == ("fault", "access"), e
+
+
+def test_overflow_of_an_object_is_replayed_and_keeps_the_type():
+    case = next(c for c in CASES if c["name"] == "overflow_object")
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    _, result, err = check_json(python, "overflow_object:leaky", cwd, "--sanitize", *SHORT)
+    e = result["memory_errors"][0]
+    assert (e["replayed"], e["type"], e["size"]) == (True, "overflow_object.BadCounter", 24), err
+
+
+def test_use_after_free_names_the_type_of_the_dead_object():
+    case = next(c for c in CASES if c["name"] == "uaf_borrowed_decref")
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    _, result, err = check_json(python, "uaf_borrowed_decref:leaky", cwd, "--sanitize", *SHORT)
+    assert result["memory_errors"][0]["type"] == "int", err
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_clean_twin_has_no_memory_error(case):
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    status, result, err = check_json(python, case["name"] + ":clean", cwd, "--sanitize")
+    assert result is not None, err
+    assert (status, result["verdict"]) == (0, "clean"), err
+    assert "memory_errors" not in result
+
+
+def test_sampled_guard_catches_a_per_call_error_within_the_check():
+    # One block in 50 guarded: the write after free happens on every call,
+    # so a sampled block meets it within the check's calls.
+    case = next(c for c in CASES if c["name"] == "write_after_free")
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    status, result, err = check_json(python, "write_after_free:leaky", cwd, "--sanitize",
+                                     "--sanitize-rate", "50", *SHORT)
+    assert result is not None, err
+    assert status == 1 and result["memory_errors"][0]["culprit"]["line"] == case["culprit_line"]
+
+
+ZOO = {c["name"]: c for c in cbuild.zoo_cases()}
+
+
+@pytest.mark.parametrize("name,verdict", [("new_object", "leak"), ("nested_list", "leak"),
+                                          ("extra_decref", "error")])
+def test_leak_check_under_the_guard_gives_the_same_verdict(name, verdict):
+    case = ZOO[name]
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    status, result, err = check_json(python, name + ":leaky", cwd, "--sanitize")
+    assert result is not None, err
+    assert (status, result["verdict"]) == (1, verdict), err
+    assert "memory_errors" not in result
+    assert round(result["per_call"]["blocks"], 2) == case["expect"]["blocks"]
+
+
+def test_text_report_and_bad_rate(tmp_path):
+    case = next(c for c in CASES if c["name"] == "double_free")
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    proc = run_refhound(python, ["check", "double_free:leaky", "--sanitize", "--no-progress"]
+                        + SHORT, cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    assert "double-free" in proc.stdout
+    assert "double_free.c:%d" % case["culprit_line"] in proc.stdout
+    bad = run_refhound(python, ["check", "double_free:clean", "--sanitize-rate", "0"], cwd=cwd)
+    assert bad.returncode == 2 and "sanitize-rate" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) <= 2
+
+
+def test_json_file_and_html_report(tmp_path):
+    case = next(c for c in CASES if c["name"] == "uaf_read")
+    python = interpreter("release")
+    cwd = build_zoo_case(case, python)
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    proc = run_refhound(python, ["check", "uaf_read:leaky", "--sanitize", "--no-progress",
+                                 "--json", str(out), "--html", str(page)] + SHORT, cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "error" and data["memory_errors"][0]["kind"] == "use-after-free"
+    assert "uaf_read.c" in page.read_text()
+
+
+def _program(tmp_path, body):
+    path = tmp_path / "prog.py"
+    path.write_text(body)
+    return str(path)
+
+
+PROGRAM = """\
+import sys
+import uaf_read, write_after_free
+for i in range(100):
+    uaf_read.clean()
+if sys.argv[1:] == ["bug"]:
+    write_after_free.leaky()
+"""
+
+
+def test_run_sanitize_reports_the_program_s_memory_error(tmp_path):
+    python = interpreter("release")
+    cases = {c["name"]: c for c in CASES}
+    cwd = build_zoo_case(cases["uaf_read"], python)
+    build_zoo_case(cases["write_after_free"], python)
+    prog = _program(tmp_path, PROGRAM)
+    proc = run_refhound(python, ["run", "--sanitize", "--json", "-", prog, "bug"], cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    [entry] = json.loads(proc.stdout)
+    e = entry["memory_errors"][0]
+    assert (entry["verdict"], e["kind"], e["culprit"]["line"]) == \
+        ("error", "use-after-free", cases["write_after_free"]["culprit_line"])
+    clean = run_refhound(python, ["run", "--sanitize", prog], cwd=cwd)
+    assert clean.returncode == 0, clean.stderr
+    assert "memory error" not in clean.stdout + clean.stderr
+
+
+PYTEST_FILE = """\
+import os
+import overflow_write, uaf_read
+
+def test_clean():
+    for i in range(100):
+        uaf_read.clean()
+
+def test_overflow():
+    if os.environ.get("BUG") == "1":
+        overflow_write.leaky()
+"""
+
+
+@pytest.mark.parametrize("bug", ["0", "1"])
+def test_pytest_sanitize_reports_the_first_memory_error(tmp_path, bug):
+    import subprocess
+    from support import engine_path
+    python = interpreter("release")
+    cases = {c["name"]: c for c in CASES}
+    cwd = build_zoo_case(cases["overflow_write"], python)
+    build_zoo_case(cases["uaf_read"], python)
+    (tmp_path / "test_mem.py").write_text(PYTEST_FILE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([engine_path(python), cwd]), BUG=bug,
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    for key in list(env):
+        if key.startswith("PYTEST_XDIST") or key in ("PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS"):
+            env.pop(key)
+    proc = subprocess.run([python, "-m", "pytest", "-p", "refhound.pytest_plugin",
+                           "-p", "no:cacheprovider", "-q", "--refhound-sanitize", "test_mem.py"],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=600)
+    if bug == "0":
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "2 passed" in proc.stdout and "memory error" not in proc.stderr
+        return
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # caught in the red zone at free, then at the write itself on the replay
+    assert "overflow of a 24-byte mem block" in proc.stderr
+    assert "overflow_write.c:%d in leaky" % cases["overflow_write"]["culprit_line"] in proc.stderr
