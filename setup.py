@@ -3,8 +3,10 @@ preload library (refhound._preload, src/preload).
 
 Everything else about the package lives in pyproject.toml.  The engine is
 one extension built from every file in src/core and src/core/binding;
-optional system libraries are detected here and switched on with HAVE_*
-macros.
+Valgrind's headers, when present, are switched on with HAVE_VALGRIND.
+elfutils' libdw needs nothing at build time: the engine loads libdw.so.1
+at run time when the system has it (src/core/dwapi.c) and otherwise reads
+DWARF with pyelftools, a dependency.
 """
 import glob
 import os
@@ -50,23 +52,10 @@ def have_valgrind_headers():
     return False
 
 
-def have_libdw():
-    """elfutils' libdw, for DWARF symbolization (Debian: libdw-dev).
-    REFHOUND_NO_LIBDW=1 builds without it (symbol+offset from the ELF
-    symbol table only)."""
-    if os.environ.get("REFHOUND_NO_LIBDW") == "1":
-        return False
-    return any(os.path.exists(os.path.join(inc, "elfutils", "libdwfl.h"))
-               for inc in ("/usr/include", "/usr/local/include"))
-
-
 core_macros = [("REFHOUND_CORE_BUILD", "1")]
 core_libraries = ["pthread", "dl"]
 if have_valgrind_headers():
     core_macros.append(("HAVE_VALGRIND", "1"))
-if have_libdw():
-    core_macros.append(("HAVE_LIBDW", "1"))
-    core_libraries += ["dw", "elf"]
 
 setup(
     ext_modules=[

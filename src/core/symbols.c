@@ -1,13 +1,16 @@
 /* symbols.c — native address => module, function, source file and line.
  *
- * With elfutils' libdw (HAVE_LIBDW): the process's modules are reported
- * from /proc/self/maps into one Dwfl session; an address gives its module,
- * its ELF symbol, its line from the DWARF line table and, through the
- * DWARF scopes at that address, the chain of inlined functions with their
- * call sites.  A module that appeared after the last report (dlopen) is
- * found by reporting again.  Without debug information an address still
- * gets symbol+offset and a stated reason; without libdw, dladdr gives the
- * same.
+ * With elfutils' libdw, loaded at run time (dwapi.c: libdw.so.1, no
+ * header needed at build time): the process's modules are reported from
+ * /proc/self/maps into one Dwfl session; an address gives its module, its
+ * ELF symbol, its line from the DWARF line table and, through the DWARF
+ * scopes at that address, the chain of inlined functions with their call
+ * sites.  A module that appeared after the last report (dlopen) is found
+ * by reporting again.  Without debug information an address still gets
+ * symbol+offset and a stated reason.  Without libdw.so.1, dladdr gives the
+ * module, the symbol and the address in the module's file (file_address),
+ * from which the binding has refhound._dwarf (pyelftools) read the lines,
+ * outside the hooks.
  *
  * Symbolization runs outside the allocator hooks and copies every string
  * it returns into the caller's rh_symbolized_t: nothing of the Dwfl
@@ -16,11 +19,12 @@
  * hooks of every thread.  The Dwfl session is created on first use and
  * kept until _rh_symbols_forget().
  *
- * Locking: dwfl_lock guards dwfl (and libdw's caches inside it).  The
- * thread-local in_dwfl marks a thread that holds it: should an allocation
- * ever reach the hooks from inside libdw on that thread (libdw uses libc
- * malloc, so none does today), its CFI look-up answers "no rule" instead
- * of waiting for itself.
+ * Locking: dwfl_lock guards dwfl and callbacks (and libdw's caches inside
+ * the session).  The thread-local in_dwfl marks a thread that holds it:
+ * should an allocation ever reach the hooks from inside libdw on that
+ * thread (libdw uses libc malloc, so none does today), its CFI look-up
+ * answers "no rule" instead of waiting for itself.  dw (the function
+ * table) is set once by _rh_symbols_init, at module init.
  */
 #include "symbols.h"
 
@@ -31,31 +35,37 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifdef HAVE_LIBDW
-#include <dwarf.h>
-#include <elfutils/libdw.h>
-#include <elfutils/libdwfl.h>
+#include "dwapi.h"
 
+#include <link.h>
+
+static const rh_dwapi_t *dw;            /* NULL: no libdw */
 static Dwfl *dwfl;
 static char *debuginfo_path;
 static pthread_mutex_t dwfl_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread int in_dwfl;
-static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .debuginfo_path = &debuginfo_path,
-};
+static Dwfl_Callbacks callbacks;
+
+void _rh_symbols_init(void)
+{
+    dw = _rh_dwapi();
+    if (dw != NULL) {
+        callbacks.find_elf = dw->dwfl_linux_proc_find_elf;
+        callbacks.find_debuginfo = dw->dwfl_standard_find_debuginfo;
+        callbacks.debuginfo_path = &debuginfo_path;
+    }
+}
 
 static int report_modules(void)
 {
     if (dwfl == NULL) {
-        dwfl = dwfl_begin(&callbacks);
+        dwfl = dw->dwfl_begin(&callbacks);
         if (dwfl == NULL)
             return -1;
     }
-    dwfl_report_begin(dwfl);
-    int rc = dwfl_linux_proc_report(dwfl, getpid());
-    dwfl_report_end(dwfl, NULL, NULL);
+    dw->dwfl_report_begin(dwfl);
+    int rc = dw->dwfl_linux_proc_report(dwfl, getpid());
+    dw->dwfl_report_end(dwfl, NULL, NULL);
     return rc == 0 ? 0 : -1;
 }
 
@@ -63,9 +73,9 @@ static Dwfl_Module *module_of(Dwarf_Addr addr)
 {
     if (dwfl == NULL && report_modules() < 0)
         return NULL;
-    Dwfl_Module *mod = dwfl_addrmodule(dwfl, addr);
+    Dwfl_Module *mod = dw->dwfl_addrmodule(dwfl, addr);
     if (mod == NULL && report_modules() == 0)     /* loaded since: report again */
-        mod = dwfl_addrmodule(dwfl, addr);
+        mod = dw->dwfl_addrmodule(dwfl, addr);
     return mod;
 }
 
@@ -76,23 +86,22 @@ static void call_site(Dwarf_Die *die, Dwarf_Files *files, const char **file, int
     Dwarf_Word value;
     *file = NULL;
     *line = 0;
-    if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &value) == 0)
+    if (dw->dwarf_formudata(dw->dwarf_attr(die, DW_AT_call_line, &attr), &value) == 0)
         *line = (int)value;
-    if (files != NULL && dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &value) == 0)
-        *file = dwarf_filesrc(files, value, NULL, NULL);
+    if (files != NULL && dw->dwarf_formudata(dw->dwarf_attr(die, DW_AT_call_file, &attr), &value) == 0)
+        *file = dw->dwarf_filesrc(files, value, NULL, NULL);
 }
 
 static const char *die_name(Dwarf_Die *die)
 {
     Dwarf_Attribute attr;
     Dwarf_Die origin;
-    const char *name = dwarf_diename(die);
-    if (name == NULL && dwarf_attr_integrate(die, DW_AT_abstract_origin, &attr) &&
-        dwarf_formref_die(&attr, &origin))
-        name = dwarf_diename(&origin);
+    const char *name = dw->dwarf_diename(die);
+    if (name == NULL && dw->dwarf_attr_integrate(die, DW_AT_abstract_origin, &attr) &&
+        dw->dwarf_formref_die(&attr, &origin))
+        name = dw->dwarf_diename(&origin);
     return name;
 }
-#endif /* HAVE_LIBDW */
 
 /* A source path as the user can open it: relative names in DWARF are
  * relative to the compilation directory (a package built by setup.py). */
@@ -132,10 +141,10 @@ static void add_frame(rh_symbolized_t *out, const char *module, const char *func
     f->line = line;
     f->inlined = inlined;
     f->offset = offset;
+    f->file_address = 0;
     f->reason = why;
 }
 
-#ifdef HAVE_LIBDW
 /* The frames of pc (dwfl_lock held). */
 static void symbolize_locked(uintptr_t pc, rh_symbolized_t *out)
 {
@@ -146,12 +155,12 @@ static void symbolize_locked(uintptr_t pc, rh_symbolized_t *out)
     }
     const char *modname = NULL;
     Dwarf_Addr mod_start;
-    modname = dwfl_module_info(m, NULL, &mod_start, NULL, NULL, NULL, NULL, NULL);
-    GElf_Sym sym;
-    GElf_Off sym_off = 0;
-    const char *symname = dwfl_module_addrinfo(m, pc, &sym_off, &sym, NULL, NULL, NULL);
+    modname = dw->dwfl_module_info(m, NULL, &mod_start, NULL, NULL, NULL, NULL, NULL);
+    Elf64_Sym sym;
+    Elf64_Off sym_off = 0;
+    const char *symname = dw->dwfl_module_addrinfo(m, pc, &sym_off, &sym, NULL, NULL, NULL);
     Dwarf_Addr bias = 0;
-    Dwarf_Die *cu = dwfl_module_addrdie(m, pc, &bias);
+    Dwarf_Die *cu = dw->dwfl_module_addrdie(m, pc, &bias);
     if (cu == NULL) {
         add_frame(out, modname, symname, NULL, 0, 0, (unsigned long)sym_off,
                   "no DWARF debug information for this module");
@@ -160,31 +169,31 @@ static void symbolize_locked(uintptr_t pc, rh_symbolized_t *out)
     /* The innermost line: from the line table. */
     const char *file = NULL;
     int line = 0;
-    Dwfl_Line *dl = dwfl_module_getsrc(m, pc);
+    Dwfl_Line *dl = dw->dwfl_module_getsrc(m, pc);
     if (dl != NULL)
-        file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
+        file = dw->dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
     Dwarf_Files *files = NULL;
     size_t nfiles;
-    dwarf_getsrcfiles(cu, &files, &nfiles);
+    dw->dwarf_getsrcfiles(cu, &files, &nfiles);
     Dwarf_Attribute cd_attr;
-    const char *comp_dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &cd_attr));
+    const char *comp_dir = dw->dwarf_formstring(dw->dwarf_attr(cu, DW_AT_comp_dir, &cd_attr));
     char pathbuf[4096];
     /* The innermost scope at pc, then its concrete nesting (as
      * eu-addr2line -i does): inlined instances, innermost first, up to the
      * function they were inlined into. */
     Dwarf_Die *scopes = NULL;
-    int nscopes = dwarf_getscopes(cu, pc - bias, &scopes);
+    int nscopes = dw->dwarf_getscopes(cu, pc - bias, &scopes);
     Dwarf_Die *chain = NULL;
     int nchain = 0;
     if (nscopes > 0) {
         Dwarf_Die innermost;
-        if (dwarf_offdie(dwarf_cu_getdwarf(cu->cu), dwarf_dieoffset(&scopes[0]), &innermost))
-            nchain = dwarf_getscopes_die(&innermost, &chain);
+        if (dw->dwarf_offdie(dw->dwarf_cu_getdwarf(cu->cu), dw->dwarf_dieoffset(&scopes[0]), &innermost))
+            nchain = dw->dwarf_getscopes_die(&innermost, &chain);
     }
     free(scopes);
     int emitted = 0;
     for (int i = 0; i < nchain; i++) {
-        int tag = dwarf_tag(&chain[i]);
+        int tag = dw->dwarf_tag(&chain[i]);
         if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram)
             continue;
         const char *fn = die_name(&chain[i]);
@@ -203,27 +212,47 @@ static void symbolize_locked(uintptr_t pc, rh_symbolized_t *out)
         add_frame(out, modname, symname, full_path(file, comp_dir, pathbuf, sizeof(pathbuf)),
                   line, 0, (unsigned long)sym_off, NULL);
 }
-#endif
+
+/* Without libdw: the module and symbol from the dynamic loader, and the
+ * address as the module's ELF file has it (pc less the load bias), for
+ * refhound._dwarf to read the lines. */
+static void symbolize_dladdr(uintptr_t pc, rh_symbolized_t *out)
+{
+    Dl_info info;
+    struct link_map *map = NULL;
+    if (!dladdr1((void *)pc, &info, (void **)&map, RTLD_DL_LINKMAP) || info.dli_fname == NULL) {
+        add_frame(out, NULL, NULL, NULL, 0, 0, 0, "address in no loaded module");
+        return;
+    }
+    const char *module = info.dli_fname;
+    char exe[4096];
+    if (module[0] != '/') {         /* the main program: "" or its argv[0] */
+        ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (len > 0) {
+            exe[len] = '\0';
+            module = exe;
+        }
+    }
+    add_frame(out, module, info.dli_sname, NULL, 0, 0,
+              info.dli_saddr ? (unsigned long)(pc - (uintptr_t)info.dli_saddr) : 0,
+              _rh_dwapi_failure());
+    if (map != NULL)
+        out->frames[out->nframes - 1].file_address = pc - (uintptr_t)map->l_addr;
+}
 
 void _rh_symbolize(uintptr_t pc, rh_symbolized_t *out)
 {
     out->nframes = 0;
     out->used = 0;
-#ifdef HAVE_LIBDW
+    if (dw == NULL) {
+        symbolize_dladdr(pc, out);
+        return;
+    }
     pthread_mutex_lock(&dwfl_lock);
     in_dwfl = 1;
     symbolize_locked(pc, out);
     in_dwfl = 0;
     pthread_mutex_unlock(&dwfl_lock);
-#else
-    Dl_info info;
-    if (dladdr((void *)pc, &info) && info.dli_fname)
-        add_frame(out, info.dli_fname, info.dli_sname, NULL, 0, 0,
-                  info.dli_saddr ? (unsigned long)(pc - (uintptr_t)info.dli_saddr) : 0,
-                  "refhound was built without libdw (install libdw-dev and rebuild)");
-    else
-        add_frame(out, NULL, NULL, NULL, 0, 0, 0, "address in no loaded module");
-#endif
 }
 
 /* How to step from a frame at pc to its caller (unwind.c's cache fills
@@ -231,25 +260,24 @@ void _rh_symbolize(uintptr_t pc, rh_symbolized_t *out)
  * caller falls back to the compiler's unwinder). */
 int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule)
 {
-#ifdef HAVE_LIBDW
-    if (in_dwfl)
-        return -1;      /* this thread holds dwfl_lock: never wait on ourselves */
+    if (dw == NULL || in_dwfl)
+        return -1;      /* no libdw; or this thread holds dwfl_lock: never wait on ourselves */
     int ok = -1;
     pthread_mutex_lock(&dwfl_lock);
     in_dwfl = 1;
     Dwfl_Module *m = module_of(pc);
     Dwarf_Addr bias = 0;
-    Dwarf_CFI *cfi = m ? dwfl_module_eh_cfi(m, &bias) : NULL;
+    Dwarf_CFI *cfi = m ? dw->dwfl_module_eh_cfi(m, &bias) : NULL;
     if (cfi == NULL && m != NULL)
-        cfi = dwfl_module_dwarf_cfi(m, &bias);
+        cfi = dw->dwfl_module_dwarf_cfi(m, &bias);
     Dwarf_Frame *frame = NULL;
-    if (cfi != NULL && dwarf_cfi_addrframe(cfi, pc - bias, &frame) == 0) {
+    if (cfi != NULL && dw->dwarf_cfi_addrframe(cfi, pc - bias, &frame) == 0) {
         Dwarf_Op *ops;
         size_t nops;
         /* CFA = rsp+N or rbp+N: DW_OP_breg7/6 N, or DW_OP_bregx 7/6 N. */
         int reg = -1;
         Dwarf_Sword off = 0;
-        if (dwarf_frame_cfa(frame, &ops, &nops) == 0 && nops == 1) {
+        if (dw->dwarf_frame_cfa(frame, &ops, &nops) == 0 && nops == 1) {
             if (ops[0].atom == DW_OP_breg7 || ops[0].atom == DW_OP_breg6) {
                 reg = ops[0].atom - DW_OP_breg0;
                 off = (Dwarf_Sword)ops[0].number;
@@ -263,7 +291,7 @@ int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule)
             rule->cfa_base = reg == 7 ? RH_CFA_RSP : RH_CFA_RBP;
             rule->cfa_offset = (int32_t)off;
             Dwarf_Op mem[3];
-            if (dwarf_frame_register(frame, 6, mem, &ops, &nops) == 0) {
+            if (dw->dwarf_frame_register(frame, 6, mem, &ops, &nops) == 0) {
                 if (nops == 0) {
                     rule->rbp = ops == NULL ? RH_RBP_SAME : RH_RBP_LOST;
                     ok = 0;
@@ -287,27 +315,19 @@ int _rh_cfi_rule(uintptr_t pc, rh_cfi_rule_t *rule)
     in_dwfl = 0;
     pthread_mutex_unlock(&dwfl_lock);
     return ok;
-#else
-    return -1;
-#endif
 }
 
 void _rh_symbols_forget(void)
 {
-#ifdef HAVE_LIBDW
+    if (dw == NULL)
+        return;
     pthread_mutex_lock(&dwfl_lock);
     if (dwfl != NULL)
-        dwfl_end(dwfl);
+        dw->dwfl_end(dwfl);
     dwfl = NULL;
     pthread_mutex_unlock(&dwfl_lock);
-#endif
 }
 
-int _rh_symbols_have_dwarf(void)
-{
-#ifdef HAVE_LIBDW
-    return 1;
-#else
-    return 0;
-#endif
-}
+int _rh_symbols_have_dwarf(void) { return dw != NULL; }
+
+const char *_rh_symbols_failure(void) { return _rh_dwapi_failure(); }

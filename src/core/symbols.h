@@ -1,5 +1,7 @@
 /* symbols.h — native address => module, function, file:line through libdw
- * (symbols.c), and the CFI rules unwind.c caches.  dladdr without libdw. */
+ * (symbols.c; libdw.so.1 loaded at run time, dwapi.c), and the CFI rules
+ * unwind.c caches.  dladdr and the address in the module's file without
+ * libdw (the binding then reads the lines with refhound._dwarf). */
 #ifndef RH_SYMBOLS_H
 #define RH_SYMBOLS_H
 
@@ -29,6 +31,8 @@ typedef struct {
     int line;
     int inlined;
     unsigned long offset;                   /* from the ELF symbol */
+    uintptr_t file_address;                 /* without libdw: the address in
+                                               the module's ELF file; else 0 */
     const char *reason;                     /* static: why detail is missing */
 } rh_frame_t;
 
@@ -45,9 +49,13 @@ typedef struct {
  * inlined into, each with its own file:line.  Never allocates through
  * Python. */
 void _rh_symbolize(uintptr_t pc, rh_symbolized_t *out);
+/* Load libdw (once, at module init: outside the allocator hooks). */
+void _rh_symbols_init(void);
 /* Drop the DWARF session (the modules are read again on next use). */
 void _rh_symbols_forget(void);
-/* Built with libdw? */
+/* Is libdw in use (libdw.so.1 loaded)? */
 int _rh_symbols_have_dwarf(void);
+/* Why not (a static string), or NULL when it is. */
+const char *_rh_symbols_failure(void);
 
 #endif /* RH_SYMBOLS_H */

@@ -20,10 +20,12 @@
  * unwind_lock (hooks run on any thread); libdw is reached only on a miss,
  * under symbols.c's own lock.  The fast walk is never used from a signal
  * handler: _rh_native_backtrace (the compiler's unwinder, which steps
- * through the signal frame) is.
+ * through the signal frame) is.  Without libdw.so.1 (symbols.c) the fast
+ * walk gives no frames and every backtrace is the compiler's unwinder's.
  *
  * Also here: where refhound's own code is (self_lo..self_hi, found once
- * at module init, read-only afterwards), so that its frames are left out.
+ * at module init, read-only afterwards), so that its frames are left out;
+ * fast_ok (libdw found, set at module init, read-only afterwards).
  */
 #include "unwind.h"
 #include "symbols.h"
@@ -34,6 +36,15 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unwind.h>
+
+#if defined(__x86_64__)
+#  define RH_FAST_UNWIND 1
+#else
+#  define RH_FAST_UNWIND 0
+#endif
+
+/* The fast walk's CFI rules come from libdw: set once at module init. */
+static int fast_ok;
 
 /* ---- refhound's own code ------------------------------------------------- */
 
@@ -58,7 +69,13 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 void _rh_unwind_init(void)
 {
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&_rh_unwind_init);
+    _rh_symbols_init();
+#if RH_FAST_UNWIND
+    fast_ok = _rh_symbols_have_dwarf();
+#endif
 }
+
+int _rh_unwind_fast_available(void) { return fast_ok; }
 
 int _rh_unwind_is_self(uintptr_t ip) { return ip >= self_lo && ip < self_hi; }
 
@@ -89,12 +106,6 @@ int _rh_native_backtrace(uintptr_t *ips, int max)
 }
 
 /* ---- the fast walk ---------------------------------------------------------- */
-
-#if defined(__x86_64__) && defined(HAVE_LIBDW)
-#  define RH_FAST_UNWIND 1
-#else
-#  define RH_FAST_UNWIND 0
-#endif
 
 #define CACHE_SLOTS (1u << 16)          /* power of two */
 #define MAX_STEP ((uintptr_t)1 << 20)   /* a frame larger than 1 MiB: stop */
@@ -153,6 +164,8 @@ static void find_eval_loop(void)
 int _rh_fast_backtrace(uintptr_t *ips, int max, int eval_frames)
 {
 #if RH_FAST_UNWIND
+    if (!fast_ok)
+        return 0;       /* no libdw: the caller takes the compiler's unwinder */
     if (!eval_looked_up)
         find_eval_loop();
     int after_last_eval = -1;   /* frames still to take after the outermost eval loop */

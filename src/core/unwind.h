@@ -9,13 +9,16 @@
 #endif
 #include "rh_common.h"
 
-/* Find refhound's own code (once, at module init). */
+/* Find refhound's own code and load libdw (once, at module init). */
 void _rh_unwind_init(void);
+/* Does _rh_fast_backtrace walk (x86-64 with libdw.so.1)?  0: it returns
+ * no frames and callers use _rh_native_backtrace. */
+int _rh_unwind_fast_available(void);
 /* Is this return address in refhound's own code? */
 int _rh_unwind_is_self(uintptr_t ip);
 
 /* Return addresses from the caller outwards, by cached CFI rules (x86-64
- * with libdw; 0 frames elsewhere).  eval_frames > 0: stop a few frames
+ * with libdw.so.1; 0 frames elsewhere).  eval_frames > 0: stop a few frames
  * past that many eval-loop frames.  Safe in an allocator hook. */
 int _rh_fast_backtrace(uintptr_t *ips, int max, int eval_frames);
 /* The same through the compiler's unwinder (_Unwind_Backtrace), leaving

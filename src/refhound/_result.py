@@ -35,6 +35,7 @@ class Result:
         self.incomplete = None   # why the check could not conclude, if it could not
         self.valgrind = None     # memcheck figures when run under Valgrind (_valgrind.attach)
         self.patience = None     # {outcome, calls, seconds, budget} when growth was watched longer
+        self.native = None       # {symbols, unwinder}: how native frames were read, with sites
         self.screen = None       # what the screen found, when one ran (pytest --refhound)
 
     def __bool__(self):
@@ -74,6 +75,8 @@ class Result:
             d["screen"] = dict(self.screen)
         if self.valgrind is not None:
             d["valgrind"] = dict(self.valgrind)
+        if self.native is not None:
+            d["native"] = dict(self.native)
         return d
 
     def to_json(self, indent=2):
@@ -93,6 +96,7 @@ class Result:
             notes=d["notes"], tracker=d["tracker"], sites=d["sites"])
         result.incomplete = d.get("incomplete")
         result.valgrind = d.get("valgrind")
+        result.native = d.get("native")
         result.screen = d.get("screen")
         return result
 

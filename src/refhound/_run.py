@@ -111,6 +111,7 @@ class CheckRun:
         self.decided = None         # the verdict of the measurement, once known
         self.measured_samples = 0
         self.patience = None        # what the patience phase did (JSON "patience")
+        self.native = None          # how native frames were read (JSON "native"), with sites
         self.last_stage = None      # (first sample, end, calls per iteration) of its last stage
         self.watching = None        # (followed, before, first sample, calls) of a stage under way
         self.window_epochs = None   # (first, last) birth epochs of the verdict's window
@@ -335,6 +336,18 @@ class CheckRun:
             if not sites:
                 # Nothing allocated: the refcount writes are the sites.
                 sites = [s for g in growth[:1] for s in g["sites"]]
+        if sites:
+            from . import _dwarf    # here: the libdw path never imports pyelftools
+            self.native = native = dict(_core.native_paths())
+            if native["symbols"] != "libdw" and _dwarf.available():
+                self.notes.append(
+                    "native frames were read with pyelftools and the compiler's unwinder, the "
+                    "slower path: %s" % native["libdw"])
+            elif native["symbols"] != "libdw":
+                native["symbols"] = "none"
+                self.notes.append(
+                    "native frames have no source lines (module and symbol only): %s, and %s"
+                    % (native["libdw"], _dwarf.missing_reason()))
         raw = session.results()
         stage_rates = None
         if self.patience is not None and self.patience["outcome"] in ("settled", "persists"):
@@ -346,6 +359,8 @@ class CheckRun:
                                    growth, self.notes, time.perf_counter() - self.t0,
                                    self.options.alpha)
         self.result.sites = sites
+        if self.native is not None:
+            self.result.native = {k: v for k, v in self.native.items() if k != "libdw"}
         self.result.patience = self.patience
         if stage_rates is not None:
             self.result.per_call = {m: round(stage_rates[m], 4) if m in stage_rates
@@ -489,8 +504,6 @@ class CheckRun:
                 yield from self._history(sites[0])
         finally:
             _core.reset_stacks()
-        if not _core.symbols_have_dwarf() and sites:
-            self.notes.append("sites are named by symbol only: refhound was built without libdw")
         return sites
 
     def _history(self, site):

@@ -9,13 +9,14 @@ import re
 
 import pytest
 
-from support import build_zoo_case, cbuild, check_json, interpreter
+from support import build_zoo_case, cbuild, check_json, interpreter, skip_unless_leaks_here
 
 CASES = cbuild.zoo_cases()
 OPTS = ["-O0", "-O2"]
 
 
 def run_case(case, opt):
+    skip_unless_leaks_here(case["name"])
     python = interpreter("release")
     cwd = build_zoo_case(case, python, opt=opt)
     status, result, err = check_json(python, case["name"] + ":leaky", cwd)

@@ -2,8 +2,9 @@
 
 The loop bodies call the bundled C extension refhound._demo, whose ground
 truth is known: parse_items() leaks a list and three ints per call (4 refs,
-4 objects, 5 blocks), tag_none() leaks one reference to None, checksum()
-is clean.
+4 objects, 5 blocks), tag_none() leaks one reference to None up to 3.11
+(from 3.12 on None is immortal and the extra INCREF changes nothing: clean),
+checksum() is clean.
 """
 import json
 import subprocess
@@ -12,7 +13,7 @@ import textwrap
 
 import pytest
 
-from support import engine_path, plain_env, run_refhound
+from support import IMMORTAL, engine_path, plain_env, run_refhound
 
 PY = sys.executable
 
@@ -90,12 +91,15 @@ def test_decorator_and_with_forms(tmp_path):
     proc = _run(tmp_path, ["--json", "-", "prog.py"])
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == "leak"
     results = _by_target(json.loads("\n".join(lines[1:])))
     tag = results["__main__.tag"]
-    assert tag["verdict"] == "leak"
-    assert abs(tag["per_call"]["refs"] - 1) < 0.05
-    assert [(g["type"], g["repr"]) for g in tag["refcount_growth"]][:1] == [("NoneType", "None")]
+    if IMMORTAL:
+        assert lines[0] == "clean" and tag["verdict"] == "clean"
+    else:
+        assert lines[0] == "leak" and tag["verdict"] == "leak"
+        assert abs(tag["per_call"]["refs"] - 1) < 0.05
+        assert [(g["type"], g["repr"]) for g in tag["refcount_growth"]][:1] == [
+            ("NoneType", "None")]
     assert results["clean-step"]["verdict"] == "clean"
     assert results["with-leak"]["verdict"] == "leak"
     assert abs(results["with-leak"]["per_call"]["objects"] - 4) < 0.05
@@ -114,12 +118,13 @@ def test_endless_loop_runs_until_the_verdict(tmp_path):
         print(n)
     """)
     proc = _run(tmp_path, ["--json", "out.json", "prog.py"])
-    assert proc.returncode == 1, proc.stderr
+    verdict = "clean" if IMMORTAL else "leak"      # None is immortal from 3.12 on
+    assert proc.returncode == (0 if IMMORTAL else 1), proc.stderr
     n = int(proc.stdout.strip())
     assert 1000 <= n <= 1000 * 300        # measurement, patience, diagnosis
     assert "refhound loop" not in proc.stderr     # report=False
     (entry,) = json.loads((tmp_path / "out.json").read_text())
-    assert entry["verdict"] == "leak" and entry["target"].endswith("prog.py:5")
+    assert entry["verdict"] == verdict and entry["target"].endswith("prog.py:5")
 
 
 def test_too_short_a_loop_is_unchecked_not_clean(tmp_path):

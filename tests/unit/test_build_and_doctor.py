@@ -287,12 +287,14 @@ def test_frame_setup_near_the_entry():
 
 # ---- the machine, the report, the advice -----------------------------------------------------
 
-def test_libdw_as_the_engine_was_built(monkeypatch):
+def test_libdw_as_the_engine_loaded_it(monkeypatch):
     monkeypatch.setattr(doctor.ctypes.util, "find_library",
                         lambda name: "libdw.so.1" if name == "dw" else None)
     d = doctor.libdw(_core)
     assert d["library"] == "libdw.so.1"
     assert d["engine_uses_it"] is _core.symbols_have_dwarf()
+    assert (d["why_not"] is None) is _core.symbols_have_dwarf()
+    assert d["unwinder"] == _core.native_paths()["unwinder"]
     assert doctor.libdw(None)["engine_uses_it"] == "unknown"
 
 
@@ -349,7 +351,8 @@ def report(**changes):
                         "errno": None, "error": None, "hits": 5, "writes": 5},
         "valgrind": {"present": True, "path": "/usr/bin/valgrind", "version": "3.19.0",
                      "engine_has_valgrind_headers": True},
-        "libdw": {"library": "libdw.so.1", "headers": True, "engine_uses_it": True},
+        "libdw": {"library": "libdw.so.1", "engine_uses_it": True, "why_not": None,
+                  "unwinder": "cached-cfi", "pyelftools": "0.33"},
         "frame_pointers": {"interpreter": "yes", "running_code_sample": None,
                            "recorded_flags": None, "file_sample": None},
     }
@@ -383,7 +386,12 @@ def test_advice_in_plain_words(monkeypatch):
       "watchpoints__error": "ENODEV"}, "CONFIG_HAVE_HW_BREAKPOINT"),
     ({"valgrind__present": False}, "Valgrind is not installed: apt-get install valgrind"),
     ({"valgrind__engine_has_valgrind_headers": False}, "built without Valgrind's headers"),
-    ({"libdw__headers": False}, "apt-get install libdw-dev"),
+    ({"libdw__engine_uses_it": False,
+      "libdw__why_not": "libdw.so.1 is not installed (apt-get install libdw1)"},
+     "For the fast one: apt-get install libdw1 (Fedora: dnf install elfutils-libs)"),
+    ({"libdw__engine_uses_it": False, "libdw__why_not": "libdw is switched off "
+      "(REFHOUND_NO_LIBDW=1)"}, "For the fast one: unset REFHOUND_NO_LIBDW."),
+    ({"libdw__engine_uses_it": False, "libdw__pyelftools": None}, "pip install pyelftools"),
     ({"frame_pointers__interpreter": "partly"}, "compiled without frame pointers"),
     ({"engine__loaded": False, "engine__error": "No module named 'refhound._core'"},
      "(No module named 'refhound._core')"),
@@ -413,7 +421,14 @@ def test_rendered_report(monkeypatch):
     assert "  interpreter python3.11       yes, in /usr/lib/debug/x.debug" in lines
     assert "Hardware watchpoints  allowed (a write watchpoint counted 5 of 5 writes)" in lines
     assert "Valgrind  3.19.0 (/usr/bin/valgrind)" in lines
-    assert "libdw  libdw.so.1; headers installed" in lines
+    assert ("libdw  libdw.so.1, in use (file:line through libdw; stacks by cached CFI rules)"
+            in lines)
+    r = report(libdw__engine_uses_it=False, libdw__why_not="libdw.so.1 is not installed "
+               "(apt-get install libdw1)")
+    lines = doctor.render(r).splitlines()
+    assert "libdw  not in use: libdw.so.1 is not installed (apt-get install libdw1)" in lines
+    assert "  instead                      pyelftools 0.33 for file:line; the compiler's unwinder" \
+        in lines
     assert "What to do to get more" in lines
     assert lines[-1].startswith("  - ")
 

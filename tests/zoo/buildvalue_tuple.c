@@ -5,11 +5,11 @@
  * inspects it and never releases it.  Per call that is one object and one
  * block (the tuple; small ints -5..256 are static and allocate nothing), but
  * FOUR references: the tuple's own plus one on each of the three small ints
- * it holds (on 3.11 small ints are not immortal, their refcounts count).
+ * it holds (on 3.11 small ints are not immortal; from 3.12 on, 1 ref).
  * The culprit is the Py_BuildValue line.
- *
  * zoo-kind: new-object
  * zoo-expect: refs=4 objects=1 blocks=1
+ * zoo-expect-immortal: refs=1
  * zoo-description: tuple of three small ints from Py_BuildValue never released
  */
 #define PY_SSIZE_T_CLEAN

@@ -3,6 +3,7 @@
  */
 #include "binding.h"
 #include "objects.h"
+#include "pyframes.h"
 #include "stacks.h"
 #include "symbols.h"
 #include "tracker.h"
@@ -126,6 +127,50 @@ static PyObject *py_stack_of(PyObject *mod, PyObject *obj)
     return PyLong_FromUnsignedLong(_rh_stack_of(block));
 }
 
+/* Without libdw: the frames refhound._dwarf (pyelftools) reads for the
+ * address in the module's file, or NULL (no exception) to keep the
+ * engine's frame.  The engine's own work: its blocks belong to no
+ * iteration and get no stack. */
+static PyObject *dwarf_frames(const rh_frame_t *f)
+{
+    if (f->file_address == 0 || f->module == NULL)
+        return NULL;
+    int engine = _rh_engine_enter();
+    PyObject *frames = NULL;
+    PyObject *mod = PyImport_ImportModule("refhound._dwarf");
+    if (mod != NULL) {
+        frames = PyObject_CallMethod(mod, "resolve", "skzk", f->module,
+                                     (unsigned long)f->file_address, f->function,
+                                     f->offset);
+        Py_DECREF(mod);
+    }
+    if (frames != NULL && !PyList_Check(frames))
+        Py_CLEAR(frames);           /* None: no DWARF there */
+    PyErr_Clear();
+    _rh_engine_leave(engine);
+    return frames;
+}
+
+/* Why a frame has no line when pyelftools gave none: libdw's absence, and
+ * what refhound._dwarf says of the module. */
+static PyObject *fallback_reason(const rh_frame_t *f)
+{
+    PyObject *why = NULL;
+    int engine = _rh_engine_enter();
+    PyObject *mod = f->module ? PyImport_ImportModule("refhound._dwarf") : NULL;
+    if (mod != NULL) {
+        why = PyObject_CallMethod(mod, "reason", "s", f->module);
+        Py_DECREF(mod);
+    }
+    PyErr_Clear();
+    _rh_engine_leave(engine);
+    if (why == NULL || why == Py_None) {
+        Py_XDECREF(why);
+        why = PyUnicode_FromString(f->reason ? f->reason : "no source line");
+    }
+    return why;
+}
+
 /* symbolize(address, is_return_address=True) -> [frame, ...] innermost first */
 static PyObject *py_symbolize(PyObject *mod, PyObject *args)
 {
@@ -139,13 +184,27 @@ static PyObject *py_symbolize(PyObject *mod, PyObject *args)
     if (sym == NULL)
         return PyErr_NoMemory();
     _rh_symbolize(pc, sym);
+    if (!_rh_symbols_have_dwarf() && sym->nframes == 1) {
+        PyObject *frames = dwarf_frames(&sym->frames[0]);
+        if (frames != NULL) {
+            free(sym);
+            return frames;
+        }
+    }
     PyObject *out = PyList_New(0);
     for (int i = 0; out != NULL && i < sym->nframes; i++) {
         const rh_frame_t *f = &sym->frames[i];
-        PyObject *d = Py_BuildValue("{s:z,s:z,s:z,s:i,s:O,s:k,s:z}", "module", f->module,
-                                    "function", f->function, "file", f->file, "line", f->line,
-                                    "inlined", f->inlined ? Py_True : Py_False,
-                                    "offset", f->offset, "reason", f->reason);
+        PyObject *why;
+        if (!_rh_symbols_have_dwarf() && f->file_address != 0)
+            why = fallback_reason(f);
+        else if (f->reason != NULL)
+            why = PyUnicode_FromString(f->reason);
+        else
+            why = Py_NewRef(Py_None);
+        PyObject *d = why == NULL ? NULL : Py_BuildValue(
+            "{s:z,s:z,s:z,s:i,s:O,s:k,s:N}", "module", f->module, "function", f->function,
+            "file", f->file, "line", f->line, "inlined", f->inlined ? Py_True : Py_False,
+            "offset", f->offset, "reason", why);
         if (d == NULL || PyList_Append(out, d) < 0)
             Py_CLEAR(out);
         Py_XDECREF(d);
@@ -163,6 +222,16 @@ static PyObject *py_forget_symbols(PyObject *mod, PyObject *unused)
 static PyObject *py_symbols_have_dwarf(PyObject *mod, PyObject *unused)
 {
     return PyBool_FromLong(_rh_symbols_have_dwarf());
+}
+
+/* native_paths() -> {"symbols": "libdw" | "pyelftools", "unwinder":
+ * "cached-cfi" | "compiler", "libdw": None or why it is not used} */
+static PyObject *py_native_paths(PyObject *mod, PyObject *unused)
+{
+    int dwarf = _rh_symbols_have_dwarf();
+    return Py_BuildValue("{s:s,s:s,s:z}", "symbols", dwarf ? "libdw" : "pyelftools",
+                         "unwinder", _rh_unwind_fast_available() ? "cached-cfi" : "compiler",
+                         "libdw", _rh_symbols_failure());
 }
 
 static PyObject *address_list(const uintptr_t *a, int n)
@@ -194,6 +263,25 @@ static PyObject *py_unwind_check(PyObject *mod, PyObject *unused)
     return Py_BuildValue("(NN)", a, b);
 }
 
+/* python_frames() -> ([(code, bytecode offset)] innermost first, C-to-Python
+ * entries) of the calling thread, as the allocator hooks read them. */
+static PyObject *py_python_frames(PyObject *mod, PyObject *unused)
+{
+    uintptr_t pairs[2 * 64];
+    int entries = 0;
+    int n = _rh_python_frames(pairs, 64, &entries);
+    PyObject *out = PyList_New(n);
+    for (int i = 0; out != NULL && i < n; i++) {
+        PyObject *item = Py_BuildValue("(Ok)", (PyObject *)pairs[2 * i],
+                                       (unsigned long)pairs[2 * i + 1]);
+        if (item == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, item);
+    }
+    return out == NULL ? NULL : Py_BuildValue("(Ni)", out, entries);
+}
+
 PyMethodDef _rh_py_stacks_methods[] = {
     {"capture_stacks", py_capture_stacks, METH_O,
      "capture_stacks(on): record an allocation stack for every new block"},
@@ -205,11 +293,18 @@ PyMethodDef _rh_py_stacks_methods[] = {
      "freed_stacks() -> {stack id: blocks released while recorded}"},
     {"stack", py_stack, METH_O, "stack(id) -> ([native addresses], [(code, offset)])"},
     {"stack_of", py_stack_of, METH_O, "stack_of(obj) -> stack id of its block, 0 if none"},
-    {"symbols_have_dwarf", py_symbols_have_dwarf, METH_NOARGS, "was refhound built with libdw?"},
+    {"symbols_have_dwarf", py_symbols_have_dwarf, METH_NOARGS,
+     "is libdw (libdw.so.1, loaded at run time) in use?"},
+    {"native_paths", py_native_paths, METH_NOARGS,
+     "native_paths() -> {symbols: libdw|pyelftools, unwinder: cached-cfi|compiler, libdw: "
+     "why not, or None}"},
     {"symbolize", py_symbolize, METH_VARARGS,
      "symbolize(address, is_return_address=True) -> [{module, function, file, line, "
      "inlined, offset, reason}] innermost first"},
     {"forget_symbols", py_forget_symbols, METH_NOARGS, "drop the symbol session (re-read modules)"},
+    {"python_frames", py_python_frames, METH_NOARGS,
+     "python_frames() -> ([(code, offset)] innermost first, C-to-Python entries): the frame "
+     "chain as the hooks read it"},
     {"unwind_check", py_unwind_check, METH_NOARGS,
      "unwind_check() -> (fast walk, compiler unwinder) return addresses from here"},
     {NULL}

@@ -344,12 +344,25 @@ def valgrind(core):
     return out
 
 
+def _pyelftools_version():
+    try:
+        import elftools
+    except ImportError:
+        return None
+    return getattr(elftools, "__version__", "installed")
+
+
 def libdw(core):
-    out = {"library": ctypes.util.find_library("dw"),
-           "headers": os.path.isfile("/usr/include/elfutils/libdw.h"),
-           "engine_uses_it": "unknown"}
-    if core is not None and hasattr(core, "symbols_have_dwarf"):
-        out["engine_uses_it"] = bool(core.symbols_have_dwarf())
+    """How native frames are read: libdw.so.1, loaded by the engine at run
+    time (no headers needed), or else pyelftools with the compiler's
+    unwinder."""
+    out = {"library": ctypes.util.find_library("dw"), "engine_uses_it": "unknown",
+           "why_not": None, "unwinder": None, "pyelftools": _pyelftools_version()}
+    if core is not None and hasattr(core, "native_paths"):
+        paths = core.native_paths()
+        out["engine_uses_it"] = paths["symbols"] == "libdw"
+        out["why_not"] = paths["libdw"]
+        out["unwinder"] = paths["unwinder"]
     return out
 
 
@@ -471,9 +484,18 @@ def advice(r):
                     "through it are unwound from DWARF (slower, and needs its unwind tables). "
                     "`refhound build-python` builds with -fno-omit-frame-pointer.")
     d = r["libdw"]
-    if not d["library"] or not d["headers"]:
-        tips.append("libdw (elfutils) is missing: apt-get install libdw-dev, then rebuild "
-                    "refhound, to turn native addresses into file:line.")
+    if d["engine_uses_it"] is False:
+        why = d.get("why_not") or "libdw.so.1 could not be loaded"
+        if "REFHOUND_NO_LIBDW" in why:
+            fix = "unset REFHOUND_NO_LIBDW"
+        else:
+            fix = "apt-get install libdw1 (Fedora: dnf install elfutils-libs), no rebuild needed"
+        tips.append("%s: native frames are read with pyelftools and stacks with the compiler's "
+                    "unwinder, a slower path to the same lines. For the fast one: %s."
+                    % (why, fix))
+        if not d.get("pyelftools"):
+            tips.append("pyelftools is not installed either, so native frames are named by "
+                        "symbol only, without file:line: pip install pyelftools.")
     if not r["engine"]["loaded"]:
         tips.append("refhound's engine (refhound._core) is not built for this interpreter: "
                     "pip install refhound, or python setup.py build_ext --inplace in a "
@@ -547,8 +569,16 @@ def render(r):
     if fp.get("module") is not None or r["debug_symbols"]["module"] is not None:
         lines.append(row % ("module", fp.get("module") or "unknown"))
     d = r["libdw"]
-    lines.append("libdw  %s; headers %s" % (d["library"] or "not found",
-                                            "installed" if d["headers"] else "missing"))
+    if d["engine_uses_it"] is True:
+        lines.append("libdw  %s, in use (file:line through libdw; stacks by cached CFI rules)"
+                     % (d["library"] or "libdw.so.1"))
+    elif d["engine_uses_it"] is False:
+        lines.append("libdw  not in use: %s" % (d.get("why_not") or "not found"))
+        lines.append(row % ("instead", "pyelftools %s for file:line; the compiler's unwinder"
+                            % d["pyelftools"] if d.get("pyelftools")
+                            else "nothing: pyelftools is not installed"))
+    else:
+        lines.append("libdw  %s; engine unknown" % (d["library"] or "not found"))
     lines.append("")
     if r["advice"]:
         lines.append("What to do to get more")
