@@ -168,7 +168,9 @@ static void on_trap(int sig, siginfo_t *si, void *ctx)
     }
     if (k >= 0) {
         Py_ssize_t now = *(volatile Py_ssize_t *)watched[k].addr;
-        Py_ssize_t delta = now - watched[k].last;
+        /* Unsigned arithmetic: a freed object's word may hold anything, and a
+         * signed overflow is undefined; a real refcount step is small. */
+        Py_ssize_t delta = (Py_ssize_t)((size_t)now - (size_t)watched[k].last);
         watched[k].last = now;
         size_t n = nhits;
         if (hits != NULL && n < max_hits) {
