@@ -75,8 +75,11 @@ def test_a_leak_goes_through_every_phase():
 def test_a_clean_function_has_no_phase_after_measuring():
     seen, result = phases_of(Options(warmup=1, attribution=False), clean, 100)
     assert result.verdict == "clean"
-    assert seen[0] == "warm-up" and set(seen[1:]) == {"measuring"}
-    assert 8 <= len(seen) - 1 <= 60         # at least the minimum, at most the maximum
+    # Nothing to diagnose or attribute; a hint of growth on a busy machine
+    # may be watched longer (patience), and settles.
+    assert seen[0] == "warm-up" and "measuring" in seen
+    assert set(seen[1:]) <= {"measuring", "patience"}
+    assert 8 <= seen.count("measuring") <= 60   # at least the minimum, at most the maximum
     assert result.sites == [] and result.refcount_growth == []
 
 
