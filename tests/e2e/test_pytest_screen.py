@@ -22,7 +22,7 @@ from support import ROOT, build_zoo_case, cbuild, engine_path
 
 PY = sys.executable
 CASES = {c["name"]: c for c in cbuild.zoo_cases()}
-SETTLE = os.path.join(ROOT, "tests", "zoo", "settle_cases.py")
+SETTLE = os.path.join(ROOT, "tests", "settle", "basics.py")
 
 
 def run_pytest(args, cwd, extra_path=(), plugins=()):
@@ -174,9 +174,10 @@ targets += [("sampleext.encode_leaky", lambda: sampleext.encode_leaky([1, 2, 3])
             ("sampleext.tag", lambda o=object(): sampleext.tag(o)),
             ("sampleext.scratch_leaky", lambda: sampleext.scratch_leaky(64)),
             ("sampleext.scratch", lambda: sampleext.scratch(64))]
-import settle_cases
-for fn in settle_cases.SETTLING + settle_cases.LEAKING:
-    targets.append(("settle_cases:" + fn.__name__, fn))
+import basics
+for fn in (basics.lru_cache_fill, basics.re_cache, basics.interning, basics.lazy_import,
+           basics.fixed_dict, basics.python_leak):
+    targets.append(("basics:" + fn.__name__, fn))
 out = []
 options = Options.for_pytest(patience=0.0, attribution=False, diagnose=0)
 for name, fn in targets:
@@ -215,7 +216,7 @@ def test_what_the_screen_clears_is_clean_at_ten_times_the_calls(tmp_path):
     # Every leaky case is beyond the screen (it never clears a leak).
     for e in entries:
         if e["target"].endswith(":leaky") or e["target"].endswith("_leaky") or \
-                e["target"] == "settle_cases:python_leak":
+                e["target"] == "basics:python_leak":
             assert e["screen"] == "suspect", e
     # ... and the clean twins are cleared by it (the screen saves the time).
     twins = [e for e in entries if e["target"].endswith(":clean")]

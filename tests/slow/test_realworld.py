@@ -12,9 +12,21 @@ import pytest
 
 from support import ROOT, run_refhound
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "realworld"))
-from cases import CASES  # noqa: E402
-from fetch import ensure_installed  # noqa: E402
+
+
+def _load(name, path):
+    """A module of tests/realworld by its path: the name `cases` is also
+    tests/cpython_corpus's, and an xdist worker may have imported that one."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = _load("realworld_cases", os.path.join(ROOT, "tests", "realworld", "cases.py")).CASES
+ensure_installed = _load("realworld_fetch",
+                         os.path.join(ROOT, "tests", "realworld", "fetch.py")).ensure_installed
 
 INSTALL_ROOT = os.path.join(ROOT, "build", "realworld")
 
