@@ -13,7 +13,8 @@ No pytest dependency; importable from anywhere (``sys.path`` must contain the
 * ``parse_case(c_file)`` reads the bug-zoo ground truth from a C file
   (``zoo-kind:``, ``zoo-expect:``, ``zoo-description:`` header lines, the
   optional ``zoo-native:`` and ``zoo-library:`` lines, and the one
-  ``/* @culprit */`` marker); see tests/zoo/README.md.
+  ``/* @culprit */`` marker, and the optional ``/* @allocation */`` one);
+  see tests/zoo/README.md.
 * ``build_case(case, out_dir, ...)`` builds a zoo case (its library first).
 * ``zoo_cases()`` parses every ``tests/zoo/*.c`` and ``*.cpp``.
 """
@@ -207,6 +208,7 @@ def _up_to_date(so_path, stamp_path, sources, stamp):
 # Ground truth of the bug zoo
 
 _CULPRIT_RE = re.compile(r"/\*\s*@culprit\s*\*/")
+_ALLOCATION_RE = re.compile(r"/\*\s*@allocation\s*\*/")
 _FIELD_RE = re.compile(
     r"^\s*\*?\s*zoo-(kind|expect-immortal|expect|description|native|library|cflags)\s*:\s*(.*?)\s*$")
 _EXPECT_KEYS = ("refs", "objects", "blocks")
@@ -333,12 +335,20 @@ def parse_case(c_file):
         raise ValueError("%s: more than one @culprit marker (lines %s)"
                          % (path, culprits))
     culprit_line = culprits[0] if culprits else None
+    # Where the leaked block is made, when that is not the culprit line (an
+    # allocation wrapper, an extra Py_INCREF on a new object): what a checker
+    # that sees only blocks (memcheck) can name.
+    allocations = [i + 1 for i, ln in enumerate(lines) if _ALLOCATION_RE.search(ln)]
+    if len(allocations) > 1:
+        raise ValueError("%s: more than one @allocation marker (lines %s)"
+                         % (path, allocations))
     return {
         "name": os.path.splitext(os.path.basename(path))[0],
         "path": path,
         "culprit_line": culprit_line,
         "culprit_function": (_enclosing_function(text, culprit_line)
                              if culprit_line else None),
+        "allocation_line": allocations[0] if allocations else culprit_line,
         "expect": expect,
         "expect_immortal": expect_immortal,
         "native": native,

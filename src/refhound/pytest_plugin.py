@@ -153,7 +153,23 @@ def _enabled(config):
 
 
 def _is_worker(config):
-    return hasattr(config, "workerinput") or bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    """An xdist worker, from pytest_configure on (xdist sets workerinput
+    before it configures)."""
+    return hasattr(config, "workerinput")
+
+
+# A pytest that a test starts (a subprocess of an xdist worker) inherits the
+# worker's PYTEST_XDIST_WORKER, and is no worker: it is a session of its own.
+# It is told by PYTEST_CURRENT_TEST, set by the test that started it, read
+# when the plugin loads (its own tests set and clear it later).
+_STARTED_BY_A_TEST = bool(os.environ.get("PYTEST_CURRENT_TEST"))
+
+
+def _is_worker_early(early_config):
+    """An xdist worker, in the hooks before pytest_configure: only the
+    environment xdist gives its workers tells then."""
+    return _is_worker(early_config) or (bool(os.environ.get("PYTEST_XDIST_WORKER"))
+                                        and not _STARTED_BY_A_TEST)
 
 
 def _is_controller(config):
@@ -190,7 +206,7 @@ def _sanitize(early_config, ns):
             on = _flag(early_config.getini("refhound_sanitize"))
         except (ValueError, KeyError):
             on = False
-    if not on or _is_worker(early_config):
+    if not on or _is_worker_early(early_config):
         return
     if getattr(ns, "numprocesses", None) not in (None, 0) or getattr(ns, "tx", None):
         raise pytest.UsageError("refhound: --refhound-sanitize runs the session in one "
@@ -225,7 +241,8 @@ def pytest_load_initial_conftests(early_config, parser, args):
     if not on:
         return
     numprocesses = getattr(ns, "numprocesses", None)
-    if not _is_worker(early_config) and (numprocesses not in (None, 0) or getattr(ns, "tx", None)):
+    if not _is_worker_early(early_config) and (numprocesses not in (None, 0)
+                                               or getattr(ns, "tx", None)):
         return  # an xdist controller: the workers track
     _start_tracking()
 

@@ -115,6 +115,23 @@ def parallel(tmp_path_factory):
     return proc, json.loads((out / "r.json").read_text()), _junit(str(out / "junit.xml"))
 
 
+def test_a_pytest_started_by_an_xdist_workers_test_is_a_session_of_its_own(tmp_path):
+    # GIVEN a pytest started by a test of an xdist worker: it inherits the
+    # worker's PYTEST_XDIST_WORKER (and the test's PYTEST_CURRENT_TEST)
+    (tmp_path / "test_one.py").write_text("def test_clean():\n    assert [1] * 3\n")
+    env = dict(os.environ, PYTHONPATH=engine_path(PY), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+               PYTEST_XDIST_WORKER="gw0", PYTEST_CURRENT_TEST="test_outer.py::test_x (call)")
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run([PY, "-m", "pytest", "-p", "refhound.pytest_plugin", "-p",
+                           "no:cacheprovider", "-q", "--refhound", "--refhound-json", "out.json"],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+    # THEN it checks, reports and writes its JSON like any session
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "refhound leak check" in proc.stdout
+    (entry,) = json.loads((tmp_path / "out.json").read_text())
+    assert (entry["target"], entry["verdict"]) == ("test_one.py::test_clean", "clean")
+
+
 def _outcomes(entries):
     return {e["target"]: e for e in entries}
 

@@ -183,6 +183,25 @@ def test_malformed_cases_are_refused(tmp_path, text, message):
     assert message in str(info.value)
 
 
+def test_the_allocation_marker_is_the_culprit_line_when_absent(tmp_path):
+    body = HEADER + ("static void *\nwrap(void)\n{\n    return malloc(8);  /* @allocation */\n}\n"
+                     "static PyObject *\nleaky(PyObject *m)\n{\n    keep(wrap());  /* @culprit */\n}\n")
+    case = cbuild.parse_case(write(tmp_path, body))
+    assert (case["culprit_line"], case["allocation_line"]) == (14, 9)
+    case = cbuild.parse_case(write(tmp_path, body.replace("/* @allocation */", "")))
+    assert case["allocation_line"] == case["culprit_line"] == 14
+    with pytest.raises(ValueError) as info:
+        cbuild.parse_case(write(tmp_path, body + "int a; /* @allocation */\n"))
+    assert "more than one @allocation marker (lines [9, 16])" in str(info.value)
+
+
+@pytest.mark.parametrize("name, line", [("incref_new_object", 26), ("wrapper_alloc", 24),
+                                        ("new_object", 21)])
+def test_zoo_allocation_lines(name, line):
+    (case,) = [c for c in ZOO if c["name"] == name]
+    assert case["allocation_line"] == line
+
+
 def test_no_marker_is_no_culprit(tmp_path):
     case = cbuild.parse_case(write(tmp_path, HEADER + "int x;\n"))
     assert case["culprit_line"] is None and case["culprit_function"] is None

@@ -23,7 +23,7 @@ store(int extra)
     if (list == NULL) {
         return NULL;
     }
-    PyObject *item = PyLong_FromLong(1000000 + (n++ % 1000));
+    PyObject *item = PyLong_FromLong(1000000 + (n++ % 1000));  /* @allocation */
     if (item == NULL) {
         Py_DECREF(list);
         return NULL;

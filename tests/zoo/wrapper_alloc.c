@@ -21,7 +21,7 @@ static volatile unsigned long checksum;
 static void *
 xmalloc(size_t size)
 {
-    void *p = PyMem_Malloc(size);
+    void *p = PyMem_Malloc(size);  /* @allocation */
     if (p == NULL) {
         PyErr_NoMemory();
     }
