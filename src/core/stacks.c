@@ -379,6 +379,7 @@ typedef struct {
     uintptr_t block, obj;
     int64_t bytes;
     uint32_t stack;
+    uint8_t domain;
     int held;
 } survivor_t;
 
@@ -418,6 +419,7 @@ static void survivor_visit(const rh_block_t *b, void *arg)
     x->obj = _rh_recognize(b, &op, 1) ? (uintptr_t)op : 0;
     x->bytes = (int64_t)rh_block_size(b);
     x->stack = (uint32_t)rh_block_size(st);
+    x->domain = (uint8_t)rh_block_domain(b);
     x->held = 0;
 }
 
@@ -468,6 +470,26 @@ static void find_roots(survivors_t *sv)
         sv->current = i;
         if (trav != NULL && PyType_IS_GC(Py_TYPE(op)))
             trav(op, mark_held, sv);
+    }
+    /* A PyMem buffer that is not an object and points at a surviving object
+     * holds it: the item array of a leaked list whose object came from the
+     * list free list (its block born before the window, so no survivor to
+     * traverse) still holds the list's items.  Only the PyMem domain, read
+     * under the GIL (its blocks are freed only under it); at most
+     * SCAN_WORDS words of a block, so a large leaked buffer costs little. */
+    enum { SCAN_WORDS = 4096 };
+    for (size_t i = 0; i < sv->count; i++) {
+        const survivor_t *x = &sv->items[i];
+        if (x->obj != 0 || x->domain != RH_DOMAIN_MEM)
+            continue;
+        size_t words = (size_t)x->bytes / sizeof(uintptr_t);
+        if (words > SCAN_WORDS)
+            words = SCAN_WORDS;
+        const uintptr_t *body = (const uintptr_t *)x->block;
+        sv->current = i;        /* no object of its own: mark_held skips none */
+        for (size_t w = 0; w < words; w++)
+            if (body[w] != 0 && (body[w] & (sizeof(void *) - 1)) == 0)
+                mark_held((PyObject *)body[w], sv);
     }
     free(sv->index);
     sv->index = NULL;

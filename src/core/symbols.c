@@ -6,8 +6,15 @@
  * ELF symbol, its line from the DWARF line table and, through the DWARF
  * scopes at that address, the chain of inlined functions with their call
  * sites.  A module that appeared after the last report (dlopen) is found
- * by reporting again.  Without debug information an address still gets
- * symbol+offset and a stated reason.  Without libdw.so.1, dladdr gives the
+ * by reporting again.  A module unloaded (dlclose) and perhaps loaded
+ * again elsewhere would still answer for its old range: before each
+ * symbolization the loader's count of unloads (dl_iterate_phdr's
+ * dlpi_subs) is compared with the one the session was made under, and a
+ * new session is made when it moved (reporting again into the old session
+ * left modules without symbols).  The count is read without dwfl_lock
+ * held (the loader's lock is taken before dwfl_lock, never after: a hook
+ * may run under the loader's lock).  Without debug information an address
+ * still gets symbol+offset and a stated reason.  Without libdw.so.1, dladdr gives the
  * module, the symbol and the address in the module's file (file_address),
  * from which the binding has refhound._dwarf (pyelftools) read the lines,
  * outside the hooks.
@@ -30,6 +37,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +53,8 @@ static char *debuginfo_path;
 static pthread_mutex_t dwfl_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread int in_dwfl;
 static Dwfl_Callbacks callbacks;
+/* The loader's count of unloads when dwfl was made (guarded by dwfl_lock). */
+static unsigned long long session_subs;
 
 void _rh_symbols_init(void)
 {
@@ -54,6 +64,21 @@ void _rh_symbols_init(void)
         callbacks.find_debuginfo = dw->dwfl_standard_find_debuginfo;
         callbacks.debuginfo_path = &debuginfo_path;
     }
+}
+
+static int subs_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs))
+        *(unsigned long long *)data = info->dlpi_subs;
+    return 1;       /* the count is the same in every entry: the first is enough */
+}
+
+/* The loader's count of unloads so far (no dwfl_lock held). */
+static unsigned long long loader_subs(void)
+{
+    unsigned long long subs = 0;
+    dl_iterate_phdr(subs_cb, &subs);
+    return subs;
 }
 
 static int report_modules(void)
@@ -248,8 +273,15 @@ void _rh_symbolize(uintptr_t pc, rh_symbolized_t *out)
         symbolize_dladdr(pc, out);
         return;
     }
+    unsigned long long subs = loader_subs();
     pthread_mutex_lock(&dwfl_lock);
     in_dwfl = 1;
+    if (dwfl != NULL && subs != session_subs) {     /* unloaded since: a new session */
+        dw->dwfl_end(dwfl);
+        dwfl = NULL;
+    }
+    if (dwfl == NULL)
+        session_subs = subs;
     symbolize_locked(pc, out);
     in_dwfl = 0;
     pthread_mutex_unlock(&dwfl_lock);

@@ -43,6 +43,24 @@ def test_culprit_line_without_libdw(name, opt):
     assert any("pyelftools" in n and "REFHOUND_NO_LIBDW=1" in n for n in result["notes"])
 
 
+@pytest.mark.parametrize("env", [NO_LIBDW, None], ids=["pyelftools", "default"])
+def test_items_of_a_leaked_list_from_the_free_list_are_held_not_roots(env):
+    """At 100 calls per iteration most of nested_list's leaked lists come
+    from the list free list (the check's own lists go back to it), their
+    blocks born before the window: the items are held by the lists' item
+    arrays, so the list's line stays the top site on either native path."""
+    case = CASES["nested_list"]
+    cwd = build_zoo_case(case, PY_RELEASE, opt="-O2")
+    proc = run_refhound(PY_RELEASE, ["check", "nested_list:leaky", "--calls", "100", "--json",
+                                     "-", "--no-progress"], cwd=cwd, env=env)
+    result = json.loads(proc.stdout)
+    assert result["calls_per_iteration"] == 100, proc.stderr
+    top = result["sites"][0]
+    assert (top["function"], top["line"]) == (case["culprit_function"], case["culprit_line"]), top
+    items = [s for s in result["sites"] if s["function"] == "fill_list"]
+    assert [s["root_blocks_per_call"] for s in items] == [0.0], result["sites"]
+
+
 def test_the_demo_culprits_without_libdw():
     result, err = check("refhound._demo:parse_items", env=NO_LIBDW)
     top = result["sites"][0]
