@@ -579,6 +579,9 @@ def _check(item, settings, trimmer, fresh, quiet, call_seconds):
             outcome = "fixture"
             reason = ("the function-scoped fixtures leak as fast on their own "
                       "(set up and torn down without the test): not the test's leak")
+            if result.verdict == "inconclusive":
+                reason += " (the test's own run had not settled: %s)" % (
+                    result.incomplete or "a trend that is not significant yet")
     return Outcome(nodeid, outcome, reason, result, fixture_result, settings)
 
 

@@ -203,7 +203,9 @@ class Decider:
         if measured >= self.min_measured:
             if falling and self.error_streak >= ERROR_STREAK:
                 return "error", True
-            if growing and self.leak_streak >= LEAK_STREAK:
+            # A falling reference count holds "leak" back: an over-release
+            # that also stirs the heap is an error, found one decision later.
+            if growing and not falling and self.leak_streak >= LEAK_STREAK:
                 return "leak", True
             if not (growing or falling or unclear) and flat:
                 return "clean", True
@@ -488,12 +490,21 @@ def judge(result, metrics=None, allow=None, strict=False):
 
 def explained_by_fixture(result, fixture_result):
     """True when every metric the test grows is grown as fast by the fixture
-    cycle alone (fixtures="fresh")."""
+    cycle alone (fixtures="fresh"); an inconclusive test run is explained
+    when the fixture cycle leaks and grows as fast whatever the run leaned to."""
     if fixture_result is None or fixture_result.verdict != "leak":
         return False
-    growing = growing_metrics(result)
-    if not growing:
-        return False
+    if result.verdict == "inconclusive":
+        # Nothing significant yet: what the test may grow is what trends up
+        # or is unclear; with none of it, the fixture's own leak explains
+        # the unsettled run.
+        growing = [m for m in VERDICT_METRICS
+                   if (result.trends.get(m) or {}).get("trend") in (GROWING, UNCLEAR)
+                   and rate(result, m) > 0]
+    else:
+        growing = growing_metrics(result)
+        if not growing:
+            return False
     for m in growing:
         test_rate, fix_rate = rate(result, m), rate(fixture_result, m)
         slack = 64.0 if m in ("bytes", "native_bytes", "heap_bytes", "rss_bytes") else 0.25

@@ -272,6 +272,19 @@ def test_streaks_reset_when_the_growth_stops():
     assert d.decide_trends(grow, 8) == ("continue", False)     # streak 1 of 3
 
 
+def test_a_falling_reference_count_outranks_heap_growth():
+    # An over-release while the heap figure wobbles up: the error, never a
+    # leak whose patience would follow the heap alone and call it settled.
+    d = V.Decider(Options())
+    grow = {"heap_bytes": V.Trend(V.GROWING, 64.0, 0.0, 1.0, 640, 8),
+            "refs": V.Trend(window=8)}
+    for n in (3, 4, 5):
+        d.decide_trends(grow, n)
+    both = dict(grow, refs=V.Trend(V.FALLING, -1.0, 1.0, 0.0, -10, 8))
+    assert d.decide_trends(both, 8) == ("continue", False)
+    assert d.decide_trends(both, 9) == ("error", True)
+
+
 # ---------------------------------------------------------------------------
 # Restart at one call per iteration, confirmation at another count
 
@@ -457,6 +470,16 @@ def test_fixture_explains_a_leak_only_when_it_grows_as_fast():
     assert not V.explained_by_fixture(test, FakeResult("leak", {"refs": 1.0}, growing("refs")))
     assert not V.explained_by_fixture(test, FakeResult("clean"))
     assert not V.explained_by_fixture(test, None)
+
+
+def test_fixture_explains_an_inconclusive_run_when_it_leaks():
+    fixture = FakeResult("leak", {"blocks": 1.0}, growing("blocks"))
+    unsettled = FakeResult("inconclusive", {"blocks": 0.9}, {"blocks": {"trend": "unclear"}})
+    assert V.explained_by_fixture(unsettled, fixture)
+    assert V.explained_by_fixture(FakeResult("inconclusive"), fixture)
+    assert not V.explained_by_fixture(FakeResult("inconclusive"), FakeResult("clean"))
+    faster = FakeResult("inconclusive", {"refs": 3.0}, {"refs": {"trend": "unclear"}})
+    assert not V.explained_by_fixture(faster, FakeResult("leak", {"refs": 1.0}, growing("refs")))
 
 
 # ---------------------------------------------------------------------------
