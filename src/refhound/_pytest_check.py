@@ -424,10 +424,14 @@ def judge_subtests(judged):
     # varies by a unit or two from one subtest to the next, in references
     # and in blocks, and a unit often moves from a subtest's share to its
     # neighbour's for a few rounds: no single round, and no one figure,
-    # names a leak of one reference or one block per call.  A subtest is
-    # named when its excess in references and blocks together, averaged over
-    # the rounds without the highest and the lowest, is 3/4 of a unit or
-    # more (a leaked object is about 2: its reference and its block).
+    # names a leak of one reference or one block per call.  Averaged over
+    # the rounds without the highest and the lowest, a subtest is named when
+    # its excess in references is 3/4 of a unit or more (the shares in
+    # references are exact but for such moves), or its excess in references
+    # and blocks together is one unit or more (a leaked object is about 2:
+    # its reference and its block; a raw buffer, one block).  Measured on 16
+    # runs of the e2e subtest test: the leaking subtest 1.5 to 2.7 together,
+    # the others at most 0.67.
     # The first one's share also holds the test's own code before it, so it
     # is neither judged nor compared with.
     for i, (name, _, _) in enumerate(judged[0]):
@@ -441,7 +445,8 @@ def judge_subtests(judged):
         refs = [e[0] for e in excess]
         blocks = [e[1] for e in excess]
         both = sorted(e[0] + e[1] for e in excess)[1:-1]
-        if sum(both) / len(both) >= 0.75:
+        refs_only = sorted(refs)[1:-1]
+        if sum(refs_only) / len(refs_only) >= 0.75 or sum(both) / len(both) >= 1.0:
             out.append((name, sum(refs) / len(refs), sum(blocks) / len(blocks)))
     return out
 
