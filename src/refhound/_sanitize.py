@@ -29,8 +29,9 @@ import tempfile
 
 from ._valgrind.classify import UserFilter
 from ._valgrind.xmlparse import Frame
+from .options import SANITIZE_RATE
 
-DEFAULT_RATE = 1               # every block while the budget lasts
+DEFAULT_RATE = SANITIZE_RATE   # every block while the budget lasts
 DEFAULT_BUDGET = 256 << 20     # bytes of pages for guarded blocks
 FRAMES_SHOWN = 12
 REPLAY_KINDS = {"overflow": {"exact": True}, "underflow": {"left": True}}

@@ -10,6 +10,7 @@ it raises OptionError with one line naming the problem.
 
 MAX_COUNT = 1_000_000          # iterations, warm-up
 MAX_CALLS = 1_000_000_000      # calls per iteration
+SANITIZE_RATE = 1              # --sanitize guards every block while the budget lasts
 
 
 class OptionError(ValueError):

@@ -27,7 +27,7 @@ def add_parser(sub):
 
 def add_sanitize_arguments(parser):
     """--sanitize and --sanitize-rate (check and run)."""
-    from .._sanitize import DEFAULT_RATE
+    from ..options import SANITIZE_RATE as DEFAULT_RATE
     parser.add_argument("--sanitize", action="store_true",
                         help="find memory errors (use after free, double free, overflow, "
                              "underflow) with the guard allocator; the first one ends the "
