@@ -323,3 +323,40 @@ def write_results(doc, path):
     with open(tmp, "w") as fh:
         json.dump(doc, fh, indent=1)
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------
+# What the overhead scripts share: their child and render modes, the cells
+# of a mode's ratio and the geomean row.
+
+def child_or_render(argv, child_run, render, results_json, more=None):
+    """Handle `--child MODE WORKLOAD [SCALE]` (one measured run: its JSON on
+    stdout), `--render [FILE]` (the table of a results file) and the flags
+    of `more` ({flag: function of the remaining arguments, printed as
+    JSON}).  True when argv was one of them."""
+    if argv[:1] == ["--child"]:
+        scale = float(argv[3]) if len(argv) > 3 else 1.0
+        print(json.dumps(child_run(argv[1], argv[2], scale)))
+        return True
+    if argv[:1] and argv[0] in (more or {}):
+        print(json.dumps(more[argv[0]](*argv[1:])))
+        return True
+    if argv[:1] == ["--render"]:
+        with open(argv[1] if len(argv) > 1 else results_json) as f:
+            print(render(json.load(f)))
+        return True
+    return False
+
+
+def ratio_cell(r):
+    """"wall (CPU)" of one mode of one workload."""
+    return "%s (%s)" % (fmt_ratio(r["ratio_per_round_median"]), fmt_ratio(r["cpu_ratio"]))
+
+
+def geomean_cells(ov, modes):
+    """The geomean row's cells: "geomean", "", then one per mode but the first."""
+    return ["geomean", ""] + ["%s (%s)" % (
+        fmt_ratio(geomean([r["modes"][m]["ratio_per_round_median"] for r in ov.values()])),
+        fmt_ratio(geomean([r["modes"][m]["cpu_ratio"] for r in ov.values()])))
+        for m in modes[1:]]
+

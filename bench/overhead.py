@@ -39,7 +39,7 @@ RESULTS = os.path.join(HERE, "results")
 BUILD = os.path.join(ROOT, "build", "bench")
 sys.path.insert(0, HERE)
 import engine  # noqa: E402
-from engine import fmt_ratio, geomean, med  # noqa: E402
+from engine import med  # noqa: E402
 
 MODES = ["plain", "refhound", "tracemalloc", "pymalloc-debug", "memray", "memray-pyalloc"]
 PEAK_SIZES = [250_000, 500_000, 1_000_000, 2_000_000]
@@ -222,10 +222,7 @@ def render(doc):
         lines.append(" | ".join("---" for _ in head))
         for w, row in ov.items():
             cells = [w, "%.3f" % row["plain_s"]]
-            for m in modes[1:]:
-                r = row["modes"][m]
-                cells.append("%s (%s)" % (fmt_ratio(r["ratio_per_round_median"]),
-                                          fmt_ratio(r["cpu_ratio"])))
+            cells += [engine.ratio_cell(row["modes"][m]) for m in modes[1:]]
             rh = row["modes"].get("refhound")
             cells.append("%.1f" % (rh["start_s"] * 1e3) if rh else "-")
             c = calls.get(w)
@@ -238,12 +235,7 @@ def render(doc):
             else:
                 cells += ["-", "-"]
             lines.append(" | ".join(cells))
-        cells = ["geomean", ""]
-        for m in modes[1:]:
-            cells.append("%s (%s)" % (
-                fmt_ratio(geomean([r["modes"][m]["ratio_per_round_median"] for r in ov.values()])),
-                fmt_ratio(geomean([r["modes"][m]["cpu_ratio"] for r in ov.values()]))))
-        lines.append(" | ".join(cells + ["", "", ""]))
+        lines.append(" | ".join(engine.geomean_cells(ov, modes) + ["", "", ""]))
     peak = doc.get("peak")
     if peak:
         lines.append("")
@@ -264,16 +256,8 @@ def render(doc):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:             # --child MODE WORKLOAD [SCALE]
-        scale = float(argv[3]) if len(argv) > 3 else 1.0
-        print(json.dumps(child_run(argv[1], argv[2], scale)))
-        return 0
-    if argv[:1] == ["--child-peak"]:
-        print(json.dumps(child_peak(argv[1], int(argv[2]))))
-        return 0
-    if argv[:1] == ["--render"]:
-        with open(argv[1] if len(argv) > 1 else os.path.join(RESULTS, "overhead.json")) as f:
-            print(render(json.load(f)))
+    if engine.child_or_render(argv, child_run, render, os.path.join(RESULTS, "overhead.json"),
+                              {"--child-peak": lambda mode, n: child_peak(mode, int(n))}):
         return 0
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
