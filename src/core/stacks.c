@@ -5,7 +5,7 @@
  * unwind.c's cached-CFI walk (falling back to the compiler's unwinder,
  * _Unwind_Backtrace: both read .eh_frame, so code without frame pointers
  * unwinds too), the Python frames as (code object, bytecode offset) pairs
- * read from the thread's frame chain (GIL domains only: the raw domain
+ * read from the thread's frame chain by pyframes.c (GIL domains only: the raw domain
  * runs without the GIL), and the pair is interned in a stack table so a
  * block costs one 32-bit id in a side table keyed by block address.
  * Nothing is resolved here: symbols.c turns addresses into file:line
@@ -23,6 +23,7 @@
 #include "stacks.h"
 #include "blocks.h"
 #include "objects.h"
+#include "pyframes.h"
 #include "tracker.h"
 #include "typeset.h"
 #include "unwind.h"
@@ -51,70 +52,6 @@ static size_t index_cap, index_count;
 static rh_table_t block_stacks;         /* block address => stack id */
 
 /* ---- capture ------------------------------------------------------------- */
-
-/* The Python frames of the running thread, innermost first.  The frame
- * layout is internal to CPython, so this exists only for the versions it
- * was written against. */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(Py_GIL_DISABLED)
-#  define RH_HAVE_PY_FRAMES 1
-typedef struct rh_iframe {
-    void *f_func, *f_globals, *f_builtins, *f_locals;
-    PyCodeObject *f_code;
-    void *frame_obj;
-    struct rh_iframe *previous;
-    _Py_CODEUNIT *prev_instr;
-    int stacktop;
-    char is_entry;
-    char owner;
-} rh_iframe_t;
-#  define IFRAME_CODE(f) ((f)->f_code)
-#  define IFRAME_SKIP(f) 0
-#  define IFRAME_ENTRY(f) ((f)->is_entry ? 1 : 0)
-#  define CURRENT_IFRAME(ts) ((rh_iframe_t *)(ts)->cframe->current_frame)
-#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
-#  define RH_HAVE_PY_FRAMES 1
-typedef struct rh_iframe {
-    PyCodeObject *f_code;
-    struct rh_iframe *previous;
-    void *f_funcobj, *f_globals, *f_builtins, *f_locals, *frame_obj;
-    _Py_CODEUNIT *prev_instr;
-    int stacktop;
-    uint16_t return_offset;
-    char owner;
-} rh_iframe_t;
-#  define IFRAME_CODE(f) ((f)->f_code)
-#  define IFRAME_SKIP(f) ((f)->owner == 3)      /* FRAME_OWNED_BY_CSTACK */
-#  define IFRAME_ENTRY(f) ((f)->owner == 3)     /* a shim frame per C entry */
-#  define CURRENT_IFRAME(ts) ((rh_iframe_t *)(ts)->cframe->current_frame)
-#else
-#  define RH_HAVE_PY_FRAMES 0
-#endif
-
-/* Also counts, in *entries, the C-to-Python entries on the chain: as many
- * native frames of the eval loop are on the C stack. */
-static int python_frames(uintptr_t *pairs, int max, int *entries)
-{
-    *entries = 0;
-#if RH_HAVE_PY_FRAMES
-    PyThreadState *ts = _PyThreadState_UncheckedGet();
-    if (ts == NULL || ts->cframe == NULL)
-        return 0;
-    int n = 0, depth = 0;
-    for (rh_iframe_t *f = CURRENT_IFRAME(ts); f != NULL && depth < 10000; f = f->previous, depth++) {
-        *entries += IFRAME_ENTRY(f);
-        if (n >= max || IFRAME_SKIP(f) || IFRAME_CODE(f) == NULL)
-            continue;
-        PyCodeObject *co = IFRAME_CODE(f);
-        _Py_CODEUNIT *first = (_Py_CODEUNIT *)co->co_code_adaptive;
-        pairs[2 * n] = (uintptr_t)co;
-        pairs[2 * n + 1] = (uintptr_t)((char *)f->prev_instr - (char *)first);
-        n++;
-    }
-    return n;
-#else
-    return 0;
-#endif
-}
 
 /* ---- interning -------------------------------------------------------- */
 
@@ -211,7 +148,7 @@ static uint32_t capture_stack(int domain)
     int with_python = domain == RH_DOMAIN_MEM || domain == RH_DOMAIN_OBJ;
     uintptr_t raw[RH_MAX_NATIVE + 8], py[2 * RH_MAX_PY];
     int entries = 0;
-    int npy = with_python ? python_frames(py, RH_MAX_PY, &entries) : 0;
+    int npy = with_python ? _rh_python_frames(py, RH_MAX_PY, &entries) : 0;
     /* Past the outermost eval loop the C stack is the same for every block
      * (Py_RunMain ... _start): the walk stops a few frames after it. */
     int nraw = _rh_fast_backtrace(raw, RH_MAX_NATIVE + 8, entries);
