@@ -159,6 +159,13 @@ def plain_env(**values):
     return env
 
 
+def without_sanitizers():
+    """os.environ without the sanitizer tier's runtime and options: for the
+    programs that do not import the engine (a browser, a compiler's tools),
+    which the preloaded runtimes only slow down or break."""
+    return {k: v for k, v in os.environ.items() if k not in SANITIZER_VARIABLES}
+
+
 def run_refhound(python, args, cwd=None, timeout=300, env=None):
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = engine_path(python)

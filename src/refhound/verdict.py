@@ -79,11 +79,15 @@ class Trend:
     __slots__ = ("trend", "slope", "p_up", "p_down", "growth", "window")
 
     def __init__(self, trend=FLAT, slope=0.0, p_up=1.0, p_down=1.0, growth=0.0, window=0):
+        # Each figure a float of its own (+ 0.0 makes a new one): the
+        # decider keeps the trends between samples, and a flat metric's
+        # shared constants against a moving one's new floats would make the
+        # check's own objects rise and fall by up to 40 with the data.
         self.trend = trend
-        self.slope = slope
-        self.p_up = p_up
-        self.p_down = p_down
-        self.growth = growth        # last - first over the window
+        self.slope = float(slope) + 0.0
+        self.p_up = float(p_up) + 0.0
+        self.p_down = float(p_down) + 0.0
+        self.growth = float(growth) + 0.0       # last - first over the window
         self.window = window
 
     @property
@@ -187,6 +191,15 @@ class Decider:
                   for m in self.metrics}
         return self.decide_trends(trends, measured, session.nsamples)
 
+    def prime(self, session):
+        """During the warm-up: the trends of the samples so far, kept as
+        decide() keeps them, with no decision and no streak.  The objects a
+        decision keeps (the trends and their figures) then exist before the
+        baseline sample, and the first measured iterations do not count
+        them as growth."""
+        self.trends = {m: classify_window(session.series(m, 0), self.alpha, m)
+                       for m in self.metrics}
+
     def decide_trends(self, trends, measured, nsamples=0):
         self.trends = trends
         growing = any(t.trend == GROWING for t in trends.values())
@@ -229,6 +242,19 @@ def refs_fell(refs_delta, calls):
     DECREF per call (re-check with one call per iteration, so the object is
     not freed under the check)."""
     return calls > 1 and refs_delta <= -(calls // 2)
+
+
+def still_falls(refs_deltas, calls):
+    """After the restart at one call per iteration for an over-release: the
+    reference count still falls by about one per call in three iterations
+    in four of the window, and over the window as a whole.  Then the check
+    is an error whatever the other metrics did (at one call per iteration
+    the check's own bookkeeping moves the objects and blocks by a few,
+    enough to look like growth)."""
+    if len(refs_deltas) < 4:
+        return False
+    falls = sum(1 for d in refs_deltas if d <= -0.5 * calls)
+    return 4 * falls >= 3 * len(refs_deltas) and sum(refs_deltas) <= -0.5 * calls * len(refs_deltas)
 
 
 def all_trends(samples, warmup_samples, alpha):

@@ -18,7 +18,8 @@ from html.parser import HTMLParser
 import pytest
 
 import html_samples
-from support import ROOT, build_zoo_case, cbuild, check_json, engine_path, run_refhound
+from support import (ROOT, build_zoo_case, cbuild, check_json, engine_path, run_refhound,
+                     without_sanitizers)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -61,11 +62,12 @@ def open_in_chromium(page, png, height=2400):
         flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                  "--no-first-run", "--user-data-dir=" + profile]
         url = "file://" + os.path.abspath(page)
+        env = without_sanitizers()
         dump = subprocess.run(flags + ["--enable-logging=stderr", "--v=0", "--dump-dom", url],
-                              capture_output=True, text=True, timeout=180)
+                              capture_output=True, text=True, timeout=180, env=env)
         shot = subprocess.run(flags + ["--screenshot=" + str(png),
                                        "--window-size=1280,%d" % height, url],
-                              capture_output=True, text=True, timeout=180)
+                              capture_output=True, text=True, timeout=180, env=env)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     assert dump.returncode == 0 and "</html>" in dump.stdout, dump.stderr[-2000:]

@@ -167,3 +167,23 @@ def test_a_leak_that_a_fill_hid_is_found_and_the_fill_alone_is_clean(func, verdi
     assert result.per_call["refs"] == pytest.approx(1.0 if verdict == "leak" else 0.0,
                                                     abs=0.02)
     assert result.per_call["objects"] == pytest.approx(0.0, abs=0.02)
+
+
+def test_the_check_s_own_bookkeeping_is_steady_before_the_baseline():
+    # At one call per iteration a clean body's measured samples move by
+    # nothing: the objects the check keeps between samples (its costs, the
+    # decider's trends and their figures, its loop's locals) exist from the
+    # warm-up on, and their number does not follow the data (they moved by
+    # 20 to 30 in the first measured iterations, and by up to 10 later).
+    def nothing():
+        return None
+
+    for _ in range(3):
+        result = refhound.Checker(calls=1, warmup=3, min_iterations=12, iterations=12,
+                                  patience=0).run(nothing, (), {}, "nothing")
+        measured = result.samples[result.iterations["warmup"]:]
+        for metric in ("objects", "refs", "blocks"):
+            series = [s[metric] for s in measured]
+            steps = [b - a for a, b in zip(series, series[1:])]
+            assert all(abs(d) <= 1 for d in steps) and sum(map(abs, steps)) <= 2, \
+                (metric, steps)

@@ -272,6 +272,17 @@ def test_streaks_reset_when_the_growth_stops():
     assert d.decide_trends(grow, 8) == ("continue", False)     # streak 1 of 3
 
 
+@pytest.mark.parametrize("deltas, falls", [
+    ([-1] * 9, True),                         # the over-release, call after call
+    ([-1, -1, 0, -1, -1, -1, -1, -1], True),  # one iteration's noise
+    ([-1, 0, 0, -1, 0, -1, 0, -1], False),    # half the iterations: not every call
+    ([-1, -1, -1], False),                    # too few iterations to say
+    ([0] * 9, False),
+])
+def test_still_falls_after_the_restart(deltas, falls):
+    assert V.still_falls(deltas, 1) is falls
+
+
 def test_a_falling_reference_count_outranks_heap_growth():
     # An over-release while the heap figure wobbles up: the error, never a
     # leak whose patience would follow the heap alone and call it settled.
