@@ -483,6 +483,22 @@ def test_fixture_explains_a_leak_only_when_it_grows_as_fast():
     assert not V.explained_by_fixture(test, None)
 
 
+def test_an_allowance_covers_the_resident_memory_that_grows_with_it():
+    r = FakeResult("leak", {"blocks": 1.0, "rss_bytes": 9000.0}, growing("blocks", "rss_bytes"))
+    assert V.judge(r, allow={"blocks": 1})[0] == "allowed"
+    assert V.judge(r, allow={"blocks": 0.5})[0] == "leak"
+
+
+def test_fixture_explains_a_leak_whatever_resident_memory_did():
+    test = FakeResult("leak", {"blocks": 1.0, "bytes": 256.0, "rss_bytes": 4096.0},
+                      growing("blocks", "bytes", "rss_bytes"))
+    fixture = FakeResult("leak", {"blocks": 1.0, "bytes": 256.0, "rss_bytes": 12.0},
+                         growing("blocks", "bytes"))
+    assert V.explained_by_fixture(test, fixture)
+    alone = FakeResult("leak", {"rss_bytes": 4096.0}, growing("rss_bytes"))
+    assert not V.explained_by_fixture(alone, fixture)
+
+
 def test_fixture_explains_an_inconclusive_run_when_it_leaks():
     fixture = FakeResult("leak", {"blocks": 1.0}, growing("blocks"))
     unsettled = FakeResult("inconclusive", {"blocks": 0.9}, {"blocks": {"trend": "unclear"}})
