@@ -8,7 +8,7 @@ from . import _valgrind
 from ._run import TargetFailed, run_callable
 from .options import Options
 
-__all__ = ["check", "Checker", "TargetFailed"]
+__all__ = ["check", "Checker", "TargetFailed", "sanitize"]
 
 
 class Checker:
@@ -93,3 +93,48 @@ def check(func, *args, **kwargs):
     "clean" or "inconclusive".  Use `Checker(...)` for options.
     """
     return Checker().check(func, *args, **kwargs)
+
+
+def sanitize(func, *args, calls=1000, rate=1, **kwargs):
+    """Call `func(*args, **kwargs)` `calls` times in a forked child under the
+    guard allocator (the engine of `refhound check --sanitize`) and return
+    the memory errors it found: [] when none, else a list of dicts as in the
+    JSON's `memory_errors` (kind, culprit, access, allocated, freed, type).
+
+    The child takes the fault, never this process: its memory, threads and
+    output stay as they were.  `rate`: guard one block in `rate` (1: every
+    block while the guard's budget lasts).  Raises TargetFailed when the
+    child ends otherwise than by returning or by a memory error."""
+    from ._child import run_in_child
+    from ._sanitize import run_sanitized
+    if not isinstance(calls, int) or calls < 1:
+        raise ValueError("refhound.sanitize: calls must be a whole number >= 1")
+    if not isinstance(rate, int) or rate < 1:
+        raise ValueError("refhound.sanitize: rate must be a whole number >= 1")
+    name = getattr(func, "__qualname__", None) or repr(func)
+
+    def work():
+        try:
+            for _ in range(calls):
+                func(*args, **kwargs)
+        except Exception:
+            import traceback
+            traceback.print_exc()
+            return RAISED
+        return 0
+
+    def child(w, crashed):
+        return run_in_child(w, what="refhound.sanitize(%s)" % name, crashed=crashed)
+
+    status, errors = run_sanitized(child, work, rate=rate)
+    if errors:
+        return errors
+    if status == RAISED:
+        raise TargetFailed("%s raised under the guard (its traceback is above)" % name)
+    if status != 0:
+        raise TargetFailed("%s ended with status %d under the guard, with no memory error "
+                           "found" % (name, status))
+    return []
+
+
+RAISED = 3      # the child's status when the function raised

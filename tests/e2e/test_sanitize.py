@@ -220,3 +220,45 @@ def test_pytest_sanitize_reports_the_first_memory_error(tmp_path, bug):
     # caught in the red zone at free, then at the write itself on the replay
     assert "overflow of a 24-byte mem block" in proc.stderr
     assert "overflow_write.c:%d in leaky" % cases["overflow_write"]["culprit_line"] in proc.stderr
+
+
+API_PROGRAM = """\
+import json, sys
+import refhound
+import double_free, uaf_borrowed_decref
+kept = [object() for _ in range(5)]          # this process's own state
+found = {"double_free": refhound.sanitize(double_free.leaky, calls=20),
+         "uaf_borrowed_decref": refhound.sanitize(uaf_borrowed_decref.leaky, calls=20),
+         "clean": refhound.sanitize(double_free.clean, calls=200)}
+try:
+    refhound.sanitize(int, "not a number")
+    raised = None
+except refhound.TargetFailed as exc:
+    raised = str(exc)
+print(json.dumps({"found": found, "raised": raised, "kept": len(kept)}))
+"""
+
+
+def test_api_sanitize_reports_in_a_child_and_the_caller_goes_on(tmp_path):
+    # refhound.sanitize(): the guard in a forked child; the calling process
+    # never faults, gets the errors as data and carries on.
+    import subprocess
+    from support import engine_path
+    python = interpreter("release")
+    cases = {c["name"]: c for c in CASES}
+    cwd = build_zoo_case(cases["double_free"], python)
+    build_zoo_case(cases["uaf_borrowed_decref"], python)
+    prog = _program(tmp_path, API_PROGRAM)
+    env = dict(os.environ, PYTHONPATH=engine_path(python) + os.pathsep + cwd)
+    proc = subprocess.run([python, prog], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["kept"] == 5 and out["found"]["clean"] == []
+    for name in ("double_free", "uaf_borrowed_decref"):
+        [e] = out["found"][name]
+        c = e["culprit"]
+        assert (e["kind"], os.path.basename(c["file"]), c["line"]) == \
+            (EXPECT[name], name + ".c", cases[name]["culprit_line"]), e
+    assert "int raised under the guard" in out["raised"], out
+    assert "ValueError" in proc.stderr
