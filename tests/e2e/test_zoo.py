@@ -38,7 +38,8 @@ def test_clean_twin_is_clean(case, kind):
     cwd = build_zoo_case(case, python)
     status, result, err = check_json(python, case["name"] + ":clean", cwd)
     assert result is not None, err
-    assert (status, result["verdict"]) == (0, "clean"), (result["per_call"], result["trends"])
+    assert (status, result["verdict"]) == (0, "clean"), (result["per_call"], result["notes"],
+                                                         result["trends"])
     assert result["objects"] == [] and result["refcount_growth"] == []
     if kind == "debug":
         assert abs(result["debug"]["gettotalrefcount_per_call"]) < 0.01
