@@ -263,6 +263,44 @@ def describe_stack(stack_id, first_is_return=True):
 _ASSIGN_RE = re.compile(r"([A-Za-z_]\w*)\s*(\[[^]]*\])?\s*=(?!=)")
 
 
+# Calls that steal a reference to their item: the caller must own it.
+_STEALING_RE = re.compile(r"\b(PyList_SetItem|PyTuple_SetItem|PyList_SET_ITEM|PyTuple_SET_ITEM|"
+                          r"PyModule_AddObject|PyCell_Set)\s*\(")
+
+
+def _stealing_call_before(file, line, limit=400):
+    """(line, API name) of the nearest call that steals a reference (PyList_SetItem,
+    PyTuple_SET_ITEM, ...) before `line` in its function, or None."""
+    if not file:
+        return None
+    for n in range(line - 1, max(line - limit, 0), -1):
+        text = linecache.getline(file, n)
+        if text == "" or text.startswith("}") or text.startswith("{"):
+            return None
+        m = _STEALING_RE.search(text.split("//")[0])
+        if m:
+            return n, m.group(1)
+    return None
+
+
+def _stolen_culprit(entry, site):
+    """An over-release whose write is a container's deallocator, called from
+    a line after the culprit's function gave that container a reference
+    through a stealing call: the stealing line is the one that is wrong
+    (the reference was borrowed).  The culprit moves there."""
+    culprit = entry.get("culprit")
+    if not site.get("_dealloc") or not culprit or not culprit.get("line") \
+            or culprit.get("in_interpreter"):
+        return
+    found = _stealing_call_before(culprit.get("file"), culprit["line"])
+    if found is None:
+        return
+    line, api = found
+    entry["culprit"] = dict(culprit, line=line, reason=REASON_STOLEN % api,
+                            released_at=culprit["line"])
+    entry["source"] = [list(x) for x in source_context(culprit.get("file"), line)]
+
+
 def _following_lines(file, line, limit=400):
     """The source lines after `line` up to the end of its function (a `}`
     in the first column)."""
@@ -320,6 +358,8 @@ REASON_EXTRA_INCREF = "extra Py_INCREF never balanced"
 REASON_OVER_RELEASE = "released one time too many"
 REASON_RETURNED_ERROR = "returned %s with an exception set, without releasing it"
 REASON_RECEIVED = "received here (from %s) and never released"
+REASON_STOLEN = ("released one time too many: %s steals a reference and was given a "
+                 "borrowed one, which the container's deallocator released")
 IN_INTERPRETER = "in the interpreter"
 
 _INCREF_RE = re.compile(r"^_?Py_(X?INCREF|NewRef|XNewRef|IncRef)$")
@@ -549,6 +589,8 @@ def watch_sites(objects, func, args, kwargs, calls):
                 if not entry["culprit"].get("line") and entry["culprit"].get("function"):
                     entry["culprit"]["reason"] += "; the line is not known: %s" % \
                         stripped_hint(entry["culprit"]["module"])
+                if rate < 0:
+                    _stolen_culprit(entry, site)
             sites.append(entry)
         sites.sort(key=lambda s: -abs(s["refs_per_call"]))
         result.append(sites)

@@ -320,7 +320,8 @@ def site_lines(site, indent="    ", full=True, color=False, first=False):
         out.append(indent + "  culprit: " + culprit["reason"])
         if (culprit.get("file"), culprit.get("line")) != (site.get("file"), site.get("line")) \
                 and site.get("file"):
-            out.append(indent + "  allocated at %s in %s()" % (_where(site), site.get("function")))
+            what = "written at" if site.get("refs_per_call") is not None else "allocated at"
+            out.append(indent + "  %s %s in %s()" % (what, _where(site), site.get("function")))
     for entry in site.get("source") or []:
         n, text, is_culprit = entry
         if not full and not is_culprit:
