@@ -570,4 +570,7 @@ def test_eight_threads_of_raw_domain_work_and_fork_while_checks_run(tmp_path):
     assert out["drift_running"][1] - out["drift_running"][0] <= 8, out
     assert abs(out["drift_after_fork"]) <= 8, out
     assert abs(out["drift_after"]) <= 8, out
-    assert abs(out["raw_after"]) <= 4, out
+    # (In a virtual environment the first check after the fork keeps 5 raw
+    # blocks of its own, the same in every run, 0 outside one; the threads'
+    # 16,000 raw blocks a round, lost, would show by the thousand.)
+    assert abs(out["raw_after"]) <= 8, out
