@@ -105,7 +105,7 @@ def sanitize(func, *args, calls=1000, rate=1, **kwargs):
     output stay as they were.  `rate`: guard one block in `rate` (1: every
     block while the guard's budget lasts).  Raises TargetFailed when the
     child ends otherwise than by returning or by a memory error."""
-    from ._child import run_in_child
+    from ._child import EXIT_TARGET, run_in_child
     from ._sanitize import run_sanitized
     if not isinstance(calls, int) or calls < 1:
         raise ValueError("refhound.sanitize: calls must be a whole number >= 1")
@@ -120,7 +120,7 @@ def sanitize(func, *args, calls=1000, rate=1, **kwargs):
         except Exception:
             import traceback
             traceback.print_exc()
-            return RAISED
+            return EXIT_TARGET
         return 0
 
     def child(w, crashed):
@@ -129,12 +129,9 @@ def sanitize(func, *args, calls=1000, rate=1, **kwargs):
     status, errors = run_sanitized(child, work, rate=rate)
     if errors:
         return errors
-    if status == RAISED:
+    if status == EXIT_TARGET:
         raise TargetFailed("%s raised under the guard (its traceback is above)" % name)
     if status != 0:
         raise TargetFailed("%s ended with status %d under the guard, with no memory error "
                            "found" % (name, status))
     return []
-
-
-RAISED = 3      # the child's status when the function raised

@@ -185,11 +185,13 @@ class Decider:
         self.error_streak = 0
         self.trends = {}            # the last decision's classification per metric
 
+    def _classify(self, session, start):
+        return {m: classify_window(session.series(m, start), self.alpha, m)
+                for m in self.metrics}
+
     def decide(self, session):
         start, measured = window_of(session.nsamples, session.warmup_samples)
-        trends = {m: classify_window(session.series(m, start), self.alpha, m)
-                  for m in self.metrics}
-        return self.decide_trends(trends, measured, session.nsamples)
+        return self.decide_trends(self._classify(session, start), measured, session.nsamples)
 
     def prime(self, session):
         """During the warm-up: the trends of the samples so far, kept as
@@ -197,8 +199,7 @@ class Decider:
         decision keeps (the trends and their figures) then exist before the
         baseline sample, and the first measured iterations do not count
         them as growth."""
-        self.trends = {m: classify_window(session.series(m, 0), self.alpha, m)
-                       for m in self.metrics}
+        self.trends = self._classify(session, 0)
 
     def decide_trends(self, trends, measured, nsamples=0):
         self.trends = trends
@@ -506,16 +507,21 @@ def judge(result, metrics=None, allow=None, strict=False):
         return "clean", ("the engine saw a trend (%s) that adds up to no growth per call"
                          % ", ".join(m for m in VERDICT_METRICS
                                      if (result.trends.get(m) or {}).get("trend") == GROWING))
-    # The noisy figures follow the counted ones: within an allowance for
-    # those, the heap and resident memory that grow with them are too.
-    counted = [m for m in growing if m not in NOISY_METRICS]
-    over = [m for m in (counted or growing)
-            if rate(result, m) > allow.get(m, -1.0) * 1.05 + 0.05]
+    # Within an allowance for the counted figures, the heap and resident
+    # memory that grow with them are too.
+    counted = counted_first(growing)
+    over = [m for m in counted if rate(result, m) > allow.get(m, -1.0) * 1.05 + 0.05]
     if not over:
         return "allowed", "within the allowance (%s)" % ", ".join(
-            "%s %+g/call <= %g" % (m, rate(result, m), allow[m]) for m in (counted or growing))
+            "%s %+g/call <= %g" % (m, rate(result, m), allow[m]) for m in counted)
     return "leak", "grows call after call: %s" % ", ".join(
         "%s %+.4g/call" % (m, rate(result, m)) for m in over)
+
+
+def counted_first(metrics):
+    """The counted figures among `metrics` (the noisy ones, the heap and
+    resident memory, follow them), or all of them when none is counted."""
+    return [m for m in metrics if m not in NOISY_METRICS] or list(metrics)
 
 
 def explained_by_fixture(result, fixture_result):
@@ -535,11 +541,10 @@ def explained_by_fixture(result, fixture_result):
         growing = growing_metrics(result)
         if not growing:
             return False
-    # The noisy figures (the heap, resident memory) follow the others: they
-    # need not match where a counted figure explains the growth (under
-    # AddressSanitizer resident memory grows with its quarantine).
-    growing = [m for m in growing if m not in NOISY_METRICS] or growing
-    for m in growing:
+    # Where a counted figure explains the growth, the heap and resident
+    # memory need not match (under AddressSanitizer resident memory grows
+    # with its quarantine).
+    for m in counted_first(growing):
         test_rate, fix_rate = rate(result, m), rate(fixture_result, m)
         slack = 64.0 if m in ("bytes", "native_bytes", "heap_bytes", "rss_bytes") else 0.25
         if fix_rate < 0.9 * test_rate - slack:
