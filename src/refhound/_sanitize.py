@@ -266,10 +266,21 @@ def symbolize(stacks, maps_text, exact_access=True):
             where[(name, i)] = (path, addr)
     resolved = {}
     # elfutils names the files of functions from headers right (binutils 2.40
-    # gives the including file for DWARF 5); binutils as the fallback.
-    tool = shutil.which("eu-addr2line") or shutil.which("addr2line")
+    # gives the including file for DWARF 5); where eu-addr2line is missing or
+    # cannot run (its libdw.so.1 missing), the pyelftools reader of the
+    # native frames (_dwarf.py), then binutils.
+    tools = [(_addr2line, t) for t in (shutil.which("eu-addr2line"),) if t]
+    tools.append((_pyelftools_lines, None))
+    tools += [(_addr2line, t) for t in (shutil.which("addr2line"),) if t]
     for path, addrs in wanted.items():
-        resolved.update(_addr2line(tool, path, sorted(addrs)))
+        best = {}
+        for lookup, tool in tools:
+            found = lookup(tool, path, sorted(addrs))
+            best = best or found            # function names alone, if no tool has lines
+            if any(file for chain in found.values() for _, file, _ in chain):
+                best = found
+                break
+        resolved.update(best)
     out = {}
     for name, ips in stacks.items():
         frames = []
@@ -282,6 +293,19 @@ def symbolize(stacks, maps_text, exact_access=True):
             for fn, file, line in chain:
                 frames.append(Frame(hex(ip), key[0], fn, None, file, line))
         out[name] = frames
+    return out
+
+
+def _pyelftools_lines(_tool, path, addrs):
+    """{(path, addr): [(function, file, line)]} from _dwarf.py (pyelftools),
+    innermost first; {} when it is not installed or the file has no DWARF."""
+    from . import _dwarf
+    if not _dwarf.available():
+        return {}
+    out = {}
+    for addr in addrs:
+        frames = _dwarf.resolve(path, addr) or []
+        out[(path, addr)] = [(f.get("function"), f.get("file"), f.get("line")) for f in frames]
     return out
 
 
