@@ -159,6 +159,20 @@ def plain_env(**values):
     return env
 
 
+def libdw_loads():
+    """Does elfutils' libdw.so.1 load here?  (A file of that name may be
+    there and unusable: .ci/fresh-path --no-libdw mounts an empty one.)"""
+    import ctypes
+    try:
+        ctypes.CDLL("libdw.so.1")
+        return True
+    except OSError:
+        return False
+
+
+NEEDS_LIBDW = "libdw.so.1 does not load here (apt-get install libdw1)"
+
+
 def without_sanitizers():
     """os.environ without the sanitizer tier's runtime and options: for the
     programs that do not import the engine (a browser, a compiler's tools),

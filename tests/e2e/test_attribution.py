@@ -9,14 +9,22 @@ import re
 
 import pytest
 
-from support import build_zoo_case, cbuild, check_json, interpreter, skip_unless_leaks_here
+from support import (NEEDS_LIBDW, build_zoo_case, cbuild, check_json, interpreter, libdw_loads,
+                     skip_unless_leaks_here)
 
 CASES = cbuild.zoo_cases()
 OPTS = ["-O0", "-O2"]
 
 
+# What the pyelftools path (no libdw.so.1) does not name yet: a culprit in a
+# type definition (static data, not code) and a stripped module's symbol.
+NEED_LIBDW = ("stripped", "gc-cycle")
+
+
 def run_case(case, opt):
     skip_unless_leaks_here(case["name"])
+    if case["kind"] in NEED_LIBDW and not libdw_loads():
+        pytest.skip("a %s culprit is named through libdw: %s" % (case["kind"], NEEDS_LIBDW))
     python = interpreter("release")
     cwd = build_zoo_case(case, python, opt=opt)
     status, result, err = check_json(python, case["name"] + ":leaky", cwd)

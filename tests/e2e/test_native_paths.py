@@ -11,13 +11,13 @@ import os
 import pytest
 
 import support
-from support import IMMORTAL, build_zoo_case, cbuild, interpreter, run_refhound
+from support import (IMMORTAL, NEEDS_LIBDW, build_zoo_case, cbuild, interpreter, libdw_loads,
+                     run_refhound)
 
 CASES = {c["name"]: c for c in cbuild.zoo_cases()}
 NO_LIBDW = {"REFHOUND_NO_LIBDW": "1"}
 PY_RELEASE = interpreter("release")
-HAVE_LIBDW = any(os.path.exists(os.path.join(d, "libdw.so.1"))
-                 for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib64"))
+HAVE_LIBDW = libdw_loads()
 
 
 def check(target, cwd=None, env=None):
@@ -75,7 +75,7 @@ def test_the_demo_culprits_without_libdw():
     assert top["file"].endswith("src/demo/demo.c") and top["line"] == 31, top
 
 
-@pytest.mark.skipif(not HAVE_LIBDW, reason="libdw.so.1 is not installed (apt-get install libdw1)")
+@pytest.mark.skipif(not HAVE_LIBDW, reason=NEEDS_LIBDW)
 def test_the_fast_path_is_used_where_libdw_is_installed():
     case = CASES["nested_list"]
     cwd = build_zoo_case(case, PY_RELEASE, opt="-O2")
