@@ -28,6 +28,22 @@ typedef struct {
  * born at first_epoch or later count as live_new. */
 void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch);
 
+/* Blocks of the GIL table alive per birth epoch of [first, first + n),
+ * as the screen counts them: a block that holds a dead object of a known
+ * type (reference count 0: in a free list) is left out and counted in
+ * `dead`; a block whose content is not an object counts. */
+typedef struct {
+    uint32_t first, n;
+    int64_t *blocks, *bytes;    /* n each, zeroed by the caller */
+    int64_t dead;
+} rh_epoch_survivors_t;
+
+/* _rh_objects_walk and the survivors of the GIL table in one pass. */
+void _rh_objects_walk_survivors(rh_walk_totals_t *out, uint32_t first_epoch,
+                                rh_epoch_survivors_t *sv);
+/* One block as the screen counts it (for other tables' walks). */
+void _rh_epoch_survivor(const rh_block_t *b, rh_epoch_survivors_t *sv);
+
 /* A refcount snapshot: sorted by object address. */
 typedef struct {
     uintptr_t obj;

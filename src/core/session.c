@@ -500,7 +500,11 @@ static int young_collection(int generation)
     return 0;
 }
 
-/* The collection and walk at point `k` (0: A, 1: B), as the engine's own work. */
+static void count_screen_survivor(const rh_block_t *b, void *arg);
+
+/* The collection and walk at point `k` (0: A, 1: B), as the engine's own
+ * work; B also counts the survivors of each epoch (out->blocks, bytes,
+ * dead), zeroed by the caller. */
 static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
 {
     double t = now();
@@ -518,7 +522,17 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
         rc = _rh_typeset_refresh();
     if (rc == 0) {
         rh_walk_totals_t w;
-        _rh_objects_walk(&w, out->first_epoch);
+        if (k == 1) {
+            /* B: the survivors of the screened epochs in the same pass
+             * (the GIL table), then the raw table's. */
+            uint32_t n = (uint32_t)plan->nepochs + 2;
+            rh_epoch_survivors_t sv = {out->first_epoch, n, out->blocks, out->bytes, 0};
+            _rh_objects_walk_survivors(&w, out->first_epoch, &sv);
+            _rh_tracker_walk(RH_TABLE_RAW, count_screen_survivor, &sv);
+            out->dead = sv.dead;
+        }
+        else
+            _rh_objects_walk(&w, out->first_epoch);
         rh_procstat_t ps;
         _rh_procstat_read(&ps, 0);
         out->refs[k] = w.refs;
@@ -563,35 +577,18 @@ static int screen_calls(const rh_screen_plan_t *plan, PyObject *func, PyObject *
  * counts them, less the blocks that hold a dead object of a known type
  * (reference count 0): those sit in a free list (tuples, lists, dicts
  * keep their type there), ready for the next allocation, and say nothing
- * of a leak.  A block whose content is not an object counts. */
-typedef struct {
-    uint32_t first, n;
-    int64_t *blocks, *bytes, dead;
-} screen_survivors_t;
-
+ * of a leak.  A block whose content is not an object counts
+ * (objects.c, _rh_epoch_survivor). */
 static void count_screen_survivor(const rh_block_t *b, void *arg)
 {
-    screen_survivors_t *s = (screen_survivors_t *)arg;
-    uint32_t e = rh_block_epoch(b);
-    int domain = rh_block_domain(b);
-    if (domain == RH_DOMAIN_ADOPTED || e < s->first || e - s->first >= s->n)
-        return;
-    if (domain == RH_DOMAIN_OBJ) {
-        PyObject *op;
-        if (_rh_recognize(b, &op, 0) != NULL && Py_REFCNT(op) == 0) {
-            s->dead++;
-            return;
-        }
-    }
-    s->blocks[e - s->first]++;
-    s->bytes[e - s->first] += (int64_t)rh_block_size(b);
+    _rh_epoch_survivor(b, (rh_epoch_survivors_t *)arg);
 }
 
 int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes)
 {
     memset(blocks, 0, sizeof(int64_t) * n);
     memset(bytes, 0, sizeof(int64_t) * n);
-    screen_survivors_t sv = {first, n, blocks, bytes, 0};
+    rh_epoch_survivors_t sv = {first, n, blocks, bytes, 0};
     _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, count_screen_survivor, &sv);
     return sv.dead;
 }
@@ -637,8 +634,6 @@ int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
     }
     if (screen_walk(plan, out, 1) < 0)
         return -1;
-    out->dead = _rh_screen_survivors(out->first_epoch, (uint32_t)nepochs + 2, out->blocks,
-                                     out->bytes);
     out->overhead_seconds = now() - t0 - out->seconds;
     return 0;
 }

@@ -797,7 +797,7 @@ size_t _rh_tracker_table_entries(void)
  * reads every block (the heap walk) waits on memory, not on arithmetic,
  * and the slots are in hash order, so the blocks come in no order at all.
  * A prefetch never faults, whatever the address. */
-#define WALK_PREFETCH_AHEAD 16
+#define WALK_PREFETCH_AHEAD 32
 
 static void visit_table(const rh_table_t *t, rh_visit_t visit, void *arg)
 {

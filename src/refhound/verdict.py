@@ -649,6 +649,14 @@ def screen_outcome(screen, earlier=None, earlier_now=None):
     return "suspect", "; ".join(why)
 
 
+def screen_blocks_only(screen):
+    """Did only blocks survive (nothing else moved)?  Then a full collection
+    tells whether they were a leak: a leak's blocks never die, while the
+    interpreter's free lists (dict keys, frames) and the state a later call
+    replaces are emptied or dropped by it."""
+    return any(screen_judged(screen["blocks"])) and not _screen_moves(screen)
+
+
 SCREEN_ROUNDS = 3           # rounds of the screen at most (see screen_again)
 
 

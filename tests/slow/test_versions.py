@@ -78,3 +78,14 @@ def test_verdicts_on_other_versions(python, name, immortal):
                                                            abs=0.05)
     status, result, err = check_json(python, name + ":clean", cwd)
     assert result["verdict"] == "clean", (result["per_call"], result["notes"])
+
+
+SCREENED = [p for p in PYTHONS if version_of(p) >= (3, 12)] or [pytest.param(None, marks=(
+    pytest.mark.skip(reason="no CPython 3.12 or 3.13 under %s/versions (pyenv)" % PYENV)))]
+
+
+@pytest.mark.parametrize("python", SCREENED, ids=lambda p: p.split("/")[-3] if p else "none")
+def test_the_screen_clears_a_free_list_filling_on_other_versions(python):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "e2e"))
+    from test_pytest_screen import check_free_list
+    check_free_list(python)
