@@ -231,6 +231,8 @@ typedef struct {
     rh_walk_totals_t *out;
     uint32_t first_epoch;
     rh_epoch_survivors_t *sv;   /* or NULL */
+    rh_typeinfo_t *types;       /* the type set's slots, when `live` is given */
+    int64_t *live;              /* or a helper's own per-type counts: 2 per slot */
 } walk_arg_t;
 
 static void count_object(const rh_block_t *b, void *arg)
@@ -242,8 +244,15 @@ static void count_object(const rh_block_t *b, void *arg)
         return;
     int adopted = rh_block_domain(b) == RH_DOMAIN_ADOPTED;
     int born_new = !adopted && rh_block_epoch(b) >= w->first_epoch;
-    ti->live++;
-    ti->live_new += born_new;
+    if (w->live != NULL) {
+        size_t k = (size_t)(ti - w->types);
+        w->live[2 * k]++;
+        w->live[2 * k + 1] += born_new;
+    }
+    else {
+        ti->live++;
+        ti->live_new += born_new;
+    }
     w->out->objects++;
     if (!RH_IS_IMMORTAL(op))
         w->out->refs += Py_REFCNT(op);
@@ -310,8 +319,55 @@ static void count_object_survivor(const rh_block_t *b, void *arg)
     count_object(b, arg);
 }
 
+/* The walk by two threads (tracker.c, _rh_tracker_walk_split): the helper
+ * counts into totals, survivors and per-type counts of its own, added to
+ * the caller's after the join.  -1: not done (out of memory, no thread). */
+static int split_walk(rh_visit_t visit, walk_arg_t *w, rh_typeinfo_t *types, size_t ncap)
+{
+    rh_walk_totals_t out2;
+    memset(&out2, 0, sizeof(out2));
+    rh_epoch_survivors_t sv2;
+    int64_t *live = calloc(2 * ncap + 1, sizeof(int64_t));       /* libc */
+    int64_t *counts = NULL;
+    if (live == NULL)
+        return -1;
+    if (w->sv != NULL) {
+        sv2 = *w->sv;
+        counts = calloc(2 * (size_t)sv2.n, sizeof(int64_t));    /* libc */
+        if (counts == NULL) {
+            free(live);
+            return -1;
+        }
+        sv2.blocks = counts;
+        sv2.bytes = counts + sv2.n;
+        sv2.dead = 0;
+    }
+    walk_arg_t w2 = {&out2, w->first_epoch, w->sv != NULL ? &sv2 : NULL, types, live};
+    void *args[2] = {w, &w2};
+    int rc = _rh_tracker_walk_split(RH_TABLE_GIL | RH_TABLE_ADOPTED, visit, args);
+    if (rc == 0) {
+        w->out->refs += out2.refs;
+        w->out->objects += out2.objects;
+        w->out->gc_tracked += out2.gc_tracked;
+        for (size_t k = 0; k < ncap; k++) {
+            types[k].live += live[2 * k];
+            types[k].live_new += live[2 * k + 1];
+        }
+        if (w->sv != NULL) {
+            for (uint32_t e = 0; e < sv2.n; e++) {
+                w->sv->blocks[e] += sv2.blocks[e];
+                w->sv->bytes[e] += sv2.bytes[e];
+            }
+            w->sv->dead += sv2.dead;
+        }
+    }
+    free(live);
+    free(counts);
+    return rc;
+}
+
 void _rh_objects_walk_survivors(rh_walk_totals_t *out, uint32_t first_epoch,
-                                rh_epoch_survivors_t *sv)
+                                rh_epoch_survivors_t *sv, int threads)
 {
     memset(out, 0, sizeof(*out));
     size_t ncap;
@@ -320,15 +376,20 @@ void _rh_objects_walk_survivors(rh_walk_totals_t *out, uint32_t first_epoch,
         types[i].live = types[i].live_new = 0;
     if (!_rh_tracker_active())
         return;
-    walk_arg_t w = {out, first_epoch, sv};
-    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_ADOPTED,
-                     sv != NULL ? count_object_survivor : count_object, &w);
+    walk_arg_t w = {out, first_epoch, sv, NULL, NULL};
+    rh_visit_t visit = sv != NULL ? count_object_survivor : count_object;
+    const char *alone = getenv("REFHOUND_WALK_THREADS");    /* "1": one thread only */
+    if (alone != NULL && strcmp(alone, "1") == 0)
+        threads = 1;
+    if (threads < 2 || _rh_tracker_table_entries() < SPLIT_MIN_BLOCKS ||
+        split_walk(visit, &w, types, ncap) < 0)
+        _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_ADOPTED, visit, &w);
     static_objects(count_static, &w);
 }
 
 void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch)
 {
-    _rh_objects_walk_survivors(out, first_epoch, NULL);
+    _rh_objects_walk_survivors(out, first_epoch, NULL, 1);
 }
 
 /* ---- snapshots ---------------------------------------------------------------- */

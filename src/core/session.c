@@ -522,17 +522,15 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
         rc = _rh_typeset_refresh();
     if (rc == 0) {
         rh_walk_totals_t w;
+        rh_epoch_survivors_t sv = {out->first_epoch, (uint32_t)plan->nepochs + 2, out->blocks,
+                                   out->bytes, 0};
+        /* B also counts the survivors of the screened epochs, in the same
+         * pass (the GIL table), then the raw table's. */
+        _rh_objects_walk_survivors(&w, out->first_epoch, k == 1 ? &sv : NULL, 2);
         if (k == 1) {
-            /* B: the survivors of the screened epochs in the same pass
-             * (the GIL table), then the raw table's. */
-            uint32_t n = (uint32_t)plan->nepochs + 2;
-            rh_epoch_survivors_t sv = {out->first_epoch, n, out->blocks, out->bytes, 0};
-            _rh_objects_walk_survivors(&w, out->first_epoch, &sv);
             _rh_tracker_walk(RH_TABLE_RAW, count_screen_survivor, &sv);
             out->dead = sv.dead;
         }
-        else
-            _rh_objects_walk(&w, out->first_epoch);
         rh_procstat_t ps;
         _rh_procstat_read(&ps, 0);
         out->refs[k] = w.refs;

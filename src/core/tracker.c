@@ -50,6 +50,11 @@
 #include "blocks.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -799,11 +804,12 @@ size_t _rh_tracker_table_entries(void)
  * A prefetch never faults, whatever the address. */
 #define WALK_PREFETCH_AHEAD 32
 
-static void visit_table(const rh_table_t *t, rh_visit_t visit, void *arg)
+/* Slots [from, to) of a table. */
+static void visit_range(const rh_table_t *t, size_t from, size_t to, rh_visit_t visit,
+                        void *arg)
 {
-    size_t n = t->slots != NULL ? t->capacity : 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i + WALK_PREFETCH_AHEAD < n) {
+    for (size_t i = from; i < to; i++) {
+        if (i + WALK_PREFETCH_AHEAD < to) {
             const rh_block_t *ahead = &t->slots[i + WALK_PREFETCH_AHEAD];
             if (!rh_block_empty(ahead)) {
                 const char *p = (const char *)rh_block_addr(ahead);
@@ -814,6 +820,66 @@ static void visit_table(const rh_table_t *t, rh_visit_t visit, void *arg)
         if (!rh_block_empty(&t->slots[i]))
             visit(&t->slots[i], arg);
     }
+}
+
+static void visit_table(const rh_table_t *t, rh_visit_t visit, void *arg)
+{
+    if (t->slots != NULL)
+        visit_range(t, 0, t->capacity, visit, arg);
+}
+
+typedef struct {
+    rh_visit_t visit;
+    void *arg;
+    unsigned tables;
+    pid_t tid;                  /* the helper's, set by it */
+} half_t;
+
+/* The helper's half: the second half of each table's slots. */
+static void *walk_second_half(void *p)
+{
+    half_t *h = (half_t *)p;
+    __atomic_store_n(&h->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    if (h->tables & RH_TABLE_GIL)
+        visit_range(&gil_table, gil_table.capacity / 2, gil_table.capacity, h->visit, h->arg);
+    if (h->tables & RH_TABLE_ADOPTED)
+        visit_range(&adopted_table, adopted_table.capacity / 2, adopted_table.capacity,
+                    h->visit, h->arg);
+    return NULL;
+}
+
+int _rh_tracker_walk_split(unsigned tables, rh_visit_t visit, void *args[2])
+{
+    tables &= RH_TABLE_GIL | RH_TABLE_ADOPTED;
+    if (!tracking || tables == 0)
+        return -1;
+    GIL_TABLE_LOCK();
+    half_t h = {visit, args[1], tables, 0};
+    pthread_t helper;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);     /* the helper inherits the mask */
+    int started = pthread_create(&helper, NULL, walk_second_half, &h) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!started) {
+        GIL_TABLE_UNLOCK();
+        return -1;
+    }
+    if (tables & RH_TABLE_GIL)
+        visit_range(&gil_table, 0, gil_table.capacity / 2, visit, args[0]);
+    if (tables & RH_TABLE_ADOPTED)
+        visit_range(&adopted_table, 0, adopted_table.capacity / 2, visit, args[0]);
+    pthread_join(helper, NULL);
+    GIL_TABLE_UNLOCK();
+    /* The join returns when the thread has left its code; the kernel
+     * counts it among the process's threads a moment longer.  Wait for
+     * it to go (bounded), so that a count of threads after the walk is
+     * the program's own. */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d", (int)h.tid);
+    for (int i = 0; h.tid > 0 && i < 1000 && access(path, F_OK) == 0; i++)
+        sched_yield();
+    return 0;
 }
 
 void _rh_tracker_walk(unsigned tables, rh_visit_t visit, void *arg)

@@ -147,3 +147,39 @@ def test_the_engines_own_work_is_in_no_iteration(tracking):
         s.close()
         del KEPT[:]
     gc.collect()
+
+
+def _screen_noop():
+    gc.disable()
+    try:
+        return _core.Session.screen(noop, (), None, 1, 1, 1)
+    finally:
+        gc.enable()
+
+
+def test_the_screen_s_walk_by_two_threads_counts_what_one_thread_counts(tracking):
+    """A heap above the size where the screen's walks take a helper thread:
+    the totals, the survivors and the process's thread count agree with a
+    walk on one thread (REFHOUND_WALK_THREADS=1), and the helper is gone
+    when the thread count is read.  Each round keeps the same few objects
+    (its result), so from round to round the totals move by the same
+    amount whichever way the walks went."""
+    import os
+    heap = [{"n": i} for i in range(80_000)]           # well above SPLIT_MIN_BLOCKS
+    assert _core.stats()["table_entries"] > 65_536
+    rounds = [None] * 10
+    for i in range(len(rounds)):
+        if i % 2:
+            os.putenv("REFHOUND_WALK_THREADS", "1")
+        else:
+            os.unsetenv("REFHOUND_WALK_THREADS")
+        rounds[i] = _screen_noop()
+    os.unsetenv("REFHOUND_WALK_THREADS")
+    for r in rounds:
+        assert r["refs"][0] == r["refs"][1] and r["objects"][0] == r["objects"][1], r
+        assert r["threads"][0] == r["threads"][1] == rounds[0]["threads"][0], r
+        assert not any(r["blocks"][1:-1]), r
+    steps = {(b["refs"][0] - a["refs"][0], b["objects"][0] - a["objects"][0])
+             for a, b in zip(rounds[3:], rounds[4:])}
+    assert len(steps) == 1, [(r["refs"][0], r["objects"][0]) for r in rounds]
+    del heap
