@@ -29,6 +29,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- recognition --------------------------------------------------------- */
 
@@ -321,25 +322,42 @@ static void count_object_survivor(const rh_block_t *b, void *arg)
 
 /* The walk by two threads (tracker.c, _rh_tracker_walk_split): the helper
  * counts into totals, survivors and per-type counts of its own, added to
- * the caller's after the join.  -1: not done (out of memory, no thread). */
+ * the caller's after the join.  Its counters live in `scratch`, mmap'd and
+ * kept (GIL-guarded): malloc here would move the heap figure the screen
+ * compares.  -1: not done (no memory, no thread). */
+static int64_t *scratch = NULL;
+static size_t scratch_len = 0;          /* int64s */
+
+static int64_t *scratch_for(size_t n)
+{
+    if (n > scratch_len) {
+        size_t len = n + n / 2 + 1024;
+        void *p = mmap(NULL, len * sizeof(int64_t), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        if (scratch != NULL)
+            munmap(scratch, scratch_len * sizeof(int64_t));
+        scratch = p;
+        scratch_len = len;
+    }
+    memset(scratch, 0, n * sizeof(int64_t));
+    return scratch;
+}
+
 static int split_walk(rh_visit_t visit, walk_arg_t *w, rh_typeinfo_t *types, size_t ncap)
 {
     rh_walk_totals_t out2;
     memset(&out2, 0, sizeof(out2));
     rh_epoch_survivors_t sv2;
-    int64_t *live = calloc(2 * ncap + 1, sizeof(int64_t));       /* libc */
-    int64_t *counts = NULL;
+    size_t nsv = w->sv != NULL ? 2 * (size_t)w->sv->n : 0;
+    int64_t *live = scratch_for(2 * ncap + nsv);
     if (live == NULL)
         return -1;
     if (w->sv != NULL) {
         sv2 = *w->sv;
-        counts = calloc(2 * (size_t)sv2.n, sizeof(int64_t));    /* libc */
-        if (counts == NULL) {
-            free(live);
-            return -1;
-        }
-        sv2.blocks = counts;
-        sv2.bytes = counts + sv2.n;
+        sv2.blocks = live + 2 * ncap;
+        sv2.bytes = sv2.blocks + sv2.n;
         sv2.dead = 0;
     }
     walk_arg_t w2 = {&out2, w->first_epoch, w->sv != NULL ? &sv2 : NULL, types, live};
@@ -361,8 +379,6 @@ static int split_walk(rh_visit_t visit, walk_arg_t *w, rh_typeinfo_t *types, siz
             w->sv->dead += sv2.dead;
         }
     }
-    free(live);
-    free(counts);
     return rc;
 }
 

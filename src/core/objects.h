@@ -40,10 +40,9 @@ typedef struct {
 
 /* _rh_objects_walk and the survivors of the GIL table (sv, or NULL) in one
  * pass; threads 2: by two threads when the tables hold SPLIT_MIN_BLOCKS
- * blocks or more (a thread costs some 50 us; the walk waits on memory, so
- * two halves read at once take a little over half the time).  The helper
- * thread exists only during the walk (tracker.c waits until the kernel no
- * longer counts it). */
+ * blocks or more (the walk waits on memory, so
+ * two halves read at once take a little over half the time; tracker.c,
+ * the walk helper). */
 #define SPLIT_MIN_BLOCKS 65536
 void _rh_objects_walk_survivors(rh_walk_totals_t *out, uint32_t first_epoch,
                                 rh_epoch_survivors_t *sv, int threads);

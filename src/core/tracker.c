@@ -50,10 +50,7 @@
 #include "blocks.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdio.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -828,57 +825,105 @@ static void visit_table(const rh_table_t *t, rh_visit_t visit, void *arg)
         visit_range(t, 0, t->capacity, visit, arg);
 }
 
+/* The helper of the two-thread walk: one thread, started at the first
+ * such walk and kept (a thread started per walk churns the malloc heap,
+ * its TLS, which the screen's heap figure then sees move), named
+ * "refhound-walk", every signal blocked, waiting on a condition variable
+ * between walks.  It never allocates or calls Python.  After a fork the
+ * child has no helper: the first walk there starts its own (pid check). */
 typedef struct {
     rh_visit_t visit;
     void *arg;
     unsigned tables;
-    pid_t tid;                  /* the helper's, set by it */
 } half_t;
 
-/* The helper's half: the second half of each table's slots. */
-static void *walk_second_half(void *p)
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t go, done;
+    pid_t pid;                  /* the process that started it; 0: none */
+    uint64_t asked, finished;   /* walks asked of it and walks it finished */
+    half_t job;
+} helper = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+            0, 0, 0, {NULL, NULL, 0}};
+
+/* The second half of each table's slots. */
+static void *helper_main(void *unused)
 {
-    half_t *h = (half_t *)p;
-    __atomic_store_n(&h->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
-    if (h->tables & RH_TABLE_GIL)
-        visit_range(&gil_table, gil_table.capacity / 2, gil_table.capacity, h->visit, h->arg);
-    if (h->tables & RH_TABLE_ADOPTED)
-        visit_range(&adopted_table, adopted_table.capacity / 2, adopted_table.capacity,
-                    h->visit, h->arg);
+    (void)unused;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&helper.lock);
+    for (;;) {
+        while (helper.asked == seen)
+            pthread_cond_wait(&helper.go, &helper.lock);
+        seen = helper.asked;
+        half_t h = helper.job;
+        pthread_mutex_unlock(&helper.lock);
+        if (h.tables & RH_TABLE_GIL)
+            visit_range(&gil_table, gil_table.capacity / 2, gil_table.capacity, h.visit, h.arg);
+        if (h.tables & RH_TABLE_ADOPTED)
+            visit_range(&adopted_table, adopted_table.capacity / 2, adopted_table.capacity,
+                        h.visit, h.arg);
+        pthread_mutex_lock(&helper.lock);
+        helper.finished = seen;
+        pthread_cond_signal(&helper.done);
+    }
     return NULL;
+}
+
+/* 0 when this process has its helper (started now if need be), -1 if not. */
+static int helper_ready(void)
+{
+    pid_t pid = getpid();
+    if (helper.pid == pid)
+        return 0;
+    /* None yet, or the parent's (this is a fork child): fresh state. */
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    helper.lock = lock;
+    helper.go = cond;
+    helper.done = cond;
+    helper.asked = helper.finished = 0;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return -1;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);     /* the helper inherits the mask */
+    pthread_t t;
+    int started = pthread_create(&t, &attr, helper_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (!started)
+        return -1;
+    pthread_setname_np(t, "refhound-walk");
+    helper.pid = pid;
+    return 0;
 }
 
 int _rh_tracker_walk_split(unsigned tables, rh_visit_t visit, void *args[2])
 {
     tables &= RH_TABLE_GIL | RH_TABLE_ADOPTED;
-    if (!tracking || tables == 0)
+    if (!tracking || tables == 0 || helper_ready() < 0)
         return -1;
     GIL_TABLE_LOCK();
-    half_t h = {visit, args[1], tables, 0};
-    pthread_t helper;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);     /* the helper inherits the mask */
-    int started = pthread_create(&helper, NULL, walk_second_half, &h) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!started) {
-        GIL_TABLE_UNLOCK();
-        return -1;
-    }
+    pthread_mutex_lock(&helper.lock);
+    helper.job.visit = visit;
+    helper.job.arg = args[1];
+    helper.job.tables = tables;
+    uint64_t mine = ++helper.asked;
+    pthread_cond_signal(&helper.go);
+    pthread_mutex_unlock(&helper.lock);
     if (tables & RH_TABLE_GIL)
         visit_range(&gil_table, 0, gil_table.capacity / 2, visit, args[0]);
     if (tables & RH_TABLE_ADOPTED)
         visit_range(&adopted_table, 0, adopted_table.capacity / 2, visit, args[0]);
-    pthread_join(helper, NULL);
+    pthread_mutex_lock(&helper.lock);
+    while (helper.finished != mine)
+        pthread_cond_wait(&helper.done, &helper.lock);
+    pthread_mutex_unlock(&helper.lock);
     GIL_TABLE_UNLOCK();
-    /* The join returns when the thread has left its code; the kernel
-     * counts it among the process's threads a moment longer.  Wait for
-     * it to go (bounded), so that a count of threads after the walk is
-     * the program's own. */
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d", (int)h.tid);
-    for (int i = 0; h.tid > 0 && i < 1000 && access(path, F_OK) == 0; i++)
-        sched_yield();
     return 0;
 }
 

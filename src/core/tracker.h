@@ -162,11 +162,12 @@ enum {
 typedef void (*rh_visit_t)(const rh_block_t *entry, void *arg);
 void _rh_tracker_walk(unsigned tables, rh_visit_t visit, void *arg);
 /* The GIL and ADOPTED tables of `tables`, walked by two threads: the
- * caller visits the first half of each table's slots with args[0], a
- * helper thread (started and joined here, every signal blocked in it) the
- * second half with args[1].  The visitor reads blocks and writes only what
- * its arg points to.  0, or -1 when nothing was visited (no thread could
- * be started: walk with _rh_tracker_walk). */
+ * caller visits the first half of each table's slots with args[0], the
+ * walk helper (a thread of refhound's, started at the first such walk and
+ * kept, named "refhound-walk", every signal blocked) the second half with
+ * args[1].  The visitor reads blocks and writes only what its arg points
+ * to.  0, or -1 when nothing was visited (no thread could be started:
+ * walk with _rh_tracker_walk). */
 int _rh_tracker_walk_split(unsigned tables, rh_visit_t visit, void *args[2]);
 
 /* Copy the entry of `block` from the chosen tables into *out: 1 found,

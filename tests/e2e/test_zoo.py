@@ -4,15 +4,28 @@ Ground truth comes from each C file (zoo-expect, @culprit); see tests/zoo/README
 """
 import pytest
 
-from support import build_zoo_case, check_json, close_to, cbuild, expected, interpreter, leaks_here
+from support import (SANITIZE, build_zoo_case, check_json, close_to, cbuild, expected,
+                     interpreter, leaks_here)
 
 CASES = cbuild.zoo_cases()
 KINDS = ["release", "debug"]
 
 
+def skip_unmeasurable(case, kind):
+    """Under the sanitizer tier, Debian's debug interpreter finds the native
+    modules' malloc slots already bound to ASan's preloaded runtime (native
+    tracking counts them "foreign" and leaves them: 7 slots, against none
+    under the release interpreter), so a native case has no native figure
+    there."""
+    if SANITIZE and kind == "debug" and case["name"].startswith("native_"):
+        pytest.skip("under the sanitizer tier the debug interpreter's native modules call "
+                    "ASan's malloc directly: native tracking does not see them")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_leaky_case_is_a_leak_at_the_true_rate(case, kind):
+    skip_unmeasurable(case, kind)
     python = interpreter(kind)
     cwd = build_zoo_case(case, python)
     status, result, err = check_json(python, case["name"] + ":leaky", cwd)
@@ -34,6 +47,7 @@ def test_leaky_case_is_a_leak_at_the_true_rate(case, kind):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_clean_twin_is_clean(case, kind):
+    skip_unmeasurable(case, kind)
     python = interpreter(kind)
     cwd = build_zoo_case(case, python)
     status, result, err = check_json(python, case["name"] + ":clean", cwd)
