@@ -870,12 +870,21 @@ static void *helper_main(void *unused)
     return NULL;
 }
 
+/* In a fork child: no helper (only the forking thread goes on). */
+static void helper_forget(void) { helper.pid = 0; }
+
 /* 0 when this process has its helper (started now if need be), -1 if not. */
 static int helper_ready(void)
 {
+    static int atfork = 0;
     pid_t pid = getpid();
     if (helper.pid == pid)
         return 0;
+    if (!atfork) {
+        if (pthread_atfork(NULL, NULL, helper_forget) != 0)
+            return -1;
+        atfork = 1;
+    }
     /* None yet, or the parent's (this is a fork child): fresh state. */
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cond = PTHREAD_COND_INITIALIZER;

@@ -170,6 +170,41 @@ def test_out_of_memory_while_adopting_is_a_stated_failure():
     assert lines[4] == lines[2]         # still readable after stop(), until the next start()
 
 
+def test_fork_children_walk_with_a_helper_of_their_own():
+    """The two-thread heap walk's helper does not survive a fork: a child
+    (and its child) starts its own and its screens finish, with the same
+    totals at both walks and one more thread than the program's."""
+    proc = run("""
+        import gc, os, sys
+        from refhound import _core
+        _core.start()
+        heap = [{"n": i} for i in range(80000)]     # above the two-thread size
+
+        def noop():
+            pass
+
+        def screen():
+            gc.disable()
+            try:
+                return _core.Session.screen(noop, (), None, 1, 1, 1)
+            finally:
+                gc.enable()
+
+        print("parent", screen()["threads"], flush=True)
+        for depth in range(2):
+            pid = os.fork()
+            if pid:
+                _, status = os.waitpid(pid, 0)
+                sys.exit(os.waitstatus_to_exitcode(status))
+            r = screen()
+            assert r["refs"][0] == r["refs"][1], r
+            print("child", depth, r["threads"], flush=True)
+    """, modules=())
+    assert proc.returncode == 0, proc.stderr[-2000:] + died(proc)
+    lines = proc.stdout.split("\n")
+    assert lines[:3] == ["parent (2, 2)", "child 0 (2, 2)", "child 1 (2, 2)"], proc.stdout
+
+
 def test_a_forked_child_returning_from_the_target_leaves_the_loop():
     """GIVEN a target that forks, whose child returns WHEN a Session calls
     it THEN the child leaves at once (exit 0, nothing of the parent's
