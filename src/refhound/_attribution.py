@@ -301,6 +301,29 @@ def _stolen_culprit(entry, site):
     entry["source"] = [list(x) for x in source_context(culprit.get("file"), line)]
 
 
+def stolen_release(functions, file, line, freed_type=None):
+    """A block freed by a container's deallocator, released from `line` of
+    `file`, in a function that gave the container a reference through a
+    stealing call before that line: (line, reason) of that call (the
+    reference was borrowed), or None.  `functions`: the free stack from the
+    innermost frame up to the user's; the container's deallocator is one of
+    two deallocators there (the object's own and the container's), or the
+    only one when the freed object is of another type (`freed_type`: an int
+    freed by list_dealloc; a list freed by list_dealloc is the container
+    itself).  For the memory errors of --sanitize: the use after free then
+    blames the stealing line, not the Py_DECREF of the container."""
+    deallocs = [fn for fn in functions if _DEALLOC_RE.match(fn or "")]
+    if not file or not line or not deallocs:
+        return None
+    if len(deallocs) < 2 and (not freed_type or
+                              freed_type.lower() in deallocs[0].lower()):
+        return None
+    found = _stealing_call_before(file, line)
+    if found is None:
+        return None
+    return found[0], REASON_STOLEN % found[1]
+
+
 def _following_lines(file, line, limit=400):
     """The source lines after `line` up to the end of its function (a `}`
     in the first column)."""

@@ -385,8 +385,10 @@ class CheckRun:
                 # Nothing allocated: the refcount writes are the sites.
                 sites = [s for g in growth[:1] for s in g["sites"]]
         if sites:
-            from . import _dwarf    # here: the libdw path never imports pyelftools
             self.native = native = dict(_core.native_paths())
+            if native["symbols"] != "libdw":
+                # Only here: the libdw path never imports pyelftools (45 ms).
+                from . import _dwarf
             if native["symbols"] != "libdw" and _dwarf.available():
                 self.notes.append(
                     "native frames were read with pyelftools and the compiler's unwinder, the "

@@ -412,12 +412,22 @@ def to_memory_error(raw):
               for k, v in frames.items()}
     user = _user_filter()
     kind = raw.get("kind")
-    firsts = {k: user.first_user(v)[1] for k, v in frames.items()}
+    found = {k: user.first_user(v) for k, v in frames.items()}
+    firsts = {k: f for k, (_, f) in found.items()}
     role, culprit = pick_culprit(kind, firsts)
     c = None
     if culprit is not None:
         c = dict(_frame_dict(culprit), reason=culprit_reason(kind, raw.get("detected"), role),
                  role=role)
+    if role == "free":
+        # Freed by a container's deallocator: a borrowed reference given to
+        # a stealing call before the release is the line that is wrong.
+        from ._attribution import stolen_release
+        index = found["freed"][0]
+        stolen = stolen_release([f.fn for f in frames["freed"][:index]], culprit.path,
+                                culprit.line, raw.get("type"))
+        if stolen is not None:
+            c.update(line=stolen[0], reason=stolen[1], released_at=culprit.line)
     return {
         "kind": kind,
         "detected": raw.get("detected"),
