@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from support import IMMORTAL, engine_path, plain_env, run_refhound
+from support import IMMORTAL, SANITIZE, engine_path, plain_env, run_refhound
 
 PY = sys.executable
 
@@ -100,7 +100,15 @@ def test_decorator_and_with_forms(tmp_path):
         assert abs(tag["per_call"]["refs"] - 1) < 0.05
         assert [(g["type"], g["repr"]) for g in tag["refcount_growth"]][:1] == [
             ("NoneType", "None")]
-    assert results["clean-step"]["verdict"] == "clean"
+    clean = results["clean-step"]
+    if SANITIZE and clean["verdict"] == "inconclusive":
+        # Under the sanitizer tier resident memory holds ASan's quarantine,
+        # which grows longer than these 20,000 bodies: the counted figures
+        # must still be flat.
+        assert all(abs(clean["per_call"][m]) < 0.05 for m in ("refs", "objects", "blocks",
+                                                               "bytes")), clean["per_call"]
+    else:
+        assert clean["verdict"] == "clean", clean
     assert results["with-leak"]["verdict"] == "leak"
     assert abs(results["with-leak"]["per_call"]["objects"] - 4) < 0.05
     site = [t for t in results if t.endswith("prog.py:24")]

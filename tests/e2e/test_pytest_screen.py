@@ -23,7 +23,7 @@ import textwrap
 
 import pytest
 
-from support import ROOT, build_zoo_case, cbuild, engine_path
+from support import ROOT, SANITIZE, build_zoo_case, cbuild, engine_path
 
 PY = sys.executable
 CASES = {c["name"]: c for c in cbuild.zoo_cases()}
@@ -195,6 +195,8 @@ for name, fn in targets:
     if screen["outcome"] == "clean":
         full = run_callable(options.replace(calls=10 * entry["screen_calls"]), fn, (), {}, name)
         entry["full"] = full.verdict
+        entry["full_counted"] = {m: full.per_call.get(m) for m in ("refs", "objects", "blocks",
+                                                                    "bytes")}
     out.append(entry)
 print(json.dumps(out))
 '''
@@ -217,9 +219,20 @@ def test_what_the_screen_clears_is_clean_at_ten_times_the_calls(tmp_path):
     cleared = [e for e in entries if e["screen"] == "clean"]
     assert cleared, entries
     for e in cleared:
+        if SANITIZE and e["full"] != "clean":
+            # Under the sanitizer tier resident memory holds ASan's
+            # quarantine, which grows for a long time: a verdict on it
+            # alone (patience is off here) says nothing of the screen.
+            assert all(abs(v or 0) < 0.05 for v in e["full_counted"].values()), e
+            continue
         assert e["full"] == "clean", e
     # Every leaky case is beyond the screen (it never clears a leak).
     for e in entries:
+        if SANITIZE and e["target"].startswith("native_"):
+            # Under the sanitizer tier malloc and operator new are ASan's: the
+            # glibc heap figure stays flat, and a C++ module's `new` is bound
+            # to ASan's runtime, where native tracking does not see it.
+            continue
         if e["target"].endswith(":leaky") or e["target"].endswith("_leaky") or \
                 e["target"] == "basics:python_leak":
             assert e["screen"] == "suspect", e
