@@ -1,6 +1,6 @@
 /* guard.c — the guard allocator: memory errors found on a stock Python.
  *
- * Job.  Installed under the PEP 445 mem and obj domains (chaining the
+ * Job.  Installed under the PEP 445 raw, mem and obj domains (chaining the
  * allocators that were there, normally pymalloc), it gives one block in
  * `rate` (every block with rate 1, while slots are free) pages of its own
  * in a region reserved at start (the rate grows 4, 16, 64, 256 times rarer
@@ -50,9 +50,10 @@
  * blocks are 16-byte aligned except in `exact` mode (the replay of one
  * allocation size, placed against the guard page to the byte).
  *
- * Locking.  The mem and obj domains run under the GIL; guard_lock (a
- * mutex, uncontended) still guards the slots, the fresh counter and the
- * quarantine ring, for free-threaded builds and for safety.  The signal
+ * Locking.  The mem and obj domains run under the GIL, the raw domain in
+ * any thread; guard_lock (a mutex) guards the slots' allocation and
+ * release, the fresh counter and the quarantine ring; `passed` is counted
+ * atomically.  The signal
  * handler reads the slots without the lock (the faulting thread is not
  * inside the guard: the guard never touches a block's pages while they
  * are inaccessible) and `reporting` (an atomic flag) lets only one thread
@@ -122,7 +123,8 @@ static uint32_t *ring;               /* FIFO of freed slots */
 static uint32_t ring_head, ring_count;
 static uint64_t countdown = 1, rng = 0x9E3779B97F4A7C15ull;
 static rh_guard_stats_t stats;
-static domain_ctx_t mem_ctx = {RH_DOMAIN_MEM}, obj_ctx = {RH_DOMAIN_OBJ};
+static domain_ctx_t raw_ctx = {RH_DOMAIN_RAW}, mem_ctx = {RH_DOMAIN_MEM},
+                    obj_ctx = {RH_DOMAIN_OBJ};
 static PyMemAllocatorEx our_alloc;
 static struct sigaction old_segv, old_bus;
 static volatile int reporting;
@@ -476,7 +478,7 @@ static void *guard_alloc(domain_ctx_t *ctx, size_t size, int zero)
     return (void *)block;
 }
 
-/* Free a block of the region (GIL held). */
+/* Free a block of the region. */
 static void guard_free_block(uintptr_t p)
 {
     int64_t i = slot_of(p);
@@ -515,7 +517,7 @@ static void *hook_malloc(void *c, size_t size)
     void *p = guard_alloc(ctx, size, 0);
     if (p != NULL)
         return p;
-    stats.passed++;
+    __atomic_fetch_add(&stats.passed, 1, __ATOMIC_RELAXED);
     return ctx->prev.malloc(ctx->prev.ctx, size);
 }
 
@@ -527,7 +529,7 @@ static void *hook_calloc(void *c, size_t nelem, size_t elsize)
         if (p != NULL)
             return p;
     }
-    stats.passed++;
+    __atomic_fetch_add(&stats.passed, 1, __ATOMIC_RELAXED);
     return ctx->prev.calloc(ctx->prev.ctx, nelem, elsize);
 }
 
@@ -751,12 +753,15 @@ int _rh_guard_start(const rh_guard_config_t *cfg, const char **why)
     stats.slots = nslots;
     rng ^= (uint64_t)getpid() << 17;
     countdown = 1 + next_random() % (2 * (uint64_t)config.rate - 1);
+    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &raw_ctx.prev);
     PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &mem_ctx.prev);
     PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &obj_ctx.prev);
     our_alloc.malloc = hook_malloc;
     our_alloc.calloc = hook_calloc;
     our_alloc.realloc = hook_realloc;
     our_alloc.free = hook_free;
+    our_alloc.ctx = &raw_ctx;
+    PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &our_alloc);
     our_alloc.ctx = &mem_ctx;
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &our_alloc);
     our_alloc.ctx = &obj_ctx;

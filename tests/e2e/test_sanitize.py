@@ -26,6 +26,7 @@ EXPECT = {
     "underflow_write": "underflow",
     "write_after_free": "use-after-free",
     "uaf_setitem_borrowed": "use-after-free",
+    "raw_write_after_free": "use-after-free",
 }
 CASES = [cbuild.parse_case(p) for p in
          sorted(glob.glob(os.path.join(ROOT, "tests", "sanitize_cases", "*.c")) +
