@@ -110,6 +110,7 @@ def test_clean_twin_has_no_sites(case):
                                   "extra_decref"])
 @pytest.mark.parametrize("opt", OPTS)
 def test_watchpoint_path_names_the_refcount_write(name, opt):
+    skip_unless_leaks_here(name)
     case = next(c for c in CASES if c["name"] == name)
     result = run_case(case, opt)
     growth = result["refcount_growth"][0]
