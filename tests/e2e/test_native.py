@@ -186,6 +186,10 @@ def test_tracking_started_mid_run():
     assert out["clean"] == "clean"
 
 
+@pytest.mark.skipif(bool(SANITIZE), reason="ASan's allocator (GCC 12's runtime) is not "
+                    "fork-safe while other threads allocate: a child can wait forever on a lock "
+                    "a parent thread held at the fork (2 of 12 runs under load, the stack in "
+                    "the child ends in its SizeClassAllocator64 mutex)")
 def test_threads_without_the_gil_fork_and_restarts():
     """GIVEN four POSIX threads allocating and freeing with every function of
     the family WHEN tracking starts and stops thirty times under them, and
