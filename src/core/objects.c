@@ -294,8 +294,9 @@ static int free_listed_keys(const rh_block_t *b)
 #endif
 }
 
-void _rh_epoch_survivor(const rh_block_t *b, rh_epoch_survivors_t *sv)
+void _rh_epoch_survivor(const rh_block_t *b, void *arg)
 {
+    rh_epoch_survivors_t *sv = (rh_epoch_survivors_t *)arg;
     uint32_t e = rh_block_epoch(b);
     int domain = rh_block_domain(b);
     if (domain == RH_DOMAIN_ADOPTED || e < sv->first || e - sv->first >= sv->n)

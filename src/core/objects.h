@@ -46,8 +46,9 @@ typedef struct {
 #define SPLIT_MIN_BLOCKS 65536
 void _rh_objects_walk_survivors(rh_walk_totals_t *out, uint32_t first_epoch,
                                 rh_epoch_survivors_t *sv, int threads);
-/* One block as the screen counts it (for other tables' walks). */
-void _rh_epoch_survivor(const rh_block_t *b, rh_epoch_survivors_t *sv);
+/* One block as the screen counts it: a visitor of _rh_tracker_walk whose
+ * arg is an rh_epoch_survivors_t (for the other tables' walks). */
+void _rh_epoch_survivor(const rh_block_t *b, void *sv);
 
 /* A refcount snapshot: sorted by object address. */
 typedef struct {

@@ -500,8 +500,6 @@ static int young_collection(int generation)
     return 0;
 }
 
-static void count_screen_survivor(const rh_block_t *b, void *arg);
-
 /* The collection and walk at point `k` (0: A, 1: B), as the engine's own
  * work; B also counts the survivors of each epoch (out->blocks, bytes,
  * dead), zeroed by the caller. */
@@ -528,7 +526,7 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
          * pass (the GIL table), then the raw table's. */
         _rh_objects_walk_survivors(&w, out->first_epoch, k == 1 ? &sv : NULL, 2);
         if (k == 1) {
-            _rh_tracker_walk(RH_TABLE_RAW, count_screen_survivor, &sv);
+            _rh_tracker_walk(RH_TABLE_RAW, _rh_epoch_survivor, &sv);
             out->dead = sv.dead;
         }
         rh_procstat_t ps;
@@ -577,17 +575,12 @@ static int screen_calls(const rh_screen_plan_t *plan, PyObject *func, PyObject *
  * keep their type there), ready for the next allocation, and say nothing
  * of a leak.  A block whose content is not an object counts
  * (objects.c, _rh_epoch_survivor). */
-static void count_screen_survivor(const rh_block_t *b, void *arg)
-{
-    _rh_epoch_survivor(b, (rh_epoch_survivors_t *)arg);
-}
-
 int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes)
 {
     memset(blocks, 0, sizeof(int64_t) * n);
     memset(bytes, 0, sizeof(int64_t) * n);
     rh_epoch_survivors_t sv = {first, n, blocks, bytes, 0};
-    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, count_screen_survivor, &sv);
+    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, _rh_epoch_survivor, &sv);
     return sv.dead;
 }
 

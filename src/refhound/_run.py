@@ -77,6 +77,15 @@ class Step:
         self.arg = arg
 
 
+def _judged_survivors_now(figures):
+    """The blocks of a screen round's judged epochs (verdict.screen_judged)
+    that are alive now."""
+    from . import _core
+    first = figures["first_epoch"] + 1
+    return V.screen_judged([0] + _core.Session.survivors(first, first + figures["epochs"] - 1)
+                           + [0])
+
+
 def calibrated_calls(options, seconds_per_call):
     """Calls per iteration: the option, or a power of ten giving about
     options.iteration_seconds per iteration (at most options.max_calls)."""
@@ -181,7 +190,6 @@ class CheckRun:
         died since."""
         warm, calls, epochs = V.screen_plan(seconds_per_call)
         t = time.perf_counter()
-        from . import _core
         rounds = []
         earlier = earlier_now = None
         generation = 1
@@ -191,9 +199,7 @@ class CheckRun:
             figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
             if earlier is not None:
                 # The first round's judged epochs: which of their blocks live now.
-                first = earlier["first_epoch"] + 1
-                earlier_now = V.screen_judged(
-                    [0] + _core.Session.survivors(first, first + epochs - 1) + [0])
+                earlier_now = _judged_survivors_now(earlier)
             outcome, reason = V.screen_outcome(figures, earlier, earlier_now)
             rounds.append(reason)
             if outcome == "clean" or not V.screen_again(figures, len(rounds)):
@@ -244,14 +250,11 @@ class CheckRun:
         the caches cleared: the reason the judged epochs' survivors are no
         leak when none of them is alive any more, else None."""
         import gc
-        from . import _core
         from ._caches import clear_screen_caches
         t = time.perf_counter()
         gc.collect()
         clear_screen_caches()
-        first = figures["first_epoch"] + 1
-        now = V.screen_judged(
-            [0] + _core.Session.survivors(first, first + figures["epochs"] - 1) + [0])
+        now = _judged_survivors_now(figures)
         figures["walk_seconds"] += time.perf_counter() - t
         if any(now):
             return None
@@ -387,17 +390,16 @@ class CheckRun:
         if sites:
             self.native = native = dict(_core.native_paths())
             if native["symbols"] != "libdw":
-                # Only here: the libdw path never imports pyelftools (45 ms).
-                from . import _dwarf
-            if native["symbols"] != "libdw" and _dwarf.available():
-                self.notes.append(
-                    "native frames were read with pyelftools and the compiler's unwinder, the "
-                    "slower path: %s" % native["libdw"])
-            elif native["symbols"] != "libdw":
-                native["symbols"] = "none"
-                self.notes.append(
-                    "native frames have no source lines (module and symbol only): %s, and %s"
-                    % (native["libdw"], _dwarf.missing_reason()))
+                from . import _dwarf    # only here: the libdw path never imports pyelftools
+                if _dwarf.available():
+                    self.notes.append(
+                        "native frames were read with pyelftools and the compiler's unwinder, "
+                        "the slower path: %s" % native["libdw"])
+                else:
+                    native["symbols"] = "none"
+                    self.notes.append(
+                        "native frames have no source lines (module and symbol only): %s, and %s"
+                        % (native["libdw"], _dwarf.missing_reason()))
         raw = session.results()
         stage_rates = None
         if self.patience is not None and self.patience["outcome"] in ("settled", "persists"):
