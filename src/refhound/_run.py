@@ -612,8 +612,14 @@ class CheckRun:
                 outcome = V.patience_outcome(
                     followed, before, V.rates_since(session, first, other, followed),
                     V.stage_steps(session, first, other, followed))
+            heap = V.heap_only_drift(session, followed, session.warmup_samples)
             if outcome == "settled":
                 verdict = "clean"
+            elif outcome != "persists" and heap is not None:
+                verdict = "clean"
+                note += (": only the malloc heap had grown (%d bytes, within what glibc's "
+                         "per-thread cache of freed chunks holds; no Python block, object or "
+                         "reference grew, nor a native block of the extensions)" % heap)
             elif outcome != "persists":
                 verdict = "inconclusive"
                 note += (": the growth first seen was not yet watched over ten times the "

@@ -481,7 +481,7 @@ def test_real_suite_leak_is_lost_memory_of_its_test_at_its_line():
     # tuple of every skipped key (pytest --refhound: +9 tuples per run of
     # test_stringify_key, allocated at PyDict_Items in encoder_dict_iteritems)
     folder, status, data, output = simplejson_run("leaky")
-    # THEN the leak is lost memory of that test, at that line, all 9 tuples
+    # THEN the leak is lost memory of that test, at that line, its 9 tuples
     assert (status, data["verdict"]) == (1, "leak"), output[-3000:]
     assert data["errors"] == []
     leaks = data["leaks"]
@@ -500,7 +500,11 @@ def test_real_suite_leak_is_lost_memory_of_its_test_at_its_line():
     # allocation stack of their first life: they are added as "reused"
     blocks = sum(f["blocks"] + f.get("reused", {}).get("blocks", 0) for f in leaks)
     nbytes = sum(f["bytes"] + f.get("reused", {}).get("bytes", 0) for f in leaks)
-    assert (blocks, nbytes) == (9, 9 * 56)
+    # memcheck's scan is conservative: a stale copy of a tuple's object
+    # pointer left in live memory (seen once in a few dozen runs, on a
+    # loaded machine) makes that tuple "possibly lost", which a test's
+    # lost memory does not count; 8 of the 9 then
+    assert (blocks, nbytes) in {(9, 9 * 56), (8, 8 * 56)}, leaks
     assert {f["reused"]["type"] for f in leaks if f.get("reused")} <= {"tuple"}
 
 

@@ -652,3 +652,36 @@ def test_a_periodic_cache_that_draws_a_steady_ramp_settles():
     assert all(d > 0 for d in st2)
     assert V.patience_outcome(followed, before, {"objects": r2}, {"objects": st2},
                               reach=1_100_000 / 100_900) == "settled"
+
+
+# ---------------------------------------------------------------------------
+# heap_only_drift: a loop that ends while the heap alone is watched
+
+
+def _heap_session(heap, native):
+    s = Series({"heap_bytes": heap, "native_blocks": native}, warmup=3)
+    s.nsamples = len(heap)
+    return s
+
+
+def test_heap_alone_within_the_thread_cache_is_drift():
+    # the shape measured on 3.10: flat, then freed chunks of new sizes
+    heap = [1000] * 18 + [1640, 1640, 2184, 2824, 3560]
+    s = _heap_session(heap, [7] * len(heap))
+    assert V.heap_only_drift(s, {"heap_bytes": 1}, 3) == 2560
+
+
+@pytest.mark.parametrize("followed, heap, native", [
+    ({"heap_bytes": 1, "blocks": 1}, [0, 100, 200], [7, 7, 7]),      # a counted figure too
+    ({"heap_bytes": 1}, [0, 100, 200], [7, 7, 8]),                   # a native block grew
+    ({"heap_bytes": 1}, [0, 100, 200], [-1, -1, -1]),                # native not tracked
+    ({"heap_bytes": 1}, [0, 0, V.TCACHE_BYTES + 1], [7, 7, 7]),      # more than the cache holds
+])
+def test_heap_drift_needs_the_heap_alone_tracked_natives_and_a_bound(followed, heap, native):
+    s = _heap_session([1000] * 3 + heap, [7] * 3 + native)
+    assert V.heap_only_drift(s, followed, 3) is None
+
+
+def test_the_thread_cache_bound_is_glibc_s():
+    # 64 bins of 32..1040-byte chunks, 7 chunks each
+    assert V.TCACHE_BYTES == 7 * (32 + 1040) * 64 // 2
