@@ -1,7 +1,8 @@
 /* guard.c — the guard allocator: memory errors found on a stock Python.
  *
  * Job.  Installed under the PEP 445 raw, mem and obj domains (chaining the
- * allocators that were there, normally pymalloc), it gives one block in
+ * allocators that were there, normally pymalloc) and under native.c's
+ * malloc-family wrappers (the extensions' own heap), it gives one block in
  * `rate` (every block with rate 1, while slots are free) pages of its own
  * in a region reserved at start (the rate grows 4, 16, 64, 256 times rarer
  * as live blocks fill the slots past half, so long-lived blocks never take
@@ -69,6 +70,7 @@
  * mprotect costs (bench/sanitize_overhead.py).
  */
 #include "guard.h"
+#include "native.h"
 #include "safemem.h"
 #include "unwind.h"
 
@@ -124,7 +126,7 @@ static uint32_t ring_head, ring_count;
 static uint64_t countdown = 1, rng = 0x9E3779B97F4A7C15ull;
 static rh_guard_stats_t stats;
 static domain_ctx_t raw_ctx = {RH_DOMAIN_RAW}, mem_ctx = {RH_DOMAIN_MEM},
-                    obj_ctx = {RH_DOMAIN_OBJ};
+                    obj_ctx = {RH_DOMAIN_OBJ}, native_ctx = {RH_DOMAIN_NATIVE};
 static PyMemAllocatorEx our_alloc;
 static struct sigaction old_segv, old_bus;
 static volatile int reporting;
@@ -259,7 +261,7 @@ static void copy_maps(out_t *o)
     close(fd);
 }
 
-static const char *const DOMAIN_NAMES[] = {"raw", "mem", "obj", "adopted"};
+static const char *const DOMAIN_NAMES[] = {"raw", "mem", "obj", "adopted", "native"};
 
 /* Write the report of one error.  s may be NULL (an address in no slot). */
 static void write_report(const char *kind, const char *detected, uintptr_t addr,
@@ -283,7 +285,7 @@ static void write_report(const char *kind, const char *detected, uintptr_t addr,
         out_str(&o, "\nsize ");
         out_dec(&o, s->size);
         out_str(&o, "\ndomain ");
-        out_str(&o, DOMAIN_NAMES[s->domain & 3]);
+        out_str(&o, s->domain <= RH_DOMAIN_NATIVE ? DOMAIN_NAMES[s->domain] : "?");
         out_str(&o, "\n");
         out_ips(&o, "allocated", s->alloc_ips, s->nalloc);
         if (s->state == SLOT_FREED)
@@ -545,6 +547,24 @@ static void hook_free(void *c, void *ptr)
     ctx->prev.free(ctx->prev.ctx, ptr);
 }
 
+/* Realloc of a block of the region: a new block (guarded or not, from
+ * alloc), the old one freed as guarded blocks are. */
+static void *move_block(void *ptr, size_t size, void *(*alloc)(void *, size_t), void *c)
+{
+    int64_t i = slot_of((uintptr_t)ptr);
+    slot_t *s = i >= 0 ? &slots[i] : NULL;
+    if (s == NULL || s->state == SLOT_UNUSED || (uintptr_t)ptr != s->block)
+        fail_in_hook("invalid-free", (uintptr_t)ptr, s != NULL && s->state != SLOT_UNUSED ? s : NULL);
+    if (s->state == SLOT_FREED)
+        fail_in_hook("use-after-free", (uintptr_t)ptr, s);
+    void *q = alloc(c, size ? size : 1);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, ptr, s->size < size ? s->size : size);
+    guard_free_block((uintptr_t)ptr);
+    return q;
+}
+
 static void *hook_realloc(void *c, void *ptr, size_t size)
 {
     domain_ctx_t *ctx = (domain_ctx_t *)c;
@@ -554,19 +574,86 @@ static void *hook_realloc(void *c, void *ptr, size_t size)
         /* Keep it where it was born: pymalloc's realloc knows its own. */
         return ctx->prev.realloc(ctx->prev.ctx, ptr, size);
     }
-    int64_t i = slot_of((uintptr_t)ptr);
-    slot_t *s = i >= 0 ? &slots[i] : NULL;
-    if (s == NULL || s->state == SLOT_UNUSED || (uintptr_t)ptr != s->block)
-        fail_in_hook("invalid-free", (uintptr_t)ptr, s != NULL && s->state != SLOT_UNUSED ? s : NULL);
-    if (s->state == SLOT_FREED)
-        fail_in_hook("use-after-free", (uintptr_t)ptr, s);
-    void *q = hook_malloc(c, size ? size : 1);
-    if (q == NULL)
-        return NULL;
-    memcpy(q, ptr, s->size < size ? s->size : size);
-    guard_free_block((uintptr_t)ptr);
-    return q;
+    return move_block(ptr, size, hook_malloc, c);
 }
+
+/* ---- the native heap ------------------------------------------------------
+ * Slotted under native.c's malloc-family wrappers: the extensions' malloc,
+ * calloc, realloc and free (in any thread).  Blocks not guarded, and every
+ * aligned allocation, come from the C library (_rh_native_libc(), read at
+ * each call: in preload mode it is known only once native tracking has
+ * started); a free or realloc of an address outside the region goes there. */
+
+static void *native_malloc(size_t size)
+{
+    void *p = guard_alloc(&native_ctx, size, 0);
+    if (p != NULL)
+        return p;
+    __atomic_fetch_add(&stats.passed, 1, __ATOMIC_RELAXED);
+    return _rh_native_libc()->malloc(size);
+}
+
+static void *native_malloc_ctx(void *unused, size_t size)
+{
+    (void)unused;
+    return native_malloc(size);
+}
+
+static void *native_calloc(size_t nelem, size_t elsize)
+{
+    if (elsize == 0 || nelem <= ((size_t)-1) / elsize) {
+        void *p = guard_alloc(&native_ctx, nelem * elsize, 1);
+        if (p != NULL)
+            return p;
+    }
+    __atomic_fetch_add(&stats.passed, 1, __ATOMIC_RELAXED);
+    return _rh_native_libc()->calloc(nelem, elsize);
+}
+
+static void native_free(void *ptr)
+{
+    if (ptr != NULL && in_region((uintptr_t)ptr)) {
+        guard_free_block((uintptr_t)ptr);
+        return;
+    }
+    _rh_native_libc()->free(ptr);
+}
+
+static void *native_realloc(void *ptr, size_t size)
+{
+    if (ptr == NULL)
+        return native_malloc(size);
+    if (!in_region((uintptr_t)ptr))
+        return _rh_native_libc()->realloc(ptr, size);
+    if (size == 0) {                /* the C library's realloc(p, 0): a free */
+        native_free(ptr);
+        return NULL;
+    }
+    return move_block(ptr, size, native_malloc_ctx, NULL);
+}
+
+static int native_posix_memalign(void **out, size_t alignment, size_t size)
+{
+    return _rh_native_libc()->posix_memalign(out, alignment, size);
+}
+
+static void *native_aligned_alloc(size_t alignment, size_t size)
+{
+    return _rh_native_libc()->aligned_alloc(alignment, size);
+}
+
+static void *native_memalign(size_t alignment, size_t size)
+{
+    return _rh_native_libc()->memalign(alignment, size);
+}
+
+static void *native_valloc(size_t size) { return _rh_native_libc()->valloc(size); }
+static void *native_pvalloc(size_t size) { return _rh_native_libc()->pvalloc(size); }
+
+static const rh_native_allocator_t native_heap = {
+    native_malloc, native_calloc, native_realloc, native_free, native_posix_memalign,
+    native_aligned_alloc, native_memalign, native_valloc, native_pvalloc,
+};
 
 /* ---- the fault handler ------------------------------------------------------ */
 
@@ -766,6 +853,7 @@ int _rh_guard_start(const rh_guard_config_t *cfg, const char **why)
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &our_alloc);
     our_alloc.ctx = &obj_ctx;
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &our_alloc);
+    _rh_native_set_allocator(&native_heap);
     installed = 1;
     return 0;
 }

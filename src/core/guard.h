@@ -29,10 +29,12 @@ typedef struct {
     int report_fd;
 } rh_guard_config_t;
 
-/* Install the guard under the mem and obj domains (chaining the allocators
- * installed now) and the SIGSEGV/SIGBUS handler.  Before the tracker's
- * hooks, which then chain onto the guard.  Once per process; GIL held.
- * 0, or -1 with *why (a static string). */
+/* Install the guard under the raw, mem and obj domains (chaining the
+ * allocators installed now), under native tracking's malloc wrappers (the
+ * extensions' malloc, calloc and realloc are guarded once native tracking
+ * runs; native.h: _rh_native_set_allocator), and the SIGSEGV/SIGBUS
+ * handler.  Before the tracker's hooks, which then chain onto the guard.
+ * Once per process; GIL held.  0, or -1 with *why (a static string). */
 int _rh_guard_start(const rh_guard_config_t *config, const char **why);
 /* Put the fault handler back on top of handlers installed after it (the
  * one found becomes the previous handler).  GIL held. */

@@ -39,7 +39,9 @@
  *
  * The allocator under the malloc-family wrappers is a table (`under`):
  * the C library's, or another slotted in (_rh_native_set_allocator: the
- * guard allocator).
+ * guard allocator).  With another one slotted, a stop leaves the wrappers
+ * in place (`kept`: they record nothing, and hand every call to it), since
+ * only it can free the blocks it gave out.
  *
  * Patching (GOT mode): passes over the loaded objects (dl_iterate_phdr,
  * which holds the loader's list lock: no object is added or unmapped
@@ -202,6 +204,7 @@ static const char *failure = NULL;
 static rh_native_allocator_t libc_alloc;          /* GOT mode: from real[] */
 static const rh_native_allocator_t *next_alloc;   /* the C library's (either mode) */
 static const rh_native_allocator_t *volatile under;
+static int kept;            /* stopped with the wrappers left in place (stop) */
 
 static inline const rh_native_allocator_t *under_now(void)
 {
@@ -1267,7 +1270,7 @@ static void *w_dlmopen(Lmid_t lmid, const char *file, int flags)
 static int w_dlclose(void *handle)
 {
     int rc = REAL(DLCLOSE, dlclose_fn)(handle);
-    if (rc == 0 && native_on && mode == RH_NATIVE_GOT)
+    if (rc == 0 && (native_on || kept) && mode == RH_NATIVE_GOT)
         rescan(1);
     return rc;
 }
@@ -1456,6 +1459,15 @@ void _rh_native_stop(void)
     if (!native_on)
         return;
     __atomic_store_n(&native_on, 0, __ATOMIC_RELEASE);
+    if (under_now() != next_alloc) {
+        /* Another allocator is slotted under the wrappers (the guard): the
+         * blocks it handed out may be freed after this stop, and only it
+         * can free them (the C library aborts on an address of its
+         * region).  The wrappers stay in place and record nothing. */
+        kept = 1;
+        _rh_tracker_native_drop();
+        return;
+    }
     if (mode == RH_NATIVE_PRELOAD) {
         rh_preload_attach_t attach = (rh_preload_attach_t)dlsym(RTLD_DEFAULT, RH_PRELOAD_ATTACH);
         if (attach != NULL)

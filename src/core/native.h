@@ -62,7 +62,9 @@ const rh_native_allocator_t *_rh_native_libc(void);
  * intercepted): those it must hand to _rh_native_libc().  The C++
  * operators and the strdup family call their own definitions, which
  * allocate from the C library.  Must stay valid for the life of the
- * process; GIL held. */
+ * process: once one is slotted, _rh_native_stop leaves the wrappers in
+ * place (recording nothing) so that its blocks always come back to it.
+ * GIL held. */
 void _rh_native_set_allocator(const rh_native_allocator_t *a);
 
 #endif /* RH_NATIVE_H */

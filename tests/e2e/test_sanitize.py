@@ -11,10 +11,12 @@ under --sanitize too, to show that the guard and the leak check compose.
 import glob
 import json
 import os
+import subprocess
 
 import pytest
 
-from support import ROOT, build_zoo_case, cbuild, check_json, interpreter, run_refhound
+from support import (ROOT, build_zoo_case, cbuild, check_json, engine_path, interpreter,
+                     run_refhound)
 
 EXPECT = {
     "uaf_borrowed_decref": "use-after-free",
@@ -27,6 +29,8 @@ EXPECT = {
     "write_after_free": "use-after-free",
     "uaf_setitem_borrowed": "use-after-free",
     "raw_write_after_free": "use-after-free",
+    "native_overflow": "overflow",
+    "native_use_after_free": "use-after-free",
 }
 CASES = [cbuild.parse_case(p) for p in
          sorted(glob.glob(os.path.join(ROOT, "tests", "sanitize_cases", "*.c")) +
@@ -264,3 +268,71 @@ def test_api_sanitize_reports_in_a_child_and_the_caller_goes_on(tmp_path):
             (EXPECT[name], name + ".c", cases[name]["culprit_line"]), e
     assert "int raised under the guard" in out["raised"], out
     assert "ValueError" in proc.stderr
+
+
+KEEPER = r"""
+#include <Python.h>
+#include <stdlib.h>
+#include <string.h>
+static char *kept;
+static PyObject *keep(PyObject *m, PyObject *a)
+{
+    kept = malloc(40);
+    if (kept == NULL) return PyErr_NoMemory();
+    memset(kept, 7, 40);
+    char *grown = realloc(kept, 48);
+    if (grown == NULL) return PyErr_NoMemory();
+    kept = grown;
+    Py_RETURN_NONE;
+}
+static PyObject *nothing(PyObject *m, PyObject *a) { Py_RETURN_NONE; }
+static PyObject *release(PyObject *m, PyObject *a)
+{
+    long first = kept[0];
+    free(kept);
+    kept = NULL;
+    return PyLong_FromLong(first);
+}
+static PyMethodDef methods[] = {{"keep", keep, METH_NOARGS, ""},
+                                {"nothing", nothing, METH_NOARGS, ""},
+                                {"release", release, METH_NOARGS, ""}, {NULL}};
+static struct PyModuleDef md = {PyModuleDef_HEAD_INIT, "keeper", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_keeper(void) { return PyModule_Create(&md); }
+"""
+
+
+def test_native_blocks_are_guarded_and_freed_after_tracking_stops(tmp_path):
+    # GIVEN an extension that mallocs a buffer while native tracking runs
+    # under the guard, and frees it after tracking has stopped
+    python = interpreter("release")
+    (tmp_path / "keeper.c").write_text(KEEPER)
+    cbuild.build_extension(str(tmp_path / "keeper.c"), str(tmp_path), python=python)
+    (tmp_path / "prog.py").write_text("""
+import os, tempfile
+from refhound import _core
+fd, path = tempfile.mkstemp()
+_core.guard_start(fd, rate=1)
+for round in range(2):
+    _core.start()
+    _core.native_start()
+    import keeper
+    g0 = _core.guard_stats()["guarded"]
+    keeper.nothing()
+    g1 = _core.guard_stats()["guarded"]
+    keeper.keep()
+    guarded = (_core.guard_stats()["guarded"] - g1) - (g1 - g0)
+    _core.stop()
+    print(guarded, keeper.release())
+os.unlink(path)
+""")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), engine_path(python)]))
+    proc = subprocess.run([python, "prog.py"], cwd=str(tmp_path), env=env, capture_output=True,
+                          text=True, timeout=120)
+    # THEN its malloc and realloc were guarded blocks (two more than a call
+    # that allocates nothing), and their free after the stop went back
+    # to the guard (the C library would abort: "munmap_chunk(): invalid
+    # pointer"), twice
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rounds = [line.split() for line in proc.stdout.splitlines()]
+    assert [r[1] for r in rounds] == ["7", "7"], proc.stdout
+    assert [r[0] for r in rounds] == ["2", "2"], proc.stdout
