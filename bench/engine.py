@@ -41,16 +41,25 @@ def _git(*args):
 
 
 def _build_commit(python, commit):
+    """The commit's sources, extracted once, with the engine built for
+    `python` (one marker per interpreter: each builds its own .so files
+    beside the others')."""
     out = os.path.join(BUILD, "engine-" + commit)
     pkg = os.path.join(out, "src")
-    marker = os.path.join(out, ".built")
+    suffix = subprocess.run([python, "-c", "import sysconfig; "
+                             "print(sysconfig.get_config_var('EXT_SUFFIX'))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    extracted = os.path.join(out, ".extracted")
+    marker = os.path.join(out, ".built" + suffix)
     if os.path.exists(marker):
         return pkg
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    archive = subprocess.run(["git", "-C", ROOT, "archive", commit], capture_output=True,
-                             check=True).stdout
-    subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
+    if not os.path.exists(extracted):
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        archive = subprocess.run(["git", "-C", ROOT, "archive", commit], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
+        open(extracted, "w").close()
     proc = subprocess.run([python, "setup.py", "-q", "build_ext", "--inplace"], cwd=out,
                           capture_output=True, text=True)
     if proc.returncode != 0:
