@@ -30,7 +30,8 @@ def logging_getlogger():
     _tick("corpus.worker%d" % (next(_logger_turn) % 50))
 
 
-@leaks(refs=16, objects=5, blocks=7)
+@leaks(refs=16, objects=5, blocks=7,
+       versions={"3.12": {"refs": 10}, "3.13": {"refs": 10, "blocks": 6}})
 def logging_getlogger_leak():
     """A new logger name per call (a request id in the name): the classic
     leak, since the manager never forgets a logger."""
@@ -59,7 +60,8 @@ def threading_local():
     _local_state(_recent_locals, next(_local_turn))
 
 
-@leaks(refs=15, objects=9, blocks=11 + 1 / 64, tolerance={"blocks": 0.02})
+@leaks(refs=15, objects=9, blocks=11 + 1 / 64, tolerance={"blocks": 0.02},
+       versions={"3.12": {"refs": 13}, "3.13": {"refs": 12}})
 def threading_local_leak():
     """The deque without ``maxlen``: every local stays, with its dict for
     this thread."""
