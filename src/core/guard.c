@@ -51,10 +51,10 @@
  * blocks are 16-byte aligned except in `exact` mode (the replay of one
  * allocation size, placed against the guard page to the byte).
  *
- * Locking.  The mem and obj domains run under the GIL, the raw domain in
- * any thread; guard_lock (a mutex) guards the slots' allocation and
- * release, the fresh counter and the quarantine ring; `passed` is counted
- * atomically.  The signal
+ * Locking.  The mem and obj domains run under the GIL, the raw domain and
+ * the native heap in any thread; guard_lock (a mutex) guards the slots'
+ * allocation and release, the fresh counter and the quarantine ring (a
+ * fork waits for it: pthread_atfork); `passed` is counted atomically.  The signal
  * handler reads the slots without the lock (the faulting thread is not
  * inside the guard: the guard never touches a block's pages while they
  * are inaccessible) and `reporting` (an atomic flag) lets only one thread
@@ -780,6 +780,13 @@ static int install_handler(const char **why)
     return 0;
 }
 
+/* A fork while another thread holds guard_lock (the raw domain and the
+ * native heap allocate in any thread) must not leave the child's lock held
+ * forever: fork waits for it, and the child starts with a fresh one. */
+static void atfork_prepare(void) { pthread_mutex_lock(&guard_lock); }
+static void atfork_parent(void) { pthread_mutex_unlock(&guard_lock); }
+static void atfork_child(void) { pthread_mutex_init(&guard_lock, NULL); }
+
 static uint32_t slot_count(size_t budget)
 {
     uint64_t n = budget / page;
@@ -854,6 +861,7 @@ int _rh_guard_start(const rh_guard_config_t *cfg, const char **why)
     our_alloc.ctx = &obj_ctx;
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &our_alloc);
     _rh_native_set_allocator(&native_heap);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     installed = 1;
     return 0;
 }

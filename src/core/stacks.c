@@ -14,7 +14,7 @@
  *
  * Memory: records and the index live in mmap'd memory; the side table is a
  * blocks.c table (the id in the size field).  All of it is guarded by
- * stacks_lock, taken by hooks of every domain; never held while calling
+ * stacks_lock (a fork waits for it), taken by hooks of every domain; never held while calling
  * anything that can allocate through Python.  capture and in_use are read
  * by the hooks without the lock (a late or early event is harmless) and
  * written under the GIL.  Lock order: stacks_lock, then the tracker's
@@ -213,11 +213,22 @@ static const rh_observer_t observer = {
     on_alloc, on_free, on_move,
 };
 
+/* A fork waits for stacks_lock (registered after the tracker's handlers,
+ * so it is taken before the tables' locks, the documented order). */
+static void atfork_prepare(void) { pthread_mutex_lock(&stacks_lock); }
+static void atfork_parent(void) { pthread_mutex_unlock(&stacks_lock); }
+static void atfork_child(void) { pthread_mutex_init(&stacks_lock, NULL); }
+
 int _rh_stacks_capture(int on)
 {
     if (on && !observing) {
         if (_rh_tracker_observe(&observer) < 0)
             return -1;
+        static int atfork_done = 0;
+        if (!atfork_done) {
+            pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+            atfork_done = 1;
+        }
         observing = 1;
     }
     capture = on;

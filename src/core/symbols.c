@@ -56,6 +56,13 @@ static Dwfl_Callbacks callbacks;
 /* The loader's count of unloads when dwfl was made (guarded by dwfl_lock). */
 static unsigned long long session_subs;
 
+/* fork (unwind.c's handlers call these, after taking unwind_lock): a fork
+ * waits for dwfl_lock, so the child never inherits it held by a thread
+ * that is gone, nor libdw's state half updated. */
+void _rh_symbols_fork_prepare(void) { pthread_mutex_lock(&dwfl_lock); }
+void _rh_symbols_fork_parent(void) { pthread_mutex_unlock(&dwfl_lock); }
+void _rh_symbols_fork_child(void) { pthread_mutex_init(&dwfl_lock, NULL); }
+
 void _rh_symbols_init(void)
 {
     dw = _rh_dwapi();

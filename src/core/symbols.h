@@ -51,6 +51,11 @@ typedef struct {
 void _rh_symbolize(uintptr_t pc, rh_symbolized_t *out);
 /* Load libdw (once, at module init: outside the allocator hooks). */
 void _rh_symbols_init(void);
+/* pthread_atfork's three steps for dwfl_lock (registered by unwind.c, which
+ * takes its own lock first: the order of the walk that asks for CFI). */
+void _rh_symbols_fork_prepare(void);
+void _rh_symbols_fork_parent(void);
+void _rh_symbols_fork_child(void);
 /* Drop the DWARF session (the modules are read again on next use). */
 void _rh_symbols_forget(void);
 /* Is libdw in use (libdw.so.1 loaded)? */

@@ -17,7 +17,8 @@
  *
  * The walk only reads the current thread's own stack, checking that each
  * CFA moves up by less than a megabyte.  The cache is mmap'd and guarded by
- * unwind_lock (hooks run on any thread); libdw is reached only on a miss,
+ * unwind_lock (hooks run on any thread; pthread_atfork: a fork waits for
+ * it and for libdw's lock, in that order); libdw is reached only on a miss,
  * under symbols.c's own lock.  The fast walk is never used from a signal
  * handler: _rh_native_backtrace (the compiler's unwinder, which steps
  * through the signal frame) is.  Without libdw.so.1 (symbols.c) the fast
@@ -66,8 +67,37 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
+static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A fork waits for the walk's lock and then for libdw's (the order in
+ * which a walk takes them), so a child never inherits either held by a
+ * thread that no longer exists: a guarded or tracked allocation in the
+ * child would wait on it forever. */
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&unwind_lock);
+    _rh_symbols_fork_prepare();
+}
+
+static void atfork_parent(void)
+{
+    _rh_symbols_fork_parent();
+    pthread_mutex_unlock(&unwind_lock);
+}
+
+static void atfork_child(void)
+{
+    _rh_symbols_fork_child();
+    pthread_mutex_init(&unwind_lock, NULL);
+}
+
 void _rh_unwind_init(void)
 {
+    static int atfork_done = 0;
+    if (!atfork_done) {
+        pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+        atfork_done = 1;
+    }
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&_rh_unwind_init);
     _rh_symbols_init();
 #if RH_FAST_UNWIND
@@ -116,7 +146,6 @@ typedef struct {
     int known;              /* 0: no simple rule at this pc */
 } cached_rule_t;
 
-static pthread_mutex_t unwind_lock = PTHREAD_MUTEX_INITIALIZER;
 static cached_rule_t *cache;
 
 #if RH_FAST_UNWIND

@@ -223,6 +223,43 @@ def test_threads_without_the_gil_fork_and_restarts():
     assert out["left"] == 0 and out["failure"] is None
 
 
+@pytest.mark.skipif(bool(SANITIZE), reason="ASan's allocator is not fork-safe while other "
+                    "threads allocate (GCC 12's runtime; see the test above)")
+def test_threads_fork_and_restarts_under_the_guard():
+    """GIVEN the guard allocator under the native heap (--sanitize), and four
+    POSIX threads allocating and freeing with every function of the family
+    WHEN tracking starts and stops thirty times under them (a stop leaves
+    the wrappers to the guard) and the process forks children that allocate
+    THEN nothing deadlocks (a fork waits for the guard's lock) or crashes."""
+    out = run("""
+        import json, os, tempfile, time
+        import native_helpers as h
+        from refhound import _core
+        fd, path = tempfile.mkstemp()
+        _core.guard_start(fd, rate=1)
+        h.hammer_start(4)
+        statuses = []
+        for i in range(30):
+            _core.start(); _core.native_start()
+            time.sleep(0.005)
+            statuses.append(h.fork_and_alloc())
+            pid = os.fork()
+            if pid == 0:
+                h.clean96()
+                os._exit(0)
+            statuses.append(os.waitpid(pid, 0)[1])
+            _core.stop()
+        time.sleep(0.05)
+        ops = h.hammer_stop()
+        guard = _core.guard_stats()
+        os.unlink(path)
+        print(json.dumps({"statuses": statuses, "ops": ops, "guarded": guard["guarded"],
+                          "report": os.path.getsize(path) if os.path.exists(path) else 0}))
+    """, timeout=120)
+    assert set(out["statuses"]) == {0} and out["ops"] > 0
+    assert out["guarded"] > 0 and out["report"] == 0
+
+
 @pytest.mark.skipif(bool(SANITIZE), reason="under ASan a fork takes so long that patience "
                     "cannot watch the check out (inconclusive with or without native tracking)")
 def test_a_check_whose_target_forks_is_clean():
