@@ -137,11 +137,41 @@ def gone(pid, wait=10.0):
     return False
 
 
+def _default_signals():
+    # A suite started in the background or under nohup hands its children
+    # SIGINT, SIGQUIT and SIGHUP ignored; refhound (rightly) keeps what it
+    # was given, so the signal tests start it as a terminal would.
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    os.setpgid(0, 0)            # a process group of its own (_no_leftovers)
+
+
+_STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    """A failing signal test must not leave its spinning target behind: each
+    refhound started here leads a process group of its own, killed after
+    the test."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+
+
 def start(args, cwd):
     env = dict(os.environ, PYTHONPATH=engine_path(PY))
     env.pop("PYTHONSTARTUP", None)
-    return subprocess.Popen([PY, "-m", "refhound"] + args, cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([PY, "-m", "refhound"] + args, cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals)
+    _STARTED.append(proc)
+    return proc
 
 
 def target_pid(cwd, proc, wait=60.0):
