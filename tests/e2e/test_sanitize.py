@@ -31,9 +31,11 @@ EXPECT = {
     "raw_write_after_free": "use-after-free",
     "native_overflow": "overflow",
     "native_use_after_free": "use-after-free",
+    "native_cpp_use_after_delete": "use-after-free",
 }
 CASES = [cbuild.parse_case(p) for p in
          sorted(glob.glob(os.path.join(ROOT, "tests", "sanitize_cases", "*.c")) +
+                glob.glob(os.path.join(ROOT, "tests", "sanitize_cases", "*.cpp")) +
                 glob.glob(os.path.join(ROOT, "tests", "valgrind_cases", "*.c")))
          if os.path.splitext(os.path.basename(p))[0] in EXPECT]
 # The errors come at the first guarded call: a short check is enough.
@@ -56,10 +58,10 @@ def test_memory_error_is_reported_with_its_kind_at_its_culprit_line(case):
     assert e["kind"] == EXPECT[case["name"]], e
     c = e["culprit"]
     assert (os.path.basename(c["file"]), c["line"], c["function"]) == \
-        (case["name"] + ".c", case["culprit_line"], case["culprit_function"]), e
+        (os.path.basename(case["path"]), case["culprit_line"], case["culprit_function"]), e
     assert e["allocated"], e                       # the allocation stack, symbolized
     lines = {(os.path.basename(f["file"] or ""), f["line"]) for f in e["allocated"]}
-    assert any(name == case["name"] + ".c" for name, _ in lines), e["allocated"]
+    assert any(name == os.path.basename(case["path"]) for name, _ in lines), e["allocated"]
     if e["kind"] == "use-after-free":
         assert e["freed"] and e["access"], e
         assert c["role"] == "free"
