@@ -594,6 +594,12 @@ def _subtest_reason(call, quiet):
     """"; in subtest [name]: ..." for the subtests that leak, or why none was named."""
     try:
         culprits = subtest_culprits(call, quiet)
+        if culprits:
+            # Named again on a second look: a block that outlived one round
+            # on a loaded machine (seen twice in some twenty runs of the e2e
+            # test, beside the true one) does not name its subtest.
+            again = {name for name, _, _ in subtest_culprits(call, quiet)}
+            culprits = [c for c in culprits if c[0] in again]
     except Exception as exc:
         return "; its subtests could not be told apart (%s: %s)" % (type(exc).__name__, exc)
     if not culprits:
