@@ -415,14 +415,42 @@ static wchar_t *w_wcsdup(const wchar_t *str)
     return r;
 }
 
+/* With another allocator slotted (the guard), the caller's buffer may be
+ * one of its blocks, which the C library's realloc inside getdelim would
+ * abort on: it is first moved to a block of the C library's, recorded in
+ * its place (the caller frees it through the wrappers, which hand an
+ * address outside the guard's region back to the C library). */
+static void buffer_to_libc(char **lineptr, size_t *n, int recorded)
+{
+    const rh_native_allocator_t *a = under_now();
+    if (a == next_alloc || next_alloc == NULL || *lineptr == NULL)
+        return;
+    size_t size = *n ? *n : 1;
+    char *copy = next_alloc->malloc(size);
+    if (copy == NULL)
+        return;                 /* left as it is: the line may fit */
+    memcpy(copy, *lineptr, *n);
+    if (recorded)
+        forget(*lineptr);
+    a->free(*lineptr);
+    *lineptr = copy;
+    if (recorded)
+        record(copy, size);
+}
+
 /* getline/getdelim grow the caller's buffer with the C library's own
  * realloc: a realloc of *lineptr, recorded as one (its size: *n). */
 static ssize_t getdelim_recorded(ssize_t (*f)(char **, size_t *, int, FILE *), char **lineptr,
                                  size_t *n, int delim, FILE *stream)
 {
-    if (!recording() || lineptr == NULL || n == NULL)
+    if (lineptr == NULL || n == NULL)
         return f(lineptr, n, delim, stream);
+    if (!recording()) {
+        buffer_to_libc(lineptr, n, 0);
+        return f(lineptr, n, delim, stream);
+    }
     int s = hook_enter();
+    buffer_to_libc(lineptr, n, 1);
     rh_block_t old;
     char *before = *lineptr;
     int had = before != NULL && _rh_tracker_native_free((uintptr_t)before, &old);

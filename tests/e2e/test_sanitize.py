@@ -338,3 +338,57 @@ os.unlink(path)
     rounds = [line.split() for line in proc.stdout.splitlines()]
     assert [r[1] for r in rounds] == ["7", "7"], proc.stdout
     assert [r[0] for r in rounds] == ["2", "2"], proc.stdout
+
+
+READER = r"""
+#define _GNU_SOURCE
+#include <Python.h>
+#include <stdio.h>
+#include <stdlib.h>
+static PyObject *first_line(PyObject *m, PyObject *arg)
+{
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (path == NULL) return NULL;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return PyErr_SetFromErrno(PyExc_OSError);
+    size_t n = 16;
+    char *line = malloc(n);             /* the extension's own buffer, grown by getline */
+    ssize_t got = line ? getline(&line, &n, f) : -1;
+    fclose(f);
+    free(line);
+    return PyLong_FromSsize_t(got);
+}
+static PyMethodDef methods[] = {{"first_line", first_line, METH_O, ""}, {NULL}};
+static struct PyModuleDef md = {PyModuleDef_HEAD_INIT, "reader", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_reader(void) { return PyModule_Create(&md); }
+"""
+
+
+def test_getline_grows_a_guarded_buffer(tmp_path):
+    # GIVEN an extension that mallocs a 16-byte buffer and lets getline()
+    # grow it to a 300-byte line, under the guard with native tracking on
+    python = interpreter("release")
+    (tmp_path / "reader.c").write_text(READER)
+    cbuild.build_extension(str(tmp_path / "reader.c"), str(tmp_path), python=python)
+    (tmp_path / "line.txt").write_text("x" * 300 + "\n")
+    (tmp_path / "prog.py").write_text("""
+import os, tempfile
+from refhound import _core
+fd, path = tempfile.mkstemp()
+_core.guard_start(fd, rate=1)
+_core.start()
+_core.native_start()
+import reader
+print([reader.first_line("line.txt") for _ in range(3)], _core.guard_stats()["guarded"] > 0)
+_core.stop()
+print(reader.first_line("line.txt"), os.path.getsize(path))
+os.unlink(path)
+""")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), engine_path(python)]))
+    proc = subprocess.run([python, "prog.py"], cwd=str(tmp_path), env=env, capture_output=True,
+                          text=True, timeout=120)
+    # THEN the C library's realloc inside getline was handed a block of its
+    # own (it aborts on the guard's: "mremap_chunk(): invalid pointer"), while
+    # tracking runs and after it stopped, and no memory error was reported
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["[301, 301, 301] True", "301 0"], proc.stdout
