@@ -186,6 +186,28 @@ def test_tracking_started_mid_run():
     assert out["clean"] == "clean"
 
 
+# Thirty tracking restarts under four POSIX threads that allocate and free
+# with every function of the family, each round with a fork made by the
+# extension and one made here, whose children allocate.
+FORK_ROUNDS = textwrap.dedent("""
+    import json, os, time
+    import native_helpers as h
+    from refhound import _core
+    h.hammer_start(4)
+    statuses = []
+    for i in range(30):
+        _core.start(); _core.native_start()
+        time.sleep(0.005)
+        statuses.append(h.fork_and_alloc())
+        pid = os.fork()
+        if pid == 0:
+            h.clean96()
+            os._exit(0)
+        statuses.append(os.waitpid(pid, 0)[1])
+        _core.stop()
+""")
+
+
 @pytest.mark.skipif(bool(SANITIZE), reason="ASan's allocator (GCC 12's runtime) is not "
                     "fork-safe while other threads allocate: a child can wait forever on a lock "
                     "a parent thread held at the fork (2 of 12 runs under load, the stack in "
@@ -195,22 +217,7 @@ def test_threads_without_the_gil_fork_and_restarts():
     the family WHEN tracking starts and stops thirty times under them, and
     the process forks children that allocate THEN nothing deadlocks or
     crashes, and once the threads are done no native block is left."""
-    out = run("""
-        import json, os, time
-        import native_helpers as h
-        from refhound import _core
-        h.hammer_start(4)
-        statuses = []
-        for i in range(30):
-            _core.start(); _core.native_start()
-            time.sleep(0.005)
-            statuses.append(h.fork_and_alloc())
-            pid = os.fork()
-            if pid == 0:
-                h.clean96()
-                os._exit(0)
-            statuses.append(os.waitpid(pid, 0)[1])
-            _core.stop()
+    out = run(FORK_ROUNDS + textwrap.dedent("""
         _core.start(); _core.native_start()
         time.sleep(0.05)
         ops = h.hammer_stop()
@@ -218,7 +225,7 @@ def test_threads_without_the_gil_fork_and_restarts():
         _core.stop()
         print(json.dumps({"statuses": statuses, "ops": ops, "left": left["blocks"],
                           "failure": _core.stats()["failure"]}))
-    """)
+    """))
     assert set(out["statuses"]) == {0} and out["ops"] > 0
     assert out["left"] == 0 and out["failure"] is None
 
@@ -231,31 +238,19 @@ def test_threads_fork_and_restarts_under_the_guard():
     WHEN tracking starts and stops thirty times under them (a stop leaves
     the wrappers to the guard) and the process forks children that allocate
     THEN nothing deadlocks (a fork waits for the guard's lock) or crashes."""
-    out = run("""
-        import json, os, tempfile, time
-        import native_helpers as h
+    out = run(textwrap.dedent("""
+        import tempfile
         from refhound import _core
         fd, path = tempfile.mkstemp()
         _core.guard_start(fd, rate=1)
-        h.hammer_start(4)
-        statuses = []
-        for i in range(30):
-            _core.start(); _core.native_start()
-            time.sleep(0.005)
-            statuses.append(h.fork_and_alloc())
-            pid = os.fork()
-            if pid == 0:
-                h.clean96()
-                os._exit(0)
-            statuses.append(os.waitpid(pid, 0)[1])
-            _core.stop()
+    """) + FORK_ROUNDS + textwrap.dedent("""
         time.sleep(0.05)
         ops = h.hammer_stop()
         guard = _core.guard_stats()
         os.unlink(path)
         print(json.dumps({"statuses": statuses, "ops": ops, "guarded": guard["guarded"],
                           "report": os.path.getsize(path) if os.path.exists(path) else 0}))
-    """, timeout=120)
+    """), timeout=120)
     assert set(out["statuses"]) == {0} and out["ops"] > 0
     assert out["guarded"] > 0 and out["report"] == 0
 

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import subprocess
+import textwrap
 
 import pytest
 
@@ -272,6 +273,22 @@ def test_api_sanitize_reports_in_a_child_and_the_caller_goes_on(tmp_path):
     assert "ValueError" in proc.stderr
 
 
+def _run_under_the_guard(tmp_path, name, source, body):
+    """Build the extension `name` from `source` in tmp_path and run `body`
+    in a fresh interpreter after the guard (every block) is installed;
+    `path` is its report file, removed at the end.  The finished process."""
+    python = interpreter("release")
+    (tmp_path / (name + ".c")).write_text(source)
+    cbuild.build_extension(str(tmp_path / (name + ".c")), str(tmp_path), python=python)
+    (tmp_path / "prog.py").write_text(
+        "import os, tempfile\nfrom refhound import _core\n"
+        "fd, path = tempfile.mkstemp()\n_core.guard_start(fd, rate=1)\n"
+        + textwrap.dedent(body) + "os.unlink(path)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), engine_path(python)]))
+    return subprocess.run([python, "prog.py"], cwd=str(tmp_path), env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
 KEEPER = r"""
 #include <Python.h>
 #include <stdlib.h>
@@ -306,30 +323,19 @@ PyMODINIT_FUNC PyInit_keeper(void) { return PyModule_Create(&md); }
 def test_native_blocks_are_guarded_and_freed_after_tracking_stops(tmp_path):
     # GIVEN an extension that mallocs a buffer while native tracking runs
     # under the guard, and frees it after tracking has stopped
-    python = interpreter("release")
-    (tmp_path / "keeper.c").write_text(KEEPER)
-    cbuild.build_extension(str(tmp_path / "keeper.c"), str(tmp_path), python=python)
-    (tmp_path / "prog.py").write_text("""
-import os, tempfile
-from refhound import _core
-fd, path = tempfile.mkstemp()
-_core.guard_start(fd, rate=1)
-for round in range(2):
-    _core.start()
-    _core.native_start()
-    import keeper
-    g0 = _core.guard_stats()["guarded"]
-    keeper.nothing()
-    g1 = _core.guard_stats()["guarded"]
-    keeper.keep()
-    guarded = (_core.guard_stats()["guarded"] - g1) - (g1 - g0)
-    _core.stop()
-    print(guarded, keeper.release())
-os.unlink(path)
-""")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), engine_path(python)]))
-    proc = subprocess.run([python, "prog.py"], cwd=str(tmp_path), env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = _run_under_the_guard(tmp_path, "keeper", KEEPER, """
+        for round in range(2):
+            _core.start()
+            _core.native_start()
+            import keeper
+            g0 = _core.guard_stats()["guarded"]
+            keeper.nothing()
+            g1 = _core.guard_stats()["guarded"]
+            keeper.keep()
+            guarded = (_core.guard_stats()["guarded"] - g1) - (g1 - g0)
+            _core.stop()
+            print(guarded, keeper.release())
+    """)
     # THEN its malloc and realloc were guarded blocks (two more than a call
     # that allocates nothing), and their free after the stop went back
     # to the guard (the C library would abort: "munmap_chunk(): invalid
@@ -367,26 +373,16 @@ PyMODINIT_FUNC PyInit_reader(void) { return PyModule_Create(&md); }
 def test_getline_grows_a_guarded_buffer(tmp_path):
     # GIVEN an extension that mallocs a 16-byte buffer and lets getline()
     # grow it to a 300-byte line, under the guard with native tracking on
-    python = interpreter("release")
-    (tmp_path / "reader.c").write_text(READER)
-    cbuild.build_extension(str(tmp_path / "reader.c"), str(tmp_path), python=python)
     (tmp_path / "line.txt").write_text("x" * 300 + "\n")
-    (tmp_path / "prog.py").write_text("""
-import os, tempfile
-from refhound import _core
-fd, path = tempfile.mkstemp()
-_core.guard_start(fd, rate=1)
-_core.start()
-_core.native_start()
-import reader
-print([reader.first_line("line.txt") for _ in range(3)], _core.guard_stats()["guarded"] > 0)
-_core.stop()
-print(reader.first_line("line.txt"), os.path.getsize(path))
-os.unlink(path)
-""")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), engine_path(python)]))
-    proc = subprocess.run([python, "prog.py"], cwd=str(tmp_path), env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = _run_under_the_guard(tmp_path, "reader", READER, """
+        _core.start()
+        _core.native_start()
+        import reader
+        print([reader.first_line("line.txt") for _ in range(3)],
+              _core.guard_stats()["guarded"] > 0)
+        _core.stop()
+        print(reader.first_line("line.txt"), os.path.getsize(path))
+    """)
     # THEN the C library's realloc inside getline was handed a block of its
     # own (it aborts on the guard's: "mremap_chunk(): invalid pointer"), while
     # tracking runs and after it stopped, and no memory error was reported
