@@ -247,9 +247,10 @@ def test_threads_fork_and_restarts_under_the_guard():
         time.sleep(0.05)
         ops = h.hammer_stop()
         guard = _core.guard_stats()
+        report = os.path.getsize(path)
         os.unlink(path)
         print(json.dumps({"statuses": statuses, "ops": ops, "guarded": guard["guarded"],
-                          "report": os.path.getsize(path) if os.path.exists(path) else 0}))
+                          "report": report}))
     """), timeout=120)
     assert set(out["statuses"]) == {0} and out["ops"] > 0
     assert out["guarded"] > 0 and out["report"] == 0
