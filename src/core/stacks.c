@@ -14,8 +14,8 @@
  *
  * Memory: records and the index live in mmap'd memory; the side table is a
  * blocks.c table (the id in the size field).  All of it is guarded by
- * stacks_lock (a fork waits for it), taken by hooks of every domain; never held while calling
- * anything that can allocate through Python.  capture and in_use are read
+ * stacks_lock (a fork waits for it), taken by hooks of every domain; never
+ * held while calling anything that can allocate through Python.  capture and in_use are read
  * by the hooks without the lock (a late or early event is harmless) and
  * written under the GIL.  Lock order: stacks_lock, then the tracker's
  * table locks (sites walks the tables holding it).

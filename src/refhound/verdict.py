@@ -482,6 +482,8 @@ def heap_only_drift(session, followed, start):
         return None
     growth = heap[-1] - heap[0]
     return growth if 0 <= growth <= TCACHE_BYTES else None
+
+
 FAILING = ("leak", "error")
 
 
