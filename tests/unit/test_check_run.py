@@ -109,6 +109,28 @@ def test_calibration_picks_a_power_of_ten():
     assert _run.calibrated_calls(Options.for_pytest(), 1e-9) == 100
 
 
+def test_calibration_times_the_fastest_of_a_few_calls():
+    """A call slowed once (a first call, the scheduler) does not set the
+    rate; a slow call is timed once only."""
+    import time
+    seen = []
+
+    def slow_once():
+        seen.append(1)
+        if len(seen) == 1:
+            time.sleep(0.01)
+    assert _run._call_seconds(slow_once, (), None) < 0.005
+    assert len(seen) == _run.CALIBRATION_TIMINGS
+
+    slow = []
+
+    def always_slow():
+        slow.append(1)
+        time.sleep(0.03)
+    assert _run._call_seconds(always_slow, (), None) >= 0.03
+    assert len(slow) == 1
+
+
 def test_a_generator_function_is_driven_each_call():
     def gen():
         KEEP.append(object())
