@@ -238,6 +238,11 @@ class Decider:
         return "continue", False
 
 
+# Calls of the longer of the two short iterations that come before the
+# warm-up of a body checked at more calls per iteration than this.
+PROBE_CALLS = 100
+
+
 def refs_fell(refs_delta, calls):
     """One iteration's drop of the total reference count that means an extra
     DECREF per call (re-check with one call per iteration, so the object is
@@ -439,9 +444,12 @@ def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):
     per_call = max(seconds_per_call, 1e-9)
     floor = min(PATIENCE_MIN_CALLS, PATIENCE_MIN_SECONDS / per_call)
     horizon = max(PATIENCE_HORIZON * seen, floor)
-    if horizon_cap is not None:
-        horizon = min(horizon, horizon_cap)
     k = PATIENCE_ITERATIONS
+    if horizon_cap is not None:
+        # The stage calls k + 1 iterations (the first is its baseline): the
+        # cap holds for all of them.
+        horizon_cap = horizon_cap * k // (k + 1)
+        horizon = min(horizon, horizon_cap)
     affordable = (remaining / (k + 1) - overhead) / per_call * k
     horizon = min(horizon, affordable)
     if horizon < PATIENCE_HORIZON * seen and (horizon_cap is None or horizon < horizon_cap):
