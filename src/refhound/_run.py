@@ -458,6 +458,10 @@ class CheckRun:
         before = first_seen = V.mean_rates(session, start, self.measured_samples, calls,
                                            followed)
         seen = calls * measured
+        heap = V.heap_only_drift(session, followed, start, calls)
+        if verdict != "error" and heap is not None:
+            self.notes.append(_heap_drift_note(heap))
+            return "clean"
         cap = _overrelease_cap(growth)
         if verdict == "error" and cap is not None and cap < V.PATIENCE_HORIZON * seen:
             self.notes.append("the reference count of %s falls too close to zero to watch "
@@ -632,14 +636,12 @@ class CheckRun:
                 outcome = V.patience_outcome(
                     followed, before, V.rates_since(session, first, other, followed),
                     V.stage_steps(session, first, other, followed))
-            heap = V.heap_only_drift(session, followed, session.warmup_samples)
+            heap = V.heap_only_drift(session, followed, session.warmup_samples, self.calls)
             if outcome == "settled":
                 verdict = "clean"
             elif outcome != "persists" and heap is not None:
                 verdict = "clean"
-                note += (": only the malloc heap had grown (%d bytes, within what glibc's "
-                         "per-thread cache of freed chunks holds; no Python block, object or "
-                         "reference grew, nor a native block of the extensions)" % heap)
+                note += ": " + _heap_drift_note(heap)
             elif outcome != "persists":
                 verdict = "inconclusive"
                 note += (": the growth first seen was not yet watched over ten times the "
@@ -672,6 +674,13 @@ class CheckRun:
             survivors={"first_epoch": 0, "blocks": [], "bytes": []}, notes=self.notes)
         result.incomplete = why
         return result
+
+
+def _heap_drift_note(per_call):
+    return ("only the malloc heap grew (%+.3g bytes per call, below one chunk per call; no "
+            "Python block, object or reference grew, nor a native block of the extensions): "
+            "memory the interpreter or the C library allocates for itself, not a leak of the "
+            "code checked" % per_call)
 
 
 def _overrelease_cap(growth):

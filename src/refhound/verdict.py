@@ -467,29 +467,31 @@ def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):
 # bytes), is drift, not a leak of the test.
 NATIVE_DRIFT = 1.0
 
-# What glibc's per-thread cache of freed chunks (tcache) can hold: 64 bins
-# of chunk sizes 32 to 1040 bytes, 7 chunks each.  mallinfo2() counts those
-# chunks as in use until they are reused, so the heap figure climbs as new
-# sizes are freed (a list of the engine's that grows by one entry per
-# iteration frees a chunk of a new size each time), then stops.  Measured
-# on 3.10 in a loop of 20,000 clean bodies: +2.5 KB over 23 iterations;
-# flat with GLIBC_TUNABLES=glibc.malloc.tcache_count=0.
-TCACHE_BYTES = 7 * sum(32 + 16 * i for i in range(64))
+# The heap figure (glibc's bytes in use, without the chunks parked in the
+# main thread's tcache: procstat.c) also holds what the interpreter and the
+# C library allocate with malloc directly: neither PEP 445 nor the native
+# wrappers see it.  Growth there alone, below one chunk per call (the
+# smallest chunk is 32 bytes) while every tracked figure stays flat, is not
+# a per-call leak of the code checked: a re-import of markupsafe's
+# extension grows it by 14 bytes per call, steadily, inside the
+# interpreter.  It is reported as drift, with a note, without patience.
+HEAP_CHUNK_BYTES = 32
 
 
-def heap_only_drift(session, followed, start):
-    """The heap's growth over the samples from `start` when it alone is
-    followed, the extensions' native blocks are tracked and flat, and the
-    growth is no more than the per-thread cache holds; else None."""
-    if set(followed) != {"heap_bytes"}:
+def heap_only_drift(session, followed, start, calls):
+    """The heap's growth per call over the samples from `start` (at `calls`
+    calls per sample) when it alone is followed, the extensions' native
+    blocks are tracked and flat, and it is below HEAP_CHUNK_BYTES; else
+    None."""
+    if set(followed) != {"heap_bytes"} or calls < 1:
         return None
     native = session.series("native_blocks", start)
     heap = session.series("heap_bytes", start)
     if len(heap) < 2 or min(heap) < 0 or not native or min(native) < 0 \
             or max(native) != min(native):
         return None
-    growth = heap[-1] - heap[0]
-    return growth if 0 <= growth <= TCACHE_BYTES else None
+    per_call = (heap[-1] - heap[0]) / (calls * (len(heap) - 1))
+    return per_call if 0 <= per_call < HEAP_CHUNK_BYTES else None
 
 
 FAILING = ("leak", "error")
