@@ -83,6 +83,32 @@ def test_a_clean_function_has_no_phase_after_measuring():
     assert result.sites == [] and result.refcount_growth == []
 
 
+def test_a_fast_body_is_probed_with_short_iterations_before_the_warm_up():
+    """At more than 100 calls per iteration, three short iterations (10,
+    100, 100 calls) come first: an over-release shows there before a full
+    iteration could free its object."""
+    calls_seen = []
+    started = _core.start()
+    try:
+        options = Options(warmup=2, attribution=False)
+
+        def open_session(n):
+            return _core.Session(clean, (), None, clear_caches, n,
+                                 max_samples=_run.max_samples(options))
+        run = _run.CheckRun(options, "t", open_session, can_call=False)
+        steps = run.steps(1000)
+        for _ in range(6):
+            step = steps.send(None)
+            calls_seen.append((step.phase, run.session.calls))
+            run.session.iterate(step.warmup, step.snapshot)
+        steps.close()
+    finally:
+        if started:
+            _core.stop()
+    assert calls_seen == [("warm-up", 10), ("warm-up", 100), ("warm-up", 100),
+                          ("warm-up", 1000), ("warm-up", 1000), ("measuring", 1000)]
+
+
 def test_without_tracking_the_result_says_why():
     assert not _core.is_tracking()
     run = _run.CheckRun(Options(), "t", lambda n: None)
