@@ -105,9 +105,9 @@ def test_checker_options_are_validated():
 def test_falling_refcount_is_an_error_and_does_not_crash(references):
     """One DECREF too many per call on a long-lived object: verdict error,
     re-checked with one call per iteration so the object is never freed.
-    The body takes well under a microsecond (calibrated to thousands of
-    calls per iteration): the two short iterations before the warm-up see
-    the fall before a full iteration frees the object."""
+    The body takes well under a microsecond (calibrated to 1,000 calls per
+    iteration): the three short iterations before the warm-up see the fall
+    before a full iteration could free the object."""
     import ctypes
     victim = "an object with many references"
     holders = [victim] * references     # references to give away

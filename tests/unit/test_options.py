@@ -11,7 +11,7 @@ from refhound.options import OptionError, Options
 def test_defaults():
     o = Options()
     assert (o.warmup, o.iterations, o.min_iterations, o.calls) == (3, 60, 8, None)
-    assert (o.max_calls, o.alpha, o.diagnose, o.attribution) == (10_000, 0.001, 3, True)
+    assert (o.max_calls, o.alpha, o.diagnose, o.attribution) == (1_000, 0.001, 3, True)
     assert o.timeout is None and o.strict is False
 
 
