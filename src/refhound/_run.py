@@ -785,7 +785,7 @@ def run_callable(options, func, args, kwargs, target, observers=(), screen=None,
         if calls is None:
             calls = calibrated_calls(options, screen)
     if calls is None:
-        calls = calibrated_calls(options, _call_seconds(func, args, kwargs))
+        calls = _calibrate(options, func, args, kwargs)
 
     def open_session(n):
         return _core.Session(func, args, kwargs, clear_caches, n,
@@ -814,16 +814,31 @@ def run_callable(options, func, args, kwargs, target, observers=(), screen=None,
 
 CALIBRATION_TIMINGS = 3         # calls timed to calibrate (the fastest counts)
 CALIBRATION_SECONDS = 0.05      # ... unless they take longer than this
+CALIBRATION_RETIMED = 100       # the most calls per iteration a retiming gives
 
 
-def _call_seconds(func, args, kwargs):
-    """Seconds one call takes: the fastest of a few timed calls.  One timing
-    alone is at the mercy of the scheduler: on a loaded machine a 5 µs call
-    timed once at 60 µs gave 10 calls per iteration instead of 100, and a
-    leak of one object per 1,000 calls fell between the measured calls."""
+def _calibrate(options, func, args, kwargs):
+    """Calls per iteration from the time of the first call; when that gives
+    fewer than CALIBRATION_RETIMED, from the fastest of a few timed calls,
+    up to CALIBRATION_RETIMED.  One timing alone is at the mercy of the
+    scheduler: on a loaded machine a 5 µs call timed once at 60 µs gave 10
+    calls per iteration instead of 100, and a leak of one object per 1,000
+    calls fell between the measured calls.  (The fastest call alone would
+    check a body whose first call is slow, as under AddressSanitizer, at
+    ten times the calls it was tuned for.)"""
+    calls = calibrated_calls(options, _call_seconds(func, args, kwargs, 1))
+    if calls < CALIBRATION_RETIMED:
+        fastest = _call_seconds(func, args, kwargs, CALIBRATION_TIMINGS)
+        calls = max(calls, min(calibrated_calls(options, fastest), CALIBRATION_RETIMED))
+    return calls
+
+
+def _call_seconds(func, args, kwargs, timings=CALIBRATION_TIMINGS):
+    """Seconds one call takes: the fastest of up to `timings` timed calls
+    (fewer when they take more than CALIBRATION_SECONDS)."""
     best = None
     spent = 0.0
-    for _ in range(CALIBRATION_TIMINGS):
+    for _ in range(timings):
         try:
             t = time.perf_counter()
             func(*args, **(kwargs or {}))

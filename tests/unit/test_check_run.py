@@ -158,6 +158,17 @@ def test_calibration_times_the_fastest_of_a_few_calls():
     assert len(slow) == 1
 
 
+def test_a_first_call_slowed_once_is_retimed_up_to_100_calls():
+    import time
+    seen = []
+
+    def slow_once():
+        seen.append(1)
+        if len(seen) == 1:
+            time.sleep(0.002)         # 10 calls per iteration from this timing
+    assert _run._calibrate(Options(), slow_once, (), None) == _run.CALIBRATION_RETIMED
+
+
 def test_a_generator_function_is_driven_each_call():
     def gen():
         KEEP.append(object())
