@@ -371,6 +371,20 @@ def test_memory_mapped_by_a_library_is_rss_growth_with_the_reason():
     assert (status, result["verdict"]) == (0, "clean"), err
 
 
+@NO_GLIBC_HEAP
+def test_a_chunk_the_c_library_allocates_per_call_is_a_leak_of_the_heap():
+    """asprintf() allocates inside the C library, where no wrapper sees it:
+    only the heap figure grows, by its 64-byte chunk per call; that is a
+    chunk per call or more, so not drift.  The twin frees it: clean."""
+    cwd = helpers_dir()
+    status, result, err = check_json(PY, "native_helpers:libc_leak", cwd)
+    assert (status, result["verdict"]) == (1, "leak"), err
+    assert close_to(result["per_call"]["heap_bytes"], 64), result["per_call"]
+    assert close_to(result["per_call"]["native_bytes"], 0), result["per_call"]
+    status, result, err = check_json(PY, "native_helpers:libc_clean", cwd)
+    assert (status, result["verdict"]) == (0, "clean"), err
+
+
 def test_a_buffer_grown_by_realloc_call_after_call():
     """One block whose realloc() grows it by 96 bytes per call: native bytes
     grow, native blocks do not."""

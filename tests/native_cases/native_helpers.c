@@ -14,10 +14,14 @@
  *   log_append()        a buffer that realloc() grows by 96 bytes per call
  *   map_leak() / map_clean()
  *                       16 KiB of anonymous mmap, touched, kept / unmapped
+ *   libc_leak() / libc_clean()
+ *                       a 40-byte string from asprintf() (allocated inside
+ *                       the C library: no wrapper sees it), kept / freed
  *   load_side() / side_leak()
  *                       dlopen("libnative_side.so") by its bare name (found on
  *                       this module's RUNPATH only), and its leaking function
  */
+#define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
@@ -261,6 +265,28 @@ map_clean(PyObject *m, PyObject *unused)
 
 /* ---- a library found on this module's RUNPATH ---------------------------------- */
 
+static char *volatile kept_string;
+
+static PyObject *
+libc_leak(PyObject *m, PyObject *unused)
+{
+    char *s;
+    if (asprintf(&s, "%040d", 7) < 0)
+        return PyErr_NoMemory();
+    kept_string = s;            /* never freed: a 48-byte chunk per call */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+libc_clean(PyObject *m, PyObject *unused)
+{
+    char *s;
+    if (asprintf(&s, "%040d", 7) < 0)
+        return PyErr_NoMemory();
+    free(s);
+    Py_RETURN_NONE;
+}
+
 static int (*side_leak96)(void);
 
 static PyObject *
@@ -295,6 +321,8 @@ static PyMethodDef methods[] = {
     {"log_append", log_append, METH_NOARGS, NULL},
     {"map_leak", map_leak, METH_NOARGS, NULL},
     {"map_clean", map_clean, METH_NOARGS, NULL},
+    {"libc_leak", libc_leak, METH_NOARGS, NULL},
+    {"libc_clean", libc_clean, METH_NOARGS, NULL},
     {"load_side", load_side, METH_NOARGS, NULL},
     {"side_leak", side_leak, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}
