@@ -332,12 +332,9 @@ class CheckRun:
             done += 1
             verdict, stop = decider.decide(session)
             self._notify("measuring", done)
-            if V.refs_fell(session.last_delta("refs"), session.calls):
-                falls += 1
-                if falls >= 2:
-                    return "restart"
-            else:
-                falls = 0
+            falls = falls + 1 if V.refs_fell(session.last_delta("refs"), session.calls) else 0
+            if falls >= 2:
+                return "restart"
             if stop:
                 return verdict
 

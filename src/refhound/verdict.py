@@ -238,8 +238,8 @@ class Decider:
         return "continue", False
 
 
-# Calls of the longer of the two short iterations that come before the
-# warm-up of a body checked at more calls per iteration than this.
+# A body checked at more calls per iteration than this first gets three
+# short iterations (a tenth of it, then it twice) before its warm-up.
 PROBE_CALLS = 100
 
 
