@@ -362,23 +362,23 @@ def _raise_unittest_outcome(item):
     raise UnittestOutcome("%s: %s" % (first.typename, first.value))
 
 
-def subtest_culprits(call, quiet, rounds=9):
+def subtest_culprits(call, quiet, rounds=9, tail=2):
     """[(name, refs per call, blocks per call)] of the subtests whose share
     of a call leaves references or blocks behind, round after round.
 
     Each subtest's body runs in a birth epoch of its own; at its end, a
-    full collection and a heap walk give the reference total.  A round's
-    blocks are counted after the next round's call: what the last subtests
-    leave for the next call to replace has died by then, a leak's blocks
-    have not."""
+    full collection and a heap walk give the reference total.  The blocks
+    of every round are counted once, after `tail` more calls: what a
+    subtest leaves for a later call to replace (seen on a loaded machine:
+    one block per call outliving the next call) has died by then, a
+    leak's blocks have not."""
     from . import _core
     S = _core.Session
     calls = []                  # per round: [(name, refs share, epoch)]
-    survivors = []              # per round but the last: blocks alive per subtest epoch
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for r in range(rounds + 1):
+        for r in range(rounds + 1 + tail):
             marks = []
 
             def boundary(name):
@@ -393,8 +393,6 @@ def subtest_culprits(call, quiet, rounds=9):
             finally:
                 quiet.on_subtest = None
             gc.collect()
-            if calls and calls[-1]:
-                survivors.append(S.survivors(calls[-1][0][2], calls[-1][-1][2]))
             shares = []
             previous = refs0
             for name, refs, e in marks:
@@ -404,11 +402,15 @@ def subtest_culprits(call, quiet, rounds=9):
     finally:
         if enabled:
             gc.enable()
-    # Round 0 warms up; rounds 1..rounds are judged (their blocks counted
-    # after the round that follows each).
-    rounds_seen = [[(name, refs, survivors[k][i] if i < len(survivors[k]) else 0)
-                    for i, (name, refs, _) in enumerate(calls[k])]
-                   for k in range(1, len(survivors))]
+    # Round 0 warms up; rounds 1..rounds are judged, their blocks counted
+    # after the tail's calls.
+    judged = [shares for shares in calls[1:rounds + 1] if shares]
+    if not judged:
+        return []
+    first, last = judged[0][0][2], judged[-1][-1][2]
+    alive = S.survivors(first, last)
+    rounds_seen = [[(name, refs, alive[e - first]) for name, refs, e in shares]
+                   for shares in judged]
     return judge_subtests(rounds_seen)
 
 
