@@ -52,7 +52,10 @@ def check_case(python, pair, func, cwd):
         # memory holds its quarantine: a settling case's patience may run out
         # of budget (re_many, zoneinfo_cache: 1 run in 2 or 3).  Never a leak.
         problems = []
-    assert not problems, (problems, result["per_call"], result.get("notes"))
+    # A string, so that pytest shows it whole (a tuple's repr is cut short).
+    assert not problems, "%s\nper call: %s\ncalibrated to %s calls, %s\nnotes: %s\npatience: %s" % (
+        problems, result["per_call"], result.get("calls_per_iteration"),
+        result.get("iterations"), result.get("notes"), result.get("patience"))
 
 
 def test_corpus_is_large_and_paired():
