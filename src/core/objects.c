@@ -24,6 +24,7 @@
  * table's generation changes; guarded by the GIL.
  */
 #include "objects.h"
+#include "radix.h"
 #include "safemem.h"
 #include "tracker.h"
 
@@ -471,7 +472,9 @@ int _rh_snapshot_take(rh_snapshot_t *snap)
         _rh_snapshot_release(snap);
         return -1;
     }
-    qsort(snap->entries, snap->count, sizeof(rh_snapentry_t), cmp_snapentry);
+    if (_rh_radix_sort(snap->entries, snap->count, sizeof(rh_snapentry_t),
+                       offsetof(rh_snapentry_t, obj)) < 0)
+        qsort(snap->entries, snap->count, sizeof(rh_snapentry_t), cmp_snapentry);
     return 0;
 }
 

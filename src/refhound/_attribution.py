@@ -584,10 +584,16 @@ def watch_sites(objects, func, args, kwargs, calls):
         key = (site["file"], site["line"], site["function"], site["module"])
         pool = pools[index]
         if delta > 0:
-            if not returned:
-                for _ in range(delta):
+            # A returned write hands one reference to the caller; the rest
+            # of it is the function's own (the compiler merges an extra
+            # Py_INCREF with the Py_RETURN_NONE after it into one add of 2).
+            kept = delta - 1 if returned else delta
+            if kept and returned:
+                site["_merged"] = True
+            if kept:
+                for _ in range(kept):
                     pool[kind].append((key, addresses))
-                _bump(unpaired[index], key, site, delta)
+                _bump(unpaired[index], key, site, kept)
         elif delta < 0:
             for _ in range(-delta):
                 which = released_increment(pool, addresses, site["_dealloc"])
@@ -604,11 +610,15 @@ def watch_sites(objects, func, args, kwargs, calls):
             if abs(rate) < 0.05 or (site["file"] is None and site["function"] is None):
                 continue
             entry = {k: v for k, v in site.items()
-                     if k not in ("frames", "_write", "_api", "_dealloc")}
+                     if k not in ("frames", "_write", "_api", "_dealloc", "_merged")}
             entry["refs_per_call"] = round(rate, 4)
             if entry.get("culprit"):
                 entry["culprit"] = dict(entry["culprit"], reason=_write_reason(
                     site, rate, entry["culprit"].get("in_interpreter")))
+                if site.get("_merged") and rate > 0:
+                    entry["culprit"]["reason"] += (
+                        "; the compiler merged it with the increment of the returned "
+                        "reference: the extra Py_INCREF may be on a line just before")
                 if not entry["culprit"].get("line") and entry["culprit"].get("function"):
                     entry["culprit"]["reason"] += "; the line is not known: %s" % \
                         stripped_hint(entry["culprit"]["module"])

@@ -373,9 +373,11 @@ class CheckRun:
                                   "iteration (the other figures moved with the check's own "
                                   "bookkeeping): an error")
                 verdict = self.decided = "error"
-        if verdict == "error" and self.options.diagnose > 0:
-            # Which objects lose references, before waiting: an over-release
-            # must not be repeated until it frees its object.
+        if verdict in ("error", "leak") and self.options.diagnose > 0:
+            # Which objects lose or gain references, before waiting: an
+            # over-release must not be repeated until it frees its object,
+            # and the snapshots walk every object, which a leak watched
+            # longer multiplies (a leaked int per call: 125,000 more).
             try:
                 growth = yield from self._diagnose()
                 diagnosed = True
@@ -386,6 +388,8 @@ class CheckRun:
                 verdict = yield from self._patience(verdict, growth)
             except _core.TrackingError as exc:
                 self.notes.append("no patience: refhound %s" % exc)
+        if verdict not in ("leak", "error"):
+            growth = []         # a cache's fill: nothing to name
         if verdict == "leak" and V.rss_unexplained(self.decider.trends):
             self.notes.append(
                 "resident memory grows while no allocator's figure does: memory mapped outside "
@@ -479,10 +483,13 @@ class CheckRun:
             other, horizon = stage
             first = session.nsamples
             self.watching = (followed, before, first, other)
-            session.set_calls(other)
+            # The stage's first iteration is only its baseline (no change
+            # is read across it): the check's own calls are enough.
+            session.set_calls(min(calls, other))
             try:
                 for _ in range(V.PATIENCE_ITERATIONS + 1):
                     yield self._iterate("patience")
+                    session.set_calls(other)
                     self._notify("patience", session.nsamples - first)
                     if time.perf_counter() - t0 > V.PATIENCE_OVERRUN * budget:
                         break       # slower than measured (a loaded machine): judge what we have

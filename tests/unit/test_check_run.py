@@ -66,7 +66,9 @@ def test_a_leak_goes_through_every_phase():
     assert seen[:2] == ["warm-up", "warm-up"]
     measuring = seen.count("measuring")
     assert 8 <= measuring <= 60
-    assert seen[2 + measuring:] == ["patience"] * 5 + ["diagnosing"] * 4
+    # A leak is diagnosed before patience, while the heap does not yet hold
+    # what patience adds to it (every snapshot walks every object).
+    assert seen[2 + measuring:] == ["diagnosing"] * 4 + ["patience"] * 5
     assert result.per_call["objects"] == pytest.approx(1.0, abs=0.02)
     assert result.iterations == {"warmup": 2, "measured": measuring}
     assert result.calls_per_iteration == 100
