@@ -360,6 +360,25 @@ def returns_what_it_allocates(frame):
     return any(back.search(t) for t in _following_lines(file, line))
 
 
+# An allocator's wrapper inlined into the interpreter's code (tracemalloc's
+# raw_malloc(): `return allocators.raw.malloc(...)`): its line says nothing
+# the line that called it does not.
+_ALLOC_WRAPPER_RE = re.compile(r"^(\w+_)?(malloc|calloc|realloc)$")
+
+
+def skip_interpreter_wrappers(frames, index):
+    """Move an interpreter culprit out of an inlined allocator wrapper, to
+    the interpreter line that called it."""
+    while index is not None and index + 1 < len(frames):
+        frame = frames[index]
+        if not frame.get("inlined") or not _ALLOC_WRAPPER_RE.match(frame.get("function") or ""):
+            break
+        if frame_kind(frames[index + 1]) != "interpreter" or not frames[index + 1].get("line"):
+            break
+        index += 1
+    return index
+
+
 def skip_wrappers(frames, index):
     """Move a culprit out of the user's allocation wrappers, to the line
     that called them."""
@@ -499,6 +518,8 @@ def leak_sites(first_epoch, last_epoch, calls, limit=10):
             index = skip_wrappers(frames, index)
         elif where == "interpreter" and not _interpreter_candidate(frames[index]) and python:
             index = where = None        # allocated by Python code
+        elif where == "interpreter":
+            index = skip_interpreter_wrappers(frames, index)
         if index is None and not python:
             continue
         site = site_dict(frames, python, index, where)

@@ -1,15 +1,20 @@
-"""Real reference leaks in CPython's own C code, reproduced on the
-interpreters of this machine (leaks.py), with their upstream issue and how
-to find their true line in the interpreter's DWARF (truth.py).
+"""Real leaks in CPython's own C code (a reference, or a block of memory),
+reproduced on the interpreters of this machine (leaks.py), with their
+upstream issue and how to find their true line in the interpreter's DWARF
+(truth.py).
 
 Each case: the reproducer in leaks.py; `function`: the function that drops
 the reference (a real function in some build of the same sources);
-`callees`: the calls in it that made the reference (the true line is the
-line of such a call); `which`: "first" or "last" when only the first or
-the last such call in source order is on the leaking path; `interpreters`: where it leaks (the fix came
-later); `truth_from`: an interpreter built from the same sources whose
-DWARF still has the function (LTO inlined it away in Debian's release
-build); `tuned`: whether refhound's rules were tuned while looking at it.
+`callees`: the calls in it that made the reference or the block (the true
+line is the line of such a call; `inlined`: the compiler inlined the callee,
+and the line is its call site); `source`: its file (a tuple: the file's
+name in each version); `which`: "first" or "last" when only the first or
+the last such call in source order is on the leaking path; `interpreters`:
+where it leaks (the fix came later); `fixed_on`: interpreters with the fix,
+where the reproducer must be clean; `truth_from`: an interpreter built from
+the same sources whose DWARF still has the function (LTO inlined it away in
+Debian's release build); `tuned`: whether refhound's rules were tuned while
+looking at it.
 """
 import os
 import shutil
@@ -44,6 +49,12 @@ CASES = [
      "function": "sock_sendto",
      "callees": ("PyArg_ParseTuple", "_PyArg_ParseTuple_SizeT"), "which": "first",
      "source": "socketmodule.c", "interpreters": ALL, "tuned": True},
+    {"name": "tracemalloc_tracebacks", "issue": "gh-121390", "fixed_in": "3.12.5, 3.13.0",
+     "what": "tracemalloc: the tracebacks table frees its values (NULL), not its keys: every "
+             "traceback interned while tracing leaks when the tables are cleared",
+     "function": "traceback_new", "callees": ("raw_malloc",), "inlined": True,
+     "source": ("_tracemalloc.c", "tracemalloc.c"), "interpreters": ("3.11.7", "3.12.1"),
+     "fixed_on": ("3.13.0",), "tuned": True},
     # Held out: run once with the rules as they were, never tuned on.
     {"name": "sethostname_audit", "issue": None, "fixed_in": None,
      "what": "socket.sethostname(): the audit hook refuses, the FS-encoded host name leaks "

@@ -1,6 +1,7 @@
-"""Reproducers of real reference leaks in CPython's own C code, each fixed
-upstream later.  Every function leaks on each call on the interpreters its
-case names (tests/cpython_corpus/cases.py) and never raises.
+"""Reproducers of real leaks in CPython's own C code (a reference, or a
+block of memory), each fixed upstream later.  Every function leaks on each
+call on the interpreters its case names (tests/cpython_corpus/cases.py),
+is clean on those with the fix (`fixed_on`), and never raises.
 
 The audit-hook cases install one hook at import; it refuses only the named
 event, and only while a reproducer runs."""
@@ -8,6 +9,7 @@ import itertools
 import pickle
 import socket
 import sys
+import tracemalloc
 
 _refuse = [None]
 
@@ -127,3 +129,11 @@ def readline_audit():
 
 def sethostname_audit():
     _refusing("socket.sethostname", socket.sethostname, "refhound-corpus-host")
+
+
+# -- gh-121390: tracemalloc's tracebacks table frees its values, not its keys
+
+def tracemalloc_tracebacks():
+    tracemalloc.start()
+    tracemalloc.take_snapshot()
+    tracemalloc.stop()

@@ -36,7 +36,7 @@ def run_case(case, tag):
         return None
     expected = truth.true_lines(cases.INTERPRETERS[cases.TRUTH_FROM.get(tag, tag)],
                                 case["function"], case["callees"], case["source"],
-                                case.get("which"))
+                                case.get("which"), case.get("inlined", False))
     status, result, err = support.check_json(python, "leaks:" + case["name"], HERE)
     if result is None:
         return {"verdict": "failed: " + err[-300:], "culprit": None, "found": None,

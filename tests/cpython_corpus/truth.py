@@ -36,6 +36,33 @@ def call_lines(obj, function, callees):
                      for n, f in re.findall(r'Line (\d+) of "([^"]+)"', out))
 
 
+@functools.lru_cache(maxsize=None)
+def inlined_call_lines(obj, function, callees):
+    """{(source file name, line)} in `function` of the calls to any of
+    `callees` that the compiler inlined (tracemalloc's raw_malloc: its
+    indirect call through the allocator table is all that is left): the
+    indirect calls of `function` whose innermost inlined frame is a callee,
+    at the line of `function` that called it (binutils' addr2line -i)."""
+    if shutil.which("addr2line") is None:
+        return frozenset()
+    out = _gdb(obj, "disassemble '%s'" % function)
+    addrs = re.findall(r"^\s*(0x[0-9a-f]+)\s+<[^>]*>:\s+call\s+\*", out, re.M)
+    lines = set()
+    for a in addrs:
+        text = subprocess.run(["addr2line", "-i", "-f", "-e", obj, a], capture_output=True,
+                              text=True, timeout=60).stdout.splitlines()
+        chain = list(zip(text[0::2], text[1::2]))        # (function, file:line), innermost first
+        if not chain or chain[0][0] not in callees:
+            continue
+        for fn, where in chain[1:]:
+            if fn == function and ":" in where:
+                path, _, line = where.rpartition(":")
+                if line.split()[0].isdigit():
+                    lines.add((os.path.basename(path), int(line.split()[0])))
+                break
+    return frozenset(lines)
+
+
 def objects_of(python):
     """The ELF objects an interpreter's code lives in: the executable,
     libpython, its lib-dynload modules."""
@@ -48,7 +75,7 @@ def objects_of(python):
     return out
 
 
-def true_lines(python, function, callees, source, which=None):
+def true_lines(python, function, callees, source, which=None, inlined=False):
     """The true lines of a case on an interpreter, or an empty set."""
     if shutil.which("gdb") is None:
         return frozenset()
@@ -58,7 +85,9 @@ def true_lines(python, function, callees, source, which=None):
         if ".so" in base and "lib-dynload" in obj:
             if ("311d-" in base) != debug and "cpython-311" in base:
                 continue
-        lines = frozenset(x for x in call_lines(obj, function, tuple(callees)) if x[0] == source)
+        sources = (source,) if isinstance(source, str) else tuple(source)
+        found = (inlined_call_lines if inlined else call_lines)(obj, function, tuple(callees))
+        lines = frozenset(x for x in found if x[0] in sources)
         if lines:
             if which == "first":
                 return frozenset([min(lines)])

@@ -52,6 +52,27 @@ def test_culprit_is_the_innermost_user_frame():
     assert _attribution.culprit([]) is None
 
 
+def test_an_inlined_allocator_wrapper_in_the_interpreter_gives_way_to_its_caller():
+    """tracemalloc's raw_malloc(), inlined into traceback_new(): the line of
+    traceback_new() that called it is the culprit (gh-121390)."""
+    lib = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+    frames = [fr("raw_malloc", module=lib, file="/b/_tracemalloc.c", line=260, inlined=True),
+              fr("traceback_new", module=lib, file="/b/_tracemalloc.c", line=452),
+              fr("tracemalloc_add_trace", module=lib, file="/b/_tracemalloc.c", line=534)]
+    assert _attribution.culprit_frame(frames) == (0, "interpreter")
+    assert _attribution.skip_interpreter_wrappers(frames, 0) == 1
+    # Not inlined (a function of its own, seen in the stack), or no caller
+    # with a line: kept.
+    frames[0]["inlined"] = False
+    assert _attribution.skip_interpreter_wrappers(frames, 0) == 0
+    frames[0]["inlined"] = True
+    frames[1]["line"] = None
+    assert _attribution.skip_interpreter_wrappers(frames, 0) == 0
+    # A function that is not a wrapper of the allocator: kept.
+    assert _attribution.skip_interpreter_wrappers(
+        [fr("dict_lookup_malloc_ish", module=lib, inlined=True)] + frames[1:], 0) == 0
+
+
 @pytest.fixture
 def source(tmp_path):
     path = tmp_path / "ext.c"
