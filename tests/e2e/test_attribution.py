@@ -37,7 +37,7 @@ def run_case(case, opt):
 # belongs to whichever line the line table gives it.  These cases are listed
 # here; their site must still be one of the folded writes in the culprit's
 # function (every other case is asserted exact: 57 of 58 runs).
-FOLDED_AT_O2 = {"incref_none"}
+FOLDED_AT_O2 = {"incref_none", "incref_returned"}
 
 
 def refcount_write_lines(case):
@@ -107,7 +107,7 @@ def test_clean_twin_has_no_sites(case):
 
 
 @pytest.mark.parametrize("name", ["incref_none", "incref_cached_str", "incref_static_type",
-                                  "extra_decref"])
+                                  "incref_returned", "extra_decref"])
 @pytest.mark.parametrize("opt", OPTS)
 def test_watchpoint_path_names_the_refcount_write(name, opt):
     skip_unless_leaks_here(name)

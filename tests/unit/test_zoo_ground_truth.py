@@ -38,7 +38,7 @@ def readme_table():
 
 def test_the_zoo_is_all_there():
     names = [c["name"] for c in ZOO]
-    assert names == sorted(names) and len(names) == len(set(names)) == 35
+    assert names == sorted(names) and len(names) == len(set(names)) == 36
     assert {"new_object", "extra_decref", "gc_cycle_no_gc", "every_tenth"} <= set(names)
     assert {"native_lib_malloc", "native_cpp_new", "native_realloc", "native_strdup",
             "native_thread"} <= set(names)
