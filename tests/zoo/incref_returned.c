@@ -10,6 +10,7 @@
  *
  * zoo-kind: extra-incref
  * zoo-expect: refs=1 objects=0 blocks=0
+ * zoo-expect-immortal: refs=0
  * zoo-description: extra Py_INCREF merged with the returned reference
  */
 #define PY_SSIZE_T_CLEAN
