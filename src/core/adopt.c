@@ -6,7 +6,9 @@
  *   1. every live type (typeset.c);
  *   2. every object the cyclic GC knows (gc.get_objects()) and each object
  *      they refer to (tp_traverse), which reaches the non-GC ones (str,
- *      int, float, bytes) held by containers, code and modules;
+ *      int, float, bytes) held by containers, code and modules; and what
+ *      the holders the GC does not list refer to: code objects' constants
+ *      and names, untracked tuples and frozensets of constants;
  *   3. the writable data segments of every loaded ELF object: objects that
  *      live there (static singletons, small ints, static strings) and
  *      pointers stored there (a module's `static PyObject *cache`).
@@ -64,11 +66,98 @@ static int adopt_live(PyObject *op)
     return _rh_tracker_adopt(block, ti->preheader, RH_ADOPTED_LIVE) > 0;
 }
 
+/* Objects the GC does not list hold constants too: a code object (not a
+ * GC type) its co_consts and names, and the tuples and frozensets of
+ * constants the GC untracks.  A constant passed to an extension whose
+ * reference the extension keeps (ext.keep(0.6)) is reachable only through
+ * them: each such holder, once adopted, is expanded in turn (a work list:
+ * every object is adopted once, so it ends). */
+static PyObject **holders;
+static size_t nholders, capholders;
+/* Holders already queued in this adoption (open addressing, libc): a code
+ * object shared by a thousand closures is expanded once. */
+static uintptr_t *queued;
+static size_t queued_cap, queued_count;
+
+static int first_time(uintptr_t p)
+{
+    if (2 * (queued_count + 1) > queued_cap) {
+        size_t cap = queued_cap ? 2 * queued_cap : 4096;
+        uintptr_t *more = calloc(cap, sizeof(uintptr_t));  /* libc */
+        if (more == NULL)
+            return 0;
+        for (size_t i = 0; i < queued_cap; i++) {
+            uintptr_t q = queued[i];
+            if (q == 0)
+                continue;
+            size_t j = (size_t)((q >> 4) * 0x9E3779B97F4A7C15ull) & (cap - 1);
+            while (more[j] != 0)
+                j = (j + 1) & (cap - 1);
+            more[j] = q;
+        }
+        free(queued);
+        queued = more;
+        queued_cap = cap;
+    }
+    size_t j = (size_t)((p >> 4) * 0x9E3779B97F4A7C15ull) & (queued_cap - 1);
+    while (queued[j] != 0) {
+        if (queued[j] == p)
+            return 0;
+        j = (j + 1) & (queued_cap - 1);
+    }
+    queued[j] = p;
+    queued_count++;
+    return 1;
+}
+
+/* Queue op when it holds constants the GC does not list (known to the
+ * tables or not: a code object made under tracking may hold a float from
+ * a free list whose block is older than tracking). */
+static void push_holder(PyObject *op)
+{
+    int holder = PyCode_Check(op) ||
+                 (PyObject_IS_GC(op) && !PyObject_GC_IsTracked(op) &&
+                  Py_TYPE(op)->tp_traverse != NULL);
+    if (!holder || !first_time((uintptr_t)op))
+        return;
+    if (nholders == capholders) {
+        size_t cap = capholders ? 2 * capholders : 1024;
+        PyObject **more = realloc(holders, cap * sizeof(PyObject *));  /* libc */
+        if (more == NULL)
+            return;                 /* out of memory: fewer constants adopted */
+        holders = more;
+        capholders = cap;
+    }
+    holders[nholders++] = op;
+}
+
 static int visit_referent(PyObject *op, void *arg)
 {
-    if (op != NULL && adopt_live(op))
+    if (op == NULL)
+        return 0;
+    if (adopt_live(op))
         stats->from_referents++;
+    push_holder(op);
     return 0;
+}
+
+static void expand_holders(void)
+{
+    while (nholders > 0 && _rh_tracker_active()) {
+        PyObject *op = holders[--nholders];
+        if (PyCode_Check(op)) {
+            PyCodeObject *co = (PyCodeObject *)op;
+            visit_referent(co->co_consts, NULL);
+        }
+        else
+            Py_TYPE(op)->tp_traverse(op, visit_referent, NULL);
+    }
+    free(holders);
+    holders = NULL;
+    nholders = capholders = 0;
+    free(queued);
+    queued = NULL;
+    queued_cap = queued_count = 0;
 }
 
 static int adopt_gc_objects(void)
@@ -89,6 +178,7 @@ static int adopt_gc_objects(void)
             trav(op, visit_referent, NULL);
     }
     Py_DECREF(all);
+    expand_holders();
     return 0;
 }
 

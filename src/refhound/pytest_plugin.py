@@ -319,6 +319,17 @@ class RefhoundPlugin:
 
     # -- in the process that runs the test ---------------------------------
 
+    def pytest_collection_finish(self, session):
+        """Adopt, once, what importing the test modules made in blocks from
+        before tracking (the interpreter's free lists: a float constant of
+        a test's code, which an extension that keeps a reference to its
+        argument would otherwise leak unseen)."""
+        if self.controller:
+            return
+        from . import _core
+        if _core.is_tracking():
+            _core.adopt()
+
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item):
         # trylast: innermost, so capture and log capture are still active.

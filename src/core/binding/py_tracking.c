@@ -55,6 +55,28 @@ static PyObject *core_start(PyObject *mod, PyObject *args, PyObject *kw)
     Py_RETURN_TRUE;
 }
 
+/* adopt() -> {"types", "gc", "referents", "static_data"}: adopt again the
+ * live objects the tables do not know.  An object made since tracking
+ * started in a block from before it (an interpreter's free list: a float
+ * constant unmarshalled when the target was imported) has no entry; the
+ * callers run this once after importing what they check. */
+static PyObject *core_adopt(PyObject *mod, PyObject *unused)
+{
+    if (!_rh_tracker_active())
+        return _rh_py_tracking_stopped();
+    rh_adopt_stats_t more;
+    if (_rh_adopt_existing(&more) < 0)
+        return NULL;
+    last_adoption.from_types += more.from_types;
+    last_adoption.from_gc += more.from_gc;
+    last_adoption.from_referents += more.from_referents;
+    last_adoption.from_static_data += more.from_static_data;
+    return Py_BuildValue("{s:L,s:L,s:L,s:L}", "types", (long long)more.from_types,
+                         "gc", (long long)more.from_gc, "referents",
+                         (long long)more.from_referents, "static_data",
+                         (long long)more.from_static_data);
+}
+
 static PyObject *core_stop(PyObject *mod, PyObject *unused)
 {
     stop_everything();
@@ -160,6 +182,9 @@ static PyObject *core_blocks_of_epoch(PyObject *mod, PyObject *arg)
 }
 
 PyMethodDef _rh_py_tracking_methods[] = {
+    {"adopt", core_adopt, METH_NOARGS,
+     "adopt() -> {types, gc, referents, static_data}: adopt the live objects the tables "
+     "do not know yet (made since start in blocks from before it); tracking must be on"},
     {"start", (PyCFunction)(void (*)(void))core_start, METH_VARARGS | METH_KEYWORDS,
      "start(adopt=True) -> bool: install the allocator hooks and adopt existing objects; "
      "True when this call started tracking (if the tracker then runs out of memory, "

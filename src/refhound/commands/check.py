@@ -114,6 +114,9 @@ def _check(args, options):
     except TargetImportFailed as exc:
         print_target_failure(exc)
         return EXIT_TARGET
+    # What the import made in blocks from before tracking (the interpreter's
+    # free lists: a float constant of the target's code) has no entry yet.
+    _core.adopt()
     progress = ProgressLine(stream=_child.stderr(), enabled=False if args.no_progress else None,
                             options=options)
     checker = Checker(progress=progress, **options.to_dict())
