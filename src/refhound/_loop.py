@@ -57,6 +57,7 @@ _UNCHECKED_NAMES = set()        # names already reported as not checked
 _atexit_registered = False
 DEFAULT_REPORT = True   # `refhound run --quiet` turns the reports off
 HANDOVER_BODIES = 100   # bodies of a waiting loop while the holder runs none
+_ADOPTED_SINCE_START = [False]     # _core.adopt() ran once for loops (refhound run)
 _HOLDER = None          # the _LoopCheck holding the engine's session
 _TICK = 0               # bodies ended, all loops together
 
@@ -140,6 +141,11 @@ class _LoopCheck:
             if not _core.is_tracking():
                 _core.start()
                 self.started_tracking = True
+            elif not _ADOPTED_SINCE_START[0]:
+                # Tracking ran before the program's imports (refhound run):
+                # what they made in blocks from before it has no entry yet.
+                _core.adopt()
+                _ADOPTED_SINCE_START[0] = True
             self.session = _core.Session(_noop, (), None, clear_caches, 1,
                                          max_samples=max_samples(self.options))
             _HOLDER = self
