@@ -178,12 +178,19 @@ def target_pid(cwd, proc, wait=60.0):
     """The pid of the process running the target (it writes pid.txt)."""
     path = os.path.join(cwd, "pid.txt")
     end = time.monotonic() + wait
-    while not os.path.exists(path):
+    while True:
+        # The file exists before its digits are written (open, then write):
+        # wait for them.
+        try:
+            with open(path) as f:
+                text = f.read()
+            if text.strip().isdigit():
+                return int(text)
+        except OSError:
+            pass
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < end, "the target never started"
         time.sleep(0.05)
-    with open(path) as f:
-        return int(f.read())
 
 
 # --- numbers -------------------------------------------------------------------
