@@ -4,8 +4,8 @@ Ground truth comes from each C file (zoo-expect, @culprit); see tests/zoo/README
 """
 import pytest
 
-from support import (SANITIZE, build_zoo_case, check_json, close_to, cbuild, expected,
-                     interpreter, leaks_here)
+from support import (SANITIZE, asan_resident_memory_only, build_zoo_case, check_json,
+                     close_to, cbuild, expected, interpreter, leaks_here)
 
 CASES = cbuild.zoo_cases()
 KINDS = ["release", "debug"]
@@ -44,12 +44,6 @@ def test_leaky_case_is_a_leak_at_the_true_rate(case, kind):
         assert abs(debug - result["per_call"]["refs"]) < 0.01, (debug, result["per_call"])
 
 
-def _resident_memory_only(result):
-    """Did resident memory alone move (every other per-call figure 0)?"""
-    return all(not value for metric, value in result["per_call"].items()
-               if metric != "rss_bytes")
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_clean_twin_is_clean(case, kind):
@@ -58,10 +52,7 @@ def test_clean_twin_is_clean(case, kind):
     cwd = build_zoo_case(case, python)
     status, result, err = check_json(python, case["name"] + ":clean", cwd)
     assert result is not None, err
-    if SANITIZE and result["verdict"] == "inconclusive" and _resident_memory_only(result):
-        # ASan's quarantine and its threads' caches hold resident memory
-        # (native_thread's clean twin: +22 KB of RSS a call, once in a run):
-        # never a leak, and no other figure moved.
+    if asan_resident_memory_only(result):
         return
     assert (status, result["verdict"]) == (0, "clean"), (result["per_call"], result["notes"],
                                                          result["trends"])
