@@ -7,8 +7,8 @@
  *   2. every object the cyclic GC knows (gc.get_objects()) and each object
  *      they refer to (tp_traverse), which reaches the non-GC ones (str,
  *      int, float, bytes) held by containers, code and modules; and what
- *      the holders the GC does not list refer to: code objects' constants
- *      and names, untracked tuples and frozensets of constants;
+ *      the holders the GC does not list refer to: code objects' constants,
+ *      untracked tuples and frozensets of constants;
  *   3. the writable data segments of every loaded ELF object: objects that
  *      live there (static singletons, small ints, static strings) and
  *      pointers stored there (a module's `static PyObject *cache`).
@@ -39,6 +39,7 @@
  * _rh_adopt_existing() call, guarded by the GIL.
  */
 #include "adopt.h"
+#include "blocks.h"
 #include "safemem.h"
 #include "tracker.h"
 #include "typeset.h"
@@ -67,47 +68,23 @@ static int adopt_live(PyObject *op)
 }
 
 /* Objects the GC does not list hold constants too: a code object (not a
- * GC type) its co_consts and names, and the tuples and frozensets of
- * constants the GC untracks.  A constant passed to an extension whose
- * reference the extension keeps (ext.keep(0.6)) is reachable only through
- * them: each such holder, once adopted, is expanded in turn (a work list:
- * every object is adopted once, so it ends). */
+ * GC type) its co_consts, and the tuples and frozensets of constants the
+ * GC untracks.  A constant passed to an extension whose reference the
+ * extension keeps (ext.keep(0.6)) is reachable only through them: each
+ * such holder is expanded in turn (a work list; `queued`, a block table
+ * of its own, keeps a code object shared by a thousand closures from
+ * being expanded twice). */
 static PyObject **holders;
 static size_t nholders, capholders;
-/* Holders already queued in this adoption (open addressing, libc): a code
- * object shared by a thousand closures is expanded once. */
-static uintptr_t *queued;
-static size_t queued_cap, queued_count;
+static rh_table_t queued;
 
 static int first_time(uintptr_t p)
 {
-    if (2 * (queued_count + 1) > queued_cap) {
-        size_t cap = queued_cap ? 2 * queued_cap : 4096;
-        uintptr_t *more = calloc(cap, sizeof(uintptr_t));  /* libc */
-        if (more == NULL)
-            return 0;
-        for (size_t i = 0; i < queued_cap; i++) {
-            uintptr_t q = queued[i];
-            if (q == 0)
-                continue;
-            size_t j = (size_t)((q >> 4) * 0x9E3779B97F4A7C15ull) & (cap - 1);
-            while (more[j] != 0)
-                j = (j + 1) & (cap - 1);
-            more[j] = q;
-        }
-        free(queued);
-        queued = more;
-        queued_cap = cap;
-    }
-    size_t j = (size_t)((p >> 4) * 0x9E3779B97F4A7C15ull) & (queued_cap - 1);
-    while (queued[j] != 0) {
-        if (queued[j] == p)
-            return 0;
-        j = (j + 1) & (queued_cap - 1);
-    }
-    queued[j] = p;
-    queued_count++;
-    return 1;
+    if (queued.slots == NULL && _rh_table_init(&queued, 4096) < 0)
+        return 0;
+    if (_rh_table_find(&queued, p) != NULL)
+        return 0;
+    return _rh_table_insert(&queued, p, 0) == 0;
 }
 
 /* Queue op when it holds constants the GC does not list (known to the
@@ -145,19 +122,16 @@ static void expand_holders(void)
 {
     while (nholders > 0 && _rh_tracker_active()) {
         PyObject *op = holders[--nholders];
-        if (PyCode_Check(op)) {
-            PyCodeObject *co = (PyCodeObject *)op;
-            visit_referent(co->co_consts, NULL);
-        }
+        if (PyCode_Check(op))
+            visit_referent(((PyCodeObject *)op)->co_consts, NULL);
         else
             Py_TYPE(op)->tp_traverse(op, visit_referent, NULL);
     }
     free(holders);
     holders = NULL;
     nholders = capholders = 0;
-    free(queued);
-    queued = NULL;
-    queued_cap = queued_count = 0;
+    _rh_table_release(&queued);
+    memset(&queued, 0, sizeof(queued));
 }
 
 static int adopt_gc_objects(void)

@@ -57,7 +57,7 @@ _UNCHECKED_NAMES = set()        # names already reported as not checked
 _atexit_registered = False
 DEFAULT_REPORT = True   # `refhound run --quiet` turns the reports off
 HANDOVER_BODIES = 100   # bodies of a waiting loop while the holder runs none
-_ADOPTED_SINCE_START = [False]     # _core.adopt() ran once for loops (refhound run)
+_ADOPTED_SINCE_START = False   # _core.adopt() ran once for loops (refhound run)
 _HOLDER = None          # the _LoopCheck holding the engine's session
 _TICK = 0               # bodies ended, all loops together
 
@@ -136,16 +136,16 @@ class _LoopCheck:
         from . import _core
         from ._caches import clear_caches
         from ._run import max_samples
-        global _HOLDER
+        global _HOLDER, _ADOPTED_SINCE_START
         try:
             if not _core.is_tracking():
                 _core.start()
                 self.started_tracking = True
-            elif not _ADOPTED_SINCE_START[0]:
+            elif not _ADOPTED_SINCE_START:
                 # Tracking ran before the program's imports (refhound run):
                 # what they made in blocks from before it has no entry yet.
                 _core.adopt()
-                _ADOPTED_SINCE_START[0] = True
+                _ADOPTED_SINCE_START = True
             self.session = _core.Session(_noop, (), None, clear_caches, 1,
                                          max_samples=max_samples(self.options))
             _HOLDER = self
