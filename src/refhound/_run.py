@@ -137,19 +137,20 @@ class CheckRun:
 
     # -- the steps ------------------------------------------------------------
 
-    def steps(self, calls, screen=None, budget=None):
+    def steps(self, calls, screen=None, budget=None, screen_plan=None):
         """Yield Steps until the Result is in self.result.  screen: the
         seconds one call of the body takes, when the driver asks for the
         screen first (it can call the body); budget: the seconds the full
         check of a body the screen did not clear may be expected to take
-        (None: no limit)."""
+        (None: no limit); screen_plan: (warm, calls, epochs) instead of
+        the plan for the body's time (a batch of tests: _pytest_batch.py)."""
         from . import _core
         if not _core.is_tracking():
             self.result = self._incomplete(calls, _tracking_off_reason())
             return
         if screen is not None and self.can_call:
             try:
-                yield from self._screen(screen, calls, budget)
+                yield from self._screen(screen, calls, budget, screen_plan)
             except _core.TrackingError as exc:
                 self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
                 return
@@ -180,7 +181,7 @@ class CheckRun:
 
     # -- the screen (a phase before warm-up, taken when the driver asks) --------
 
-    def _screen(self, seconds_per_call, full_calls, budget):
+    def _screen(self, seconds_per_call, full_calls, budget, plan=None):
         """The screen: clean here, or a note and on to the full check (or,
         when the full check would take longer than the budget, inconclusive
         with what the screen saw).  A screen that saw growth stop within it
@@ -188,7 +189,7 @@ class CheckRun:
         V.SCREEN_ROUNDS rounds): the second and later rounds follow full
         collections and ask whether the blocks the round before kept have
         died since."""
-        warm, calls, epochs = V.screen_plan(seconds_per_call)
+        warm, calls, epochs = plan or V.screen_plan(seconds_per_call)
         t = time.perf_counter()
         rounds = []
         earlier = earlier_now = None
@@ -771,11 +772,13 @@ def build_result(target, verdict, raw, calls, nsamples, growth, notes, seconds, 
 # The driver for a callable
 
 
-def run_callable(options, func, args, kwargs, target, observers=(), screen=None, budget=None):
+def run_callable(options, func, args, kwargs, target, observers=(), screen=None, budget=None,
+                 screen_plan=None):
     """Check func(*args, **kwargs): calibrate, then perform the steps.
     Raises TargetFailed when the target raises.  screen: the seconds a call
     took when the driver ran it (pytest: the test's normal run), to screen
-    it before the full check; None: no screen.  budget: see CheckRun.steps."""
+    it before the full check; None: no screen.  budget, screen_plan: see
+    CheckRun.steps (a screen plan given: the body is not timed again)."""
     from . import _core
     from ._caches import clear_caches
 
@@ -783,7 +786,7 @@ def run_callable(options, func, args, kwargs, target, observers=(), screen=None,
     kwargs = dict(kwargs) or None
     calls = options.calls
     if screen is not None:
-        if screen < V.SCREEN_RETIME:
+        if screen < V.SCREEN_RETIME and screen_plan is None:
             # A first run is slow (lazy imports, first-time work): time one
             # more call, which also warms the screen up.
             try:
@@ -802,7 +805,7 @@ def run_callable(options, func, args, kwargs, target, observers=(), screen=None,
                              max_samples=max_samples(options))
 
     run = CheckRun(options, target, open_session, can_call=True, observers=observers)
-    steps = run.steps(calls, screen, budget)
+    steps = run.steps(calls, screen, budget, screen_plan)
     reply = pending = None
     while True:
         try:

@@ -32,12 +32,13 @@ class Checker:
                             getattr(func, "__qualname__", repr(func)))
         return self.run(func, args, kwargs, target)
 
-    def run(self, func, args, kwargs, target, screen=None, budget=None):
+    def run(self, func, args, kwargs, target, screen=None, budget=None, screen_plan=None):
         """Check func(*args, **kwargs) under the name `target`.  screen: the
         seconds a call took when the caller ran it, to screen it first
         (pytest --refhound); None: the full check only.  budget: the seconds
         the full check of what the screen did not clear may take (None: no
-        limit)."""
+        limit).  screen_plan: (warm, calls, epochs) for the screen instead of
+        the plan for the body's time."""
         from . import _core
         from ._target import as_plain_callable
         func, note = as_plain_callable(func)
@@ -52,12 +53,12 @@ class Checker:
             # blocks every later leak check walks) by thousands.
             options = options.replace(patience=0.0)
             # ... and the screen would clear a body before any leak check ran.
-            screen = budget = None
+            screen = budget = screen_plan = None
             observers.append(lambda info: scope.iteration(info["phase"], info["iteration"],
                                                           info["calls"]))
         try:
             result = run_callable(options, func, args, kwargs, target, observers,
-                                  screen=screen, budget=budget)
+                                  screen=screen, budget=budget, screen_plan=screen_plan)
             if note:
                 result.notes.insert(0, note)
             if native_note:

@@ -22,6 +22,7 @@ import warnings
 
 import pytest
 
+from . import _pytest_batch as pb
 from . import _pytest_check as pc
 from .options import FIELD, OptionError, Options
 from .report.terminal import (SPARK_CHARS, can_encode, failure_text, markup_painter,
@@ -41,6 +42,9 @@ PLUGIN_OPTIONS = (
      "fail tests whose check stays inconclusive"),
     ("refhound_full", "bool", False,
      "check every test in full (no screen first: slower, the same verdicts)"),
+    ("refhound_one_by_one", "bool", False,
+     "screen every test on its own instead of in batches of the tests of one class or "
+     "module (slower; the same verdicts for the tests a batch clears)"),
     ("refhound_budget", "seconds", pc.DEFAULT_BUDGET,
      "a test the screen cannot clear is checked in full when that is expected to take at "
      "most SECONDS; a slower one is inconclusive ('none': no limit)"),
@@ -316,6 +320,10 @@ class RefhoundPlugin:
                                     budget=options["refhound_budget"])
         self.warn = options["refhound_warn"]
         self.records = {}       # nodeid -> record (the controller's view)
+        self.batcher = None
+        if not controller and not options["refhound_one_by_one"] and pb.enabled(config):
+            self.batcher = pb.Batcher(config, self.defaults, self._settings_or_none,
+                                      self._judged_later)
 
     # -- in the process that runs the test ---------------------------------
 
@@ -329,6 +337,17 @@ class RefhoundPlugin:
         from . import _core
         if _core.is_tracking():
             _core.adopt()
+
+    def _settings_or_none(self, item):
+        try:
+            return self.defaults.with_marker(item.get_closest_marker("refhound"))
+        except pc.BadMarker:
+            return None
+
+    def pytest_runtest_protocol(self, item, nextitem):
+        if self.batcher is not None:
+            return self.batcher.protocol(item, nextitem)
+        return None
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item):
@@ -347,13 +366,36 @@ class RefhoundPlugin:
                                "reason": "refhound: bad @pytest.mark.%s: %s" % ("refhound", exc),
                                "result": None, "fixture_result": None, "settings": None}
             return result
-        outcome = pc.check_item(item, settings, call_seconds=seconds)
+        deferred = pb.deferrable(item, settings, seconds)
+        if deferred is not None:
+            item.stash[pb.DEFERRED] = deferred      # judged with its batch
+            return result
+        self._record(item, pc.check_item(item, settings, call_seconds=seconds))
+        return result
+
+    def _record(self, item, outcome, properties=True):
         record = _plain(outcome.to_dict())
         item.stash[KEY] = record
-        item.user_properties.extend(_properties(record))
+        if properties:
+            item.user_properties.extend(_properties(record))
         if record["outcome"] in pc.FAILING and self.warn:
             warnings.warn(RefhoundLeakWarning(test_headline(record) + " in " + item.nodeid))
-        return result
+        return record
+
+    def _judged_later(self, item, outcome, reports):
+        """A batched test's check, judged after its call report was made
+        (changed as pytest_runtest_makereport would have); the properties
+        go on the call and teardown reports (JUnit XML reads the teardown's)."""
+        record = self._record(item, outcome, properties=False)
+        props = _properties(record)
+        if not any(r.when == "teardown" for r in reports):
+            item.user_properties.extend(props)
+        for report in reports:
+            if report.when == "call":
+                report.user_properties.extend(props)
+                self._apply(report, record)
+            elif report.when == "teardown":
+                report.user_properties.extend(props)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -363,6 +405,10 @@ class RefhoundPlugin:
         record = item.stash.get(KEY, None)
         if record is None:
             return report
+        self._apply(report, record)
+        return report
+
+    def _apply(self, report, record):
         setattr(report, REPORT_ATTR, record)
         if report.passed:
             if record["outcome"] == "bad-marker":
@@ -371,7 +417,6 @@ class RefhoundPlugin:
             elif record["outcome"] in pc.FAILING and not self.warn:
                 report.outcome = "failed"
                 report.longrepr = failure_text(record)
-        return report
 
     def pytest_report_teststatus(self, report, config):
         record = getattr(report, REPORT_ATTR, None)

@@ -721,3 +721,38 @@ def screen_sensitivity(calls, epochs):
     """The rarest leak (one block every N calls) the screen cannot clear."""
     judged = epochs - 2 if epochs >= 3 else epochs
     return max(1, judged * calls)
+
+
+# ---- The screen of a batch of tests (pytest --refhound; _pytest_batch.py) -----
+#
+# The tests of one class or module whose bodies can be called again after
+# their teardown are screened together: one call of the batch's body is one
+# call of each test's, and the two walks are shared.  A test's tier is set
+# by its body's time; each tier's plan gives its tests at least the
+# sensitivity the screen of a test on its own gives a body of that time.
+
+BATCH_MAX = 64                  # tests in a batch, at most
+BATCH_BUDGET = 0.001            # seconds of screened calls per fast test
+# (slowest body, warm calls, calls per epoch, epochs); calls None: from BATCH_BUDGET
+BATCH_TIERS = ((0.0002, 1, None, 8),    # fast: at least 12 judged calls each
+               (0.0006, 1, 1, 8),       # middle: 6 judged calls each
+               (0.05, 1, 1, 2))         # slow: 2 judged calls
+
+
+def batch_tier(seconds):
+    """The tier of a test whose body took this long, or None: screened on
+    its own (a body this slow pays little for its own walks)."""
+    for k, (slowest, _, _, _) in enumerate(BATCH_TIERS):
+        if seconds < slowest:
+            return k
+    return None
+
+
+def batch_plan(tier, tests, seconds):
+    """(warm, calls, epochs) for a batch of `tests` tests of a tier whose
+    bodies take `seconds` in all."""
+    _, warm, calls, epochs = BATCH_TIERS[tier]
+    if calls is None:
+        calls = int(tests * BATCH_BUDGET / (epochs * max(seconds, 1e-7)))
+        calls = max(2, min(calls, SCREEN_MAX_CALLS))
+    return warm, calls, epochs

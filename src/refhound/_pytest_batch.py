@@ -1,0 +1,445 @@
+"""pytest --refhound: the tests of one class or module screened together.
+
+A test's screen costs two heap walks (a few milliseconds each in a pytest
+process) whatever its body costs; a suite of fast tests pays mostly for
+walks.  So the tests whose bodies can be called again after their own
+teardown are screened in batches: one call of the batch's body calls every
+test's body once, and the batch shares the two walks.  A batch the screen
+clears is clean test by test; one it cannot clear is split in halves, down
+to single tests, which get the screen and the full check of a test on its
+own (_pytest_check.check_item), so a leaking test is found and named as
+before.
+
+Which tests join a batch (`batchable`, `deferrable`):
+  - pytest Function items (unittest TestCase tests too) with the default
+    settings (no @pytest.mark.refhound options, the screen on, fixtures
+    reused), not async, not asking for `request`;
+  - their function-scoped fixtures are plain values: no yield fixture, no
+    finalizer of their own, none of pytest's fixtures that keep records
+    (capsys, caplog, monkeypatch, tmp_path, ...); their wider-scoped
+    fixtures outlive the batch: a batch holds tests of one
+    class when they use a class-scoped fixture, of one module when a
+    module-scoped one (unittest's own empty setUpClass does not count),
+    with the same parameters of wider scope;
+  - the body passed, left no unittest outcome, and took less than the
+    slowest tier (verdict.BATCH_TIERS).
+
+The batch is screened after the call phase of its last test and before
+that test's teardown, so every fixture it uses is still set up.  The tests'
+reports wait until their batch is judged (this module runs the test
+protocol with log=False and logs the reports itself, in order); a test
+that fails, or whose next test cannot join, ends the batch.
+"""
+import functools
+import inspect
+import warnings
+
+import pytest
+
+from . import _pytest_check as pc
+from . import verdict as V
+
+ACTIVE = pytest.StashKey()      # the item runs under this module's protocol
+DEFERRED = pytest.StashKey()    # its check waits for its batch (a Deferred)
+
+# Function-scoped fixtures of pytest's that keep records or undo state at
+# teardown: a test asking for one is checked on its own.
+STATEFUL_FIXTURES = frozenset((
+    "capsys", "capsysbinary", "capfd", "capfdbinary", "caplog", "monkeypatch", "recwarn",
+    "tmp_path", "tmpdir", "subtests", "record_property", "record_xml_attribute", "request",
+))
+
+
+def enabled(config):
+    """Batches need the protocol to be this module's: not under --pdb,
+    --trace, --setup-show/--setup-only, nor beside a plugin that runs the
+    protocol itself (reruns)."""
+    for name in ("usepdb", "trace", "setupshow", "setuponly", "setupplan"):
+        if config.getoption(name, False):
+            return False
+    pm = config.pluginmanager
+    return not any(pm.hasplugin(name) for name in ("rerunfailures", "flaky", "repeat"))
+
+
+def _is_unittest(item):
+    try:
+        from _pytest.unittest import TestCaseFunction
+    except ImportError:         # pragma: no cover
+        return False
+    return isinstance(item, TestCaseFunction)
+
+
+def _fixturedefs(item):
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    out = []
+    for name in item.fixturenames:
+        defs = info.name2fixturedefs.get(name)
+        if defs:
+            out.append((name, defs[-1]))
+    return out
+
+
+def _scope(fixturedef):
+    scope = getattr(fixturedef, "scope", "function")
+    return getattr(scope, "value", scope)
+
+
+def batchable(item, settings, defaults):
+    """Can this test join a batch (before it runs)?"""
+    if not isinstance(item, pytest.Function) or settings is None:
+        return False
+    if settings.to_dict() != defaults.to_dict() or not settings.screen or settings.skip \
+            or settings.fixtures != "reuse":
+        return False
+    try:
+        if _is_unittest(item):
+            func = getattr(item.parent.obj, item.name, None)
+        else:
+            func = item.obj
+            if "request" in item._fixtureinfo.argnames:
+                return False
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            return False
+        defs = _fixturedefs(item)
+        if defs is None:
+            return False
+        for name, fd in defs:
+            if _scope(fd) != "function":
+                continue
+            f = getattr(fd, "func", None)
+            if name in STATEFUL_FIXTURES or f is None or inspect.isgeneratorfunction(f) or \
+                    inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f):
+                return False
+    except Exception:
+        return False
+    return True
+
+
+def _trivial_class_fixture(item, name):
+    """pytest gives every unittest class a class-scoped fixture that calls
+    setUpClass and tearDownClass: nothing to keep set up when the class
+    has unittest's own (empty) ones."""
+    import unittest
+    if not name.startswith("_unittest_setUpClass_fixture_"):
+        return False
+    cls = getattr(item.parent, "obj", None)
+    return (getattr(getattr(cls, "setUpClass", None), "__func__", None)
+            is unittest.TestCase.setUpClass.__func__ and
+            getattr(getattr(cls, "tearDownClass", None), "__func__", None)
+            is unittest.TestCase.tearDownClass.__func__)
+
+
+def scope_key(item):
+    """Tests with the same key share every fixture wider than a function's
+    that they use: the class when they use a class-scoped one, the module
+    when a module-scoped one, the parameters of those."""
+    klass = module = None
+    for name, fd in _fixturedefs(item) or ():
+        scope = _scope(fd)
+        if scope == "class" and not _trivial_class_fixture(item, name):
+            klass = id(item.getparent(pytest.Class) or item.parent)
+        elif scope == "module":
+            module = id(item.getparent(pytest.Module) or item.parent)
+    params = ()
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        info = item._fixtureinfo.name2fixturedefs
+        wide = []
+        for name in sorted(callspec.params):
+            defs = info.get(name)
+            if defs and _scope(defs[-1]) != "function":
+                wide.append((name, callspec.indices.get(name)))
+        params = tuple(wide)
+    return (klass, module, params)
+
+
+def _only_links(fixturedef):
+    """Are a function-scoped fixture's finalizers only pytest's links from
+    the fixtures it depends on (no teardown of its own)?"""
+    from _pytest.fixtures import FixtureDef
+    for fin in getattr(fixturedef, "_finalizers", ()):
+        if not (isinstance(fin, functools.partial) and
+                getattr(fin.func, "__name__", "") == "finish" and
+                isinstance(getattr(fin.func, "__self__", None), FixtureDef)):
+            return False
+    return True
+
+
+class Deferred:
+    """A test whose check waits for its batch: what its body needs to be
+    called again after its teardown."""
+
+    def __init__(self, item, settings, seconds, tier):
+        self.item = item
+        self.settings = settings
+        self.seconds = seconds
+        self.tier = tier
+        self.funcargs = dict(item.funcargs or {})
+        self.unittest = _is_unittest(item)
+        self.instance = item.instance if self.unittest else None
+        self.obj = item.__dict__.get("_obj") if self.unittest else None
+
+    def restore(self):
+        """Give the item its body's state again (until release)."""
+        item = self.item
+        d = item.__dict__
+        self.saved = {k: d[k] for k in ("funcargs", "_instance", "_obj") if k in d}
+        item.funcargs = self.funcargs
+        if self.unittest:
+            item._instance = self.instance
+            item._obj = self.obj
+
+    def release(self):
+        """Put back what the item held before restore (the last test of a
+        batch is still set up)."""
+        d = self.item.__dict__
+        for k in ("funcargs", "_instance", "_obj"):
+            d.pop(k, None)
+        d.update(self.saved)
+
+
+def deferrable(item, settings, seconds):
+    """A Deferred for a test that just passed its call under the batch
+    protocol, or None (checked on its own now)."""
+    if not item.stash.get(ACTIVE, False) or pc.unittest_outcome(item):
+        return None
+    tier = V.batch_tier(seconds)
+    if tier is None:
+        return None
+    try:
+        for name, fd in _fixturedefs(item) or ():
+            if _scope(fd) == "function" and not _only_links(fd):
+                return None
+        return Deferred(item, settings, seconds, tier)
+    except Exception:
+        return None
+
+
+class _Entry:
+    """A test run under the batch protocol: its reports, logged in order
+    once its check (when deferred) is judged."""
+
+    def __init__(self, item):
+        self.item = item
+        self.reports = []
+        self.logged = 0
+        self.started = False
+        self.done = False
+        self.deferred = None
+        self.judged = False
+
+
+class Batcher:
+    """Runs the protocol of batchable tests and screens their batches.
+    settings_of(item): the item's Settings (None: a bad marker);
+    judged(item, outcome, reports): the plugin's bookkeeping of a check,
+    with the test's reports made before the check was judged."""
+
+    def __init__(self, config, defaults, settings_of, judged):
+        self.config = config
+        self.defaults = defaults
+        self.settings_of = settings_of
+        self.judged = judged
+        self.entries = []
+        self.batches = 0            # batch screens taken (figures for the docs)
+        self.cleared = 0            # tests cleared by a batch screen
+        self._interactor = False    # pytest-xdist's worker plugin (False: not looked up)
+        self._index = None          # id(item) -> its index in session.items
+
+    # -- the protocol ---------------------------------------------------------
+
+    def _joins(self, item):
+        return item is not None and batchable(item, self.settings_of(item), self.defaults)
+
+    def protocol(self, item, nextitem):
+        """pytest_runtest_protocol for a batchable test; None for any other
+        (pytest's own protocol runs it: no batch is pending then)."""
+        if self.entries and not self.entries[-1].done:     # pragma: no cover - re-entry
+            return None
+        if not self._joins(item):
+            self.flush()
+            return None
+        from _pytest.runner import call_and_report
+        entry = _Entry(item)
+        self.entries.append(entry)
+        item.stash[ACTIVE] = True
+        hasrequest = hasattr(item, "_request")
+        if hasrequest and not item._request:
+            item._initrequest()
+        rep = call_and_report(item, "setup", log=False)
+        entry.reports.append(rep)
+        if rep.passed:
+            entry.reports.append(call_and_report(item, "call", log=False))
+        entry.deferred = item.stash.get(DEFERRED, None)
+        if entry.deferred is not None:
+            del item.stash[DEFERRED]
+        pending = sum(1 for e in self.entries if e.deferred is not None and not e.judged)
+        if any(r.failed for r in entry.reports) or pending >= V.BATCH_MAX or \
+                not self._joins(nextitem) or scope_key(nextitem) != scope_key(item):
+            self._screen_pending()
+            self._log()
+        if item.session.shouldfail or item.session.shouldstop:
+            nextitem = None
+        entry.reports.append(call_and_report(item, "teardown", log=False, nextitem=nextitem))
+        entry.done = True
+        if hasrequest:
+            item._request = False
+            item.funcargs = None
+        self._log()
+        return True
+
+    def flush(self):
+        """Judge and log whatever waits (the end of the session, a test that
+        cannot join)."""
+        if self.entries:
+            self._screen_pending()
+            self._log()
+
+    def _worker_index(self, item):
+        """pytest-xdist's worker sends each report with the index of the test
+        it runs (and checks the two agree): while an earlier test's reports
+        are logged, the index is that test's.  (interactor, its own index)
+        or None."""
+        if self._interactor is False:
+            self._interactor = next((p for p in self.config.pluginmanager.get_plugins()
+                                     if type(p).__name__ == "WorkerInteractor"), None)
+        it = self._interactor
+        if it is None or not hasattr(it, "item_index"):
+            return None
+        if self._index is None:
+            self._index = {id(x): k for k, x in enumerate(item.session.items)}
+        k = self._index.get(id(item))
+        if k is None:
+            return None
+        saved = it.item_index
+        it.item_index = k
+        return saved
+
+    def _log(self):
+        """Log the reports of the entries at the front that are judged."""
+        while self.entries:
+            entry = self.entries[0]
+            if entry.deferred is not None and not entry.judged:
+                return
+            item = entry.item
+            saved = self._worker_index(item)
+            try:
+                self._log_entry(entry)
+            finally:
+                if saved is not None:
+                    self._interactor.item_index = saved
+            if not entry.done:
+                return
+            self.entries.pop(0)
+
+    def _log_entry(self, entry):
+        item = entry.item
+        if not entry.started:
+            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            entry.started = True
+        for report in entry.reports[entry.logged:]:
+            item.ihook.pytest_runtest_logreport(report=report)
+        entry.logged = len(entry.reports)
+        if entry.done:
+            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+    # -- the screen of a batch ------------------------------------------------
+
+    def _screen_pending(self):
+        pending = [e for e in self.entries if e.deferred is not None and not e.judged]
+        if not pending:
+            return
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        capturing = capman is not None and capman.is_globally_capturing()
+        if capturing:
+            capman.resume_global_capture()
+        try:
+            for tier in sorted({e.deferred.tier for e in pending}):
+                group = [e.deferred for e in pending if e.deferred.tier == tier]
+                for d in group:
+                    d.restore()
+                try:
+                    outcomes = self._judge(group)
+                finally:
+                    for d in group:
+                        d.release()
+                for d in group:
+                    self._record(d, outcomes[d.item])
+        finally:
+            if capturing:
+                capman.suspend_global_capture(in_=False)
+                capman.read_global_capture()
+        for e in pending:
+            e.judged = True
+
+    def _record(self, deferred, outcome):
+        reports = next((e.reports for e in self.entries if e.item is deferred.item), [])
+        self.judged(deferred.item, outcome, reports)
+
+    def _judge(self, group):
+        """{item: Outcome} for a group of one tier, halving it while its
+        screen cannot clear it."""
+        if len(group) == 1:
+            d = group[0]
+            return {d.item: pc.check_item(d.item, d.settings, call_seconds=d.seconds)}
+        result = self._screen(group)
+        if result is not None:
+            self.cleared += len(group)
+            return {d.item: _cleared(d, result, len(group)) for d in group}
+        half = len(group) // 2
+        out = self._judge(group[:half])
+        out.update(self._judge(group[half:]))
+        return out
+
+    def _screen(self, group):
+        """The screen of the group's bodies called one after another: its
+        Result when it cleared them, else None."""
+        from ._run import TargetFailed
+        from .api import Checker
+        self.batches += 1
+        items = [d.item for d in group]
+        seconds = sum(d.seconds for d in group)
+        plan = V.batch_plan(group[0].tier, len(group), seconds)
+        trimmer = pc._Trimmer(items[-1])
+        trimmer.start()
+        try:
+            with warnings.catch_warnings(record=True) as warning_log, \
+                    pc._QuietReports(items[-1]) as quiet:
+                trimmer.warning_log = warning_log
+
+                def call():
+                    try:
+                        for item in items:
+                            item.runtest()
+                            if quiet.failed is not None:
+                                raise pc.SubtestFailed("subtest %s failed" % quiet.failed)
+                            pc._raise_unittest_outcome(item)
+                    finally:
+                        trimmer.after_call()
+
+                settings = group[0].settings
+                result = Checker(**settings.options.to_dict()).run(
+                    call, (), {}, "%d tests from %s" % (len(items), items[0].nodeid),
+                    screen=seconds, budget=0.0, screen_plan=plan)
+        except (TargetFailed, Exception):
+            return None
+        finally:
+            trimmer.finish()
+        if result is None or result.verdict != "clean":
+            return None
+        return result
+
+
+def _cleared(deferred, result, tests):
+    from ._result import Result
+    r = Result.from_dict(result.to_dict())
+    r.target = deferred.item.nodeid
+    screen = dict(result.screen or {})
+    screen["batch"] = tests
+    r.screen = screen
+    r.notes = ["cleared by the screen with the %d tests of its batch (%s)"
+               % (tests, screen.get("reason", ""))]
+    return pc.Outcome(deferred.item.nodeid, "clean", "", r, None, deferred.settings)
+

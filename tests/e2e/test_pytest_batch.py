@@ -1,0 +1,168 @@
+"""pytest --refhound's batches (refhound/_pytest_batch.py), end to end.
+
+A module of many fast tests (plain functions, parametrized ones, a
+unittest class) with two leaking tests among them: a leak of one object
+every tenth call and a reference-only leak (an extra Py_INCREF on None).
+Batched, serially and under pytest-xdist, the two fail and every other
+test passes, most of them cleared by the screen of a batch; one by one
+(--refhound-one-by-one) the outcomes are the same.  A test with a
+function-scoped yield fixture, or one asking for capsys, is checked on its
+own; a test whose batch holds a leaking test is still named alone.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from support import build_zoo_case, cbuild, engine_path
+
+PY = sys.executable
+CASES = {c["name"]: c for c in cbuild.zoo_cases()}
+
+SUITE = '''
+import unittest
+
+import pytest
+
+import every_tenth
+import incref_none
+import new_object
+
+
+@pytest.fixture
+def plain_value():
+    return [1, 2, 3]
+
+
+@pytest.fixture
+def yielded():
+    yield {"k": 1}
+
+
+@pytest.mark.parametrize("n", range(12))
+def test_param_clean(n):
+    every_tenth.clean()
+    assert n >= 0
+
+
+def test_every_tenth_leaky():
+    every_tenth.leaky()
+
+
+def test_uses_plain_fixture(plain_value):
+    new_object.clean()
+    assert plain_value == [1, 2, 3]
+
+
+def test_incref_none_leaky():
+    incref_none.leaky()
+
+
+@pytest.mark.parametrize("n", range(12))
+def test_more_clean(n):
+    incref_none.clean()
+
+
+def test_yield_fixture(yielded):
+    new_object.clean()
+
+
+def test_capsys(capsys):
+    print("hello")
+    assert capsys.readouterr().out == "hello\\n"
+
+
+class TestCodec(unittest.TestCase):
+    def test_a(self):
+        new_object.clean()
+
+    def test_b(self):
+        every_tenth.clean()
+
+    def test_c(self):
+        self.assertEqual(len([incref_none.clean() for _ in range(3)]), 3)
+
+    def test_leaky(self):
+        new_object.leaky()
+
+    def test_d(self):
+        new_object.clean()
+'''
+
+LEAKY = {"test_suite.py::test_every_tenth_leaky", "test_suite.py::test_incref_none_leaky",
+         "test_suite.py::TestCodec::test_leaky"}
+ALONE = {"test_suite.py::test_yield_fixture", "test_suite.py::test_capsys"}
+
+
+def run_pytest(args, cwd, extra_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([engine_path(PY)] + list(extra_path))
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env.pop("PYTEST_ADDOPTS", None)
+    for key in list(env):           # when this suite itself runs under xdist
+        if key.startswith("PYTEST_XDIST") or key == "PYTEST_CURRENT_TEST":
+            env.pop(key)
+    cmd = [PY, "-m", "pytest", "-p", "refhound.pytest_plugin", "-p", "no:cacheprovider"]
+    if "-n" in args:
+        cmd += ["-p", "xdist.plugin"]
+    return subprocess.run(cmd + list(args), cwd=str(cwd), env=env, capture_output=True,
+                          text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("batch_suite")
+    built = [build_zoo_case(CASES[name], PY) for name in ("every_tenth", "incref_none",
+                                                          "new_object")]
+    (folder / "test_suite.py").write_text(SUITE)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    return folder, sorted(set(built))
+
+
+def _run(suite, *args):
+    folder, built = suite
+    out = folder / ("out%d.json" % abs(hash(args)))
+    proc = run_pytest(["-q", "-rA", "--refhound", "--refhound-json", str(out)] + list(args),
+                      folder, built)
+    return proc, {e["target"]: e for e in json.loads(out.read_text())}
+
+
+def _check(proc, results):
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "3 failed, 31 passed" in proc.stdout, proc.stdout[-2000:]
+    for nodeid, entry in results.items():
+        want = "leak" if nodeid in LEAKY else "clean"
+        assert entry["pytest"]["outcome"] == want, (nodeid, entry["pytest"], entry.get("screen"))
+    for nodeid in LEAKY:
+        assert "LEAKED " + nodeid in proc.stdout, proc.stdout[-3000:]
+    tenth = results["test_suite.py::test_every_tenth_leaky"]
+    assert abs(tenth["per_call"]["objects"] - 0.1) <= 0.02, tenth["per_call"]
+    none = results["test_suite.py::test_incref_none_leaky"]
+    assert abs(none["per_call"]["refs"] - 1) <= 0.05 and none["per_call"]["blocks"] == 0
+
+
+def test_batches_find_the_leaks_and_clear_the_rest(suite):
+    proc, results = _run(suite)
+    _check(proc, results)
+    batched = {n for n, e in results.items() if (e.get("screen") or {}).get("batch", 0) >= 2}
+    # Most clean tests are cleared by a batch; the leaking ones and the
+    # tests that cannot join one never are.
+    assert len(batched) >= 20, sorted(set(results) - batched)
+    assert not batched & (LEAKY | ALONE), batched & (LEAKY | ALONE)
+    for nodeid in batched:
+        assert "cleared by the screen with the" in results[nodeid]["notes"][0]
+
+
+def test_one_by_one_gives_the_same_outcomes(suite):
+    proc, results = _run(suite, "--refhound-one-by-one")
+    _check(proc, results)
+    assert not any((e.get("screen") or {}).get("batch") for e in results.values())
+
+
+def test_batches_under_xdist(suite):
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed (pip install pytest-xdist)")
+    proc, results = _run(suite, "-n", "2")
+    _check(proc, results)
+    assert "34 tests checked" in proc.stdout, proc.stdout[-2000:]
