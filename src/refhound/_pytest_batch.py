@@ -436,6 +436,7 @@ def _cleared(deferred, result, tests):
     from ._result import Result
     r = Result.from_dict(result.to_dict())
     r.target = deferred.item.nodeid
+    r.seconds = result.seconds / tests          # its share of the batch's screen
     screen = dict(result.screen or {})
     screen["batch"] = tests
     r.screen = screen
