@@ -167,6 +167,13 @@ def _only_links(fixturedef):
     return True
 
 
+# What a test item holds for its body between setup and teardown: its
+# fixture values; a unittest test's TestCase instance and bound method
+# (`_instance` and `_obj` in pytest 8.2 and later, `_testcase` and `_obj`
+# before).
+BODY_STATE = ("funcargs", "_instance", "_testcase", "_obj")
+
+
 class Deferred:
     """A test whose check waits for its batch: what its body needs to be
     called again after its teardown."""
@@ -176,26 +183,24 @@ class Deferred:
         self.settings = settings
         self.seconds = seconds
         self.tier = tier
-        self.funcargs = dict(item.funcargs or {})
-        self.unittest = _is_unittest(item)
-        self.instance = item.instance if self.unittest else None
-        self.obj = item.__dict__.get("_obj") if self.unittest else None
+        if _is_unittest(item):
+            item.instance                   # (pytest 8.2+: made on first use)
+        d = item.__dict__
+        self.state = {k: d[k] for k in BODY_STATE if k in d}
+        self.state["funcargs"] = dict(d.get("funcargs") or {})
+        self.saved = {}
 
     def restore(self):
         """Give the item its body's state again (until release)."""
-        item = self.item
-        d = item.__dict__
-        self.saved = {k: d[k] for k in ("funcargs", "_instance", "_obj") if k in d}
-        item.funcargs = self.funcargs
-        if self.unittest:
-            item._instance = self.instance
-            item._obj = self.obj
+        d = self.item.__dict__
+        self.saved = {k: d.pop(k) for k in BODY_STATE if k in d}
+        d.update(self.state)
 
     def release(self):
         """Put back what the item held before restore (the last test of a
         batch is still set up)."""
         d = self.item.__dict__
-        for k in ("funcargs", "_instance", "_obj"):
+        for k in BODY_STATE:
             d.pop(k, None)
         d.update(self.saved)
 
