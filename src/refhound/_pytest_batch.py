@@ -155,16 +155,22 @@ def scope_key(item):
     return (klass, module, params)
 
 
-def _only_links(fixturedef):
-    """Are a function-scoped fixture's finalizers only pytest's links from
-    the fixtures it depends on (no teardown of its own)?"""
+def _pytest_own(fin):
+    """One of the finalizers pytest gives a fixture it set up: the link from
+    a fixture it depends on (`functools.partial(FixtureDef.finish)`), or
+    (pytest 9.2 on) the call of pytest_fixture_post_finalizer, a lambda
+    made in FixtureDef.execute."""
     from _pytest.fixtures import FixtureDef
-    for fin in getattr(fixturedef, "_finalizers", ()):
-        if not (isinstance(fin, functools.partial) and
-                getattr(fin.func, "__name__", "") == "finish" and
-                isinstance(getattr(fin.func, "__self__", None), FixtureDef)):
-            return False
-    return True
+    if isinstance(fin, functools.partial):
+        return (getattr(fin.func, "__name__", "") == "finish" and
+                isinstance(getattr(fin.func, "__self__", None), FixtureDef))
+    return getattr(fin, "__qualname__", "").startswith("FixtureDef.execute.<locals>.")
+
+
+def _only_links(fixturedef):
+    """Are a function-scoped fixture's finalizers only pytest's own (no
+    teardown of its own)?"""
+    return all(_pytest_own(fin) for fin in getattr(fixturedef, "_finalizers", ()))
 
 
 # What a test item holds for its body between setup and teardown: its
@@ -383,25 +389,29 @@ class Batcher:
         reports = next((e.reports for e in self.entries if e.item is deferred.item), [])
         self.judged(deferred.item, outcome, reports)
 
-    def _judge(self, group):
+    def _judge(self, group, why=None):
         """{item: Outcome} for a group of one tier, halving it while its
-        screen cannot clear it."""
+        screen cannot clear it.  why: what kept the batch above from
+        being cleared (noted on a single test's result)."""
         if len(group) == 1:
             d = group[0]
-            return {d.item: pc.check_item(d.item, d.settings, call_seconds=d.seconds)}
-        result = self._screen(group)
+            outcome = pc.check_item(d.item, d.settings, call_seconds=d.seconds)
+            if why is not None and outcome.result is not None:
+                outcome.result.notes.insert(0, "screened on its own: %s" % why)
+            return {d.item: outcome}
+        result, reason = self._screen(group)
         if result is not None:
             self.cleared += len(group)
             return {d.item: _cleared(d, result, len(group)) for d in group}
+        why = "its batch of %d was not cleared (%s)" % (len(group), reason)
         half = len(group) // 2
-        out = self._judge(group[:half])
-        out.update(self._judge(group[half:]))
+        out = self._judge(group[:half], why)
+        out.update(self._judge(group[half:], why))
         return out
 
     def _screen(self, group):
-        """The screen of the group's bodies called one after another: its
-        Result when it cleared them, else None."""
-        from ._run import TargetFailed
+        """The screen of the group's bodies called one after another:
+        (its Result, None) when it cleared them, else (None, why not)."""
         from .api import Checker
         self.batches += 1
         items = [d.item for d in group]
@@ -428,13 +438,14 @@ class Batcher:
                 result = Checker(**settings.options.to_dict()).run(
                     call, (), {}, "%d tests from %s" % (len(items), items[0].nodeid),
                     screen=seconds, budget=0.0, screen_plan=plan)
-        except (TargetFailed, Exception):
-            return None
+        except Exception as exc:            # (TargetFailed: a test failed when run again)
+            return None, "%s: %s" % (type(exc).__name__, exc)
         finally:
             trimmer.finish()
         if result is None or result.verdict != "clean":
-            return None
-        return result
+            screen = (result.screen if result is not None else None) or {}
+            return None, screen.get("reason", "no screen")
+        return result, None
 
 
 def _cleared(deferred, result, tests):

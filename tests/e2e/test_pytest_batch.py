@@ -149,7 +149,7 @@ def test_batches_find_the_leaks_and_clear_the_rest(suite):
     batched = {n for n, e in results.items() if (e.get("screen") or {}).get("batch", 0) >= 2}
     # Most clean tests are cleared by a batch; the leaking ones and the
     # tests that cannot join one never are.
-    assert len(batched) >= 20, sorted(set(results) - batched)
+    assert len(batched) >= 20, [(n, results[n]["notes"][:1]) for n in sorted(set(results) - batched)]
     assert not batched & (LEAKY | ALONE), batched & (LEAKY | ALONE)
     for nodeid in batched:
         assert "cleared by the screen with the" in results[nodeid]["notes"][0]
