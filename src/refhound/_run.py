@@ -137,20 +137,21 @@ class CheckRun:
 
     # -- the steps ------------------------------------------------------------
 
-    def steps(self, calls, screen=None, budget=None, screen_plan=None):
+    def steps(self, calls, screen=None, budget=None, screen_plan=None, screen_rounds=None):
         """Yield Steps until the Result is in self.result.  screen: the
         seconds one call of the body takes, when the driver asks for the
         screen first (it can call the body); budget: the seconds the full
         check of a body the screen did not clear may be expected to take
         (None: no limit); screen_plan: (warm, calls, epochs) instead of
-        the plan for the body's time (a batch of tests: _pytest_batch.py)."""
+        the plan for the body's time, screen_rounds: the most rounds of the
+        screen (a batch of tests: _pytest_batch.py)."""
         from . import _core
         if not _core.is_tracking():
             self.result = self._incomplete(calls, _tracking_off_reason())
             return
         if screen is not None and self.can_call:
             try:
-                yield from self._screen(screen, calls, budget, screen_plan)
+                yield from self._screen(screen, calls, budget, screen_plan, screen_rounds)
             except _core.TrackingError as exc:
                 self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
                 return
@@ -181,7 +182,7 @@ class CheckRun:
 
     # -- the screen (a phase before warm-up, taken when the driver asks) --------
 
-    def _screen(self, seconds_per_call, full_calls, budget, plan=None):
+    def _screen(self, seconds_per_call, full_calls, budget, plan=None, max_rounds=None):
         """The screen: clean here, or a note and on to the full check (or,
         when the full check would take longer than the budget, inconclusive
         with what the screen saw).  A screen that saw growth stop within it
@@ -214,6 +215,8 @@ class CheckRun:
                     outcome, reason = "clean", died
                     rounds.append(reason)
                     break
+            if max_rounds is not None and len(rounds) >= max_rounds:
+                break
             earlier = figures
             warm = 0            # the first round warmed it up
             # The second round's walks follow full collections: what only
@@ -773,7 +776,7 @@ def build_result(target, verdict, raw, calls, nsamples, growth, notes, seconds, 
 
 
 def run_callable(options, func, args, kwargs, target, observers=(), screen=None, budget=None,
-                 screen_plan=None):
+                 screen_plan=None, screen_rounds=None):
     """Check func(*args, **kwargs): calibrate, then perform the steps.
     Raises TargetFailed when the target raises.  screen: the seconds a call
     took when the driver ran it (pytest: the test's normal run), to screen
@@ -805,7 +808,7 @@ def run_callable(options, func, args, kwargs, target, observers=(), screen=None,
                              max_samples=max_samples(options))
 
     run = CheckRun(options, target, open_session, can_call=True, observers=observers)
-    steps = run.steps(calls, screen, budget, screen_plan)
+    steps = run.steps(calls, screen, budget, screen_plan, screen_rounds)
     reply = pending = None
     while True:
         try:

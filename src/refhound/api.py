@@ -32,13 +32,14 @@ class Checker:
                             getattr(func, "__qualname__", repr(func)))
         return self.run(func, args, kwargs, target)
 
-    def run(self, func, args, kwargs, target, screen=None, budget=None, screen_plan=None):
+    def run(self, func, args, kwargs, target, screen=None, budget=None, screen_plan=None,
+            screen_rounds=None):
         """Check func(*args, **kwargs) under the name `target`.  screen: the
         seconds a call took when the caller ran it, to screen it first
         (pytest --refhound); None: the full check only.  budget: the seconds
         the full check of what the screen did not clear may take (None: no
         limit).  screen_plan: (warm, calls, epochs) for the screen instead of
-        the plan for the body's time."""
+        the plan for the body's time; screen_rounds: its most rounds."""
         from . import _core
         from ._target import as_plain_callable
         func, note = as_plain_callable(func)
@@ -58,7 +59,8 @@ class Checker:
                                                           info["calls"]))
         try:
             result = run_callable(options, func, args, kwargs, target, observers,
-                                  screen=screen, budget=budget, screen_plan=screen_plan)
+                                  screen=screen, budget=budget, screen_plan=screen_plan,
+                                  screen_rounds=screen_rounds)
             if note:
                 result.notes.insert(0, note)
             if native_note:
