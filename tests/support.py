@@ -205,6 +205,27 @@ def run_refhound(python, args, cwd=None, timeout=300, env=None):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def run_pytest_refhound(args, cwd, extra_path=(), plugins=()):
+    """pytest with refhound's plugin (and only the plugins named; xdist's
+    when `-n` is given) in `cwd`, the engine and `extra_path` importable,
+    free of the environment of a suite that itself runs under xdist."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([engine_path(sys.executable)] + list(extra_path))
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env.pop("PYTEST_ADDOPTS", None)
+    for key in list(env):
+        if key.startswith("PYTEST_XDIST") or key == "PYTEST_CURRENT_TEST":
+            env.pop(key)
+    cmd = [sys.executable, "-m", "pytest", "-p", "refhound.pytest_plugin", "-p",
+           "no:cacheprovider"]
+    if "-n" in args:
+        plugins = list(plugins) + ["xdist.plugin"]
+    for plugin in plugins:
+        cmd += ["-p", plugin]
+    return subprocess.run(cmd + list(args), cwd=str(cwd), env=env, capture_output=True,
+                          text=True, timeout=1200)
+
+
 def check_json(python, target, cwd, *extra):
     """Run `refhound check TARGET --json -`; return (exit status, result dict, stderr)."""
     proc = run_refhound(python, ["check", target, "--json", "-", "--no-progress"] + list(extra),

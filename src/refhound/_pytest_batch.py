@@ -254,8 +254,6 @@ class Batcher:
         self.settings_of = settings_of
         self.judged = judged
         self.entries = []
-        self.batches = 0            # batch screens taken (figures for the docs)
-        self.cleared = 0            # tests cleared by a batch screen
         self._interactor = False    # pytest-xdist's worker plugin (False: not looked up)
         self._index = None          # id(item) -> its index in session.items
 
@@ -368,7 +366,8 @@ class Batcher:
             capman.resume_global_capture()
         try:
             for tier in sorted({e.deferred.tier for e in pending}):
-                group = [e.deferred for e in pending if e.deferred.tier == tier]
+                entries = [e for e in pending if e.deferred.tier == tier]
+                group = [e.deferred for e in entries]
                 for d in group:
                     d.restore()
                 try:
@@ -376,18 +375,14 @@ class Batcher:
                 finally:
                     for d in group:
                         d.release()
-                for d in group:
-                    self._record(d, outcomes[d.item])
+                for e in entries:
+                    self.judged(e.item, outcomes[e.item], e.reports)
         finally:
             if capturing:
                 capman.suspend_global_capture(in_=False)
                 capman.read_global_capture()
         for e in pending:
             e.judged = True
-
-    def _record(self, deferred, outcome):
-        reports = next((e.reports for e in self.entries if e.item is deferred.item), [])
-        self.judged(deferred.item, outcome, reports)
 
     def _judge(self, group, why=None):
         """{item: Outcome} for a group of one tier, halving it while its
@@ -401,7 +396,6 @@ class Batcher:
             return {d.item: outcome}
         result, reason = self._screen(group)
         if result is not None:
-            self.cleared += len(group)
             return {d.item: _cleared(d, result, len(group)) for d in group}
         why = "its batch of %d was not cleared (%s)" % (len(group), reason)
         half = len(group) // 2
@@ -413,7 +407,6 @@ class Batcher:
         """The screen of the group's bodies called one after another:
         (its Result, None) when it cleared them, else (None, why not)."""
         from .api import Checker
-        self.batches += 1
         items = [d.item for d in group]
         seconds = sum(d.seconds for d in group)
         plan = V.batch_plan(group[0].tier, len(group), seconds)

@@ -10,13 +10,11 @@ function-scoped yield fixture, or one asking for capsys, is checked on its
 own; a test whose batch holds a leaking test is still named alone.
 """
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 
-from support import build_zoo_case, cbuild, engine_path
+from support import build_zoo_case, cbuild, run_pytest_refhound
 
 PY = sys.executable
 CASES = {c["name"]: c for c in cbuild.zoo_cases()}
@@ -96,21 +94,6 @@ LEAKY = {"test_suite.py::test_every_tenth_leaky", "test_suite.py::test_incref_no
 ALONE = {"test_suite.py::test_yield_fixture", "test_suite.py::test_capsys"}
 
 
-def run_pytest(args, cwd, extra_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([engine_path(PY)] + list(extra_path))
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env.pop("PYTEST_ADDOPTS", None)
-    for key in list(env):           # when this suite itself runs under xdist
-        if key.startswith("PYTEST_XDIST") or key == "PYTEST_CURRENT_TEST":
-            env.pop(key)
-    cmd = [PY, "-m", "pytest", "-p", "refhound.pytest_plugin", "-p", "no:cacheprovider"]
-    if "-n" in args:
-        cmd += ["-p", "xdist.plugin"]
-    return subprocess.run(cmd + list(args), cwd=str(cwd), env=env, capture_output=True,
-                          text=True, timeout=1200)
-
-
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     folder = tmp_path_factory.mktemp("batch_suite")
@@ -124,8 +107,8 @@ def suite(tmp_path_factory):
 def _run(suite, *args):
     folder, built = suite
     out = folder / ("out%d.json" % abs(hash(args)))
-    proc = run_pytest(["-q", "-rA", "--refhound", "--refhound-json", str(out)] + list(args),
-                      folder, built)
+    proc = run_pytest_refhound(["-q", "-rA", "--refhound", "--refhound-json", str(out)]
+                               + list(args), folder, built)
     return proc, {e["target"]: e for e in json.loads(out.read_text())}
 
 
@@ -149,7 +132,8 @@ def test_batches_find_the_leaks_and_clear_the_rest(suite):
     batched = {n for n, e in results.items() if (e.get("screen") or {}).get("batch", 0) >= 2}
     # Most clean tests are cleared by a batch; the leaking ones and the
     # tests that cannot join one never are.
-    assert len(batched) >= 20, [(n, results[n]["notes"][:1]) for n in sorted(set(results) - batched)]
+    assert len(batched) >= 20, [(n, results[n]["notes"][:1])
+                                for n in sorted(set(results) - batched)]
     assert not batched & (LEAKY | ALONE), batched & (LEAKY | ALONE)
     for nodeid in batched:
         assert "cleared by the screen with the" in results[nodeid]["notes"][0]

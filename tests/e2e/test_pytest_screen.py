@@ -23,26 +23,11 @@ import textwrap
 
 import pytest
 
-from support import ROOT, SANITIZE, build_zoo_case, cbuild, engine_path
+from support import ROOT, SANITIZE, build_zoo_case, cbuild, engine_path, run_pytest_refhound
 
 PY = sys.executable
 CASES = {c["name"]: c for c in cbuild.zoo_cases()}
 SETTLE = os.path.join(ROOT, "tests", "settle", "basics.py")
-
-
-def run_pytest(args, cwd, extra_path=(), plugins=()):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([engine_path(PY)] + list(extra_path))
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    env.pop("PYTEST_ADDOPTS", None)
-    for key in list(env):           # when this suite itself runs under xdist
-        if key.startswith("PYTEST_XDIST") or key == "PYTEST_CURRENT_TEST":
-            env.pop(key)
-    cmd = [PY, "-m", "pytest", "-p", "refhound.pytest_plugin", "-p", "no:cacheprovider"]
-    for plugin in plugins:
-        cmd += ["-p", plugin]
-    return subprocess.run(cmd + list(args), cwd=str(cwd), env=env, capture_output=True,
-                          text=True, timeout=1200)
 
 
 def outcomes(path):
@@ -68,7 +53,7 @@ def zoo_suite(tmp_path_factory):
                   "def test_%s_clean():" % name, "    %s.clean()" % name, ""]
     (folder / "test_zoo_suite.py").write_text("\n".join(lines))
     (folder / "pytest.ini").write_text("[pytest]\n")
-    proc = run_pytest(["-q", "--refhound", "--refhound-json", "out.json"], folder, [built])
+    proc = run_pytest_refhound(["-q", "--refhound", "--refhound-json", "out.json"], folder, [built])
     return proc, outcomes(folder / "out.json")
 
 
@@ -128,8 +113,8 @@ def _subtests_run(tmp_path, plugins):
     # machine the malloc heap may move during it, and then the full check
     # (some 30 s for a body of ~1 s) must find them clean too: a budget
     # that lets it run.
-    proc = run_pytest(["-q", "--refhound", "--refhound-json", "out.json",
-                       "--refhound-budget", "300"], tmp_path, plugins=plugins)
+    proc = run_pytest_refhound(["-q", "--refhound", "--refhound-json", "out.json",
+                                "--refhound-budget", "300"], tmp_path, plugins=plugins)
     return proc, outcomes(tmp_path / "out.json")
 
 
@@ -346,7 +331,7 @@ def test_unittest_failures_and_skips_are_not_checked(tmp_path):
     # test that fails when run again is unchecked, its report untouched.
     (tmp_path / "test_outcomes.py").write_text(UNITTEST_OUTCOMES)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    proc = run_pytest(["-q", "--refhound", "--refhound-json", "out.json"], tmp_path)
+    proc = run_pytest_refhound(["-q", "--refhound", "--refhound-json", "out.json"], tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 failed, 2 passed, 3 skipped" in proc.stdout, proc.stdout[-1000:]
     results = outcomes(tmp_path / "out.json")
