@@ -7,14 +7,15 @@ Batched, serially and under pytest-xdist, the two fail and every other
 test passes, most of them cleared by the screen of a batch; one by one
 (--refhound-one-by-one) the outcomes are the same.  A test with a
 function-scoped yield fixture, or one asking for capsys, is checked on its
-own; a test whose batch holds a leaking test is still named alone.
+own; a test whose batch holds a leaking test is still named alone, down
+to its culprit line.
 """
 import json
 import sys
 
 import pytest
 
-from support import build_zoo_case, cbuild, run_pytest_refhound
+from support import SANITIZE, build_zoo_case, cbuild, run_pytest_refhound
 
 PY = sys.executable
 CASES = {c["name"]: c for c in cbuild.zoo_cases()}
@@ -124,10 +125,21 @@ def _check(proc, results):
     assert abs(tenth["per_call"]["objects"] - 0.1) <= 0.02, tenth["per_call"]
     none = results["test_suite.py::test_incref_none_leaky"]
     assert abs(none["per_call"]["refs"] - 1) <= 0.05 and none["per_call"]["blocks"] == 0
+    # Halved out of its batch, a leaking test is named down to its culprit line.
+    for nodeid, name in (("test_suite.py::test_every_tenth_leaky", "every_tenth"),
+                         ("test_suite.py::TestCodec::test_leaky", "new_object")):
+        culprit = results[nodeid]["sites"][0]["culprit"]
+        assert (culprit["function"], culprit["line"]) == (
+            CASES[name]["culprit_function"], CASES[name]["culprit_line"]), (nodeid, culprit)
 
 
-def test_batches_find_the_leaks_and_clear_the_rest(suite):
-    proc, results = _run(suite)
+@pytest.fixture(scope="module")
+def batched(suite):
+    return _run(suite)
+
+
+def test_batches_find_the_leaks_and_clear_the_rest(batched):
+    proc, results = batched
     _check(proc, results)
     batched = {n for n, e in results.items() if (e.get("screen") or {}).get("batch", 0) >= 2}
     # Most clean tests are cleared by a batch; the leaking ones and the
@@ -137,6 +149,18 @@ def test_batches_find_the_leaks_and_clear_the_rest(suite):
     assert not batched & (LEAKY | ALONE), batched & (LEAKY | ALONE)
     for nodeid in batched:
         assert "cleared by the screen with the" in results[nodeid]["notes"][0]
+
+
+@pytest.mark.xfail(strict=not SANITIZE, reason=(
+    "known miss, batched and one by one alike: in a pytest process the extra Py_INCREF "
+    "on None is attributed to an interpreter site that increments None for an object "
+    "freed elsewhere (PyFunction_NewWithQualName, gen_send_ex2), not to leaky()"))
+def test_reference_only_leak_names_its_culprit_line(batched):
+    _, results = batched
+    none = results["test_suite.py::test_incref_none_leaky"]
+    site = none["refcount_growth"][0]["sites"][0]
+    assert (site["function"], site["line"]) == (
+        CASES["incref_none"]["culprit_function"], CASES["incref_none"]["culprit_line"]), site
 
 
 def test_one_by_one_gives_the_same_outcomes(suite):
