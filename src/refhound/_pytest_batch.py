@@ -189,6 +189,7 @@ class Deferred:
         self.settings = settings
         self.seconds = seconds
         self.tier = tier
+        self.passes = None          # calls of its batch's last screen, when fewer than all
         if _is_unittest(item):
             item.instance                   # (pytest 8.2+: made on first use)
         d = item.__dict__
@@ -410,6 +411,10 @@ class Batcher:
         items = [d.item for d in group]
         seconds = sum(d.seconds for d in group)
         plan = V.batch_plan(group[0].tier, len(group), seconds)
+        first = [V.batch_first_pass(d.tier, d.seconds, plan) for d in group]
+        for d, f in zip(group, first):
+            d.passes = plan[1] * plan[2] + 1 - max(f - plan[0], 0) if f else None
+        passes = [0]
         trimmer = pc._Trimmer(items[-1])
         trimmer.start()
         try:
@@ -418,8 +423,12 @@ class Batcher:
                 trimmer.warning_log = warning_log
 
                 def call():
+                    n = passes[0]
+                    passes[0] += 1
                     try:
-                        for item in items:
+                        for item, f in zip(items, first):
+                            if n < f:
+                                continue        # a slower body: the last epoch on
                             item.runtest()
                             if quiet.failed is not None:
                                 raise pc.SubtestFailed("subtest %s failed" % quiet.failed)
@@ -483,5 +492,9 @@ def _cleared(deferred, result, tests):
     r.screen = screen
     r.notes = ["cleared by the screen with the %d tests of its batch (%s)"
                % (tests, screen.get("reason", ""))]
+    if deferred.passes is not None:
+        screen["test_calls"] = deferred.passes
+        r.notes[0] += ("; this test, slower, joined its last epoch and tail: %d calls"
+                       % deferred.passes)
     return pc.Outcome(deferred.item.nodeid, "clean", "", r, None, deferred.settings)
 

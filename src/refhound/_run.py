@@ -238,12 +238,20 @@ class CheckRun:
         cost = V.full_check_seconds(self.options, full_calls, seconds_per_call,
                                     figures["walk_seconds"])
         self.screened["full_check_seconds"] = round(cost, 3)
+        why = None
         if budget is not None and cost > budget:
+            why = ("a full check would take about %.0f s, over the budget of %g s per test "
+                   "(raise --refhound-budget)" % (cost, budget))
+        elif budget is not None and cost > V.CLEAR_ONLY_SHARE * budget and \
+                not V.leak_confirmable(self.options, full_calls, seconds_per_call,
+                                       figures["walk_seconds"]):
+            why = ("a full check would take about %.1f s and could only clear it: a leak "
+                   "would need ten times its calls, more than the patience budget of %g s "
+                   "(raise --refhound-budget and --refhound-patience)" % (cost, self.options.patience))
+        if why is not None:
             self.notes.append("the screen did not clear it (%s)" % reason)
-            result = self._incomplete(full_calls, (
-                "the screen did not clear it (%s), and a full check would take about %.0f s, "
-                "over the budget of %g s per test (raise --refhound-budget)"
-                % (reason, cost, budget)))
+            result = self._incomplete(full_calls, "the screen did not clear it (%s), and %s"
+                                      % (reason, why))
             result.seconds = time.perf_counter() - self.t0
             self.result = result
             return

@@ -60,7 +60,7 @@ PLUGIN_OPTIONS = (
      "free, double free, overflow, underflow) ends it and is reported with its culprit "
      "line (exit status 1)"),
 )
-CHECK_OPTIONS = ("iterations", "min_iterations", "warmup", "calls")
+CHECK_OPTIONS = ("iterations", "min_iterations", "warmup", "calls", "patience")
 
 KEY = pytest.StashKey()
 
@@ -90,7 +90,8 @@ def pytest_addoption(parser):
         default = field.pytest_default
         text = "%s (default: %s)" % (field.help, "auto" if default is None else default)
         group.addoption("--" + name.replace("_", "-"), action="store", default=None, dest=name,
-                        metavar="N|auto" if field.kind == "calls" else "N", help=text)
+                        metavar={"calls": "N|auto", "seconds": "SECONDS"}.get(field.kind, "N"),
+                        help=text)
         parser.addini(name, text, default="auto" if default is None else str(default))
 
 

@@ -476,15 +476,22 @@ NATIVE_DRIFT = 1.0
 # extension grows it by 14 bytes per call, steadily, inside the
 # interpreter.  It is reported as drift, with a note, without patience.
 HEAP_CHUNK_BYTES = 32
+RSS_PAGE_BYTES = 4096
 
 
 def heap_only_drift(session, followed, start, calls):
     """The heap's growth per call over the samples from `start` (at `calls`
-    calls per sample) when it alone is followed, the extensions' native
-    blocks are tracked and flat, and it is below HEAP_CHUNK_BYTES; else
-    None."""
-    if set(followed) != {"heap_bytes"} or calls < 1:
+    calls per sample) when it alone is followed (resident memory beside it
+    only when that grew by less than a page per call: the heap's drift
+    touches pages too), the extensions' native blocks are tracked and flat,
+    and it is below HEAP_CHUNK_BYTES; else None."""
+    if set(followed) - {"rss_bytes"} != {"heap_bytes"} or calls < 1:
         return None
+    if "rss_bytes" in followed:
+        rss = session.series("rss_bytes", start)
+        if len(rss) < 2 or min(rss) < 0 or \
+                (rss[-1] - rss[0]) / (calls * (len(rss) - 1)) >= RSS_PAGE_BYTES:
+            return None
     native = session.series("native_blocks", start)
     heap = session.series("heap_bytes", start)
     if len(heap) < 2 or min(heap) < 0 or not native or min(native) < 0 \
@@ -717,6 +724,24 @@ def full_check_seconds(options, calls, seconds_per_call, sample_seconds):
     return iterations * (calls * seconds_per_call + sample_seconds)
 
 
+# A full check that could only clear a test (a growth it saw could not be
+# confirmed as a leak within the patience budget: the body is too slow for
+# ten times the calls) is worth less than one that can find a leak: it runs
+# when it fits in this share of the budget.
+CLEAR_ONLY_SHARE = 0.5
+
+
+def leak_confirmable(options, calls, seconds_per_call, sample_seconds):
+    """Could patience confirm a growth the least full check saw (ten times
+    its measured calls within options.patience)?  True when patience is
+    off: a growth is then a verdict of its own."""
+    if options.patience <= 0:
+        return True
+    seen = calls * options.min_iterations
+    return patience_stage(seen, None, seconds_per_call, sample_seconds,
+                          options.patience) is not None
+
+
 def screen_sensitivity(calls, epochs):
     """The rarest leak (one block every N calls) the screen cannot clear."""
     judged = epochs - 2 if epochs >= 3 else epochs
@@ -737,6 +762,10 @@ BATCH_BUDGET = 0.001            # seconds of screened calls per fast test
 BATCH_TIERS = ((0.0002, 1, None, 8),    # fast: at least 12 judged calls each
                (0.0006, 1, 1, 8),       # middle: 6 judged calls each
                (0.05, 1, 1, 2))         # slow: 2 judged calls
+# A body of the slow tier at least this slow joins its batch's last epoch
+# and tail only: one judged call, what a body this slow gets on its own
+# (screen_plan); its warm call was its normal run.
+BATCH_LATE = 0.0025
 
 
 def batch_tier(seconds):
@@ -746,6 +775,15 @@ def batch_tier(seconds):
         if seconds < slowest:
             return k
     return None
+
+
+def batch_first_pass(tier, seconds, plan):
+    """The first pass of its batch's body (0: the warm pass) that calls a
+    test whose body took `seconds`, under the batch's plan."""
+    warm, calls, epochs = plan
+    if tier == len(BATCH_TIERS) - 1 and seconds >= BATCH_LATE:
+        return warm + calls * (epochs - 1)
+    return 0
 
 
 def batch_plan(tier, tests, seconds):

@@ -677,6 +677,19 @@ def test_heap_alone_below_a_chunk_per_call_is_drift():
     assert V.heap_only_drift(s, {"heap_bytes": 1}, 3, 10) == pytest.approx(1.4)
 
 
+def test_heap_drift_with_resident_memory_below_a_page_per_call():
+    # markupsafe's re-import, one run in five: resident memory followed too,
+    # +158 bytes per call beside the heap's +9
+    heap = [1000 + 9 * i for i in range(12)]
+    s = _heap_session(heap, [7] * len(heap))
+    s.metrics["rss_bytes"] = [50_000_000 + 158 * i for i in range(12)]
+    followed = {"heap_bytes": 1, "rss_bytes": 1}
+    assert V.heap_only_drift(s, followed, 3, 1) == pytest.approx(9)
+    s.metrics["rss_bytes"] = [50_000_000 + 4096 * i for i in range(12)]
+    assert V.heap_only_drift(s, followed, 3, 1) is None
+    assert V.heap_only_drift(s, {"rss_bytes": 1}, 3, 1) is None
+
+
 @pytest.mark.parametrize("followed, heap, native, calls", [
     ({"heap_bytes": 1, "blocks": 1}, [0, 10, 20], [7, 7, 7], 1),      # a counted figure too
     ({"heap_bytes": 1}, [0, 10, 20], [7, 7, 8], 1),                   # a native block grew
