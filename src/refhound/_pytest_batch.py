@@ -366,18 +366,16 @@ class Batcher:
         if capturing:
             capman.resume_global_capture()
         try:
-            for tier in sorted({e.deferred.tier for e in pending}):
-                entries = [e for e in pending if e.deferred.tier == tier]
-                group = [e.deferred for e in entries]
+            group = [e.deferred for e in pending]
+            for d in group:
+                d.restore()
+            try:
+                outcomes = self._judge(group)
+            finally:
                 for d in group:
-                    d.restore()
-                try:
-                    outcomes = self._judge(group)
-                finally:
-                    for d in group:
-                        d.release()
-                for e in entries:
-                    self.judged(e.item, outcomes[e.item], e.reports)
+                    d.release()
+            for e in pending:
+                self.judged(e.item, outcomes[e.item], e.reports)
         finally:
             if capturing:
                 capman.suspend_global_capture(in_=False)
@@ -386,7 +384,7 @@ class Batcher:
             e.judged = True
 
     def _judge(self, group, why=None):
-        """{item: Outcome} for a group of one tier, halving it while its
+        """{item: Outcome} for a group of tests, halving it while its
         screen cannot clear it.  why: what kept the batch above from
         being cleared (noted on a single test's result)."""
         if len(group) == 1:
@@ -409,11 +407,14 @@ class Batcher:
         (its Result, None) when it cleared them, else (None, why not)."""
         from .api import Checker
         items = [d.item for d in group]
+        lead = min(d.tier for d in group)
+        plan = V.batch_plan([d.tier for d in group],
+                            sum(d.seconds for d in group if d.tier == lead))
         seconds = sum(d.seconds for d in group)
-        plan = V.batch_plan(group[0].tier, len(group), seconds)
-        first = [V.batch_first_pass(d.tier, d.seconds, plan) for d in group]
-        for d, f in zip(group, first):
-            d.passes = plan[1] * plan[2] + 1 - max(f - plan[0], 0) if f else None
+        joins = [V.batch_passes(d.tier, d.seconds, plan, lead) for d in group]
+        tail = plan[0] + plan[1] * plan[2]
+        for d, j in zip(group, joins):
+            d.passes = None if j is None else len(j)
         passes = [0]
         trimmer = pc._Trimmer(items[-1])
         trimmer.start()
@@ -423,12 +424,12 @@ class Batcher:
                 trimmer.warning_log = warning_log
 
                 def call():
-                    n = passes[0]
+                    n = passes[0] % (tail + 1)      # (the plan again after its tail)
                     passes[0] += 1
                     try:
-                        for item, f in zip(items, first):
-                            if n < f:
-                                continue        # a slower body: the last epoch on
+                        for item, j in zip(items, joins):
+                            if j is not None and n not in j:
+                                continue        # a slower body: fewer passes
                             item.runtest()
                             if quiet.failed is not None:
                                 raise pc.SubtestFailed("subtest %s failed" % quiet.failed)
@@ -466,7 +467,7 @@ def _survivors_replaced(result, call):
     reason = screen.get("reason", "")
     if not reason.startswith("blocks survive calls") or "; " in reason:
         return
-    calls = screen["calls"] * screen["epochs"] + 1
+    calls = screen.get("warm", 0) + screen["calls"] * screen["epochs"] + 1   # its plan again
     for _ in range(calls):
         call()
         gc.collect(0)
@@ -494,7 +495,6 @@ def _cleared(deferred, result, tests):
                % (tests, screen.get("reason", ""))]
     if deferred.passes is not None:
         screen["test_calls"] = deferred.passes
-        r.notes[0] += ("; this test, slower, joined its last epoch and tail: %d calls"
-                       % deferred.passes)
+        r.notes[0] += ("; this test, slower, joined %d of its passes" % deferred.passes)
     return pc.Outcome(deferred.item.nodeid, "clean", "", r, None, deferred.settings)
 

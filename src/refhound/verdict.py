@@ -751,46 +751,67 @@ def screen_sensitivity(calls, epochs):
 # ---- The screen of a batch of tests (pytest --refhound; _pytest_batch.py) -----
 #
 # The tests of one class or module whose bodies can be called again after
-# their teardown are screened together: one call of the batch's body is one
-# call of each test's, and the two walks are shared.  A test's tier is set
-# by its body's time; each tier's plan gives its tests at least the
-# sensitivity the screen of a test on its own gives a body of that time.
+# their teardown are screened together: one pass of the batch's body calls
+# each test's body at most once, and the two walks are shared.  A test's
+# tier is set by its body's time; the batch's plan is its fastest tier's,
+# and a slower test joins only the passes that give it the judged calls
+# its own tier's plan would (at least what the screen of a test on its
+# own gives a body of that time).
 
 BATCH_MAX = 64                  # tests in a batch, at most
 BATCH_BUDGET = 0.001            # seconds of screened calls per fast test
-# (slowest body, warm calls, calls per epoch, epochs); calls None: from BATCH_BUDGET
-BATCH_TIERS = ((0.0002, 1, None, 8),    # fast: at least 12 judged calls each
-               (0.0006, 1, 1, 8),       # middle: 6 judged calls each
-               (0.05, 1, 1, 2))         # slow: 2 judged calls
-# A body of the slow tier at least this slow joins its batch's last epoch
-# and tail only: one judged call, what a body this slow gets on its own
-# (screen_plan); its warm call was its normal run.
+# (slowest body, warm calls, calls per epoch, epochs, judged epochs it
+# joins); calls None: from BATCH_BUDGET; judged None: every pass
+BATCH_TIERS = ((0.0002, 1, None, 8, None),  # fast: at least 12 judged calls each
+               (0.0006, 1, 1, 8, 6),        # middle: 6 judged calls each
+               (0.05, 1, 1, 2, 2))          # slow: 2 judged calls
+# A body of the slow tier at least this slow joins one judged epoch and
+# the tail, with no warm call (its normal run was one): what a body this
+# slow gets on its own (screen_plan).
 BATCH_LATE = 0.0025
 
 
 def batch_tier(seconds):
     """The tier of a test whose body took this long, or None: screened on
     its own (a body this slow pays little for its own walks)."""
-    for k, (slowest, _, _, _) in enumerate(BATCH_TIERS):
-        if seconds < slowest:
+    for k, tier in enumerate(BATCH_TIERS):
+        if seconds < tier[0]:
             return k
     return None
 
 
-def batch_first_pass(tier, seconds, plan):
-    """The first pass of its batch's body (0: the warm pass) that calls a
-    test whose body took `seconds`, under the batch's plan."""
-    warm, calls, epochs = plan
-    if tier == len(BATCH_TIERS) - 1 and seconds >= BATCH_LATE:
-        return warm + calls * (epochs - 1)
-    return 0
-
-
-def batch_plan(tier, tests, seconds):
-    """(warm, calls, epochs) for a batch of `tests` tests of a tier whose
-    bodies take `seconds` in all."""
-    _, warm, calls, epochs = BATCH_TIERS[tier]
+def batch_plan(tiers, seconds):
+    """(warm, calls, epochs) for a batch whose tests are of `tiers` and
+    take `seconds` (the bodies of the fastest tier, in all)."""
+    lead = min(tiers)
+    _, warm, calls, epochs, _ = BATCH_TIERS[lead]
     if calls is None:
-        calls = int(tests * BATCH_BUDGET / (epochs * max(seconds, 1e-7)))
+        n = sum(1 for t in tiers if t == lead)
+        calls = int(n * BATCH_BUDGET / (epochs * max(seconds, 1e-7)))
         calls = max(2, min(calls, SCREEN_MAX_CALLS))
     return warm, calls, epochs
+
+
+def batch_passes(tier, seconds, plan, lead):
+    """The passes of its batch's body (0 .. warm + calls x epochs: warm
+    passes, epochs, the tail) that call a test of `tier` whose body took
+    `seconds`, under the plan of a batch whose fastest tier is `lead`;
+    None: every pass.  (A batch called again repeats its plan.)"""
+    warm, calls, epochs = plan
+    late = tier == len(BATCH_TIERS) - 1 and seconds >= BATCH_LATE
+    if tier == lead and not late:
+        return None
+    judged = list(range(1, epochs - 1) if epochs >= 3 else range(epochs))
+    joins = 1 if late else min(BATCH_TIERS[tier][4], len(judged))
+    # Its judged epochs are the last it may join; a middle body in a fast
+    # batch joins every epoch, as in its own tier's plan.
+    if joins >= len(judged):
+        epochs_in = range(epochs)
+    else:
+        epochs_in = judged[-joins:]
+    tail = warm + calls * epochs
+    out = {warm + calls * e for e in epochs_in}
+    out.add(tail)
+    if not late:
+        out.update(range(warm))
+    return frozenset(out)
