@@ -108,9 +108,15 @@ static int table_add(typetable_t *t, PyTypeObject *tp)
     s->preheader = (uint32_t)((s->is_gc ? RH_GC_HEAD_SIZE : 0) +
                               ((tp->tp_flags & RH_PREHEADER_FLAGS) ? RH_MANAGED_PREHEADER_SIZE : 0));
     /* The smallest block an instance can live in: compact str objects are
-     * smaller than PyUnicodeObject. */
+     * smaller than PyUnicodeObject; a naive datetime.datetime or
+     * datetime.time is allocated without its tzinfo pointer (the
+     * _datetime module's own allocators). */
     s->minsize = PyType_IsSubtype(tp, &PyUnicode_Type) ? (Py_ssize_t)sizeof(PyASCIIObject) + 1
                                                        : tp->tp_basicsize;
+    if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE) && tp->tp_name != NULL &&
+            (strcmp(tp->tp_name, "datetime.datetime") == 0 ||
+             strcmp(tp->tp_name, "datetime.time") == 0))
+        s->minsize -= (Py_ssize_t)sizeof(PyObject *);
     t->count++;
     return 1;
 }

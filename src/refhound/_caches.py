@@ -2,7 +2,10 @@
 
 Everything here drops memoised data the interpreter re-creates on demand
 (method cache, ABC caches, compiled-regex and struct caches, line cache,
-import finder caches, warning registries through the filters version).
+import finder caches).  Not the warning registries: a registry keeps one
+entry per distinct warning shown (under the default action), so one that
+grows call after call is the program's growth (a message that differs on
+every call), and one that fills settles like any cache.
 None of it changes what the user's program computes.  The function must
 itself be leak-neutral: it is called once per sample, inside the measured
 process.
@@ -78,9 +81,6 @@ def _clear_caches(importlib=True):
     finders = modules.get("importlib") if importlib else None
     if finders is not None:
         finders.invalidate_caches()
-    warnings = modules.get("warnings")
-    if warnings is not None and hasattr(warnings, "_filters_mutated"):
-        warnings._filters_mutated()
     for cls in _abc_classes():
         cls._abc_caches_clear()
     sys._clear_type_cache()
