@@ -666,7 +666,8 @@ def released_increment(pool, addresses, dealloc=False):
     """Which pending increment a decrement (its stack `addresses`, innermost
     first) releases: (pool kind, index) or None when none is pending.
 
-    Python code's own references first (the newest).  Else the increment
+    Python code's own references first (the newest), but not for a
+    deallocator's decrement.  Else the increment
     that shares the deepest caller with the decrement: a reference taken
     and released inside one call balances there, whatever came back from
     calls around it.  At equal depth, the newest reference that came back
@@ -674,12 +675,16 @@ def released_increment(pool, addresses, dealloc=False):
     (`dealloc`: a tuple freed with the frame that held it) releases what
     its container took first: a reference stored by an API that builds the
     container (Py_BuildValue, PyTuple_Pack: kind "container"), else a direct
-    increment (the builder's Py_INCREF before PyTuple_SET_ITEM)."""
-    if pool["python"]:
+    increment (the builder's Py_INCREF before PyTuple_SET_ITEM), and Python
+    code's last: a function object freed by its frame releases the
+    reference PyFunction_New took, not one the eval loop holds (taking
+    that one left the function's increment unpaired and named it)."""
+    if pool["python"] and not dealloc:
         return "python", len(pool["python"]) - 1
     outer = addresses[1:]            # [0] is the write itself
     best = None
-    order = ("container", "direct", "call") if dealloc else ("call", "direct", "container")
+    order = ("container", "direct", "call", "python") if dealloc else \
+        ("call", "direct", "container")
     for rank, kind in enumerate(order):
         entries = pool.get(kind, ())
         for i in range(len(entries) - 1, -1, -1):
@@ -693,14 +698,18 @@ def released_increment(pool, addresses, dealloc=False):
 _DEALLOC_RE = re.compile(r"^\w*_?dealloc\w*$", re.I)
 
 
+_CLEAR_RE = re.compile(r"^\w*_clear$", re.I)
+
+
 def _in_deallocator(frames):
     """Is the innermost function that is not a header's a deallocator
-    (tupledealloc, list_dealloc, subtype_dealloc, ...)?"""
-    for frame in frames:
-        if is_header_frame(frame):
-            continue
-        return bool(_DEALLOC_RE.match(frame.get("function") or ""))
-    return False
+    (tupledealloc, list_dealloc, subtype_dealloc, ...), or a type's clear
+    function called by its deallocator (func_clear from func_dealloc)?"""
+    names = [f.get("function") or "" for f in frames if not is_header_frame(f)][:2]
+    if names and _DEALLOC_RE.match(names[0]):
+        return True
+    return len(names) == 2 and bool(_CLEAR_RE.match(names[0])) and \
+        bool(_DEALLOC_RE.match(names[1]))
 
 
 _returns_cache = {}
