@@ -289,7 +289,7 @@ def _stolen_culprit(entry, site):
     through a stealing call: the stealing line is the one that is wrong
     (the reference was borrowed).  The culprit moves there."""
     culprit = entry.get("culprit")
-    if not site.get("_dealloc") or not culprit or not culprit.get("line") \
+    if site.get("_dealloc") is not True or not culprit or not culprit.get("line") \
             or culprit.get("in_interpreter"):
         return
     found = _stealing_call_before(culprit.get("file"), culprit["line"])
@@ -666,8 +666,9 @@ def released_increment(pool, addresses, dealloc=False):
     """Which pending increment a decrement (its stack `addresses`, innermost
     first) releases: (pool kind, index) or None when none is pending.
 
-    Python code's own references first (the newest), but not for a
-    deallocator's decrement.  Else the increment
+    Python code's own references first (the newest), but not for the
+    decrement of a type's clear function in its deallocator
+    (dealloc="clear").  Else the increment
     that shares the deepest caller with the decrement: a reference taken
     and released inside one call balances there, whatever came back from
     calls around it.  At equal depth, the newest reference that came back
@@ -675,16 +676,19 @@ def released_increment(pool, addresses, dealloc=False):
     (`dealloc`: a tuple freed with the frame that held it) releases what
     its container took first: a reference stored by an API that builds the
     container (Py_BuildValue, PyTuple_Pack: kind "container"), else a direct
-    increment (the builder's Py_INCREF before PyTuple_SET_ITEM), and Python
-    code's last: a function object freed by its frame releases the
-    reference PyFunction_New took, not one the eval loop holds (taking
-    that one left the function's increment unpaired and named it)."""
-    if pool["python"] and not dealloc:
+    increment (the builder's Py_INCREF before PyTuple_SET_ITEM); a clear
+    function, Python code's last: a function object freed by its frame
+    releases (func_clear) the reference PyFunction_New took, not one the
+    eval loop holds (taking that one left the function's increment
+    unpaired and named it for an extra Py_INCREF(Py_None) in a pytest
+    process).  (Python code's references last for every deallocator made
+    the corpus's sendto_audit name main.c.)"""
+    if pool["python"] and dealloc != "clear":
         return "python", len(pool["python"]) - 1
     outer = addresses[1:]            # [0] is the write itself
     best = None
-    order = ("container", "direct", "call", "python") if dealloc else \
-        ("call", "direct", "container")
+    order = ("container", "direct", "call", "python") if dealloc == "clear" else \
+        ("container", "direct", "call") if dealloc else ("call", "direct", "container")
     for rank, kind in enumerate(order):
         entries = pool.get(kind, ())
         for i in range(len(entries) - 1, -1, -1):
@@ -702,14 +706,16 @@ _CLEAR_RE = re.compile(r"^\w*_clear$", re.I)
 
 
 def _in_deallocator(frames):
-    """Is the innermost function that is not a header's a deallocator
-    (tupledealloc, list_dealloc, subtype_dealloc, ...), or a type's clear
-    function called by its deallocator (func_clear from func_dealloc)?"""
+    """True when the innermost function that is not a header's is a
+    deallocator (tupledealloc, list_dealloc, subtype_dealloc, ...); "clear"
+    when it is a type's clear function called by its deallocator
+    (func_clear from func_dealloc: the object's own fields); else False."""
     names = [f.get("function") or "" for f in frames if not is_header_frame(f)][:2]
     if names and _DEALLOC_RE.match(names[0]):
         return True
-    return len(names) == 2 and bool(_CLEAR_RE.match(names[0])) and \
-        bool(_DEALLOC_RE.match(names[1]))
+    if len(names) == 2 and _CLEAR_RE.match(names[0]) and _DEALLOC_RE.match(names[1]):
+        return "clear"
+    return False
 
 
 _returns_cache = {}
