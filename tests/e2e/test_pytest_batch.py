@@ -173,3 +173,141 @@ def test_batches_under_xdist(suite):
     proc, results = _run(suite, "-n", "2")
     _check(proc, results)
     assert "34 tests checked" in proc.stdout, proc.stdout[-2000:]
+
+
+# ---------------------------------------------------------------------------
+# Tiers in one batch: bodies of every speed, a slow one leaking
+
+TIERS_SUITE = '''
+import time
+
+import pytest
+
+import new_object
+
+
+def _spend(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_slower_leaky():
+    _spend(0.005)
+    new_object.leaky()
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_fast(n):
+    new_object.clean()
+
+
+def test_middle():
+    _spend(0.0003)
+    new_object.clean()
+
+
+def test_slow():
+    _spend(0.001)
+    new_object.clean()
+
+
+def test_slower():
+    _spend(0.005)
+    new_object.clean()
+'''
+
+
+@pytest.fixture(scope="module")
+def tiers(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiers_suite")
+    built = [build_zoo_case(CASES["new_object"], PY)]
+    (folder / "test_suite.py").write_text(TIERS_SUITE)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    return folder, built
+
+
+def test_tiers_share_a_batch_and_a_slow_leak_is_found(tiers):
+    """The tests of every tier share one batch; a slower test joins only the
+    passes its tier gives it (middle 10, slow 4, 2.5 ms and more 2), and a
+    leak in a 5 ms body, judged on one call, is still found exactly."""
+    proc, results = _run(tiers)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 failed, 9 passed" in proc.stdout, proc.stdout[-2000:]
+    leaky = results["test_suite.py::test_slower_leaky"]
+    assert leaky["pytest"]["outcome"] == "leak", leaky["notes"]
+    assert abs(leaky["per_call"]["objects"] - 1) <= 0.05, leaky["per_call"]
+    site = leaky["sites"][0]
+    assert (site["function"], site["line"]) == (
+        CASES["new_object"]["culprit_function"], CASES["new_object"]["culprit_line"]), site
+    for name, calls in (("test_middle", 10), ("test_slow", 4), ("test_slower", 2)):
+        entry = results["test_suite.py::" + name]
+        assert entry["pytest"]["outcome"] == "clean", (name, entry["notes"])
+        assert entry["screen"].get("batch"), (name, entry["notes"])
+        assert entry["screen"]["test_calls"] == calls, (name, entry["screen"])
+        assert "joined %d of its passes" % calls in entry["notes"][0], entry["notes"]
+    for n in range(6):
+        entry = results["test_suite.py::test_fast[%d]" % n]
+        assert entry["pytest"]["outcome"] == "clean", entry["notes"]
+        assert "test_calls" not in entry["screen"], entry["screen"]
+
+
+# ---------------------------------------------------------------------------
+# A full check that could only clear a test
+
+SLOW_SUITE = '''
+import time
+
+import new_object
+
+
+def _spend(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_slow_growing():
+    _spend(0.2)
+    new_object.leaky()
+
+
+def test_slow_clean():
+    _spend(0.2)
+    new_object.clean()
+'''
+
+
+@pytest.fixture(scope="module")
+def slow_suite(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("slow_suite")
+    built = [build_zoo_case(CASES["new_object"], PY)]
+    (folder / "test_suite.py").write_text(SLOW_SUITE)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    return folder, built
+
+
+def test_a_full_check_that_could_only_clear_is_not_run(slow_suite):
+    """A 0.2 s body that grows: ten times the full check's calls would not
+    fit in the patience budget, so no leak could be confirmed, and the full
+    check (about 2 s) is over half the 3 s budget: inconclusive at once,
+    saying why.  Its clean twin is cleared by the screen."""
+    proc, results = _run(slow_suite, "--refhound-budget", "3")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    growing = results["test_suite.py::test_slow_growing"]
+    assert growing["verdict"] == "inconclusive", growing["notes"]
+    assert "could only clear it" in growing["incomplete"], growing["incomplete"]
+    assert growing["iterations"]["measured"] == 0, growing["iterations"]
+    clean = results["test_suite.py::test_slow_clean"]
+    assert clean["verdict"] == "clean", clean["notes"]
+
+
+def test_without_patience_the_same_growth_is_checked_in_full(slow_suite):
+    """With --refhound-patience 0 a growth is a verdict of its own: the same
+    test is checked in full and fails at its true rate."""
+    proc, results = _run(slow_suite, "--refhound-budget", "3", "--refhound-patience", "0")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    growing = results["test_suite.py::test_slow_growing"]
+    assert growing["verdict"] == "leak", growing["notes"]
+    assert abs(growing["per_call"]["objects"] - 1) <= 0.05, growing["per_call"]
+    assert results["test_suite.py::test_slow_clean"]["verdict"] == "clean"

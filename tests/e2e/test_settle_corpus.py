@@ -6,8 +6,9 @@ A check of a twin takes 5 to 80 seconds, so this tier runs a spread of the
 shapes (the cases the corpus was built for: many regexes, lru_cache with
 eviction, a cache emptied every 51 entries, deque(maxlen) on the debug
 build, periodic dict rebuilds, a slow filler, leaks to existing objects
-under a fill) on the release interpreter, and three of them on Debian's
-debug build.  The whole corpus, scored: bench/settle_corpus.py.  3.12 and
+under a fill, a cache emptied every sixth call over a leak of naive
+datetimes, a warnings registry) on the release interpreter, and four of
+them on Debian's debug build.  The whole corpus, scored: bench/settle_corpus.py.  3.12 and
 3.13: tests/slow/test_settle_versions.py.
 """
 import os
@@ -22,8 +23,8 @@ import corpus  # noqa: E402
 
 PAIRS = {pair.settle.__name__: pair for pair in corpus.pairs()}
 RELEASE = ("lru_evict", "re_many", "hand_cache_51", "deque_maxlen", "dict_window", "lru_slow",
-           "typing_generics", "zoneinfo_cache")
-DEBUG = ("lru_evict", "hand_cache_51", "deque_maxlen")
+           "typing_generics", "zoneinfo_cache", "strptime_formats", "warnings_registry")
+DEBUG = ("lru_evict", "hand_cache_51", "deque_maxlen", "strptime_formats")
 
 
 def cases(names):
