@@ -412,7 +412,7 @@ class Batcher:
                             sum(d.seconds for d in group if d.tier == lead))
         seconds = sum(d.seconds for d in group)
         joins = [V.batch_passes(d.tier, d.seconds, plan, lead) for d in group]
-        tail = plan[0] + plan[1] * plan[2]
+        tail = V.tail_pass(plan)
         for d, j in zip(group, joins):
             d.passes = None if j is None else len(j)
         passes = [0]
@@ -467,7 +467,7 @@ def _survivors_replaced(result, call):
     reason = screen.get("reason", "")
     if not reason.startswith("blocks survive calls") or "; " in reason:
         return
-    calls = screen.get("warm", 0) + screen["calls"] * screen["epochs"] + 1   # its plan again
+    calls = V.tail_pass((screen["warm"], screen["calls"], screen["epochs"])) + 1  # its plan again
     for _ in range(calls):
         call()
         gc.collect(0)

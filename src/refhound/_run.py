@@ -22,7 +22,8 @@ verdict.py.  The phases:
   measure        iterations until the Decider is sure (verdict.py)
   restart        the reference count fell by about one per call: start again
                  with one call per iteration, so the object is not freed
-                 under the check
+                 under the check; when it does not keep falling there (a
+                 cache emptied now and then), measure again at full calls
   patience       before "leak" or "error", and instead of "inconclusive":
                  the growth must persist, or settle, over ten times the calls
                  it was seen in (more calls per iteration, a time budget)

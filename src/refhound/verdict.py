@@ -639,13 +639,16 @@ def screen_plan(seconds_per_call):
     return warm, calls, epochs
 
 
+def judged_epochs(epochs):
+    """Which of a screen's `epochs` epochs (0-based) are judged: all of one
+    or two, else all but the first and the last."""
+    return range(1, epochs - 1) if epochs >= 3 else range(epochs)
+
+
 def screen_judged(blocks):
     """The survivors that count, from the screen's blocks per epoch (warm,
-    judged epochs..., tail)."""
-    judged = blocks[1:-1]
-    if len(judged) >= 3:
-        return judged[1:-1]
-    return judged
+    epochs..., tail)."""
+    return [blocks[1 + e] for e in judged_epochs(len(blocks) - 2)]
 
 
 def _screen_moves(screen):
@@ -744,8 +747,7 @@ def leak_confirmable(options, calls, seconds_per_call, sample_seconds):
 
 def screen_sensitivity(calls, epochs):
     """The rarest leak (one block every N calls) the screen cannot clear."""
-    judged = epochs - 2 if epochs >= 3 else epochs
-    return max(1, judged * calls)
+    return max(1, len(judged_epochs(epochs)) * calls)
 
 
 # ---- The screen of a batch of tests (pytest --refhound; _pytest_batch.py) -----
@@ -792,6 +794,13 @@ def batch_plan(tiers, seconds):
     return warm, calls, epochs
 
 
+def tail_pass(plan):
+    """The index of the tail pass of a batch's body under `plan` (warm,
+    calls, epochs): the passes are 0 .. tail_pass(plan)."""
+    warm, calls, epochs = plan
+    return warm + calls * epochs
+
+
 def batch_passes(tier, seconds, plan, lead):
     """The passes of its batch's body (0 .. warm + calls x epochs: warm
     passes, epochs, the tail) that call a test of `tier` whose body took
@@ -801,17 +810,13 @@ def batch_passes(tier, seconds, plan, lead):
     late = tier == len(BATCH_TIERS) - 1 and seconds >= BATCH_LATE
     if tier == lead and not late:
         return None
-    judged = list(range(1, epochs - 1) if epochs >= 3 else range(epochs))
+    judged = judged_epochs(epochs)
     joins = 1 if late else min(BATCH_TIERS[tier][4], len(judged))
     # Its judged epochs are the last it may join; a middle body in a fast
     # batch joins every epoch, as in its own tier's plan.
-    if joins >= len(judged):
-        epochs_in = range(epochs)
-    else:
-        epochs_in = judged[-joins:]
-    tail = warm + calls * epochs
+    epochs_in = range(epochs) if joins >= len(judged) else judged[-joins:]
     out = {warm + calls * e for e in epochs_in}
-    out.add(tail)
+    out.add(tail_pass(plan))
     if not late:
         out.update(range(warm))
     return frozenset(out)

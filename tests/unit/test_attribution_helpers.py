@@ -374,3 +374,19 @@ def test_a_decrement_releases_the_increment_of_its_own_subtree():
     assert _attribution.released_increment(pool, release) == ("python", 0)
     assert _attribution.released_increment({"python": [], "call": [], "direct": []},
                                            release) is None
+
+
+def test_a_types_clear_in_its_deallocator_releases_c_code_references_first():
+    # func_clear called by func_dealloc: the function's own field (the
+    # reference PyFunction_New took), not the eval loop's pending one.
+    frames = [fr("Py_DECREF", file=os.path.join(PY_INCLUDE, "object.h")),
+              fr("func_clear"), fr("func_dealloc")]
+    assert _attribution._in_deallocator(frames) == "clear"
+    assert _attribution._in_deallocator([fr("func_clear"), fr("other")]) is False
+    caller = 0x100
+    pool = {"python": [(("eval",), ("inc", 0x500, caller))],
+            "call": [], "container": [],
+            "direct": [(("PyFunction_New",), ("inc", 0x600, caller))]}
+    release = ("dec", 0x700, caller)
+    assert _attribution.released_increment(pool, release, dealloc="clear") == ("direct", 0)
+    assert _attribution.released_increment(pool, release, dealloc=True) == ("python", 0)
