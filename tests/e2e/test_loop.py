@@ -101,12 +101,15 @@ def test_decorator_and_with_forms(tmp_path):
         assert [(g["type"], g["repr"]) for g in tag["refcount_growth"]][:1] == [
             ("NoneType", "None")]
     clean = results["clean-step"]
-    if SANITIZE and clean["verdict"] == "inconclusive":
+    ended = any("the loop ended after" in n for n in clean["notes"])
+    if clean["verdict"] == "inconclusive" and (SANITIZE or ended):
         # Under the sanitizer tier resident memory holds ASan's quarantine,
-        # which grows longer than these 20,000 bodies: the counted figures
-        # must still be flat.
+        # which grows longer than these 20,000 bodies; on a loaded machine
+        # the calibration may pick 1,000 calls per iteration and the loop
+        # end before the check is sure (3.13 under -n 2, one run in ten):
+        # the counted figures must still be flat.
         assert all(abs(clean["per_call"][m]) < 0.05 for m in ("refs", "objects", "blocks",
-                                                               "bytes")), clean["per_call"]
+                                                               "bytes")), clean
     else:
         assert clean["verdict"] == "clean", clean
     assert results["with-leak"]["verdict"] == "leak"
@@ -139,9 +142,12 @@ def test_endless_loop_runs_until_the_verdict(tmp_path):
     verdict = "clean" if IMMORTAL else "leak"      # None is immortal from 3.12 on
     assert proc.returncode == (0 if IMMORTAL else 1), proc.stderr
     n = int(proc.stdout.strip())
-    assert 1000 <= n <= 1000 * 300        # measurement, patience, diagnosis
     assert "refhound loop" not in proc.stderr     # report=False
     (entry,) = json.loads((tmp_path / "out.json").read_text())
+    # At least the bodies the check measured (100 calls per iteration on a
+    # quiet machine: 1,401; 10 when loaded: 141), and not endlessly.
+    iterations = entry["iterations"]["warmup"] + entry["iterations"]["measured"]
+    assert iterations * entry["calls_per_iteration"] <= n <= 1000 * 300, (n, entry["iterations"])
     assert entry["verdict"] == verdict and entry["target"].endswith("prog.py:5")
 
 
