@@ -35,7 +35,9 @@ a test with subtests leaks, each subtest's share is measured and the
 leaking ones are named.
 """
 import gc
+import io
 import logging
+import os
 import statistics
 import time
 import warnings
@@ -155,6 +157,34 @@ def parse_allow(allow):
 # Keeping pytest's own per-call records from growing
 
 
+def _capture_sizes(multi):
+    """[size of what each stream of pytest's global capture holds], as cheap
+    callables, or None when a stream is of a kind not known here.  FD
+    capture writes into an unbuffered temporary file (fstat of its fd); sys
+    capture into a write-through text wrapper over a BytesIO (its tell)."""
+    try:
+        from _pytest.capture import FDCaptureBase, SysCaptureBase
+    except ImportError:     # pragma: no cover - older pytest
+        return None
+    sizes = []
+    for cap in (getattr(multi, "out", None), getattr(multi, "err", None)):
+        if cap is None:
+            continue
+        tmp = getattr(cap, "tmpfile", None)
+        if isinstance(cap, FDCaptureBase) and tmp is not None:
+            try:
+                fd = tmp.fileno()
+            except (OSError, ValueError):
+                return None
+            sizes.append(lambda fd=fd: os.fstat(fd).st_size)
+        elif isinstance(cap, SysCaptureBase) and isinstance(tmp, io.TextIOWrapper) and \
+                isinstance(tmp.buffer, io.BytesIO) and tmp.write_through:
+            sizes.append(tmp.buffer.tell)
+        else:
+            return None
+    return sizes
+
+
 class _Trimmer:
     """Remembers the size of pytest's per-test records after the normal run
     and trims them back after every checked call."""
@@ -166,6 +196,7 @@ class _Trimmer:
         self.capman = item.config.pluginmanager.getplugin("capturemanager")
         self.saved_output = None
         self.warning_log = None
+        self._sized_multi = self._sizes = None
         self._fixtures(item)
         self._log_handlers()
 
@@ -211,6 +242,8 @@ class _Trimmer:
                 self.saved_output = None
         if capman is not None:
             self.capture_fixture = getattr(capman, "_capture_fixture", None)
+            # Made now: what the first checked call makes may be judged.
+            self._captured_something()
 
     def after_call(self):
         for lst, keep in self.lists:
@@ -227,8 +260,24 @@ class _Trimmer:
             fixture = getattr(capman, "_capture_fixture", None)
             if fixture is not None:
                 fixture.readouterr()
-            if capman.is_globally_capturing():
+            if capman.is_globally_capturing() and self._captured_something():
                 capman.read_global_capture()
+
+    def _captured_something(self):
+        """Whether the global capture may hold output: reading it costs
+        about 15 us of seeks and truncations a call, where the size of its
+        files is one fstat (fd capture) or a tell (sys capture).  A capture
+        of a kind not known here is always read."""
+        multi = getattr(self.capman, "_global_capturing", None)
+        if multi is not self._sized_multi:
+            self._sized_multi = multi
+            self._sizes = _capture_sizes(multi)
+        if self._sizes is None:
+            return True
+        for size in self._sizes:
+            if size():
+                return True
+        return False
 
     def finish(self):
         """After the check: put the normal run's output back for the report."""

@@ -11,6 +11,7 @@ own; a test whose batch holds a leaking test is still named alone, down
 to its culprit line.
 """
 import json
+import re
 import sys
 
 import pytest
@@ -311,3 +312,58 @@ def test_without_patience_the_same_growth_is_checked_in_full(slow_suite):
     assert growing["verdict"] == "leak", growing["notes"]
     assert abs(growing["per_call"]["objects"] - 1) <= 0.05, growing["per_call"]
     assert results["test_suite.py::test_slow_clean"]["verdict"] == "clean"
+
+
+# ---------------------------------------------------------------------------
+# State a later call replaces, kept longer than one pass of the batch
+
+RING_SUITE = '''
+import collections
+
+import pytest
+
+_recent = [collections.deque(maxlen=MAXLEN) for _ in range(TESTS)]
+
+
+@pytest.mark.parametrize("n", range(TESTS))
+def test_keeps_its_last_results(n):
+    _recent[n].append([object() for _ in range(3)])
+'''
+
+
+def _ring_suite(tmp_path_factory, maxlen, tests):
+    folder = tmp_path_factory.mktemp("ring_suite")
+    (folder / "test_suite.py").write_text(
+        RING_SUITE.replace("MAXLEN", maxlen).replace("TESTS", str(tests)))
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    return folder, []
+
+
+def test_state_replaced_within_a_few_calls_clears_the_batch(tmp_path_factory):
+    """Each test keeps its last twelve results: what the judged passes made
+    outlives the batch's tail pass (a few calls), and dies within twelve
+    more calls of the batch.  The batch is called again, looked at after
+    1, 2, 4, 8 and 16 calls, and cleared at the first look that finds
+    them dead, not after its whole plan again."""
+    proc, results = _run(_ring_suite(tmp_path_factory, "12", 6))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for n in range(6):
+        entry = results["test_suite.py::test_keeps_its_last_results[%d]" % n]
+        assert entry["pytest"]["outcome"] == "clean", entry["notes"]
+        assert entry["screen"]["batch"] >= 2, entry["notes"]
+        found = re.search(r"the blocks that survived (\d+) calls died within (\d+) more",
+                          entry["notes"][0])
+        assert found, entry["notes"]
+        plan, more = int(found.group(1)), int(found.group(2))
+        assert more in (1, 2, 4, 8, 16) and more < plan, entry["notes"]
+
+
+def test_results_kept_for_ever_are_not_cleared(tmp_path_factory):
+    """The twin: every result kept (no bound).  The blocks never die, the
+    batch is not cleared, and each test fails at its true rate."""
+    proc, results = _run(_ring_suite(tmp_path_factory, "None", 2))
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for n in range(2):
+        entry = results["test_suite.py::test_keeps_its_last_results[%d]" % n]
+        assert entry["pytest"]["outcome"] == "leak", entry["notes"]
+        assert abs(entry["per_call"]["objects"] - 4) <= 0.05, entry["per_call"]
