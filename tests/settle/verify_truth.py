@@ -93,7 +93,8 @@ _CODE = types.CodeType
 def _more_referents(objs):
     """What ``gc.get_referents()`` leaves out: the keys of str-keyed dicts
     (strings cannot make cycles, so the collector does not visit them) and
-    what code objects hold (they are not gc objects on 3.11+)."""
+    what code objects hold (they are not gc objects on 3.11+), except what
+    reading would make."""
     out = []
     for o in objs:
         t = type(o)
@@ -102,7 +103,12 @@ def _more_referents(objs):
         elif t is _CODE:
             out.extend((o.co_consts, o.co_names, o.co_filename, o.co_name,
                         o.co_qualname, o.co_linetable, o.co_exceptiontable))
-            out.extend(o.co_varnames + o.co_cellvars + o.co_freevars)
+            if sys.version_info < (3, 12):
+                out.extend(o.co_varnames + o.co_cellvars + o.co_freevars)
+            # From 3.12 the code object makes these three tuples on first
+            # reading and keeps them: reading them would add blocks, objects
+            # and references the program never makes.  The names they hold
+            # are interned, so immortal, and add nothing to the sum.
     return out
 
 
