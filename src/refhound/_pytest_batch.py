@@ -8,7 +8,11 @@ test's body once, and the batch shares the two walks.  A batch the screen
 clears is clean test by test; one it cannot clear is split in halves, down
 to single tests, which get the screen and the full check of a test on its
 own (_pytest_check.check_item), so a leaking test is found and named as
-before.
+before.  When only blocks survived, the batch is called again (does the
+state die?); while it is, every body's blocks get a birth epoch of their
+own, and when the blocks outlive those calls too, the tests whose bodies
+made blocks still alive are judged each on its own and the others are
+clean, without halving (_survivors_replaced, _BodyEpochs).
 
 Which tests join a batch (`batchable`, `deferrable`):
   - pytest Function items (unittest TestCase tests too) with the default
@@ -393,10 +397,22 @@ class Batcher:
             if why is not None and outcome.result is not None:
                 outcome.result.notes.insert(0, "screened on its own: %s" % why)
             return {d.item: outcome}
-        result, reason = self._screen(group)
+        result, reason, suspects = self._screen(group)
         if result is not None:
             return {d.item: _cleared(d, result, len(group)) for d in group}
         why = "its batch of %d was not cleared (%s)" % (len(group), reason)
+        if suspects is not None:
+            # The surviving blocks were named test by test: the others are
+            # clean, the tests that made them are judged each on its own
+            # (together, what each keeps would keep them from clearing
+            # again).
+            cleared, named = suspects
+            out = {d.item: _cleared(d, cleared, len(group)) for k, d in enumerate(group)
+                   if k not in named}
+            for k in sorted(named):
+                out.update(self._judge([group[k]], why + "; this test made blocks that "
+                                       "outlived the batch's calls"))
+            return out
         half = len(group) // 2
         out = self._judge(group[:half], why)
         out.update(self._judge(group[half:], why))
@@ -404,7 +420,9 @@ class Batcher:
 
     def _screen(self, group):
         """The screen of the group's bodies called one after another:
-        (its Result, None) when it cleared them, else (None, why not)."""
+        (its Result, None, None) when it cleared them, else (None, why not,
+        suspects): suspects is None, or (a clean Result for the tests not
+        named, {indexes of the tests that made the surviving blocks})."""
         from .api import Checker
         items = [d.item for d in group]
         lead = min(d.tier for d in group)
@@ -416,6 +434,8 @@ class Batcher:
         for d, j in zip(group, joins):
             d.passes = None if j is None else len(j)
         passes = [0]
+        tags = _BodyEpochs(joins, tail)
+        suspects = None
         trimmer = pc._Trimmer(items[-1])
         trimmer.start()
         try:
@@ -427,14 +447,16 @@ class Batcher:
                     n = passes[0] % (tail + 1)      # (the plan again after its tail)
                     passes[0] += 1
                     try:
-                        for item, j in zip(items, joins):
+                        for k, (item, j) in enumerate(zip(items, joins)):
                             if j is not None and n not in j:
                                 continue        # a slower body: fewer passes
+                            tags.body(k)
                             item.runtest()
                             if quiet.failed is not None:
                                 raise pc.SubtestFailed("subtest %s failed" % quiet.failed)
                             pc._raise_unittest_outcome(item)
                     finally:
+                        tags.body(None)
                         trimmer.after_call()
 
                 settings = group[0].settings
@@ -442,43 +464,105 @@ class Batcher:
                     call, (), {}, "%d tests from %s" % (len(items), items[0].nodeid),
                     screen=seconds, budget=0.0, screen_plan=plan, screen_rounds=1)
                 if result is not None and result.verdict != "clean":
-                    _survivors_replaced(result, call)
+                    named = _survivors_replaced(result, call, tags, passes)
+                    if named:
+                        suspects = (_cleared_by_names(result, named, len(items)), named)
         except Exception as exc:            # (TargetFailed: a test failed when run again)
-            return None, "%s: %s" % (type(exc).__name__, exc)
+            return None, "%s: %s" % (type(exc).__name__, exc), None
         finally:
+            tags.on = False
             trimmer.finish()
         if result is None or result.verdict != "clean":
             screen = (result.screen if result is not None else None) or {}
-            return None, screen.get("reason", "no screen")
-        return result, None
+            if suspects is not None and len(suspects[1]) >= len(items):
+                suspects = None         # every test made some: halve as before
+            return None, screen.get("reason", "no screen"), suspects
+        return result, None, None
 
 
-def _survivors_replaced(result, call):
+class _BodyEpochs:
+    """While on, a birth epoch of its own for every body a call of the
+    batch makes, and one for what follows the bodies: the blocks alive
+    later name the test that made them.  Nothing is kept per body (what a
+    body's epoch holds must be the body's own): the epochs follow one
+    another from `base`, in the order `bodies(pass)` gives."""
+
+    def __init__(self, joins, tail):
+        self.joins = joins
+        self.tail = tail
+        self.on = False
+        self.base = None            # the epoch before the first body's
+        self.first_pass = None      # the batch's pass counter then
+
+    def start(self, first_pass):
+        from . import _core
+        self.first_pass = first_pass
+        self.base = _core.Session.next_epoch()
+        self.on = True
+
+    def body(self, k):
+        if self.on:
+            from . import _core
+            _core.Session.next_epoch()
+
+    def marks(self, calls):
+        """[(epoch, index of the test or None, call)] of `calls` calls."""
+        out = []
+        epoch = self.base
+        for call in range(1, calls + 1):
+            n = (self.first_pass + call - 1) % (self.tail + 1)
+            for k, j in enumerate(self.joins):
+                if j is None or n in j:
+                    epoch += 1
+                    out.append((epoch, k, call))
+            epoch += 1
+            out.append((epoch, None, call))
+        return out
+
+
+def _survivors_replaced(result, call, tags, passes):
     """A batch's screen saw only blocks survive (nothing else moved, and a
     full collection did not free them): the state one test keeps until a
     later call replaces it (a cache evicting, the last result kept).  The
     batch is called as many times again, a young collection after each,
     and when none of those blocks is alive any more the batch is clean
     (`result` made so): a leak's blocks never die.  Cheaper than a second
-    round of the screen (its walks follow full collections)."""
+    round of the screen (its walks follow full collections).
+
+    While it is called again each body's blocks get a birth epoch of their
+    own (tags): when the blocks the screen saw outlive these calls too, the
+    tests whose bodies (each one's last two left out) made blocks still
+    alive after a full collection are named, {index}; the others made only
+    what later calls replaced.  None when nothing was named."""
     import gc
     from ._run import _judged_survivors_now
     screen = result.screen or {}
     reason = screen.get("reason", "")
     if not reason.startswith("blocks survive calls") or "; " in reason:
-        return
+        return None
     calls = V.tail_pass((screen["warm"], screen["calls"], screen["epochs"])) + 1  # its plan again
     figures = {"first_epoch": screen["first_epoch"], "epochs": screen["epochs"]}
     # Looked at after 1, 2, 4, 8 ... calls and after the last: a look reads
     # only the judged epochs' blocks (a millisecond or two), a call of a
     # batch costs more, and most such state is replaced by the next call.
+    # A look follows the clearing of the interpreter's caches, as the
+    # screen's walks do (3.11's type attribute cache keeps the last name
+    # looked up in each slot: PyObject_GetAttrString's fresh strings); the
+    # last one also follows a full collection: what the calls left in
+    # cycles that reached an older generation is freed there.
+    from ._caches import clear_screen_caches
+    tags.start(passes[0])
     for k in range(1, calls + 1):
         call()
-        gc.collect(0)
-        if (k & (k - 1) == 0 or k == calls) and not any(_judged_survivors_now(figures)):
-            break
+        gc.collect(0 if k < calls else 2)
+        if k & (k - 1) == 0 or k == calls:
+            clear_screen_caches()
+            if not any(_judged_survivors_now(figures)):
+                break
     else:
-        return
+        tags.on = False
+        return _bodies_that_kept(tags.marks(calls), calls)
+    tags.on = False
     why = ("the blocks that survived %d calls died within %d more, and nothing else moved: "
            "state that a later call replaces" % (calls, k))
     screen["outcome"], screen["reason"] = "clean", why
@@ -486,6 +570,48 @@ def _survivors_replaced(result, call):
     result.screen = screen
     result.verdict = "clean"
     result.incomplete = None
+    return None
+
+
+def _bodies_that_kept(marks, calls):
+    """{index of a test} whose bodies in `calls` calls of the batch, its own
+    last two left out, made blocks still alive after the last call's full
+    collection (marks: _BodyEpochs.marks); None when no body did (the
+    blocks are the engine's or pytest's: the batch is halved as before).
+    The calls are the screen's plan again, so every test is judged over at
+    least the calls the screen judged it in, and a test that leaks as often
+    as the screen can see is named."""
+    from . import _core
+    if not marks:
+        return None
+    first, last = marks[0][0], marks[-1][0]
+    alive = _core.Session.survivors(first, last)
+    bodies = {}
+    for epoch, k, call in marks:
+        if k is not None:
+            bodies.setdefault(k, []).append(epoch)
+    # Each test's own last two bodies are not judged: a slower test joins
+    # only some calls of the batch, and what it keeps until its next body
+    # lives across the calls between.
+    named = {k for k, epochs in bodies.items() if any(alive[e - first] for e in epochs[:-2])}
+    return named or None
+
+
+def _cleared_by_names(result, named, tests):
+    """The screen's Result made clean for the tests of the batch not in
+    `named` (a copy: the batch's own stays as it was)."""
+    from ._result import Result
+    r = Result.from_dict(result.to_dict())
+    screen = dict(r.screen or {})
+    why = ("the blocks that survived were made by %d other test%s of the %d, and nothing "
+           "else moved; this test's blocks died within the calls that followed"
+           % (len(named), "" if len(named) == 1 else "s", tests))
+    screen["outcome"], screen["reason"] = "clean", why
+    screen["rounds"] = list(screen.get("rounds", [])) + [why]
+    r.screen = screen
+    r.verdict = "clean"
+    r.incomplete = None
+    return r
 
 
 def _cleared(deferred, result, tests):

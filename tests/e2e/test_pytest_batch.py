@@ -367,3 +367,79 @@ def test_results_kept_for_ever_are_not_cleared(tmp_path_factory):
         entry = results["test_suite.py::test_keeps_its_last_results[%d]" % n]
         assert entry["pytest"]["outcome"] == "leak", entry["notes"]
         assert abs(entry["per_call"]["objects"] - 4) <= 0.05, entry["per_call"]
+
+
+# ---------------------------------------------------------------------------
+# Blocks that outlive the batch's calls, named test by test
+
+NAMED_SUITE = '''
+import collections
+
+import pytest
+
+import pymem_buffer
+
+# The last 400 results, the ring full from the start: each call replaces
+# the oldest, so nothing grows, but what a call makes lives 400 calls.
+_ring = collections.deque(([object(), object()] for _ in range(400)), maxlen=400)
+
+
+def test_keeps_its_last_400_results():
+    _ring.append([object(), object()])
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_buffer(n):
+    BODY
+'''
+
+
+def _named_suite(tmp_path_factory, leaky):
+    folder = tmp_path_factory.mktemp("named_suite")
+    body = "pymem_buffer.leaky() if n == 3 else pymem_buffer.clean()" if leaky \
+        else "pymem_buffer.clean()"
+    (folder / "test_suite.py").write_text(NAMED_SUITE.replace("BODY", body))
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    return folder, [build_zoo_case(CASES["pymem_buffer"], PY)]
+
+
+def test_blocks_that_outlive_the_batch_are_named_test_by_test(tmp_path_factory):
+    """One test keeps what it made for 400 calls, longer than the batch is
+    called again: the batch's blocks never die within its calls.  Called
+    again with a birth epoch per body, the blocks still alive name that
+    test alone; the six others are cleared there, and it is judged on its
+    own (clean: its ring only turns over)."""
+    proc, results = _run(_named_suite(tmp_path_factory, leaky=False))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for n in range(6):
+        entry = results["test_suite.py::test_buffer[%d]" % n]
+        assert entry["pytest"]["outcome"] == "clean", entry["notes"]
+        assert "the blocks that survived were made by 1 other test of the 7" in \
+            entry["notes"][0], entry["notes"]
+    ring = results["test_suite.py::test_keeps_its_last_400_results"]
+    assert ring["pytest"]["outcome"] == "clean", ring["notes"]
+    assert "this test made blocks that outlived the batch's calls" in ring["notes"][0], \
+        ring["notes"]
+
+
+def test_a_leaking_test_beside_them_is_named_and_fails(tmp_path_factory):
+    """The twin: one of the six leaks a PyMem block per call (blocks only,
+    nothing else moves).  Its blocks never die: it is named beside the
+    ring's test, each is judged on its own, it fails at its true rate and
+    culprit line, and the five others are cleared."""
+    proc, results = _run(_named_suite(tmp_path_factory, leaky=True))
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    leaky = results["test_suite.py::test_buffer[3]"]
+    assert leaky["pytest"]["outcome"] == "leak", leaky["notes"]
+    assert abs(leaky["per_call"]["blocks"] - 1) <= 0.05, leaky["per_call"]
+    assert "this test made blocks that outlived the batch's calls" in leaky["notes"][0], \
+        leaky["notes"]
+    culprit = leaky["sites"][0]["culprit"]
+    assert (culprit["function"], culprit["line"]) == (
+        CASES["pymem_buffer"]["culprit_function"], CASES["pymem_buffer"]["culprit_line"]), culprit
+    for n in (0, 1, 2, 4, 5):
+        entry = results["test_suite.py::test_buffer[%d]" % n]
+        assert entry["pytest"]["outcome"] == "clean", entry["notes"]
+        assert "made by 2 other tests of the 7" in entry["notes"][0], entry["notes"]
+    ring = results["test_suite.py::test_keeps_its_last_400_results"]
+    assert ring["pytest"]["outcome"] == "clean", ring["notes"]
