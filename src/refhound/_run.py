@@ -201,11 +201,10 @@ class CheckRun:
     def _screen(self, seconds_per_call, full_calls, budget, plan=None, max_rounds=None):
         """The screen: clean here, or a note and on to the full check (or,
         when the full check would take longer than the budget, inconclusive
-        with what the screen saw).  A screen that saw growth stop within it
-        (a cache filling), or only blocks survive, is taken again (up to
-        V.SCREEN_ROUNDS rounds): the second and later rounds follow full
-        collections and ask whether the blocks the round before kept have
-        died since."""
+        with what the screen saw).  A screen that did not clear is taken
+        again (up to V.SCREEN_ROUNDS rounds, V.screen_again): the second and
+        later rounds follow full collections and ask whether the blocks the
+        round before kept have died since."""
         warm, calls, epochs = plan or V.screen_plan(seconds_per_call)
         t = time.perf_counter()
         rounds = []
