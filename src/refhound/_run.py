@@ -209,7 +209,7 @@ class CheckRun:
         t = time.perf_counter()
         rounds = []
         earlier = earlier_now = None
-        generation = 1
+        generation = V.screen_generation(seconds_per_call)
         while True:
             figures = yield Step("screen", "screening", calls,
                                  arg=(warm, calls, epochs, generation))

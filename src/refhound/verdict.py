@@ -639,6 +639,19 @@ def screen_plan(seconds_per_call):
     return warm, calls, epochs
 
 
+# A body at least this slow has the first round's walks follow full
+# collections too (as the later rounds' do): a full collection of a test
+# process (tens of thousands of objects) takes a few milliseconds, little
+# next to one call of such a body, while a second round costs two calls.
+SCREEN_FULL_COLLECTION_BODY = 0.02
+
+
+def screen_generation(seconds_per_call):
+    """The collection before the first round's walks: 1 (young) for a fast
+    body, 2 (full) for a slow one (SCREEN_FULL_COLLECTION_BODY)."""
+    return 2 if seconds_per_call >= SCREEN_FULL_COLLECTION_BODY else 1
+
+
 def judged_epochs(epochs):
     """Which of a screen's `epochs` epochs (0-based) are judged: all of one
     or two, else all but the first and the last."""
