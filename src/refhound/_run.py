@@ -219,7 +219,7 @@ class CheckRun:
                 earlier_now = _judged_survivors_now(earlier)
             outcome, reason = V.screen_outcome(figures, earlier, earlier_now)
             rounds.append(reason)
-            if outcome == "clean" or not V.screen_again(figures, len(rounds)):
+            if outcome == "clean" or not V.screen_again(figures, len(rounds), generation):
                 break
             if earlier is None and V.screen_blocks_only(figures):
                 # Only blocks survived: when a full collection frees them

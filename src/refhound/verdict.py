@@ -719,21 +719,23 @@ def screen_blocks_only(screen):
 SCREEN_ROUNDS = 3           # rounds of the screen at most (see screen_again)
 
 
-def screen_again(screen, rounds):
-    """Take the screen again (up to SCREEN_ROUNDS rounds)?  Always after the
-    first round: the second follows full collections, so what only they
+def screen_again(screen, rounds, generation):
+    """Take the screen again (up to SCREEN_ROUNDS rounds)?  Always after a
+    first round whose walks followed young collections (generation 1, a
+    fast body): the second follows full collections, so what only they
     free (cycles that reached an older generation, such as the modules a
     test's fresh import replaced, free lists) no longer counts, and a round
-    costs little next to a full check (a leak pays it too: a few per cent
-    of its check).  After the second, when growth stopped within it (the
-    last judged epoch left no block: a cache that filled during the first
-    epochs), or when only blocks survived (nothing else moved: the next
-    round shows whether they die).  Blocks surviving every judged epoch of
-    two rounds while references or objects grow are a leak's pattern: the
-    full check decides."""
+    of a fast body costs little next to a full check (a leak pays it too:
+    a few per cent of its check).  Otherwise when growth stopped within it
+    (the last judged epoch left no block: a cache that filled during the
+    first epochs), or when only blocks survived (nothing else moved: the
+    next round shows whether they die).  Blocks surviving every judged
+    epoch after full collections while references or objects grow are a
+    leak's pattern: the full check decides (a slow body's round costs two
+    of its calls)."""
     if rounds >= SCREEN_ROUNDS:
         return False
-    if rounds == 1:
+    if rounds == 1 and generation == 1:
         return True
     judged = screen["blocks"][1:-1]
     return not judged or judged[-1] == 0 or not all(judged) or not _screen_moves(screen)
