@@ -563,14 +563,20 @@ def _survivors_replaced(result, call, tags, passes):
         tags.on = False
         return _bodies_that_kept(tags.marks(calls), calls)
     tags.on = False
-    why = ("the blocks that survived %d calls died within %d more, and nothing else moved: "
-           "state that a later call replaces" % (calls, k))
+    _made_clean(result, "the blocks that survived %d calls died within %d more, and nothing "
+                "else moved: state that a later call replaces" % (calls, k))
+    return None
+
+
+def _made_clean(result, why):
+    """`result` (a batch's screen) made clean for the reason `why`, the
+    reason added to its screen's rounds."""
+    screen = dict(result.screen or {})
     screen["outcome"], screen["reason"] = "clean", why
     screen["rounds"] = list(screen.get("rounds", [])) + [why]
     result.screen = screen
     result.verdict = "clean"
     result.incomplete = None
-    return None
 
 
 def _bodies_that_kept(marks, calls):
@@ -602,15 +608,9 @@ def _cleared_by_names(result, named, tests):
     `named` (a copy: the batch's own stays as it was)."""
     from ._result import Result
     r = Result.from_dict(result.to_dict())
-    screen = dict(r.screen or {})
-    why = ("the blocks that survived were made by %d other test%s of the %d, and nothing "
-           "else moved; this test's blocks died within the calls that followed"
-           % (len(named), "" if len(named) == 1 else "s", tests))
-    screen["outcome"], screen["reason"] = "clean", why
-    screen["rounds"] = list(screen.get("rounds", [])) + [why]
-    r.screen = screen
-    r.verdict = "clean"
-    r.incomplete = None
+    _made_clean(r, "the blocks that survived were made by %d other test%s of the %d, and "
+                "nothing else moved; this test's blocks died within the calls that followed"
+                % (len(named), "" if len(named) == 1 else "s", tests))
     return r
 
 
