@@ -80,11 +80,30 @@ def _real(path):
     return real
 
 
+# What a frame is, by what decides it (module, file, function, inlined): a
+# watch pairs thousands of writes over a few hundred distinct stacks.
+_header_frames = {}
+_frame_kinds = {}
+
+
+def _frame_key(frame):
+    return (frame.get("module"), frame.get("file"), frame.get("function"),
+            bool(frame.get("inlined")))
+
+
 def is_header_frame(frame):
     """A frame of a function from CPython's headers (Py_INCREF & co.),
     inlined or, at -O0, compiled into the caller's module.  The eval loop is
     its own frame even when the line table points into a header (a build
     whose DWARF lost its inlined functions: Python code's writes)."""
+    key = _frame_key(frame)
+    header = _header_frames.get(key)
+    if header is None:
+        header = _header_frames[key] = _is_header_frame(frame)
+    return header
+
+
+def _is_header_frame(frame):
     file = frame.get("file") or ""
     if not file:
         return False
@@ -98,6 +117,14 @@ def is_header_frame(frame):
 
 def frame_kind(frame):
     """"user", "interpreter", "header", "system", "refhound" or "unknown"."""
+    key = _frame_key(frame)
+    kind = _frame_kinds.get(key)
+    if kind is None:
+        kind = _frame_kinds[key] = _frame_kind(frame)
+    return kind
+
+
+def _frame_kind(frame):
     module = frame.get("module") or ""
     if not module:
         return "unknown"
