@@ -106,7 +106,11 @@ int _rh_session_base(const rh_session_t *s);
  * `warm` calls in one epoch, a young collection and a walk (A); then
  * `nepochs` epochs of `calls` calls each and a tail epoch of one call, a
  * young collection and a walk (B), and the blocks born in each epoch (the
- * warm one first, the tail last) that are still alive at B.  A young
+ * warm one first, the tail last) that are still alive at B.  A lazy tail
+ * (a slow body) is called only when a walk before it finds anything to
+ * look at: a surviving block of a screened epoch, references, objects,
+ * descriptors or threads that moved, native bytes grown past
+ * `native_slack`; else the tail's count stays 0 and `tail` says so.  A young
  * collection follows every call.  The caller turns the automatic collector off (every
  * object the calls made stays young, so a young collection finds all
  * their garbage).  No session may be attached; none is needed. */
@@ -116,6 +120,8 @@ typedef struct {
     int nepochs;
     int generation;              /* the young collection: gc.collect(generation) */
     PyObject *clear_caches;      /* called before each walk (as end() does), or NULL */
+    int lazy_tail;               /* the tail call only when walk B finds something */
+    int64_t native_slack;        /* native bytes that may grow without it */
 } rh_screen_plan_t;
 
 typedef struct {
@@ -127,6 +133,7 @@ typedef struct {
     double walk_seconds;         /* in the two walks and their collections */
     double overhead_seconds;     /* everything else but the calls */
     int64_t dead;                /* blocks of those epochs left out: dead objects in free lists */
+    int tail;                    /* calls in the tail epoch: 1, or 0 (a lazy tail not needed) */
 } rh_screen_t;
 
 /* 0; -1 with an exception (the callable raised, or the collection did);

@@ -210,9 +210,10 @@ class CheckRun:
         rounds = []
         earlier = earlier_now = None
         generation = V.screen_generation(seconds_per_call)
+        lazy_tail = V.screen_lazy_tail(seconds_per_call)
         while True:
             figures = yield Step("screen", "screening", calls,
-                                 arg=(warm, calls, epochs, generation))
+                                 arg=(warm, calls, epochs, generation, lazy_tail))
             figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
             if earlier is not None:
                 # The first round's judged epochs: which of their blocks live now.
@@ -290,7 +291,7 @@ class CheckRun:
                 % V.screen_calls(figures))
 
     def _screened_result(self, figures, calls, epochs, reason):
-        screened = calls * epochs + 1
+        screened = V.screen_calls(figures)
         native = None
         a, b = figures["native_bytes"]
         if a >= 0 and b >= 0:
@@ -515,7 +516,8 @@ class CheckRun:
         overran = False
         while True:
             stage = V.patience_stage(seen, cap, self.call_seconds, self.overhead,
-                                     budget - (time.perf_counter() - t0))
+                                     budget - (time.perf_counter() - t0),
+                                     floor=not V.bare_references(followed, verdict))
             if stage is None:
                 break
             other, horizon = stage
@@ -902,13 +904,14 @@ def _perform(step, session, func, args, kwargs):
     from . import _core
     if step.kind == "screen":
         import gc
-        warm, calls, epochs, generation = step.arg
+        warm, calls, epochs, generation, lazy_tail = step.arg
         enabled = gc.isenabled()
         gc.disable()
         try:
             from ._caches import clear_screen_caches
             return _call(_core.Session.screen, func, args, kwargs, warm, calls, epochs,
-                         generation, clear_screen_caches)
+                         generation, clear_screen_caches, lazy_tail,
+                         int(V.SCREEN_NATIVE_SLACK * calls * epochs))
         finally:
             if enabled:
                 gc.enable()

@@ -428,22 +428,31 @@ def rebased(followed, before, after, steps, reach):
     return out
 
 
-def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining):
+def bare_references(followed, verdict):
+    """A leak seen in the reference count alone: references that grow with
+    no object, block or byte of storage growing to hold them (an extra
+    Py_INCREF).  A cache that fills keeps its references somewhere: new
+    entries, new keys, resized tables."""
+    return verdict == "leak" and dict(followed) == {"refs": 1}
+
+
+def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining, floor=True):
     """(calls per iteration, horizon) of the next stage, or None when the time
     left cannot cover ten times the calls already seen.
 
     The horizon is ten times the calls seen, and at least PATIENCE_MIN_CALLS
     as far as they take no more than PATIENCE_MIN_SECONDS (what stops
     growing within that many calls is taken for a cache), as far as the time
-    left allows.
+    left allows.  floor=False leaves that least horizon out: bare references
+    (bare_references) fill no cache.
 
     seen: calls the growth has been watched over; horizon_cap: the most calls
     the stage may run (None: no cap; an over-release may free its object);
     seconds_per_call, overhead: the cost of a call and of an iteration's
     sampling; remaining: seconds left in the budget."""
     per_call = max(seconds_per_call, 1e-9)
-    floor = min(PATIENCE_MIN_CALLS, PATIENCE_MIN_SECONDS / per_call)
-    horizon = max(PATIENCE_HORIZON * seen, floor)
+    least = min(PATIENCE_MIN_CALLS, PATIENCE_MIN_SECONDS / per_call) if floor else 0
+    horizon = max(PATIENCE_HORIZON * seen, least)
     k = PATIENCE_ITERATIONS
     if horizon_cap is not None:
         # The stage calls k + 1 iterations (the first is its baseline): the
@@ -652,6 +661,14 @@ def screen_generation(seconds_per_call):
     return 2 if seconds_per_call >= SCREEN_FULL_COLLECTION_BODY else 1
 
 
+def screen_lazy_tail(seconds_per_call):
+    """Is the screen's tail call (which lets a call's leftovers be replaced
+    before walk B) made only when a walk before it finds something?  For a
+    slow body (SCREEN_FULL_COLLECTION_BODY): one call of it costs more than
+    the walk, and most bodies leave nothing to replace."""
+    return seconds_per_call >= SCREEN_FULL_COLLECTION_BODY
+
+
 def judged_epochs(epochs):
     """Which of a screen's `epochs` epochs (0-based) are judged: all of one
     or two, else all but the first and the last."""
@@ -678,8 +695,9 @@ def _screen_moves(screen):
 
 
 def screen_calls(screen):
-    """The calls a screen round made after walk A."""
-    return screen["calls"] * screen["epochs"] + 1
+    """The calls a screen round made after walk A (the tail's: 0 when a
+    lazy tail was not needed)."""
+    return screen["calls"] * screen["epochs"] + screen.get("tail", 1)
 
 
 def screen_outcome(screen, earlier=None, earlier_now=None):

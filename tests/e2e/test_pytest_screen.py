@@ -9,6 +9,9 @@
 - The screen's sensitivity: whatever the screen clears (zoo leaky and clean
   cases, the sample extension's functions, the settle cases) is clean
   under the full check at ten times the calls the screen made.
+- A slow body's screen calls its tail only when the walk before it finds
+  something: a body that keeps nothing is cleared on one call, one that
+  keeps its last result on two.
 - The interpreter's dict-keys free list filling over the first calls is
   cleared in one round (3.11, 3.12: the free-listed tables are told from
   survivors), or by a full collection that frees them (3.13); keeping the
@@ -282,6 +285,55 @@ def check_free_list(python):
 
 def test_a_free_list_filling_over_the_first_calls_is_cleared_by_the_screen():
     check_free_list(PY)
+
+
+# ---------------------------------------------------------------------------
+# A slow body's tail call only when the walk before it finds something
+
+SLOW_BODIES = '''
+import time
+
+_last = [None]
+
+
+def _spend(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_slow_first():
+    # The session's first check: its first round saw "objects -1" (the
+    # plugin's own state settling), whichever the tail.
+    _spend(0.06)
+
+
+def test_slow_keeps_nothing():
+    _spend(0.06)
+
+
+def test_slow_keeps_its_last_result():
+    _spend(0.06)
+    _last[0] = [object() for _ in range(3)]
+'''
+
+
+def test_a_slow_body_is_screened_on_one_call_unless_the_walk_finds_something(tmp_path):
+    """A 60 ms body (screened on its own) that keeps nothing is cleared on one call (its normal
+    run was its warm call: no tail); its twin keeps its last result, which
+    survives that call, so the tail call replaces it and the body is
+    cleared on two."""
+    (tmp_path / "test_slow.py").write_text(SLOW_BODIES)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    proc = run_pytest_refhound(["-q", "--refhound", "--refhound-json", "out.json"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = outcomes(tmp_path / "out.json")
+    quiet = results["test_slow.py::test_slow_keeps_nothing"]
+    assert quiet["verdict"] == "clean", quiet["notes"]
+    assert quiet["screen"]["rounds"] == ["nothing survived 1 calls in 1 epochs"], quiet["screen"]
+    kept = results["test_slow.py::test_slow_keeps_its_last_result"]
+    assert kept["verdict"] == "clean", kept["notes"]
+    assert kept["screen"]["rounds"] == ["nothing survived 2 calls in 1 epochs"], kept["screen"]
 
 
 # ---------------------------------------------------------------------------

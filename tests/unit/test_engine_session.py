@@ -183,3 +183,50 @@ def test_the_screen_s_walk_by_two_threads_counts_what_one_thread_counts(tracking
              for a, b in zip(rounds[3:], rounds[4:])}
     assert len(steps) == 1, [(r["refs"][0], r["objects"][0]) for r in rounds]
     del heap
+
+
+# After the two-threads test: any test before it (even an empty one with
+# the tracking fixture) changed the steps between its rounds.
+LAST = [None]
+
+
+def keep_the_last():
+    """State the next call replaces: this call's list lives until then."""
+    LAST[0] = [object(), object()]
+
+
+def leak_an_object():
+    KEPT.append(object())       # a new block each call (lists come from a free list)
+
+
+def _screen_lazily(func):
+    gc.disable()
+    try:
+        return _core.Session.screen(func, (), None, 1, 1, 1, 1, None, True, 0)
+    finally:
+        gc.enable()
+
+
+def test_a_lazy_tail_is_called_only_when_the_walk_before_it_finds_something(tracking):
+    """The screen of a slow body calls its tail (the call that replaces what
+    the call before it kept) only when a walk after the screened epochs
+    finds something: a body that keeps nothing is judged on one call; one
+    that keeps its last result gets the tail, and the judged epoch's blocks
+    are dead at walk B; a leak's blocks survive the tail too."""
+    quiet = _screen_lazily(noop)
+    assert quiet["tail"] == 0, quiet
+    assert quiet["blocks"][1:] == [0, 0], quiet
+    keep_the_last()
+    kept = _screen_lazily(keep_the_last)
+    assert kept["tail"] == 1, kept
+    assert kept["blocks"][1] == 0, kept             # replaced by the tail
+    try:
+        leaked = _screen_lazily(leak_an_object)
+        assert leaked["tail"] == 1, leaked
+        assert leaked["blocks"][1] >= 1 and leaked["blocks"][2] >= 1, leaked
+    finally:
+        del KEPT[:]
+    eager = _core.Session.screen(noop, (), None, 1, 1, 1, 1, None)
+    assert eager["tail"] == 1, eager
+    LAST[0] = None
+    gc.collect()

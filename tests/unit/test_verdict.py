@@ -376,6 +376,19 @@ def test_patience_stage_is_ten_times_the_calls_seen_and_at_least_the_floor():
     assert V.patience_stage(20_000, None, 1e-6, 0.01, 10.0) == (50_000, 200_000)
 
 
+def test_bare_references_need_no_floor():
+    """References that grow with no storage growing to hold them fill no
+    cache: ten times the calls seen is the horizon, not the 100,000-call
+    floor (900 calls seen at 25 us a call: 9,000 calls, not 40,000)."""
+    assert V.bare_references({"refs": 1}, "leak")
+    assert not V.bare_references({"refs": 1, "objects": 1}, "leak")
+    assert not V.bare_references({"refs": 1, "bytes": 1}, "leak")
+    assert not V.bare_references({"refs": -1}, "error")
+    assert not V.bare_references({"refs": 1}, "inconclusive")
+    assert V.patience_stage(900, None, 25e-6, 0.01, 5.0, floor=False) == (2250, 9000)
+    assert V.patience_stage(900, None, 25e-6, 0.01, 5.0) == (10000, 40000)
+
+
 def test_patience_stage_fits_the_budget_or_gives_up():
     # 1 ms a call and two seconds left: about 1,600 calls fit, over 10 x 100.
     calls, horizon = V.patience_stage(100, None, 1e-3, 0.01, 2.0)

@@ -457,13 +457,16 @@ static PyObject *int_pair(const int64_t v[2])
 static PyObject *Session_screen(PyObject *cls, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"func", "args", "kwargs", "warm", "calls", "epochs",
-                             "generation", "clear_caches", NULL};
+                             "generation", "clear_caches", "lazy_tail", "native_slack",
+                             NULL};
     PyObject *func, *fargs, *fkwargs, *clear = Py_None;
-    rh_screen_plan_t plan = {1, 1, 1, 1, NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!Onni|iO", kwlist, &func, &PyTuple_Type,
+    rh_screen_plan_t plan = {1, 1, 1, 1, NULL, 0, 0};
+    long long slack = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!Onni|iOpL", kwlist, &func, &PyTuple_Type,
                                      &fargs, &fkwargs, &plan.warm, &plan.calls, &plan.nepochs,
-                                     &plan.generation, &clear))
+                                     &plan.generation, &clear, &plan.lazy_tail, &slack))
         return NULL;
+    plan.native_slack = slack;
     plan.clear_caches = clear == Py_None ? NULL : clear;
     if (fkwargs != Py_None && !PyDict_Check(fkwargs)) {
         PyErr_SetString(PyExc_TypeError, "refhound: kwargs must be a dict or None");
@@ -487,14 +490,14 @@ static PyObject *Session_screen(PyObject *cls, PyObject *args, PyObject *kw)
     PyObject *lb = int_list(r->blocks, (size_t)plan.nepochs + 2);
     PyObject *ly = int_list(r->bytes, (size_t)plan.nepochs + 2);
     if (lb != NULL && ly != NULL)
-        out = Py_BuildValue("{s:k,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:d,s:d,s:d,s:L}",
+        out = Py_BuildValue("{s:k,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:d,s:d,s:d,s:L,s:i}",
                             "first_epoch", (unsigned long)r->first_epoch,
                             "refs", int_pair(r->refs), "objects", int_pair(r->objects),
                             "native_bytes", int_pair(r->native), "fds", int_pair(r->fds),
                             "threads", int_pair(r->threads), "blocks", lb, "bytes", ly,
                             "seconds", r->seconds, "walk_seconds", r->walk_seconds,
                             "overhead_seconds", r->overhead_seconds,
-                            "free_listed", (long long)r->dead);
+                            "free_listed", (long long)r->dead, "tail", r->tail);
     else {
         Py_XDECREF(lb);
         Py_XDECREF(ly);
@@ -595,11 +598,12 @@ static PyMethodDef Session_methods[] = {
      "last_delta(metric) -> change between the last two samples"},
     {"screen", (PyCFunction)(void (*)(void))Session_screen,
      METH_VARARGS | METH_KEYWORDS | METH_CLASS,
-     "screen(func, args, kwargs, warm, calls, epochs, generation=1, clear_caches=None) -> "
-     "dict: warm calls, a "
-     "young collection and a walk, `epochs` epochs of `calls` calls, a young collection and "
-     "a walk, the survivors of each epoch (no session needed; turn the collector off "
-     "around it)"},
+     "screen(func, args, kwargs, warm, calls, epochs, generation=1, clear_caches=None, "
+     "lazy_tail=False, native_slack=0) -> dict: warm calls, a "
+     "young collection and a walk, `epochs` epochs of `calls` calls, a tail call, a young "
+     "collection and a walk, the survivors of each epoch (no session needed; turn the "
+     "collector off around it); a lazy tail is called only when a walk before it finds "
+     "something (\"tail\": 0 or 1)"},
     {"heap_totals", (PyCFunction)(void (*)(void))Session_heap_totals,
      METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      "heap_totals(generation=0) -> {refs, objects}: gc.collect(generation) (-1: none) and a "
