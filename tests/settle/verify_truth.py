@@ -122,8 +122,11 @@ def _walked_refs(probe):
     loop variable and by the argument of ``sys.getrefcount`` (an anchor also
     by ``_anchors``)."""
     gc.collect()
-    everytype = _all_types()
+    # The roots before the list of every type: a list made first would be
+    # one of them, walked and kept by ``allobjs`` while counting, one more
+    # reference on every type (a class made per call: +1 per call).
     roots = gc.get_objects()
+    everytype = _all_types()
     tracked = probe.live_objects(everytype)
     seen = set(map(id, roots))
     seen.add(id(seen))
