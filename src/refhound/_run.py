@@ -514,10 +514,12 @@ class CheckRun:
         watched = 0
         outcome = "slowing"
         overran = False
+        floor = not V.bare_references(followed, verdict)
+        per_call = self.call_seconds
+        replanned = False
         while True:
-            stage = V.patience_stage(seen, cap, self.call_seconds, self.overhead,
-                                     budget - (time.perf_counter() - t0),
-                                     floor=not V.bare_references(followed, verdict))
+            stage = V.patience_stage(seen, cap, per_call, self.overhead,
+                                     budget - (time.perf_counter() - t0), floor=floor)
             if stage is None:
                 break
             other, horizon = stage
@@ -529,9 +531,12 @@ class CheckRun:
             # calls (measured: two slow fillers of the settle corpus, one
             # held out, became false alarms).
             session.set_calls(other)
+            in_calls = 0.0          # seconds in the stage's calls (None: a loop's)
             try:
                 for _ in range(V.PATIENCE_ITERATIONS + 1):
-                    yield self._iterate("patience")
+                    seconds = yield self._iterate("patience")
+                    in_calls = None if seconds is None or in_calls is None \
+                        else in_calls + seconds
                     self._notify("patience", session.nsamples - first)
                     if time.perf_counter() - t0 > V.PATIENCE_OVERRUN * budget:
                         break       # slower than measured (a loaded machine): judge what we have
@@ -548,6 +553,22 @@ class CheckRun:
             reach = horizon / max(seen, 1)
             outcome = V.patience_outcome(followed, before, after, steps,
                                          self._survivors_ok(first_seen, calls), reach)
+            pace = None if in_calls is None else \
+                in_calls / max(other * (session.nsamples - first), 1)
+            if outcome != "persists" and floor and cap is None and not replanned and \
+                    V.patience_replan(per_call, pace, horizon):
+                # The stage's calls ran far faster than the calls it was
+                # planned from (those were a fill's: a codec module
+                # imported by each of the first calls), so it fell short of
+                # the least horizon, and a leak under the fill (a reference
+                # a call) added too little beside the fill to be told from
+                # it: planned again at the stage's pace, judged against
+                # the growth first seen.
+                per_call = pace
+                replanned = True
+                watched += horizon
+                self.watching = None
+                continue
             if outcome == "slowing":
                 before = V.rebased(followed, before, after, steps, reach)
             seen += horizon

@@ -436,6 +436,22 @@ def bare_references(followed, verdict):
     return verdict == "leak" and dict(followed) == {"refs": 1}
 
 
+# A patience stage whose calls ran at under this share of the cost it was
+# planned from is planned again at their pace (patience_replan).
+PATIENCE_REPLAN = 0.5
+
+
+def patience_replan(planned, pace, horizon):
+    """Plan a stage again?  planned: the seconds per call the stage was
+    planned from; pace: those its calls took (None: unknown); horizon: the
+    calls it watched.  When the calls ran at under PATIENCE_REPLAN of the
+    planned cost and the stage fell short of the least horizon at their pace
+    (PATIENCE_MIN_CALLS, or PATIENCE_MIN_SECONDS of them)."""
+    if pace is None or pace <= 0.0 or planned <= 0.0 or pace >= PATIENCE_REPLAN * planned:
+        return False
+    return horizon < min(PATIENCE_MIN_CALLS, PATIENCE_MIN_SECONDS / pace) * 0.9
+
+
 def patience_stage(seen, horizon_cap, seconds_per_call, overhead, remaining, floor=True):
     """(calls per iteration, horizon) of the next stage, or None when the time
     left cannot cover ten times the calls already seen.

@@ -389,6 +389,20 @@ def test_bare_references_need_no_floor():
     assert V.patience_stage(900, None, 25e-6, 0.01, 5.0) == (10000, 40000)
 
 
+def test_a_stage_that_ran_far_faster_than_planned_is_planned_again():
+    """Planned from a fill's calls (1.2 ms each: a module imported per
+    call), a stage of 900 calls that ran at 6 us a call fell far short of
+    the least horizon at its pace: planned again.  Not when the calls ran
+    at the planned pace, when the stage already reached the floor, or when
+    the pace is unknown (a loop's bodies)."""
+    assert V.patience_replan(1.2e-3, 6e-6, 900)
+    assert not V.patience_replan(1.2e-3, 1.0e-3, 900)
+    assert not V.patience_replan(1.2e-3, 6e-6, 100_000)
+    assert not V.patience_replan(1.2e-3, None, 900)
+    calls, horizon = V.patience_stage(90, None, 6e-6, 0.01, 5.0)
+    assert horizon == 100_000
+
+
 def test_patience_stage_fits_the_budget_or_gives_up():
     # 1 ms a call and two seconds left: about 1,600 calls fit, over 10 x 100.
     calls, horizon = V.patience_stage(100, None, 1e-3, 0.01, 2.0)
