@@ -1,9 +1,12 @@
 """Leaks that skip iterations or are tiny are found (where CPython's "every
 delta >= 1" rule and a fixed-margin loop fail).  Things that fill and settle,
-and their leaking twins: test_settle_corpus.py."""
+and their leaking twins: test_settle_corpus.py; here also the cache emptied
+every 51 entries checked at 100 calls per iteration."""
+import os
+
 import pytest
 
-from support import build_zoo_case, cbuild, check_json, interpreter
+from support import ROOT, build_zoo_case, cbuild, check_json, interpreter
 
 
 def _zoo(name):
@@ -52,3 +55,19 @@ def test_tiny_leak_is_found_at_its_rate(tmp_path):
                                      str(tmp_path), "--calls", "1000")
     assert (status, result["verdict"]) == (1, "leak"), (result["per_call"], result["trends"])
     assert result["per_call"]["objects"] == pytest.approx(0.001, rel=0.05)
+
+
+@pytest.mark.parametrize("name, verdict, refs", [("hand_cache_51", "clean", 0.0),
+                                                 ("hand_cache_51_leak", "leak", 2.0)])
+def test_a_cache_emptied_every_51_entries_at_100_calls_per_iteration(name, verdict, refs):
+    """Sampled every 100 calls, a cache emptied every 51 entries draws a
+    sawtooth that once read as a fall (an `error`): patience watches it over
+    ten times the calls and it settles; its twin, which keeps two objects a
+    call besides, is a leak at that rate."""
+    cwd = os.path.join(ROOT, "tests", "settle")
+    status, result, err = check_json(interpreter("release"), "func_caches.py:" + name, cwd,
+                                     "--calls", "100")
+    assert (status, result["verdict"]) == ({"clean": 0, "leak": 1}[verdict], verdict), \
+        (result["per_call"], result["notes"])
+    assert result["calls_per_iteration"] == 100
+    assert result["per_call"]["refs"] == pytest.approx(refs, abs=0.05)
