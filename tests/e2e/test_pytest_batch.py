@@ -250,7 +250,10 @@ def test_tiers_share_a_batch_and_a_slow_leak_is_found(tiers):
     for n in range(6):
         entry = results["test_suite.py::test_fast[%d]" % n]
         assert entry["pytest"]["outcome"] == "clean", entry["notes"]
-        assert "test_calls" not in entry["screen"], entry["screen"]
+        # A fast body joins every pass; on a loaded machine its first run
+        # may time it into a slower tier (one suite run on a 2-core AMD
+        # EPYC), which then gives it that tier's passes.
+        assert entry["screen"].get("test_calls") in (None, 10, 4, 2), entry["screen"]
 
 
 # ---------------------------------------------------------------------------
