@@ -86,9 +86,14 @@ _header_frames = {}
 _frame_kinds = {}
 
 
-def _frame_key(frame):
-    return (frame.get("module"), frame.get("file"), frame.get("function"),
-            bool(frame.get("inlined")))
+def _by_frame(cache, compute, frame):
+    """compute(frame), remembered in `cache` by what decides it."""
+    key = (frame.get("module"), frame.get("file"), frame.get("function"),
+           bool(frame.get("inlined")))
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = compute(frame)
+    return value
 
 
 def is_header_frame(frame):
@@ -96,11 +101,7 @@ def is_header_frame(frame):
     inlined or, at -O0, compiled into the caller's module.  The eval loop is
     its own frame even when the line table points into a header (a build
     whose DWARF lost its inlined functions: Python code's writes)."""
-    key = _frame_key(frame)
-    header = _header_frames.get(key)
-    if header is None:
-        header = _header_frames[key] = _is_header_frame(frame)
-    return header
+    return _by_frame(_header_frames, _is_header_frame, frame)
 
 
 def _is_header_frame(frame):
@@ -117,11 +118,7 @@ def _is_header_frame(frame):
 
 def frame_kind(frame):
     """"user", "interpreter", "header", "system", "refhound" or "unknown"."""
-    key = _frame_key(frame)
-    kind = _frame_kinds.get(key)
-    if kind is None:
-        kind = _frame_kinds[key] = _frame_kind(frame)
-    return kind
+    return _by_frame(_frame_kinds, _frame_kind, frame)
 
 
 def _frame_kind(frame):
