@@ -555,20 +555,26 @@ class CheckRun:
                                          self._survivors_ok(first_seen, calls), reach)
             pace = None if in_calls is None else \
                 in_calls / max(other * (session.nsamples - first), 1)
-            if outcome != "persists" and floor and cap is None and not replanned and \
+            if floor and cap is None and not replanned and \
                     V.patience_replan(per_call, pace, horizon):
                 # The stage's calls ran far faster than the calls it was
                 # planned from (those were a fill's: a codec module
-                # imported by each of the first calls), so it fell short of
-                # the least horizon, and a leak under the fill (a reference
-                # a call) added too little beside the fill to be told from
-                # it: planned again at the stage's pace, judged against
-                # the growth first seen.
+                # imported by each of the first calls; or single calls,
+                # slower than calls in bulk), so it fell short of the least
+                # horizon: a leak under the fill (a reference a call) added
+                # too little beside the fill to be told from it, and a rate
+                # taken over so few calls carries the phase of a cache
+                # emptied every few calls.  Planned again at the stage's
+                # pace, judged against the growth first seen.
                 per_call = pace
                 replanned = True
                 watched += horizon
                 self.watching = None
                 continue
+            if pace:
+                # The next stage is planned at the pace of the last one
+                # (the calls of a fill speed up as it ends).
+                per_call = pace
             if outcome == "slowing":
                 before = V.rebased(followed, before, after, steps, reach)
             seen += horizon
