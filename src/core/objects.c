@@ -314,6 +314,115 @@ void _rh_epoch_survivor(const rh_block_t *b, void *arg)
     sv->bytes[e - sv->first] += (int64_t)rh_block_size(b);
 }
 
+/* ---- survivors that are dict tables ----------------------------------------------
+ *
+ * A dict whose keys come and go (an attribute set and deleted on every
+ * call, a class's subclasses registered and dropped) is resized every so
+ * many calls: its new keys table is born in the epoch of the resize and
+ * lives until the next one.  Such a survivor is state a later call
+ * replaces, told apart without calling again: the block is the keys table
+ * (ma_keys) of a live dict born before the epochs asked about.  A dict the
+ * calls took from the interpreter's free list keeps its block's older
+ * epoch and passes for older: a caller counts objects too (a new dict kept
+ * moves that count). */
+
+typedef struct {
+    uintptr_t addr;
+    uint32_t epoch;
+} table_block_t;
+
+typedef struct {
+    table_block_t *items;       /* libc memory */
+    size_t count, cap;
+    uint32_t first, n;
+    int failed;
+    int64_t *tables;            /* n: tables found per epoch */
+} table_arg_t;
+
+static void collect_survivor(const rh_block_t *b, void *arg)
+{
+    table_arg_t *t = (table_arg_t *)arg;
+    uint32_t e = rh_block_epoch(b);
+    int domain = rh_block_domain(b);
+    if ((domain != RH_DOMAIN_OBJ && domain != RH_DOMAIN_MEM) || e < t->first ||
+        e - t->first >= t->n || t->failed)
+        return;
+    if (t->count == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 256;
+        table_block_t *more = realloc(t->items, cap * sizeof(table_block_t));   /* libc */
+        if (more == NULL) {
+            t->failed = 1;
+            return;
+        }
+        t->items = more;
+        t->cap = cap;
+    }
+    t->items[t->count].addr = rh_block_addr(b);
+    t->items[t->count].epoch = e;
+    t->count++;
+}
+
+static int cmp_table_block(const void *a, const void *b)
+{
+    uintptr_t x = ((const table_block_t *)a)->addr, y = ((const table_block_t *)b)->addr;
+    return x < y ? -1 : x > y;
+}
+
+/* A dict's keys table at `keys`: counted in its birth epoch when it is one
+ * of the blocks collected, once (a table has one dict). */
+static void count_table(table_arg_t *t, uintptr_t keys)
+{
+    table_block_t key = {keys, 0};
+    table_block_t *hit = bsearch(&key, t->items, t->count, sizeof(table_block_t),
+                                 cmp_table_block);
+    if (hit != NULL && hit->epoch != 0) {
+        t->tables[hit->epoch - t->first]++;
+        hit->epoch = 0;
+    }
+}
+
+static void match_dict_table(const rh_block_t *b, void *arg)
+{
+    table_arg_t *t = (table_arg_t *)arg;
+    PyObject *op;
+    if (rh_block_epoch(b) >= t->first && rh_block_domain(b) != RH_DOMAIN_ADOPTED)
+        return;                 /* a dict of the calls: its table is its own growth */
+    if (_rh_recognize(b, &op, 1) == NULL || !PyDict_Check(op))
+        return;
+    count_table(t, (uintptr_t)((PyDictObject *)op)->ma_keys);
+}
+
+/* A dict of the STATIC table (memory from before tracking, found through a
+ * reference): its ma_keys read through safemem. */
+static void match_static_dict_table(const static_seen_t *s, void *arg)
+{
+    table_arg_t *t = (table_arg_t *)arg;
+    PyTypeObject *type = (PyTypeObject *)s->ti->type;
+    if (!(type->tp_flags & Py_TPFLAGS_DICT_SUBCLASS))
+        return;
+    PyDictKeysObject *keys;
+    if (_rh_safe_read((uintptr_t)s->op + offsetof(PyDictObject, ma_keys), &keys,
+                      sizeof(keys)) < 0)
+        return;
+    count_table(t, (uintptr_t)keys);
+}
+
+int _rh_dict_table_survivors(uint32_t first, uint32_t n, int64_t *tables)
+{
+    memset(tables, 0, sizeof(int64_t) * n);
+    if (!_rh_tracker_active() || first == 0)
+        return 0;
+    table_arg_t t = {NULL, 0, 0, first, n, 0, tables};
+    _rh_tracker_walk(RH_TABLE_GIL, collect_survivor, &t);
+    if (!t.failed && t.count > 0) {
+        qsort(t.items, t.count, sizeof(table_block_t), cmp_table_block);
+        _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_ADOPTED, match_dict_table, &t);
+        static_objects(match_static_dict_table, &t);
+    }
+    free(t.items);
+    return t.failed ? -1 : 0;
+}
+
 static void count_object_survivor(const rh_block_t *b, void *arg)
 {
     walk_arg_t *w = (walk_arg_t *)arg;

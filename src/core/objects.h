@@ -50,6 +50,12 @@ void _rh_objects_walk_survivors(rh_walk_totals_t *out, uint32_t first_epoch,
  * arg is an rh_epoch_survivors_t (for the other tables' walks). */
 void _rh_epoch_survivor(const rh_block_t *b, void *sv);
 
+/* Of the blocks alive that were born in epochs [first, first + n), those
+ * that are the keys table of a live dict born before `first`, per epoch
+ * (tables, n, zeroed here): a table a later resize of that dict replaces.
+ * 0, -1 out of memory. */
+int _rh_dict_table_survivors(uint32_t first, uint32_t n, int64_t *tables);
+
 /* A refcount snapshot: sorted by object address. */
 typedef struct {
     uintptr_t obj;

@@ -8,8 +8,12 @@ test's body once, and the batch shares the two walks.  A batch the screen
 clears is clean test by test; one it cannot clear is split in halves, down
 to single tests, which get the screen and the full check of a test on its
 own (_pytest_check.check_item), so a leaking test is found and named as
-before.  When only blocks survived, the batch is called again (does the
-state die?); while it is, every body's blocks get a birth epoch of their
+before.  When only blocks survived and every one is the keys table of a
+dict older than the batch's calls (a dict whose keys come and go, resized
+now and then: a test case's instance dict, on which pytest sets and
+deletes the test method for every run), the batch is clean: the next
+resize frees the table.  When other blocks survived, the batch is called
+again (does the state die?); while it is, every body's blocks get a birth epoch of their
 own, and when the blocks outlive those calls too, the tests whose bodies
 made blocks still alive are judged each on its own and the others are
 clean, without halving (_survivors_replaced, _BodyEpochs).
@@ -535,7 +539,7 @@ def _survivors_replaced(result, call, tags, passes):
     alive after a full collection are named, {index}; the others made only
     what later calls replaced.  None when nothing was named."""
     import gc
-    from ._run import _judged_survivors_now
+    from ._run import _judged_survivors_are_dict_tables, _judged_survivors_now
     screen = result.screen or {}
     reason = screen.get("reason", "")
     if not reason.startswith("blocks survive calls") or "; " in reason:
@@ -551,6 +555,12 @@ def _survivors_replaced(result, call, tags, passes):
     # last one also follows a full collection: what the calls left in
     # cycles that reached an older generation is freed there.
     from ._caches import clear_screen_caches
+    clear_screen_caches()
+    if _judged_survivors_are_dict_tables(figures):
+        _made_clean(result, "the blocks that survived %d calls are the keys tables of dicts "
+                    "older than them, resized by the calls (keys that come and go), and "
+                    "nothing else moved: the next resize replaces them" % calls)
+        return None
     tags.start(passes[0])
     for k in range(1, calls + 1):
         call()

@@ -87,6 +87,19 @@ def _judged_survivors_now(figures):
                            + [0])
 
 
+def _judged_survivors_are_dict_tables(figures):
+    """Is every block of a screen round's judged epochs alive now the keys
+    table of a dict older than the round (a dict whose keys come and go,
+    resized by the calls: the next resize frees it)?  False when none is
+    alive."""
+    from . import _core
+    first = figures["first_epoch"] + 1
+    last = first + figures["epochs"] - 1
+    alive = V.screen_judged([0] + _core.Session.survivors(first, last) + [0])
+    tables = V.screen_judged([0] + _core.Session.dict_table_survivors(first, last) + [0])
+    return any(alive) and alive == tables
+
+
 def calibrated_calls(options, seconds_per_call):
     """Calls per iteration: the option, or a power of ten giving about
     options.iteration_seconds per iteration (at most options.max_calls)."""

@@ -458,3 +458,67 @@ def test_a_leaking_test_beside_them_is_named_and_fails(tmp_path_factory):
         assert "made by 2 other tests of the 7" in entry["notes"][0], entry["notes"]
     ring = results["test_suite.py::test_keeps_its_last_400_results"]
     assert ring["pytest"]["outcome"] == "clean", ring["notes"]
+
+
+# ---------------------------------------------------------------------------
+# Dicts whose keys come and go: a resize now and then leaves a new table
+
+CHURN_SUITE = '''
+import unittest
+
+import pymem_buffer
+
+
+class TestMany(unittest.TestCase):
+    # pytest sets the test method on its instance and deletes it again for
+    # every run: the instance's dict is resized every few runs, and the
+    # table of its last resize lives until the next one.
+    pass
+
+
+for _i in range(64):
+    setattr(TestMany, "test_%02d" % _i, lambda self: pymem_buffer.clean())
+
+LEAKY
+'''
+
+
+def _churn_suite(tmp_path_factory, leaky):
+    folder = tmp_path_factory.mktemp("churn_suite")
+    extra = "TestMany.test_40 = lambda self: pymem_buffer.leaky()" if leaky else ""
+    (folder / "test_suite.py").write_text(CHURN_SUITE.replace("LEAKY", extra))
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    return folder, [build_zoo_case(CASES["pymem_buffer"], PY)]
+
+
+def test_resized_dict_tables_clear_the_batch_without_calling_it_again(tmp_path_factory):
+    """64 unittest tests: what survives the batch's judged passes is the
+    keys table of each test case's instance dict, older than them.  The
+    batch is clean at once, without being called again (simplejson's and
+    bitarray's unittest suites paid 16 to 18 more calls of each 64-test
+    batch for this)."""
+    proc, results = _run(_churn_suite(tmp_path_factory, leaky=False))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(results) == 64
+    for nodeid, entry in results.items():
+        assert entry["pytest"]["outcome"] == "clean", (nodeid, entry["notes"])
+        assert "keys tables of dicts older than them" in entry["notes"][0], \
+            (nodeid, entry["notes"], entry.get("screen"))
+
+
+def test_a_block_leak_beside_resized_tables_is_found(tmp_path_factory):
+    """The twin: one of the 64 also leaks a PyMem block per call.  Its
+    blocks are no dict's table, so the tables do not clear the batch: the
+    test fails at its true rate and culprit line, and the others pass."""
+    proc, results = _run(_churn_suite(tmp_path_factory, leaky=True))
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    name = "test_suite.py::TestMany::test_40"
+    leaky = results[name]
+    assert leaky["pytest"]["outcome"] == "leak", leaky["notes"]
+    assert abs(leaky["per_call"]["blocks"] - 1) <= 0.05, leaky["per_call"]
+    culprit = leaky["sites"][0]["culprit"]
+    assert (culprit["function"], culprit["line"]) == (
+        CASES["pymem_buffer"]["culprit_function"], CASES["pymem_buffer"]["culprit_line"]), culprit
+    for nodeid, entry in results.items():
+        if nodeid != name:
+            assert entry["pytest"]["outcome"] == "clean", (nodeid, entry["notes"])

@@ -230,3 +230,37 @@ def test_a_lazy_tail_is_called_only_when_the_walk_before_it_finds_something(trac
     assert eager["tail"] == 1, eager
     LAST[0] = None
     gc.collect()
+
+
+def test_dict_table_survivors_are_tables_of_older_dicts(tracking):
+    """Blocks born in an epoch that are the keys table of a dict older than
+    it (the dict resized there) are counted; the table of a dict born in
+    the epoch and a list's item array (no dict's) are not."""
+    older = {object(): None for _ in range(5)}
+    items = [None] * 4
+    _core.adopt()       # a dict from the free list lives in a block from before start
+
+    class Born(dict):   # a new block for the new dict (a plain one may come from the free list)
+        pass
+
+    S = _core.Session
+    first = S.next_epoch()
+    for k in range(200):                    # grows the old dict: new tables
+        older[k + 1000] = None
+    born = Born((k + 5000, None) for k in range(200))
+    items.extend([None] * 400)              # a new item array
+    S.next_epoch()
+    gc.collect(0)
+    alive = S.survivors(first, first)
+    tables = S.dict_table_survivors(first, first)
+    assert tables == [1], (alive, tables)
+    assert alive[0] > tables[0]             # born's table, items' array, the ints
+    assert len(born) == 200 and len(items) == 404
+
+
+def test_dict_table_survivors_of_no_epoch_are_zero(tracking):
+    S = _core.Session
+    first = S.next_epoch()
+    assert S.dict_table_survivors(first + 5, first + 7) == [0, 0, 0]
+    with pytest.raises(ValueError):
+        S.dict_table_survivors(3, 2)

@@ -13,6 +13,7 @@
  *                a class method: the screen of session.c, no session needed
  *   Session.heap_totals(generation=0), Session.next_epoch(),
  *   Session.survivors(first, last)
+ *   Session.dict_table_survivors(first, last)
  *                class methods: a walk's totals, a new birth epoch, the
  *                blocks alive per epoch (the screen's pieces, for callers
  *                that run the calls themselves)
@@ -26,6 +27,7 @@
  * (refhound/verdict.py).
  */
 #include "binding.h"
+#include "objects.h"
 #include "session.h"
 #include "tracker.h"
 #include "typeset.h"
@@ -566,6 +568,31 @@ static PyObject *Session_survivors(PyObject *cls, PyObject *args)
     return out;
 }
 
+/* Session.dict_table_survivors(first, last) -> [blocks per birth epoch of
+ * [first, last] that are the keys table of a dict older than `first`]. */
+static PyObject *Session_dict_table_survivors(PyObject *cls, PyObject *args)
+{
+    unsigned long first, last;
+    if (!PyArg_ParseTuple(args, "kk", &first, &last))
+        return NULL;
+    if (last < first || last - first >= 1u << 20) {
+        PyErr_SetString(PyExc_ValueError, "refhound: bad epoch range");
+        return NULL;
+    }
+    size_t n = last - first + 1;
+    int64_t *t = calloc(n, sizeof(int64_t));
+    PyObject *out = NULL;
+    if (t == NULL || _rh_dict_table_survivors((uint32_t)first, (uint32_t)n, t) < 0)
+        PyErr_NoMemory();
+    else {
+        int engine = _rh_engine_enter();
+        out = int_list(t, n);
+        _rh_engine_leave(engine);
+    }
+    free(t);
+    return out;
+}
+
 static PyObject *Session_get_warmup(Session *self, void *c)
 {
     return PyLong_FromLong(self->s ? self->s->nwarmup : 0);
@@ -612,6 +639,11 @@ static PyMethodDef Session_methods[] = {
      "next_epoch() -> the new birth epoch"},
     {"survivors", (PyCFunction)Session_survivors, METH_VARARGS | METH_CLASS,
      "survivors(first, last) -> [blocks alive per birth epoch], free-listed objects left out"},
+    {"dict_table_survivors", (PyCFunction)Session_dict_table_survivors,
+     METH_VARARGS | METH_CLASS,
+     "dict_table_survivors(first, last) -> [blocks alive per birth epoch of [first, last] "
+     "that are the keys table of a live dict born before first: a later resize replaces "
+     "them]"},
     {"close", (PyCFunction)Session_close, METH_NOARGS,
      "stop counting frees; the figures stay readable"},
     {NULL}
