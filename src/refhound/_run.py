@@ -289,14 +289,20 @@ class CheckRun:
     def _screen_survivors_die(self, figures):
         """After a full collection (the interpreter's free lists emptied) and
         the caches cleared: the reason the judged epochs' survivors are no
-        leak when none of them is alive any more, else None."""
+        leak when none of them is alive any more, or when every one alive is
+        the keys table of a dict older than them; else None."""
         import gc
         from ._caches import clear_screen_caches
         t = time.perf_counter()
         gc.collect()
         clear_screen_caches()
         now = _judged_survivors_now(figures)
+        tables = any(now) and _judged_survivors_are_dict_tables(figures)
         figures["walk_seconds"] += time.perf_counter() - t
+        if tables:
+            return ("the blocks that survived %d calls are the keys tables of dicts older "
+                    "than them, resized by the calls (keys that come and go), and nothing "
+                    "else moved: the next resize replaces them" % V.screen_calls(figures))
         if any(now):
             return None
         return ("the blocks that survived %d calls died in a full collection, and nothing "
