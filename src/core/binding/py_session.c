@@ -541,24 +541,36 @@ static PyObject *Session_next_epoch(PyObject *cls, PyObject *unused)
     return PyLong_FromUnsignedLong(_rh_epoch_advance());
 }
 
+/* The epochs (first, last) of args: 0 with *first and *n set, or -1 with
+ * an exception (a range of more than 2^20 epochs is refused). */
+static int epoch_range(PyObject *args, uint32_t *first, size_t *n)
+{
+    unsigned long f, last;
+    if (!PyArg_ParseTuple(args, "kk", &f, &last))
+        return -1;
+    if (last < f || last - f >= 1u << 20) {
+        PyErr_SetString(PyExc_ValueError, "refhound: bad epoch range");
+        return -1;
+    }
+    *first = (uint32_t)f;
+    *n = last - f + 1;
+    return 0;
+}
+
 /* Session.survivors(first, last) -> [blocks alive per birth epoch of
  * [first, last]], dead objects in free lists left out. */
 static PyObject *Session_survivors(PyObject *cls, PyObject *args)
 {
-    unsigned long first, last;
-    if (!PyArg_ParseTuple(args, "kk", &first, &last))
+    uint32_t first;
+    size_t n;
+    if (epoch_range(args, &first, &n) < 0)
         return NULL;
-    if (last < first || last - first >= 1u << 20) {
-        PyErr_SetString(PyExc_ValueError, "refhound: bad epoch range");
-        return NULL;
-    }
-    size_t n = last - first + 1;
     int64_t *b = calloc(n, sizeof(int64_t)), *y = calloc(n, sizeof(int64_t));
     PyObject *out = NULL;
     if (b == NULL || y == NULL)
         PyErr_NoMemory();
     else {
-        _rh_screen_survivors((uint32_t)first, (uint32_t)n, b, y);
+        _rh_screen_survivors(first, (uint32_t)n, b, y);
         int engine = _rh_engine_enter();
         out = int_list(b, n);
         _rh_engine_leave(engine);
@@ -572,17 +584,13 @@ static PyObject *Session_survivors(PyObject *cls, PyObject *args)
  * [first, last] that are the keys table of a dict older than `first`]. */
 static PyObject *Session_dict_table_survivors(PyObject *cls, PyObject *args)
 {
-    unsigned long first, last;
-    if (!PyArg_ParseTuple(args, "kk", &first, &last))
+    uint32_t first;
+    size_t n;
+    if (epoch_range(args, &first, &n) < 0)
         return NULL;
-    if (last < first || last - first >= 1u << 20) {
-        PyErr_SetString(PyExc_ValueError, "refhound: bad epoch range");
-        return NULL;
-    }
-    size_t n = last - first + 1;
     int64_t *t = calloc(n, sizeof(int64_t));
     PyObject *out = NULL;
-    if (t == NULL || _rh_dict_table_survivors((uint32_t)first, (uint32_t)n, t) < 0)
+    if (t == NULL || _rh_dict_table_survivors(first, (uint32_t)n, t) < 0)
         PyErr_NoMemory();
     else {
         int engine = _rh_engine_enter();
