@@ -717,8 +717,14 @@ def released_increment(pool, addresses, dealloc=False):
         entries = pool.get(kind, ())
         for i in range(len(entries) - 1, -1, -1):
             shared = _return_addresses(entries[i][1])
-            depth = next((j for j, a in enumerate(outer) if a in shared), len(outer))
-            if best is None or (depth, rank) < best[0]:
+            if best is None:
+                depth = next((j for j, a in enumerate(outer) if a in shared), len(outer))
+                best = ((depth, rank), kind, i)
+                continue
+            # Ranks only grow and ties keep the first: only a shallower
+            # shared caller wins, so the search stops at the best depth.
+            depth = next((j for j in range(best[0][0]) if outer[j] in shared), None)
+            if depth is not None:
                 best = ((depth, rank), kind, i)
     return (best[1], best[2]) if best else None
 
