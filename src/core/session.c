@@ -493,7 +493,14 @@ static int young_collection(int generation)
         PyObject *gc = PyImport_ImportModule("gc");
         if (gc == NULL)
             return -1;
-        gc_collect_fn = PyObject_GetAttrString(gc, "collect");
+        /* The name held for good, as typeset.c's (the method cache keeps
+         * the last name looked up in each slot). */
+        static PyObject *name = NULL;
+        if (name == NULL && (name = PyUnicode_InternFromString("collect")) == NULL) {
+            Py_DECREF(gc);
+            return -1;
+        }
+        gc_collect_fn = PyObject_GetAttr(gc, name);
         Py_DECREF(gc);
         if (gc_collect_fn == NULL)
             return -1;

@@ -144,10 +144,15 @@ static int pending_push(pending_t *p, PyObject *tp)
 static int refresh(typetable_t *t)
 {
     /* Looked up once: a fresh name string per refresh would land in the
-     * interpreter's method cache and show up as a block per sample. */
-    static PyObject *subclasses = NULL;
+     * interpreter's method cache and show up as a block per sample.  The
+     * name is held for good too: the cache keeps the last name looked up
+     * in each slot, so a name freed when a later lookup takes its slot
+     * showed as an object less in the first screen of a session. */
+    static PyObject *subclasses = NULL, *name = NULL;
+    if (name == NULL && (name = PyUnicode_InternFromString("__subclasses__")) == NULL)
+        return -1;
     if (subclasses == NULL)
-        subclasses = PyObject_GetAttrString((PyObject *)&PyType_Type, "__subclasses__");
+        subclasses = PyObject_GetAttr((PyObject *)&PyType_Type, name);
     if (subclasses == NULL)
         return -1;
     pending_t pending = {NULL, 0, 0};
