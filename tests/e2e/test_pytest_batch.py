@@ -245,8 +245,12 @@ def test_tiers_share_a_batch_and_a_slow_leak_is_found(tiers):
         entry = results["test_suite.py::" + name]
         assert entry["pytest"]["outcome"] == "clean", (name, entry["notes"])
         assert entry["screen"].get("batch"), (name, entry["notes"])
-        assert entry["screen"]["test_calls"] == calls, (name, entry["screen"])
-        assert "joined %d of its passes" % calls in entry["notes"][0], entry["notes"]
+        # Its tier's passes; a body timed into a slower tier on a loaded
+        # machine joins that tier's (test_slow joined 2 under the sanitizers
+        # once, beside the other test workers, on a 2-core AMD EPYC).
+        joined = entry["screen"]["test_calls"]
+        assert joined in (10, 4, 2)[(10, 4, 2).index(calls):], (name, entry["screen"])
+        assert "joined %d of its passes" % joined in entry["notes"][0], entry["notes"]
     for n in range(6):
         entry = results["test_suite.py::test_fast[%d]" % n]
         assert entry["pytest"]["outcome"] == "clean", entry["notes"]
