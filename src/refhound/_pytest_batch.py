@@ -539,7 +539,7 @@ def _survivors_replaced(result, call, tags, passes):
     alive after a full collection are named, {index}; the others made only
     what later calls replaced.  None when nothing was named."""
     import gc
-    from ._run import _judged_survivors_are_dict_tables, _judged_survivors_now
+    from ._run import _dict_tables_reason, _judged_survivors_now
     screen = result.screen or {}
     reason = screen.get("reason", "")
     if not reason.startswith("blocks survive calls") or "; " in reason:
@@ -556,10 +556,9 @@ def _survivors_replaced(result, call, tags, passes):
     # cycles that reached an older generation is freed there.
     from ._caches import clear_screen_caches
     clear_screen_caches()
-    if _judged_survivors_are_dict_tables(figures):
-        _made_clean(result, "the blocks that survived %d calls are the keys tables of dicts "
-                    "older than them, resized by the calls (keys that come and go), and "
-                    "nothing else moved: the next resize replaces them" % calls)
+    tables = _dict_tables_reason(figures, _judged_survivors_now(figures), calls)
+    if tables is not None:
+        _made_clean(result, tables)
         return None
     tags.start(passes[0])
     for k in range(1, calls + 1):

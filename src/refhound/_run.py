@@ -87,17 +87,22 @@ def _judged_survivors_now(figures):
                            + [0])
 
 
-def _judged_survivors_are_dict_tables(figures):
-    """Is every block of a screen round's judged epochs alive now the keys
-    table of a dict older than the round (a dict whose keys come and go,
-    resized by the calls: the next resize frees it)?  False when none is
-    alive."""
+def _dict_tables_reason(figures, alive, calls):
+    """When every block of a screen round's judged epochs alive now (alive:
+    _judged_survivors_now) is the keys table of a dict older than the round
+    (a dict whose keys come and go, resized by the calls: the next resize
+    frees it), the reason its survivors are no leak; else None (also when
+    none is alive).  calls: the calls the round made."""
     from . import _core
+    if not any(alive):
+        return None
     first = figures["first_epoch"] + 1
-    last = first + figures["epochs"] - 1
-    alive = V.screen_judged([0] + _core.Session.survivors(first, last) + [0])
-    tables = V.screen_judged([0] + _core.Session.dict_table_survivors(first, last) + [0])
-    return any(alive) and alive == tables
+    tables = _core.Session.dict_table_survivors(first, first + figures["epochs"] - 1)
+    if V.screen_judged([0] + tables + [0]) != alive:
+        return None
+    return ("the blocks that survived %d calls are the keys tables of dicts older than "
+            "them, resized by the calls (keys that come and go), and nothing else moved: "
+            "the next resize replaces them" % calls)
 
 
 def calibrated_calls(options, seconds_per_call):
@@ -297,12 +302,10 @@ class CheckRun:
         gc.collect()
         clear_screen_caches()
         now = _judged_survivors_now(figures)
-        tables = any(now) and _judged_survivors_are_dict_tables(figures)
+        tables = _dict_tables_reason(figures, now, V.screen_calls(figures))
         figures["walk_seconds"] += time.perf_counter() - t
-        if tables:
-            return ("the blocks that survived %d calls are the keys tables of dicts older "
-                    "than them, resized by the calls (keys that come and go), and nothing "
-                    "else moved: the next resize replaces them" % V.screen_calls(figures))
+        if tables is not None:
+            return tables
         if any(now):
             return None
         return ("the blocks that survived %d calls died in a full collection, and nothing "
