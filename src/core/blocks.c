@@ -8,14 +8,15 @@
  * following entries back without recomputing a hash.  Any capacity (the
  * home slot is picked by multiply-high), so the table grows by 1.5x: load
  * stays between 0.5 and 0.75 and a live block costs 16/load = 21..32 bytes.
- * Slots come from mmap, never from a hooked allocator.  No locking here:
+ * Slots come from mmap (ownmem.c: registered as the engine's), never from
+ * a hooked allocator.  No locking here:
  * the owner of a table (tracker.c, stacks.c) holds the lock that guards it.
  * Growth failure returns -1 and leaves the table as it was.
  */
 #include "blocks.h"
 
 #include <string.h>
-#include <sys/mman.h>
+#include "ownmem.h"
 
 #define MAX_LOAD_NUM 3
 #define MAX_LOAD_DEN 4
@@ -36,9 +37,7 @@ static inline uint64_t with_dist(uint64_t addr, uint64_t d) { return addr | (d <
 
 static rh_block_t *map_slots(size_t capacity)
 {
-    void *p = mmap(NULL, capacity * sizeof(rh_block_t), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : (rh_block_t *)p;
+    return (rh_block_t *)_rh_own_map(capacity * sizeof(rh_block_t));
 }
 
 int _rh_table_init(rh_table_t *t, size_t capacity)
@@ -57,7 +56,7 @@ int _rh_table_init(rh_table_t *t, size_t capacity)
 void _rh_table_release(rh_table_t *t)
 {
     if (t->slots)
-        munmap(t->slots, t->capacity * sizeof(rh_block_t));
+        _rh_own_unmap(t->slots, t->capacity * sizeof(rh_block_t));
     memset(t, 0, sizeof(*t));
 }
 
@@ -107,11 +106,11 @@ static int grow(rh_table_t *t)
     for (size_t i = 0; i < t->capacity; i++) {
         const rh_block_t *b = &t->slots[i];
         if (b->key != 0 && place(slots, capacity, b->key & RH_ADDR_MASK, b->meta) < 0) {
-            munmap(slots, capacity * sizeof(rh_block_t));
+            _rh_own_unmap(slots, capacity * sizeof(rh_block_t));
             return -1;
         }
     }
-    munmap(t->slots, t->capacity * sizeof(rh_block_t));
+    _rh_own_unmap(t->slots, t->capacity * sizeof(rh_block_t));
     t->slots = slots;
     t->capacity = capacity;
     t->grow_at = capacity * MAX_LOAD_NUM / MAX_LOAD_DEN;

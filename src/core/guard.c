@@ -70,6 +70,7 @@
  * mprotect costs (bench/sanitize_overhead.py).
  */
 #include "guard.h"
+#include "ownmem.h"
 #include "native.h"
 #include "safemem.h"
 #include "unwind.h"
@@ -829,15 +830,15 @@ int _rh_guard_start(const rh_guard_config_t *cfg, const char **why)
         return -1;
     }
     size_t meta = (size_t)nslots * sizeof(slot_t) + (size_t)nslots * sizeof(uint32_t);
-    void *m = mmap(NULL, meta, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
+    void *m = _rh_own_map(meta);
+    if (m == NULL) {
         munmap(r, region_size);
         *why = "the guard's slot table could not be mapped (mmap failed)";
         return -1;
     }
     if (install_handler(why) < 0) {
         munmap(r, region_size);
-        munmap(m, meta);
+        _rh_own_unmap(m, meta);
         return -1;
     }
     region = (uintptr_t)r;

@@ -89,6 +89,7 @@
  * passes through; nothing here blocks on a lock the interrupted code holds.
  */
 #include "native.h"
+#include "ownmem.h"
 #include "tracker.h"
 
 #include <dlfcn.h>
@@ -748,12 +749,12 @@ static int grow_array(void **items, size_t *cap, size_t need, size_t size)
     size_t cap2 = *cap ? *cap : 64;
     while (cap2 < need)
         cap2 *= 2;
-    void *p = mmap(NULL, cap2 * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    void *p = _rh_own_map(cap2 * size);
+    if (p == NULL)
         return -1;
     if (*items != NULL) {
         memcpy(p, *items, *cap * size);
-        munmap(*items, *cap * size);
+        _rh_own_unmap(*items, *cap * size);
     }
     *items = p;
     *cap = cap2;

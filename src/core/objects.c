@@ -295,6 +295,20 @@ static int free_listed_keys(const rh_block_t *b)
 #endif
 }
 
+int _rh_block_dead(const rh_block_t *b, PyObject **object)
+{
+    PyObject *op = NULL;
+    int dead = 0;
+    if (rh_block_domain(b) == RH_DOMAIN_OBJ) {
+        if (_rh_recognize(b, &op, 0) == NULL)
+            op = NULL;
+        dead = (op != NULL && Py_REFCNT(op) == 0) || free_listed_keys(b);
+    }
+    if (object != NULL)
+        *object = op;
+    return dead;
+}
+
 void _rh_epoch_survivor(const rh_block_t *b, void *arg)
 {
     rh_epoch_survivors_t *sv = (rh_epoch_survivors_t *)arg;
@@ -302,13 +316,9 @@ void _rh_epoch_survivor(const rh_block_t *b, void *arg)
     int domain = rh_block_domain(b);
     if (domain == RH_DOMAIN_ADOPTED || e < sv->first || e - sv->first >= sv->n)
         return;
-    if (domain == RH_DOMAIN_OBJ) {
-        PyObject *op;
-        if ((_rh_recognize(b, &op, 0) != NULL && Py_REFCNT(op) == 0) ||
-            free_listed_keys(b)) {
-            sv->dead++;
-            return;
-        }
+    if (_rh_block_dead(b, NULL)) {
+        sv->dead++;
+        return;
     }
     sv->blocks[e - sv->first]++;
     sv->bytes[e - sv->first] += (int64_t)rh_block_size(b);

@@ -46,6 +46,11 @@ typedef struct {
 #define SPLIT_MIN_BLOCKS 65536
 void _rh_objects_walk_survivors(rh_walk_totals_t *out, uint32_t first_epoch,
                                 rh_epoch_survivors_t *sv, int threads);
+/* Does the block hold a dead object (reference count 0, or a dict keys
+ * table in a free list)?  *object (may be NULL) gets the object the block
+ * holds, or NULL when it holds none the type set knows (and for blocks
+ * outside the object domain). */
+int _rh_block_dead(const rh_block_t *b, PyObject **object);
 /* One block as the screen counts it: a visitor of _rh_tracker_walk whose
  * arg is an rh_epoch_survivors_t (for the other tables' walks). */
 void _rh_epoch_survivor(const rh_block_t *b, void *sv);

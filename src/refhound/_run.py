@@ -143,6 +143,8 @@ class CheckRun:
         self.last_stage = None      # (first sample, end, calls per iteration) of its last stage
         self.watching = None        # (followed, before, first sample, calls) of a stage under way
         self.window_epochs = None   # (first, last) birth epochs of the verdict's window
+        self.lost = None            # lost.c's answer for the window (Session.lost_survivors)
+        self.filling_freed = False  # the C library fills freed memory (until the search)
         self.call_seconds = 0.0     # seconds per call, measured
         self.overhead = 0.0         # seconds per iteration besides the calls
         # Doubles, not float objects: the check shares the heap it measures.
@@ -177,6 +179,9 @@ class CheckRun:
                 return
             if self.result is not None:
                 return
+        # Freed libc memory filled while measuring: a pointer left in it
+        # is no reference for the search for lost blocks (lost.c).
+        self.filling_freed = self.options.patience > 0 and _core.fill_freed(True)
         try:
             while True:
                 try:
@@ -211,8 +216,15 @@ class CheckRun:
                 break
             yield from self._conclude(outcome)
         finally:
+            self._stop_filling_freed()
             if self.session is not None:
                 self.session.close()
+
+    def _stop_filling_freed(self):
+        from . import _core
+        if self.filling_freed:
+            _core.fill_freed(False)
+            self.filling_freed = False
 
     # -- the screen (a phase before warm-up, taken when the driver asks) --------
 
@@ -422,6 +434,10 @@ class CheckRun:
         start, _ = V.window_of(measured_samples, session.warmup_samples)
         last = _core.stats()["epoch"]
         self.window_epochs = (last - (measured_samples - start) + 2, last)
+        # Before the diagnosis: its snapshots hold every object's address.
+        self.lost = self._lost_survivors() if verdict in ("leak", "inconclusive") and \
+            self.filling_freed else None
+        self._stop_filling_freed()
         growth = []
         diagnosed = False
         if self.restarted and verdict != "error":
@@ -526,6 +542,8 @@ class CheckRun:
         # freed.  Only for an error: a leak's diagnosis also finds counts
         # that fall while a cache turns over (intern_slow's replaced
         # strings), and a cap there would cut the horizon short of the fill.
+        if verdict in ("leak", "inconclusive") and self._growth_lost(first_seen, calls):
+            return "leak"
         cap = _overrelease_cap(growth) if verdict == "error" else None
         if verdict == "error" and cap is not None and cap < V.PATIENCE_HORIZON * seen:
             self.notes.append("the reference count of %s falls too close to zero to watch "
@@ -631,6 +649,33 @@ class CheckRun:
             "growth seen (%s), %s within the patience budget of %g s; run with "
             "--patience %g to wait longer" % (rates, why, budget, max(budget * 10, 60)))
         return "inconclusive"
+
+    def _lost_survivors(self):
+        """The blocks born in the verdict's window that nothing points to
+        (lost.c), or None when memory could not be searched (a sanitizer's
+        shadow memory, no process_vm_readv): patience decides, as it would
+        without the search, so no note."""
+        from . import _core
+        first, last = self.window_epochs
+        try:
+            return _core.Session.lost_survivors(first, last)
+        except _core.TrackingError:
+            return None
+
+    def _growth_lost(self, before, calls):
+        """Is the blocks' growth made of blocks lost for good?  Then it is
+        a leak without waiting (a note says so)."""
+        lost = self.lost
+        rate = before.get("blocks", 0.0) + before.get("native_blocks", 0.0)
+        if lost is None or not V.growth_lost(lost["lost"], rate * calls):
+            return False
+        self.notes.append(
+            "no patience needed: %d of the %d blocks born in the measured iterations are "
+            "referenced from nowhere in the process (lost for good: no cache can give them "
+            "back; %.1f MB searched in %.3f s)" % (
+                lost["lost_total"], lost["candidates"], lost["scanned_bytes"] / 1e6,
+                lost["seconds"]))
+        return True
 
     def _survivors_ok(self, before, calls):
         """Are the blocks born in the measured window still alive?  Blocks

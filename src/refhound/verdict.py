@@ -352,6 +352,32 @@ def survivors_kept(counts, blocks_per_iteration):
     return median >= SURVIVORS_KEPT * blocks_per_iteration
 
 
+LOST_SHARE = 0.9           # of the growth, lost for good, to need no patience
+LOST_MIN_PER_ITERATION = 2  # and at least this many blocks an iteration
+
+
+def growth_lost(lost_per_epoch, blocks_per_iteration):
+    """Are the blocks a leak's growth is made of lost for good?  lost_per_epoch:
+    the blocks of each measured iteration that nothing in the process points
+    to any more (lost.c); blocks_per_iteration: the growth measured.  The
+    first and last iterations are left out (the last call's blocks may still
+    be named by stale words in memory freed to the C library's per-thread
+    cache, which is not filled).  No cache can give back a block it holds no
+    pointer to: a growth made of such blocks (some in every iteration,
+    LOST_SHARE of it in the median one: its rate is the leak's) needs no
+    patience.  Fewer is no doubt: a stale word in memory the C library did
+    not fill still names some lost blocks now and then.  A growth of one
+    block an iteration is left to patience, which changes the calls an
+    iteration holds: a block the tracker missed the release of, once an
+    iteration (measured: a clean twin on the debug build), is no call's."""
+    middle = list(lost_per_epoch)[1:-1]
+    if len(middle) < 2 or blocks_per_iteration < LOST_MIN_PER_ITERATION:
+        return False
+    ordered = sorted(middle)
+    return ordered[0] > 0 and \
+        ordered[len(ordered) // 2] >= LOST_SHARE * blocks_per_iteration
+
+
 def new_pace(metric, sign, before, after, steps, reach):
     """The stage's growth of a metric relative to all the growth seen before
     it, when the metric moved its way in every iteration of the stage at a

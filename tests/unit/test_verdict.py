@@ -728,3 +728,18 @@ def test_heap_drift_needs_the_heap_alone_tracked_natives_and_less_than_a_chunk(
         followed, heap, native, calls):
     s = _heap_session([1000] * 3 + heap, [7] * 3 + native)
     assert V.heap_only_drift(s, followed, 3, calls) is None
+
+
+@pytest.mark.parametrize("lost, per_iteration, proven", [
+    ([100, 100, 100, 100, 99], 100, True),      # every block of the calls lost
+    ([0, 90, 92, 95, 0], 100, True),            # first and last iterations not judged
+    ([100, 100, 40, 100, 100], 100, True),      # stale words name some now and then
+    ([100, 85, 80, 88, 100], 100, False),       # the median iteration under 90%
+    ([100, 100, 0, 100, 100], 100, False),      # an iteration with none lost
+    ([1, 1, 1, 1, 1], 1, False),                # one an iteration: patience decides
+    ([3, 3, 3], 3, False),                      # one judged iteration is too few
+    ([9, 9, 9, 9, 9], 9, True),
+    ([0, 0, 0, 0, 0], 0, False),
+])
+def test_growth_lost(lost, per_iteration, proven):
+    assert V.growth_lost(lost, per_iteration) is proven

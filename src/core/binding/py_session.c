@@ -14,6 +14,7 @@
  *   Session.heap_totals(generation=0), Session.next_epoch(),
  *   Session.survivors(first, last)
  *   Session.dict_table_survivors(first, last)
+ *   Session.lost_survivors(first, last)
  *                class methods: a walk's totals, a new birth epoch, the
  *                blocks alive per epoch (the screen's pieces, for callers
  *                that run the calls themselves)
@@ -27,6 +28,7 @@
  * (refhound/verdict.py).
  */
 #include "binding.h"
+#include "lost.h"
 #include "objects.h"
 #include "session.h"
 #include "tracker.h"
@@ -601,6 +603,44 @@ static PyObject *Session_dict_table_survivors(PyObject *cls, PyObject *args)
     return out;
 }
 
+/* Session.lost_survivors(first, last) -> {"lost": [blocks per birth epoch
+ * of [first, last] that nothing points to], "lost_bytes": [...],
+ * "candidates", "lost_total", "scanned_bytes", "mappings", "unreadable",
+ * "seconds"}; TrackingError when the memory cannot be read. */
+static PyObject *Session_lost_survivors(PyObject *cls, PyObject *args)
+{
+    uint32_t first;
+    size_t n;
+    if (epoch_range(args, &first, &n) < 0)
+        return NULL;
+    int64_t *lost = calloc(n, sizeof(int64_t)), *bytes = calloc(n, sizeof(int64_t));
+    PyObject *out = NULL;
+    rh_lost_t r;
+    const char *why = NULL;
+    if (lost == NULL || bytes == NULL)
+        PyErr_NoMemory();
+    else if (_rh_lost_survivors(first, (uint32_t)n, lost, bytes, &r, &why) < 0)
+        PyErr_Format(_rh_TrackingError, "could not search for references: %s", why);
+    else {
+        int engine = _rh_engine_enter();
+        out = PyDict_New();
+        if (out != NULL &&
+            (set_item(out, "lost", int_list(lost, n)) < 0 ||
+             set_item(out, "lost_bytes", int_list(bytes, n)) < 0 ||
+             set_item(out, "candidates", PyLong_FromLongLong(r.candidates)) < 0 ||
+             set_item(out, "lost_total", PyLong_FromLongLong(r.lost_total)) < 0 ||
+             set_item(out, "scanned_bytes", PyLong_FromLongLong(r.scanned_bytes)) < 0 ||
+             set_item(out, "mappings", PyLong_FromLongLong(r.mappings)) < 0 ||
+             set_item(out, "unreadable", PyLong_FromLongLong(r.unreadable)) < 0 ||
+             set_item(out, "seconds", PyFloat_FromDouble(r.seconds)) < 0))
+            Py_CLEAR(out);
+        _rh_engine_leave(engine);
+    }
+    free(lost);
+    free(bytes);
+    return out;
+}
+
 static PyObject *Session_get_warmup(Session *self, void *c)
 {
     return PyLong_FromLong(self->s ? self->s->nwarmup : 0);
@@ -652,6 +692,9 @@ static PyMethodDef Session_methods[] = {
      "dict_table_survivors(first, last) -> [blocks alive per birth epoch of [first, last] "
      "that are the keys table of a live dict born before first: a later resize replaces "
      "them]"},
+    {"lost_survivors", (PyCFunction)Session_lost_survivors, METH_VARARGS | METH_CLASS,
+     "lost_survivors(first, last) -> dict: the blocks alive per birth epoch of [first, last] "
+     "that no word of the process's writable memory points to (lost for good)"},
     {"close", (PyCFunction)Session_close, METH_NOARGS,
      "stop counting frees; the figures stay readable"},
     {NULL}

@@ -3,6 +3,7 @@
  * objects.c).
  */
 #include "binding.h"
+#include "lost.h"
 #include "adopt.h"
 #include "native.h"
 #include "objects.h"
@@ -181,6 +182,16 @@ static PyObject *core_blocks_of_epoch(PyObject *mod, PyObject *arg)
     return out;
 }
 
+/* fill_freed(on) -> bool: the C library fills freed memory while on
+ * (lost.c); False when it cannot (not glibc). */
+static PyObject *core_fill_freed(PyObject *mod, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    return PyBool_FromLong(_rh_lost_fill_freed(on));
+}
+
 PyMethodDef _rh_py_tracking_methods[] = {
     {"adopt", core_adopt, METH_NOARGS,
      "adopt() -> {types, gc, referents, static_data}: adopt the live objects the tables "
@@ -196,6 +207,10 @@ PyMethodDef _rh_py_tracking_methods[] = {
      "None), epoch, what adoption found"},
     {"object_at", core_object_at, METH_O,
      "object_at(address) -> the live object there, or None (never reads unknown memory)"},
+    {"fill_freed", core_fill_freed, METH_O,
+     "fill_freed(on) -> bool: have the C library fill the memory it frees (on), or put the "
+     "process's own setting back (off), so that pointers left in freed memory are no "
+     "references for lost_survivors; False when the C library cannot"},
     {"block_of", core_block_of, METH_O,
      "block_of(obj) -> (domain, birth epoch) of the object's block, or None"},
     {"blocks_of_epoch", core_blocks_of_epoch, METH_O,

@@ -1,0 +1,153 @@
+"""Blocks lost for good (src/core/lost.c): the survivors of some calls that
+no word of the process's memory points to.  A leak made of them needs no
+patience; blocks a cache still holds, directly or through other new blocks,
+are never called lost."""
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from refhound import _core
+
+from support import ROOT, build_zoo_case, cbuild, check_json, plain_env
+
+CASES = {c["name"]: c for c in cbuild.zoo_cases()}
+NO_PATIENCE = "no patience needed"
+SRC = os.path.join(ROOT, "src")
+
+
+def zoo_module(name):
+    folder = build_zoo_case(CASES[name], sys.executable)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+
+# Run in a fresh interpreter: in a long-lived one (pytest's) freed memory
+# holds stale words from before the filling began, which name some of the
+# new blocks at reused addresses (lost.c: conservative, fewer found).
+SCRIPT = r"""
+import importlib, json, sys
+from refhound import _core
+sys.path[:0] = sys.argv[1:]
+objmem = importlib.import_module("objmem_buffer").leaky
+nested = importlib.import_module("nested_list").leaky
+S = _core.Session
+KEPT = []
+
+def epochs(body, n=4):
+    first = S.next_epoch()
+    for _ in range(n - 1):
+        body()
+        S.next_epoch()
+    body()
+    return S.lost_survivors(first, S.next_epoch() - 1)
+
+def leak_and_keep():
+    for k in range(100):
+        objmem()
+        KEPT.append(bytearray(64))
+
+def chain():
+    head = {}
+    for k in range(50):
+        head[k] = [(k, str(k) * 40) for _ in range(3)]
+    KEPT.append(head)
+
+_core.start()
+assert _core.fill_freed(True)
+out = {"leak": epochs(lambda: [objmem() for _ in range(100)]),
+       "leak_and_keep": epochs(leak_and_keep),
+       "chain": epochs(chain),
+       "nested": epochs(lambda: [nested() for _ in range(100)])}
+_core.fill_freed(False)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def found():
+    """lost_survivors of four bodies, four epochs each, in a fresh process
+    with tracking on and freed memory filled (as a check has it while it
+    measures).  Each body's first epoch is not judged (nor is a check's
+    first measured iteration)."""
+    folders = [build_zoo_case(CASES[name], sys.executable)
+               for name in ("objmem_buffer", "nested_list")]
+    proc = subprocess.run([sys.executable, "-c", SCRIPT] + folders, capture_output=True,
+                          text=True, env=plain_env(PYTHONPATH=SRC))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_blocks_nothing_points_to_are_lost(found):
+    """objmem_buffer's leaky() drops its only pointer to a 64-byte
+    PyObject_Malloc block: every block of the calls is lost."""
+    leak = found["leak"]
+    assert leak["candidates"] >= 400
+    assert min(leak["lost"][1:3]) >= 95, leak       # a stale word may name a few
+    assert leak["scanned_bytes"] > 1 << 20 and leak["unreadable"] == 0
+
+
+def test_blocks_a_list_holds_are_not_lost(found):
+    """The twin: as many new blocks again, kept by a module-level list
+    (older than the epochs), are referenced; lost counts only the leak."""
+    both = found["leak_and_keep"]
+    assert all(95 <= n <= 100 for n in both["lost"][1:3]), both
+    assert both["candidates"] >= 4 * 300            # each bytearray: object and buffer
+
+
+def test_blocks_reached_through_new_blocks_are_not_lost(found):
+    """A chain of new objects (a dict holding lists holding tuples), only its
+    head referenced from old memory: none of it is lost."""
+    chain = found["chain"]
+    assert chain["lost_total"] == 0, chain
+    assert chain["candidates"] >= 4 * 150
+
+
+def test_blocks_lost_with_their_holder_are_lost(found):
+    """nested_list's leaky() leaks a list of three new ints: the list's
+    items are referenced only by the lost list, so all five blocks a call
+    are lost (Valgrind's "indirectly lost")."""
+    nested = found["nested"]
+    assert min(nested["lost"][1:3]) >= 475, nested
+
+
+def test_lost_survivors_need_tracking():
+    assert not _core.is_tracking()
+    with pytest.raises(_core.TrackingError, match="not tracking"):
+        _core.Session.lost_survivors(1, 2)
+    with pytest.raises(ValueError):
+        _core.Session.lost_survivors(3, 2)
+
+
+@pytest.mark.parametrize("name", ["objmem_buffer", "native_realloc", "nested_list"])
+def test_a_leak_of_lost_blocks_needs_no_patience(name):
+    """The check names the leak without waiting: the note says the blocks
+    are referenced from nowhere, and no patience phase ran."""
+    status, result, err = check_json(sys.executable, name + ":leaky",
+                                     build_zoo_case(CASES[name], sys.executable))
+    assert (status, result["verdict"]) == (1, "leak"), err
+    assert any(NO_PATIENCE in n for n in result["notes"]), result["notes"]
+    assert "patience" not in result
+    assert not any("persisted" in n for n in result["notes"]), result["notes"]
+
+
+CACHE = """
+_store = []
+
+def grow():
+    _store.append(bytearray(64))
+"""
+
+
+def test_a_growth_a_list_keeps_still_waits(tmp_path):
+    """The twin: blocks kept by a list grow at one a call like the leak's,
+    but they are referenced: patience runs and the growth persists."""
+    (tmp_path / "grows.py").write_text(CACHE)
+    status, result, err = check_json(sys.executable, "grows:grow", str(tmp_path))
+    assert (status, result["verdict"]) == (1, "leak"), err
+    assert not any(NO_PATIENCE in n for n in result["notes"]), result["notes"]
+    assert result["patience"]["outcome"] == "persists", result["patience"]
