@@ -446,7 +446,8 @@ class CheckRun:
                                   "iteration (the other figures moved with the check's own "
                                   "bookkeeping): an error")
                 verdict = self.decided = "error"
-        if verdict in ("error", "leak") and self.options.diagnose > 0:
+        diagnose = self.options.diagnose > 0 and V.references_move(self.decider.trends)
+        if verdict in ("error", "leak") and diagnose:
             # Which objects lose or gain references, before waiting: an
             # over-release must not be repeated until it frees its object,
             # and the snapshots walk every object, which a leak watched
@@ -467,7 +468,7 @@ class CheckRun:
             self.notes.append(
                 "resident memory grows while no allocator's figure does: memory mapped outside "
                 "malloc (a library's own mmap), which refhound cannot attribute to a line")
-        if verdict in ("leak", "error") and self.options.diagnose > 0 and not diagnosed:
+        if verdict in ("leak", "error") and diagnose and not diagnosed:
             try:
                 growth = yield from self._diagnose()
             except _core.TrackingError as exc:

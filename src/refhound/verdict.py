@@ -281,6 +281,14 @@ def all_trends(samples, warmup_samples, alpha):
 # Patience
 
 
+def references_move(trends):
+    """Can a refcount diagnosis find anything?  Not when the sum of every
+    reference count stayed flat: no object gains or loses references call
+    after call (a leak of blocks alone: a buffer, a C library's record)."""
+    t = trends.get("refs")
+    return t is None or t.trend != FLAT
+
+
 def followed_metrics(trends, verdict):
     """{metric: +1 or -1}: the metrics to watch longer, with the direction to
     watch for.  For an error, the falling reference count; otherwise every

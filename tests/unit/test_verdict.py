@@ -743,3 +743,14 @@ def test_heap_drift_needs_the_heap_alone_tracked_natives_and_less_than_a_chunk(
 ])
 def test_growth_lost(lost, per_iteration, proven):
     assert V.growth_lost(lost, per_iteration) is proven
+
+
+def test_references_move_only_when_the_reference_count_is_not_flat():
+    class T:
+        def __init__(self, trend):
+            self.trend = trend
+    assert V.references_move({"refs": T(V.GROWING)})
+    assert V.references_move({"refs": T(V.FALLING)})
+    assert V.references_move({"refs": T(V.UNCLEAR)})
+    assert not V.references_move({"refs": T(V.FLAT), "blocks": T(V.GROWING)})
+    assert V.references_move({})
