@@ -65,6 +65,7 @@ typedef struct {            /* libdwfl.h */
 
 /* dwarf.h */
 enum {
+    DW_TAG_lexical_block = 0x0b,
     DW_TAG_inlined_subroutine = 0x1d,
     DW_TAG_subprogram = 0x2e,
     DW_AT_comp_dir = 0x1b,
@@ -110,6 +111,9 @@ enum {
     X(dwarf_diename, const char *, (Dwarf_Die *)) \
     X(dwarf_tag, int, (Dwarf_Die *)) \
     X(dwarf_getscopes, int, (Dwarf_Die *, Dwarf_Addr, Dwarf_Die **)) \
+    X(dwarf_child, int, (Dwarf_Die *, Dwarf_Die *)) \
+    X(dwarf_siblingof, int, (Dwarf_Die *, Dwarf_Die *)) \
+    X(dwarf_haspc, int, (Dwarf_Die *, Dwarf_Addr)) \
     X(dwarf_getscopes_die, int, (Dwarf_Die *, Dwarf_Die **)) \
     X(dwarf_offdie, Dwarf_Die *, (Dwarf *, Dwarf_Off, Dwarf_Die *)) \
     X(dwarf_dieoffset, Dwarf_Off, (Dwarf_Die *)) \

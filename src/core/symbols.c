@@ -177,6 +177,41 @@ static void add_frame(rh_symbolized_t *out, const char *module, const char *func
     f->reason = why;
 }
 
+#define MAX_NEST 64
+
+/* The function, inlined instances and blocks whose ranges hold pc (an
+ * address in the unit's terms), outermost first, found by descending only
+ * into the DIEs that hold it: dwarf_getscopes and dwarf_getscopes_die walk
+ * every DIE of the unit before them, which in a Cython module's one unit
+ * (tens of thousands of DIEs) made the symbolization of a watch's stacks
+ * take most of a second.  Returns how many; 0 when no function of the
+ * unit's top level holds pc (a C++ function inside a namespace): the
+ * caller then asks libdw's walk. */
+static int scope_chain(Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die *chain)
+{
+    Dwarf_Die parent = *cu;
+    int n = 0;
+    while (n < MAX_NEST) {
+        Dwarf_Die child;
+        if (dw->dwarf_child(&parent, &child) != 0)
+            break;
+        int found = 0;
+        do {
+            int tag = dw->dwarf_tag(&child);
+            if ((tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine ||
+                 tag == DW_TAG_lexical_block) && dw->dwarf_haspc(&child, pc) > 0) {
+                found = 1;
+                break;
+            }
+        } while (dw->dwarf_siblingof(&child, &child) == 0);
+        if (!found)
+            break;
+        chain[n++] = child;
+        parent = child;
+    }
+    return n;
+}
+
 /* The frames of pc (dwfl_lock held). */
 static void symbolize_locked(uintptr_t pc, rh_symbolized_t *out)
 {
@@ -213,22 +248,29 @@ static void symbolize_locked(uintptr_t pc, rh_symbolized_t *out)
     /* The innermost scope at pc, then its concrete nesting (as
      * eu-addr2line -i does): inlined instances, innermost first, up to the
      * function they were inlined into. */
-    Dwarf_Die *scopes = NULL;
-    int nscopes = dw->dwarf_getscopes(cu, pc - bias, &scopes);
-    Dwarf_Die *chain = NULL;
+    Dwarf_Die nest[MAX_NEST];
+    int nnest = scope_chain(cu, pc - bias, nest);
+    Dwarf_Die *chain = NULL;        /* libdw's answer, innermost first */
     int nchain = 0;
-    if (nscopes > 0) {
-        Dwarf_Die innermost;
-        if (dw->dwarf_offdie(dw->dwarf_cu_getdwarf(cu->cu), dw->dwarf_dieoffset(&scopes[0]), &innermost))
-            nchain = dw->dwarf_getscopes_die(&innermost, &chain);
+    if (nnest == 0) {
+        Dwarf_Die *scopes = NULL;
+        int nscopes = dw->dwarf_getscopes(cu, pc - bias, &scopes);
+        if (nscopes > 0) {
+            Dwarf_Die innermost;
+            if (dw->dwarf_offdie(dw->dwarf_cu_getdwarf(cu->cu), dw->dwarf_dieoffset(&scopes[0]),
+                                 &innermost))
+                nchain = dw->dwarf_getscopes_die(&innermost, &chain);
+        }
+        free(scopes);
     }
-    free(scopes);
     int emitted = 0;
-    for (int i = 0; i < nchain; i++) {
-        int tag = dw->dwarf_tag(&chain[i]);
+    int nscope = nnest > 0 ? nnest : nchain;
+    for (int k = 0; k < nscope; k++) {
+        Dwarf_Die *scope = nnest > 0 ? &nest[nnest - 1 - k] : &chain[k];
+        int tag = dw->dwarf_tag(scope);
         if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram)
             continue;
-        const char *fn = die_name(&chain[i]);
+        const char *fn = die_name(scope);
         int inlined = tag == DW_TAG_inlined_subroutine;
         add_frame(out, modname, fn ? fn : symname,
                   full_path(file, comp_dir, pathbuf, sizeof(pathbuf)), line, inlined,
@@ -237,7 +279,7 @@ static void symbolize_locked(uintptr_t pc, rh_symbolized_t *out)
         if (!inlined)
             break;
         /* The caller's line is this inlined call's call site. */
-        call_site(&chain[i], files, &file, &line);
+        call_site(scope, files, &file, &line);
     }
     free(chain);
     if (emitted == 0)
