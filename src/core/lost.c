@@ -361,6 +361,10 @@ int _rh_lost_survivors(uint32_t first, uint32_t n, int64_t *lost, int64_t *lost_
         *why = "not tracking";
         return -1;
     }
+#ifdef Py_GIL_DISABLED
+    *why = "a free-threaded build: other threads move pointers during the search";
+    return -1;
+#endif
     if (!_rh_safe_available(why))
         return -1;
     vec_t cands = {NULL, 0, 0, sizeof(cand_t)};

@@ -7,6 +7,10 @@
  * the only reader (lost.c) then counts more references, a conservative
  * answer.
  *
+ * fork: the callers that map inside allocator hooks do it under locks that
+ * their pthread_atfork handlers take before a fork (tracker.c's tables,
+ * native.c's patch lock, guard.c's), so no fork finds this lock held by them.
+ *
  * Invariants: every registered range is mapped read-write by this file
  * and is removed before it is unmapped; ranges never overlap.
  */
