@@ -26,3 +26,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.fspath).startswith(slow):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def tracking():
+    """refhound's tracking on for the test (off after, unless it was on before)."""
+    from refhound import _core
+    started = _core.start()
+    yield
+    if started:
+        _core.stop()

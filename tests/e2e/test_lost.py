@@ -123,7 +123,7 @@ def test_blocks_lost_with_their_holder_are_lost(found):
 
 
 @pytest.mark.skipif(not SANITIZE, reason="the sanitizer tier's case")
-def test_under_asan_no_search_is_made(tracking_on):
+def test_under_asan_no_search_is_made(tracking):
     """ASan's shadow memory is too much to read: the search refuses with
     its reason (and a check then waits, as without the search)."""
     S = _core.Session
@@ -133,14 +133,6 @@ def test_under_asan_no_search_is_made(tracking_on):
     with pytest.raises(_core.TrackingError, match="too much writable memory"):
         S.lost_survivors(first, first)
     assert len(kept) == 100
-
-
-@pytest.fixture
-def tracking_on():
-    started = _core.start()
-    yield
-    if started:
-        _core.stop()
 
 
 def test_lost_survivors_need_tracking():

@@ -12,14 +12,6 @@ RESULT_KEYS = {"samples", "types", "survivors", "tracker", "calls", "warmup_samp
                "measured"}
 
 
-@pytest.fixture
-def tracking():
-    started = _core.start()
-    yield
-    if started:
-        _core.stop()
-
-
 def noop():
     return None
 
