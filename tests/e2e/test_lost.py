@@ -75,8 +75,7 @@ print(json.dumps(out))
 def found():
     """lost_survivors of four bodies, four epochs each, in a fresh process
     with tracking on and freed memory filled (as a check has it while it
-    measures).  Each body's first epoch is not judged (nor is a check's
-    first measured iteration)."""
+    measures)."""
     folders = [build_zoo_case(CASES[name], sys.executable)
                for name in ("objmem_buffer", "nested_list")]
     proc = subprocess.run([sys.executable, "-c", SCRIPT] + folders, capture_output=True,
@@ -91,7 +90,9 @@ def test_blocks_nothing_points_to_are_lost(found):
     PyObject_Malloc block: every block of the calls is lost."""
     leak = found["leak"]
     assert leak["candidates"] >= 400
-    assert min(leak["lost"][1:3]) >= 95, leak       # a stale word may name a few
+    # A stale word (memory freed before the filling began, at an address
+    # reused since) may name a few; never more than the calls made.
+    assert sum(leak["lost"]) >= 0.8 * 400 and max(leak["lost"]) <= 100, leak
     assert leak["scanned_bytes"] > 1 << 20 and leak["unreadable"] == 0
 
 
@@ -100,7 +101,7 @@ def test_blocks_a_list_holds_are_not_lost(found):
     """The twin: as many new blocks again, kept by a module-level list
     (older than the epochs), are referenced; lost counts only the leak."""
     both = found["leak_and_keep"]
-    assert all(95 <= n <= 100 for n in both["lost"][1:3]), both
+    assert sum(both["lost"]) >= 0.8 * 400 and max(both["lost"]) <= 100, both
     assert both["candidates"] >= 4 * 300            # each bytearray: object and buffer
 
 
@@ -119,7 +120,7 @@ def test_blocks_lost_with_their_holder_are_lost(found):
     items are referenced only by the lost list, so all five blocks a call
     are lost (Valgrind's "indirectly lost")."""
     nested = found["nested"]
-    assert min(nested["lost"][1:3]) >= 475, nested
+    assert sum(nested["lost"]) >= 0.8 * 2000 and max(nested["lost"]) <= 500, nested
 
 
 @pytest.mark.skipif(not SANITIZE, reason="the sanitizer tier's case")
