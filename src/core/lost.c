@@ -10,8 +10,9 @@
  * PyObject, raw and native blocks) born in the epochs asked about, less
  * the dead objects kept in free lists.  Every readable and writable
  * mapping of /proc/self/maps is read through the kernel (safemem's
- * process_vm_readv, in 1 MiB runs: a mapping unmapped meanwhile by
- * another thread is an unreadable run, never a fault), less the engine's
+ * process_vm_readv, in 1 MiB runs, a run that fails page by page: a
+ * mapping unmapped meanwhile by another thread, or a file mapping past its
+ * file's end, is unreadable pages, never a fault), less the engine's
  * own tables (ownmem.c: they hold every block's address), device
  * mappings, and the calling thread's stack below its current frame (dead
  * frames, the candidate walk's among them).  Each aligned word that falls
@@ -55,6 +56,7 @@
 #include <unistd.h>
 
 #define RUN ((size_t)1 << 20)           /* bytes read at once */
+#define PAGE ((size_t)4096)
 #define MAX_OWN 256
 #define MAX_EDGES ((size_t)1 << 24)
 #define MAX_SCAN ((size_t)2 << 30)      /* bytes of writable mappings searched at most */
@@ -213,12 +215,22 @@ static void scan_range(scan_t *s, uintptr_t start, uintptr_t end, uintptr_t *buf
         len &= ~(sizeof(uintptr_t) - 1);
         if (len == 0)
             break;
-        if (_rh_safe_read(at, buf, len) < 0) {
-            out->unreadable++;
+        if (_rh_safe_read(at, buf, len) == 0) {
+            out->scanned_bytes += (int64_t)len;
+            scan_words(s, buf, len / sizeof(uintptr_t), at);
             continue;
         }
-        out->scanned_bytes += (int64_t)len;
-        scan_words(s, buf, len / sizeof(uintptr_t), at);
+        /* Page by page: a page past the end of its file, or unmapped
+         * since, holds nothing; the others are read. */
+        for (size_t off = 0; off < len && !s->failed; off += PAGE) {
+            size_t n = len - off < PAGE ? len - off : PAGE;
+            if (_rh_safe_read(at + off, buf, n) < 0) {
+                out->unreadable++;
+                continue;
+            }
+            out->scanned_bytes += (int64_t)n;
+            scan_words(s, buf, n / sizeof(uintptr_t), at + off);
+        }
     }
 }
 

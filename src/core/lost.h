@@ -14,7 +14,7 @@ typedef struct {
     int64_t lost_total;         /* of which unreachable */
     int64_t scanned_bytes;      /* memory read */
     int64_t mappings;           /* mappings read */
-    int64_t unreadable;         /* mappings (or parts) that could not be read */
+    int64_t unreadable;         /* pages that could not be read */
     double seconds;
 } rh_lost_t;
 

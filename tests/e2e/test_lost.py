@@ -173,3 +173,33 @@ def test_a_growth_a_list_keeps_still_waits(tmp_path):
     assert (status, result["verdict"]) == (1, "leak"), err
     assert not any(NO_PATIENCE in n for n in result["notes"]), result["notes"]
     assert result["patience"]["outcome"] == "persists", result["patience"]
+
+
+@SEARCHES
+def test_pages_past_the_end_of_a_file_are_skipped_not_a_fault(tracking, tmp_path):
+    """A read-write mapping of a file longer than the file: its pages past
+    the end raise SIGBUS when touched.  The search reads them through the
+    kernel, page by page once a run fails: counted unreadable, no signal."""
+    import ctypes
+    import mmap
+    path = tmp_path / "one-page"
+    path.write_bytes(b"\0" * mmap.PAGESIZE)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    with open(path, "rb") as f:
+        addr = libc.mmap(None, 3 * mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE,
+                         mmap.MAP_PRIVATE, f.fileno(), 0)
+    assert addr not in (None, ctypes.c_void_p(-1).value)
+    try:
+        S = _core.Session
+        first = S.next_epoch()
+        kept = [bytearray(64) for _ in range(10)]
+        S.next_epoch()
+        found = S.lost_survivors(first, first)
+        assert found["unreadable"] >= 2, found
+        assert found["lost_total"] == 0 and len(kept) == 10
+    finally:
+        libc.munmap(addr, 3 * mmap.PAGESIZE)
