@@ -539,12 +539,14 @@ class CheckRun:
         if verdict != "error" and heap is not None:
             self.notes.append(_heap_drift_note(heap))
             return "clean"
+        if verdict in ("leak", "inconclusive") and \
+                V.others_settled(self.decider.trends, followed) and \
+                self._growth_lost(first_seen, calls):
+            return "leak"
         # The calls an over-release may still make before its object is
         # freed.  Only for an error: a leak's diagnosis also finds counts
         # that fall while a cache turns over (intern_slow's replaced
         # strings), and a cap there would cut the horizon short of the fill.
-        if verdict in ("leak", "inconclusive") and self._growth_lost(first_seen, calls):
-            return "leak"
         cap = _overrelease_cap(growth) if verdict == "error" else None
         if verdict == "error" and cap is not None and cap < V.PATIENCE_HORIZON * seen:
             self.notes.append("the reference count of %s falls too close to zero to watch "

@@ -386,6 +386,17 @@ def growth_lost(lost_per_epoch, blocks_per_iteration):
         ordered[len(ordered) // 2] >= LOST_SHARE * blocks_per_iteration
 
 
+def others_settled(trends, followed):
+    """Do the verdict metrics the growth is not made of stay put (flat, or
+    noise without a lean)?  A leak taken without patience is reported with
+    the rates of its measured window: a metric still leaning there (a
+    reference count drifting down while the interpreter settles, 3.13) would
+    be reported at that drift, which a longer watch corrects."""
+    return not any(m in trends and m not in followed and m not in NOISY_METRICS and
+                   trends[m].trend in (UNCLEAR, GROWING, FALLING)
+                   for m in VERDICT_METRICS)
+
+
 def new_pace(metric, sign, before, after, steps, reach):
     """The stage's growth of a metric relative to all the growth seen before
     it, when the metric moved its way in every iteration of the stage at a

@@ -102,7 +102,7 @@ def test_blocks_a_list_holds_are_not_lost(found):
     (older than the epochs), are referenced; lost counts only the leak."""
     both = found["leak_and_keep"]
     assert sum(both["lost"]) >= 0.8 * 400 and max(both["lost"]) <= 100, both
-    assert both["candidates"] >= 4 * 300            # each bytearray: object and buffer
+    assert both["candidates"] >= 4 * 300, both      # each bytearray: object and buffer
 
 
 @SEARCHES
