@@ -360,7 +360,7 @@ def survivors_kept(counts, blocks_per_iteration):
     return median >= SURVIVORS_KEPT * blocks_per_iteration
 
 
-LOST_SHARE = 0.9           # of the growth, lost for good, to need no patience
+LOST_SHARE = 0.6           # of the growth, lost for good, to need no patience
 LOST_MIN_PER_ITERATION = 2  # and at least this many blocks an iteration
 
 
@@ -372,18 +372,24 @@ def growth_lost(lost_per_epoch, blocks_per_iteration):
     be named by stale words in memory freed to the C library's per-thread
     cache, which is not filled).  No cache can give back a block it holds no
     pointer to: a growth made of such blocks (some in every iteration,
-    LOST_SHARE of it in the median one: its rate is the leak's) needs no
-    patience.  Fewer is no doubt: a stale word in memory the C library did
-    not fill still names some lost blocks now and then.  A growth of one
-    block an iteration is left to patience, which changes the calls an
-    iteration holds: a block the tracker missed the release of, once an
-    iteration (measured: a clean twin on the debug build), is no call's."""
+    LOST_SHARE of it and LOST_MIN_PER_ITERATION blocks in the median one)
+    needs no patience.  The count found is a floor: a stale word in memory
+    freed before the filling began (pymalloc's free blocks are never
+    filled) names a lost block now and then; measured in a pytest process,
+    msgpack's first leak of 9 blocks a call, at one call an iteration, came
+    out 4 to 10 of 11 lost.  A growth of one block an iteration is left to
+    patience, which changes the calls an iteration holds: a block the
+    tracker missed the release of, once an iteration (measured: a clean
+    twin on the debug build), is no call's.  The price of the share: a leak
+    beside a cache that fills (lost, and kept) is reported at the rate of
+    both."""
     middle = list(lost_per_epoch)[1:-1]
     if len(middle) < 2 or blocks_per_iteration < LOST_MIN_PER_ITERATION:
         return False
     ordered = sorted(middle)
-    return ordered[0] > 0 and \
-        ordered[len(ordered) // 2] >= LOST_SHARE * blocks_per_iteration
+    median = ordered[len(ordered) // 2]
+    return ordered[0] > 0 and median >= LOST_MIN_PER_ITERATION and \
+        median >= LOST_SHARE * blocks_per_iteration
 
 
 def others_settled(trends, followed):
