@@ -16,11 +16,7 @@ resize frees the table.  When other blocks survived, the batch is called
 again (does the state die?); while it is, every body's blocks get a birth epoch of their
 own, and when the blocks outlive those calls too, the tests whose bodies
 made blocks still alive are judged each on its own and the others are
-clean, without halving (_survivors_replaced, _BodyEpochs).  When another
-figure moved beside the blocks (the C library's heap, which has no birth
-epochs), the others are not cleared by the names: the batch is split into
-the named tests, each judged on its own, and the rest, screened again as
-one batch (instead of halves: one more screen rather than one per level).
+clean, without halving (_survivors_replaced, _BodyEpochs).
 
 Which tests join a batch (`batchable`, `deferrable`):
   - pytest Function items (unittest TestCase tests too) with the default
@@ -410,18 +406,13 @@ class Batcher:
             return {d.item: _cleared(d, result, len(group)) for d in group}
         why = "its batch of %d was not cleared (%s)" % (len(group), reason)
         if suspects is not None:
-            # The surviving blocks were named test by test: the tests that
-            # made them are judged each on its own (together, what each
-            # keeps would keep them from clearing again); the others are
-            # clean, or, when another figure moved too (cleared is None),
-            # screened again together.
+            # The surviving blocks were named test by test: the others are
+            # clean, the tests that made them are judged each on its own
+            # (together, what each keeps would keep them from clearing
+            # again).
             cleared, named = suspects
-            rest = [d for k, d in enumerate(group) if k not in named]
-            if cleared is not None:
-                out = {d.item: _cleared(d, cleared, len(group)) for d in rest}
-            else:
-                out = self._judge(rest, why + "; another test of it made blocks that outlived "
-                                  "the batch's calls") if rest else {}
+            out = {d.item: _cleared(d, cleared, len(group)) for k, d in enumerate(group)
+                   if k not in named}
             for k in sorted(named):
                 out.update(self._judge([group[k]], why + "; this test made blocks that "
                                        "outlived the batch's calls"))
@@ -477,10 +468,9 @@ class Batcher:
                     call, (), {}, "%d tests from %s" % (len(items), items[0].nodeid),
                     screen=seconds, budget=0.0, screen_plan=plan, screen_rounds=1)
                 if result is not None and result.verdict != "clean":
-                    named, alone = _survivors_replaced(result, call, tags, passes)
+                    named = _survivors_replaced(result, call, tags, passes)
                     if named:
-                        suspects = (_cleared_by_names(result, named, len(items))
-                                    if alone else None, named)
+                        suspects = (_cleared_by_names(result, named, len(items)), named)
         except Exception as exc:            # (TargetFailed: a test failed when run again)
             return None, "%s: %s" % (type(exc).__name__, exc), None
         finally:
@@ -547,20 +537,13 @@ def _survivors_replaced(result, call, tags, passes):
     own (tags): when the blocks the screen saw outlive these calls too, the
     tests whose bodies (each one's last two left out) made blocks still
     alive after a full collection are named, {index}; the others made only
-    what later calls replaced.
-
-    (named or None, alone): alone is true when the blocks were all that
-    moved, so the tests not named are clean; when another figure moved
-    too (the C library's heap, which has no birth epochs: a test leaking
-    through an allocator the engine does not see would leave no blocks),
-    the names only tell how to split the batch."""
+    what later calls replaced.  None when nothing was named."""
     import gc
     from ._run import _dict_tables_reason, _judged_survivors_now
     screen = result.screen or {}
     reason = screen.get("reason", "")
-    if not reason.startswith("blocks survive calls"):
-        return None, False
-    alone = "; " not in reason
+    if not reason.startswith("blocks survive calls") or "; " in reason:
+        return None
     calls = V.tail_pass((screen["warm"], screen["calls"], screen["epochs"])) + 1  # its plan again
     figures = {"first_epoch": screen["first_epoch"], "epochs": screen["epochs"]}
     # Looked at after 1, 2, 4, 8 ... calls and after the last: a look reads
@@ -574,9 +557,9 @@ def _survivors_replaced(result, call, tags, passes):
     from ._caches import clear_screen_caches
     clear_screen_caches()
     tables = _dict_tables_reason(figures, _judged_survivors_now(figures), calls)
-    if tables is not None and alone:
+    if tables is not None:
         _made_clean(result, tables)
-        return None, False
+        return None
     tags.start(passes[0])
     for k in range(1, calls + 1):
         call()
@@ -587,12 +570,11 @@ def _survivors_replaced(result, call, tags, passes):
                 break
     else:
         tags.on = False
-        return _bodies_that_kept(tags.marks(calls), calls), alone
+        return _bodies_that_kept(tags.marks(calls), calls)
     tags.on = False
-    if alone:
-        _made_clean(result, "the blocks that survived %d calls died within %d more, and "
-                    "nothing else moved: state that a later call replaces" % (calls, k))
-    return None, False
+    _made_clean(result, "the blocks that survived %d calls died within %d more, and nothing "
+                "else moved: state that a later call replaces" % (calls, k))
+    return None
 
 
 def _made_clean(result, why):

@@ -464,46 +464,6 @@ def test_a_leaking_test_beside_them_is_named_and_fails(tmp_path_factory):
     assert ring["pytest"]["outcome"] == "clean", ring["notes"]
 
 
-HEAP_LEAK = '''
-
-import ctypes
-
-_libc = ctypes.CDLL(None)
-_libc.malloc.restype = ctypes.c_void_p
-_libc.malloc.argtypes = [ctypes.c_size_t]
-
-
-def test_unseen_malloc_leaky():
-    _libc.malloc(200)       # through a function pointer: no hook sees it
-'''
-
-
-def test_a_leak_outside_the_blocks_is_split_from_the_named_test(tmp_path_factory):
-    """The ring's test keeps its blocks beyond the batch's calls (named by
-    birth epochs) while another test leaks 200 bytes of malloc a call
-    through ctypes, which no hook sees: only the C library's heap figure
-    moves for it, so the names cannot clear the others.  The batch is
-    split into the named test, judged on its own (clean), and the rest,
-    screened again together: the heap leak is found there (halved down to
-    it) and fails; the six others pass."""
-    folder, built = _named_suite(tmp_path_factory, leaky=False)
-    path = folder / "test_suite.py"
-    path.write_text(path.read_text() + HEAP_LEAK)
-    proc, results = _run((folder, built))
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    heap = results["test_suite.py::test_unseen_malloc_leaky"]
-    assert heap["pytest"]["outcome"] == "leak", heap["notes"]
-    assert heap["per_call"]["heap_bytes"] >= 200, heap["per_call"]
-    ring = results["test_suite.py::test_keeps_its_last_400_results"]
-    assert ring["pytest"]["outcome"] == "clean", ring["notes"]
-    assert "this test made blocks that outlived the batch's calls" in ring["notes"][0], \
-        ring["notes"]
-    for n in range(6):
-        entry = results["test_suite.py::test_buffer[%d]" % n]
-        assert entry["pytest"]["outcome"] == "clean", entry["notes"]
-        assert "made by 1 other test" not in entry["notes"][0], entry["notes"]
-
-
 # ---------------------------------------------------------------------------
 # Dicts whose keys come and go: a resize now and then leaves a new table
 
