@@ -299,14 +299,17 @@ def test_a_full_check_that_could_only_clear_is_not_run(slow_suite):
     """A 0.45 s body that grows: ten times the full check's calls would not
     fit in the patience budget, so no leak could be confirmed, and the full
     check (ten calls and samples: about 5 s, 6.5 s under the sanitizers,
-    whose full collections are slower) is over half the 8 s budget:
+    whose full collections are slower) is over half the 9.5 s budget:
     inconclusive at once, saying why.  Its clean twin is cleared by the
-    screen."""
-    proc, results = _run(slow_suite, "--refhound-budget", "8")
+    screen.  (Under the sanitizers on a busy machine the estimate passed the
+    whole budget once, 8 s: then it says so instead, inconclusive as well.)"""
+    proc, results = _run(slow_suite, "--refhound-budget", "9.5")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     growing = results["test_suite.py::test_slow_growing"]
     assert growing["verdict"] == "inconclusive", growing["notes"]
-    assert "could only clear it" in growing["incomplete"], growing["incomplete"]
+    assert "could only clear it" in growing["incomplete"] or \
+        (SANITIZE and "over the budget of 9.5 s" in growing["incomplete"]), \
+        growing["incomplete"]
     assert growing["iterations"]["measured"] == 0, growing["iterations"]
     clean = results["test_suite.py::test_slow_clean"]
     assert clean["verdict"] == "clean", clean["notes"]
