@@ -135,13 +135,12 @@ typedef struct {
 static uintptr_t next_chunk_header(uintptr_t block, uintptr_t end)
 {
 #ifdef __GLIBC__
-    const uintptr_t header = 2 * sizeof(size_t), align = 2 * sizeof(size_t);
-    uintptr_t n = end - block;
-    uintptr_t chunk = (n + sizeof(size_t) + align - 1) & ~(align - 1);
-    if (chunk < 4 * sizeof(size_t))
-        chunk = 4 * sizeof(size_t);
-    uintptr_t next = block - header + chunk;
-    if ((block & (align - 1)) == 0 && next >= block && next < end)
+    const uintptr_t align = 2 * sizeof(size_t);    /* also the header's size */
+    uintptr_t chunk = (end - block + sizeof(size_t) + align - 1) & ~(align - 1);
+    if (chunk < 2 * align)
+        chunk = 2 * align;
+    uintptr_t next = block - align + chunk;     /* past the block's start: chunk > align */
+    if ((block & (align - 1)) == 0 && next < end)
         return next;
 #else
     (void)block;

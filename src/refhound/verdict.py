@@ -393,8 +393,8 @@ def growth_lost(lost_per_epoch, blocks_per_iteration):
 
 
 def others_settled(trends, followed):
-    """Do the verdict metrics the growth is not made of stay put (flat, or
-    noise without a lean)?  A leak taken without patience is reported with
+    """Do the verdict metrics the growth is not made of stay put (flat or
+    noise; the noisy metrics are not asked)?  A leak taken without patience is reported with
     the rates of its measured window: a metric still leaning there (a
     reference count drifting down while the interpreter settles, 3.13) would
     be reported at that drift, which a longer watch corrects."""
