@@ -48,6 +48,13 @@ from ._saferepr import safe_repr, type_name
 ATTRIBUTION_ITERATIONS = 2
 COST_WINDOW = 5             # measured iterations whose median cost plans patience
 PATIENCE_STAGES = 6         # at most: the horizon grows elevenfold per stage
+# The calls the refcount watch runs (every write of a watched count traps):
+# enough for WATCH_UNBALANCED unbalanced writes at the growth's rate, at
+# least WATCH_MIN_CALLS (what one unpaired write at the ends weighs), at
+# most WATCH_MAX_CALLS and an iteration's calls.
+WATCH_UNBALANCED = 10
+WATCH_MIN_CALLS = 30
+WATCH_MAX_CALLS = 100
 RATE_METRICS = ("refs", "objects", "blocks", "bytes", "native_blocks", "native_bytes",
                 "heap_bytes", "rss_bytes", "fds")
 
@@ -744,7 +751,7 @@ class CheckRun:
         """Hardware watchpoints on the objects whose refcount moves: the lines
         whose writes do not balance, per call."""
         watched = growth[:4]
-        calls = max(1, min(self.session.calls, 100))
+        calls = watch_calls(self.session.calls, [g["refs_per_call"] for g in watched])
         found, error = yield Step("watch", "watching", calls,
                                   arg=[g["object"] for g in watched])
         if error:
@@ -819,6 +826,14 @@ class CheckRun:
             survivors={"first_epoch": 0, "blocks": [], "bytes": []}, notes=self.notes)
         result.incomplete = why
         return result
+
+
+def watch_calls(iteration_calls, rates):
+    """The calls to watch for growths at these rates (refs per call)."""
+    import math
+    rate = min((abs(r) for r in rates if r), default=0.0)
+    want = WATCH_MAX_CALLS if rate <= 0 else math.ceil(WATCH_UNBALANCED / rate)
+    return max(1, min(iteration_calls, WATCH_MAX_CALLS, max(WATCH_MIN_CALLS, want)))
 
 
 def _heap_drift_note(per_call):

@@ -249,3 +249,17 @@ def test_the_check_s_own_bookkeeping_is_steady_before_the_baseline():
             steps = [b - a for a, b in zip(series, series[1:])]
             assert all(abs(d) <= 1 for d in steps) and sum(map(abs, steps)) <= 2, \
                 (metric, steps)
+
+
+def test_the_watch_runs_enough_calls_for_the_growths_rate():
+    """A growth of a reference a call is watched over 30 calls (10
+    unbalanced writes asked, 30 at least: one unpaired write at the ends
+    weighs 0.033 a call, under the 0.05 a site must reach); one every
+    tenth call over 100; never more than an iteration's calls."""
+    from refhound._run import watch_calls
+    assert watch_calls(100, [1.0]) == 30
+    assert watch_calls(100, [3.0, -0.5]) == 30
+    assert watch_calls(1000, [0.2]) == 50
+    assert watch_calls(1000, [0.1]) == 100
+    assert watch_calls(1000, []) == 100
+    assert watch_calls(10, [1.0]) == 10
