@@ -320,8 +320,11 @@ void _rh_epoch_survivor(const rh_block_t *b, void *arg)
         sv->dead++;
         return;
     }
+    size_t size = rh_block_size(b);
     sv->blocks[e - sv->first]++;
-    sv->bytes[e - sv->first] += (int64_t)rh_block_size(b);
+    sv->bytes[e - sv->first] += (int64_t)size;
+    if (sv->heap != NULL && RH_HEAP_BLOCK(domain, size))
+        sv->heap[e - sv->first] += (int64_t)(size + RH_CHUNK_OVERHEAD);
 }
 
 /* ---- survivors that are dict tables ----------------------------------------------
@@ -471,7 +474,7 @@ static int split_walk(rh_visit_t visit, walk_arg_t *w, rh_typeinfo_t *types, siz
     rh_walk_totals_t out2;
     memset(&out2, 0, sizeof(out2));
     rh_epoch_survivors_t sv2;
-    size_t nsv = w->sv != NULL ? 2 * (size_t)w->sv->n : 0;
+    size_t nsv = w->sv != NULL ? 3 * (size_t)w->sv->n : 0;
     int64_t *live = scratch_for(2 * ncap + nsv);
     if (live == NULL)
         return -1;
@@ -479,6 +482,7 @@ static int split_walk(rh_visit_t visit, walk_arg_t *w, rh_typeinfo_t *types, siz
         sv2 = *w->sv;
         sv2.blocks = live + 2 * ncap;
         sv2.bytes = sv2.blocks + sv2.n;
+        sv2.heap = w->sv->heap != NULL ? sv2.bytes + sv2.n : NULL;
         sv2.dead = 0;
     }
     walk_arg_t w2 = {&out2, w->first_epoch, w->sv != NULL ? &sv2 : NULL, types, live};
@@ -496,6 +500,8 @@ static int split_walk(rh_visit_t visit, walk_arg_t *w, rh_typeinfo_t *types, siz
             for (uint32_t e = 0; e < sv2.n; e++) {
                 w->sv->blocks[e] += sv2.blocks[e];
                 w->sv->bytes[e] += sv2.bytes[e];
+                if (sv2.heap != NULL)
+                    w->sv->heap[e] += sv2.heap[e];
             }
             w->sv->dead += sv2.dead;
         }

@@ -35,8 +35,20 @@ void _rh_objects_walk(rh_walk_totals_t *out, uint32_t first_epoch);
 typedef struct {
     uint32_t first, n;
     int64_t *blocks, *bytes;    /* n each, zeroed by the caller */
+    int64_t *heap;              /* n, zeroed by the caller, or NULL: what those blocks
+                                 * take of malloc's heap at most (RH_HEAP_BLOCK) */
     int64_t dead;
 } rh_epoch_survivors_t;
+
+/* A block in malloc's heap (not in pymalloc's arenas): a raw or native
+ * block, or one larger than pymalloc serves.  It takes its bytes and a
+ * chunk header at most (RH_CHUNK_OVERHEAD: glibc's size field and the
+ * rounding to 16 bytes).  Under PYTHONMALLOC=malloc smaller blocks are in
+ * the heap too and are not counted: the count is a lower bound. */
+#define RH_PYMALLOC_MAX 512
+#define RH_CHUNK_OVERHEAD 24
+#define RH_HEAP_BLOCK(domain, size) \
+    ((domain) == RH_DOMAIN_RAW || (domain) == RH_DOMAIN_NATIVE || (size) > RH_PYMALLOC_MAX)
 
 /* _rh_objects_walk and the survivors of the GIL table (sv, or NULL) in one
  * pass; threads 2: by two threads when the tables hold SPLIT_MIN_BLOCKS

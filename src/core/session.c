@@ -533,7 +533,7 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
     if (rc == 0) {
         rh_walk_totals_t w;
         rh_epoch_survivors_t sv = {out->first_epoch, (uint32_t)plan->nepochs + 2, out->blocks,
-                                   out->bytes, 0};
+                                   out->bytes, out->heap, 0};
         /* B also counts the survivors of the screened epochs, in the same
          * pass (the GIL table), then the raw table's. */
         _rh_objects_walk_survivors(&w, out->first_epoch, k == 1 ? &sv : NULL, 2);
@@ -609,7 +609,7 @@ int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_
 {
     memset(blocks, 0, sizeof(int64_t) * n);
     memset(bytes, 0, sizeof(int64_t) * n);
-    rh_epoch_survivors_t sv = {first, n, blocks, bytes, 0};
+    rh_epoch_survivors_t sv = {first, n, blocks, bytes, NULL, 0};
     _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, _rh_epoch_survivor, &sv);
     return sv.dead;
 }
@@ -660,6 +660,7 @@ int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
         out->dead = 0;
         memset(out->blocks, 0, sizeof(out->blocks));
         memset(out->bytes, 0, sizeof(out->bytes));
+        memset(out->heap, 0, sizeof(out->heap));
     }
     /* The last epoch is the tail: one call whose leftovers (what a call
      * keeps until the next one replaces it) are not judged. */

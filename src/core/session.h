@@ -129,6 +129,7 @@ typedef struct {
     int64_t refs[2], objects[2];         /* at walk A and walk B */
     int64_t native[2], fds[2], threads[2];   /* -1 when unknown */
     int64_t blocks[2 + RH_SCREEN_MAX_EPOCHS], bytes[2 + RH_SCREEN_MAX_EPOCHS];
+    int64_t heap[2 + RH_SCREEN_MAX_EPOCHS];  /* of malloc's heap, at most (RH_HEAP_BLOCK) */
     double seconds;              /* in the calls */
     double walk_seconds;         /* in the two walks and their collections */
     double overhead_seconds;     /* everything else but the calls */

@@ -689,7 +689,8 @@ def explained_by_fixture(result, fixture_result):
 #     the same at A and at B (to the unit);
 #   - the process's malloc heap moved by less than SCREEN_NATIVE_SLACK bytes
 #     per screened call (the heap includes the interpreter's own large
-#     blocks, which are tracked and counted above).
+#     blocks, which are tracked and counted above), beside what the blocks
+#     alive at B that were born after A take of it (screen_survivors_heap).
 #
 # A leak of one block every k calls leaves a survivor in a middle epoch as
 # soon as the middle epochs hold k calls; so the screen clears nothing
@@ -756,9 +757,20 @@ def _screen_moves(screen):
         if a >= 0 and b >= 0 and a != b:
             why.append("%s %+d" % (key, b - a))
     a, b = screen["native_bytes"]
-    if a >= 0 and b >= 0 and b - a > SCREEN_NATIVE_SLACK * screen_calls(screen):
+    if a >= 0 and b >= 0 and b - a > SCREEN_NATIVE_SLACK * screen_calls(screen) + \
+            screen_survivors_heap(screen):
         why.append("native_bytes %+d" % (b - a))
     return why
+
+
+def screen_survivors_heap(screen):
+    """The bytes of malloc's heap that the blocks born after walk A and
+    alive at walk B take at most (session.c: the screen's heap_bytes): the
+    heap's growth they account for.  Those blocks are judged themselves
+    (they must die, or be named, for the screen to clear), so a heap figure
+    moved by no more than them says nothing else."""
+    heap = screen.get("heap_bytes")
+    return sum(heap[1:]) if heap else 0
 
 
 def screen_calls(screen):

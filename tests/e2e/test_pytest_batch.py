@@ -399,7 +399,7 @@ import collections
 
 import pytest
 
-import pymem_buffer
+import MODULE as buffers
 
 # The last 400 results, the ring full from the start: each call replaces
 # the oldest, so nothing grows, but what a call makes lives 400 calls.
@@ -416,13 +416,13 @@ def test_buffer(n):
 '''
 
 
-def _named_suite(tmp_path_factory, leaky):
+def _named_suite(tmp_path_factory, leaky, module="pymem_buffer"):
     folder = tmp_path_factory.mktemp("named_suite")
-    body = "pymem_buffer.leaky() if n == 3 else pymem_buffer.clean()" if leaky \
-        else "pymem_buffer.clean()"
-    (folder / "test_suite.py").write_text(NAMED_SUITE.replace("BODY", body))
+    body = "buffers.leaky() if n == 3 else buffers.clean()" if leaky else "buffers.clean()"
+    (folder / "test_suite.py").write_text(NAMED_SUITE.replace("BODY", body)
+                                          .replace("MODULE", module))
     (folder / "pytest.ini").write_text("[pytest]\n")
-    return folder, [build_zoo_case(CASES["pymem_buffer"], PY)]
+    return folder, [build_zoo_case(CASES[module], PY)]
 
 
 def test_blocks_that_outlive_the_batch_are_named_test_by_test(tmp_path_factory):
@@ -444,12 +444,15 @@ def test_blocks_that_outlive_the_batch_are_named_test_by_test(tmp_path_factory):
         ring["notes"]
 
 
-def test_a_leaking_test_beside_them_is_named_and_fails(tmp_path_factory):
+@pytest.mark.parametrize("module", ["pymem_buffer", "rawmem_buffer"])
+def test_a_leaking_test_beside_them_is_named_and_fails(tmp_path_factory, module):
     """The twin: one of the six leaks a PyMem block per call (blocks only,
-    nothing else moves).  Its blocks never die: it is named beside the
-    ring's test, each is judged on its own, it fails at its true rate and
-    culprit line, and the five others are cleared."""
-    proc, results = _run(_named_suite(tmp_path_factory, leaky=True))
+    nothing else moves), or a PyMem_RawMalloc block (malloc's heap grows
+    by its chunk, which the surviving block accounts for: nothing else
+    moved).  Its blocks never die: it is named beside the ring's test,
+    each is judged on its own, it fails at its true rate and culprit line,
+    and the five others are cleared."""
+    proc, results = _run(_named_suite(tmp_path_factory, leaky=True, module=module))
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     leaky = results["test_suite.py::test_buffer[3]"]
     assert leaky["pytest"]["outcome"] == "leak", leaky["notes"]
@@ -458,7 +461,7 @@ def test_a_leaking_test_beside_them_is_named_and_fails(tmp_path_factory):
         leaky["notes"]
     culprit = leaky["sites"][0]["culprit"]
     assert (culprit["function"], culprit["line"]) == (
-        CASES["pymem_buffer"]["culprit_function"], CASES["pymem_buffer"]["culprit_line"]), culprit
+        CASES[module]["culprit_function"], CASES[module]["culprit_line"]), culprit
     for n in (0, 1, 2, 4, 5):
         entry = results["test_suite.py::test_buffer[%d]" % n]
         assert entry["pytest"]["outcome"] == "clean", entry["notes"]

@@ -775,3 +775,38 @@ def test_others_settled_holds_back_a_leak_whose_other_figures_still_lean():
     assert not V.others_settled(drifting, followed)
     assert V.others_settled(dict(drifting, refs=V.Trend(V.UNCLEAR, 0.2, 0.01, 0.99, 2, 8)),
                             dict(followed, refs=1))     # a followed metric may lean
+
+
+def _screen(native, heap, blocks=(0, 2, 2, 2, 2, 2, 2, 2, 2, 0)):
+    """A fast body's screen figures (warm, 8 epochs of 25 calls, tail)."""
+    return {"refs": (100, 100), "objects": (50, 50), "fds": (3, 3), "threads": (1, 1),
+            "native_bytes": native, "blocks": list(blocks), "heap_bytes": list(heap),
+            "calls": 25, "epochs": 8, "tail": 1}
+
+
+def test_heap_growth_the_surviving_blocks_take_is_no_move_of_its_own():
+    """Two 64-byte raw blocks survive each epoch: malloc's heap grows by
+    their chunks (80 bytes each), which the survivors account for (at
+    most 88 each: bytes and a chunk header), beyond the slack: only the
+    blocks are suspect, so the paths for surviving blocks alone apply."""
+    heap = [0] + [2 * 88] * 8 + [0]
+    grown = 8 * 2 * 80 + int(V.SCREEN_NATIVE_SLACK * 201)
+    screen = _screen((10_000, 10_000 + grown), heap)
+    assert V.screen_survivors_heap(screen) == 8 * 2 * 88
+    outcome, reason = V.screen_outcome(screen)
+    assert (outcome, reason) == ("suspect", "blocks survive calls (2, 2, 2, 2, 2, 2 per epoch)")
+    assert V.screen_blocks_only(screen)
+
+
+def test_heap_growth_beyond_the_surviving_blocks_is_a_move():
+    """The twin: the same survivors, but the heap grew by 4,000 bytes more
+    than they take (malloc that nothing tracks) and more than the slack
+    (16 bytes a call): the heap's move is suspect of its own.  Surviving
+    blocks in pymalloc's arenas (heap_bytes 0) account for none of it."""
+    heap = [0] + [2 * 88] * 8 + [0]
+    grown = 8 * 2 * 88 + int(V.SCREEN_NATIVE_SLACK * 201) + 4000
+    outcome, reason = V.screen_outcome(_screen((10_000, 10_000 + grown), heap))
+    assert outcome == "suspect" and reason.endswith("; native_bytes %+d" % grown), reason
+    assert not V.screen_blocks_only(_screen((10_000, 10_000 + grown), heap))
+    small = _screen((10_000, 10_000 + 8 * 2 * 80 + int(V.SCREEN_NATIVE_SLACK * 201)), [0] * 10)
+    assert "native_bytes" in V.screen_outcome(small)[1]

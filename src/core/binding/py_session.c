@@ -455,7 +455,7 @@ static PyObject *int_pair(const int64_t v[2])
  *                clear_caches=None) ->
  * {"first_epoch", "refs": (A, B), "objects": (A, B), "native_bytes": (A, B),
  *  "fds": (A, B), "threads": (A, B), "blocks": [warm epoch, epoch 1, ...,
- *  tail epoch], "bytes": [...], "seconds", "walk_seconds", "overhead_seconds"}
+ *  tail epoch], "bytes": [...], "heap_bytes": [...] (of malloc's heap), "seconds", "walk_seconds", "overhead_seconds"}
  *  (session.c, the screen).
  * The caller turns the automatic collector off around it. */
 static PyObject *Session_screen(PyObject *cls, PyObject *args, PyObject *kw)
@@ -493,18 +493,21 @@ static PyObject *Session_screen(PyObject *cls, PyObject *args, PyObject *kw)
     int engine = _rh_engine_enter();
     PyObject *lb = int_list(r->blocks, (size_t)plan.nepochs + 2);
     PyObject *ly = int_list(r->bytes, (size_t)plan.nepochs + 2);
-    if (lb != NULL && ly != NULL)
-        out = Py_BuildValue("{s:k,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:d,s:d,s:d,s:L,s:i}",
+    PyObject *lh = int_list(r->heap, (size_t)plan.nepochs + 2);
+    if (lb != NULL && ly != NULL && lh != NULL)
+        out = Py_BuildValue("{s:k,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:d,s:d,s:d,s:L,s:i}",
                             "first_epoch", (unsigned long)r->first_epoch,
                             "refs", int_pair(r->refs), "objects", int_pair(r->objects),
                             "native_bytes", int_pair(r->native), "fds", int_pair(r->fds),
                             "threads", int_pair(r->threads), "blocks", lb, "bytes", ly,
+                            "heap_bytes", lh,
                             "seconds", r->seconds, "walk_seconds", r->walk_seconds,
                             "overhead_seconds", r->overhead_seconds,
                             "free_listed", (long long)r->dead, "tail", r->tail);
     else {
         Py_XDECREF(lb);
         Py_XDECREF(ly);
+        Py_XDECREF(lh);
     }
     _rh_engine_leave(engine);
 done:
