@@ -525,8 +525,9 @@ class _BodyEpochs:
 
 
 def _survivors_replaced(result, call, tags, passes):
-    """A batch's screen saw only blocks survive (nothing else moved, and a
-    full collection did not free them): the state one test keeps until a
+    """A batch's screen saw only blocks survive (nothing else moved but
+    malloc's heap, by no more than those blocks take of it, and a full
+    collection did not free them): the state one test keeps until a
     later call replaces it (a cache evicting, the last result kept).  The
     batch is called as many times again, a young collection after each,
     and when none of those blocks is alive any more the batch is clean
@@ -542,7 +543,8 @@ def _survivors_replaced(result, call, tags, passes):
     from ._run import _dict_tables_reason, _judged_survivors_now
     screen = result.screen or {}
     reason = screen.get("reason", "")
-    if not reason.startswith("blocks survive calls") or "; " in reason:
+    if not reason.startswith("blocks survive calls") or \
+            ("; " in reason and not screen.get("survivors_explain_moves")):
         return None
     calls = V.tail_pass((screen["warm"], screen["calls"], screen["epochs"])) + 1  # its plan again
     figures = {"first_epoch": screen["first_epoch"], "epochs": screen["epochs"]}

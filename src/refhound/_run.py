@@ -281,6 +281,8 @@ class CheckRun:
             "calls": calls, "epochs": epochs, "survivors": figures["blocks"],
             "free_listed": figures.get("free_listed", 0),
             "refs": list(figures["refs"]), "native_bytes": list(figures["native_bytes"]),
+            "survivors_heap": V.screen_survivors_heap(figures),
+            "survivors_explain_moves": V.survivors_explain_moves(figures),
             "sensitivity_calls": V.screen_sensitivity(calls, epochs),
             "seconds": round(time.perf_counter() - t, 4),
             "call_seconds": round(figures["seconds"], 4),

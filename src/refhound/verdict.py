@@ -689,8 +689,9 @@ def explained_by_fixture(result, fixture_result):
 #     the same at A and at B (to the unit);
 #   - the process's malloc heap moved by less than SCREEN_NATIVE_SLACK bytes
 #     per screened call (the heap includes the interpreter's own large
-#     blocks, which are tracked and counted above), beside what the blocks
-#     alive at B that were born after A take of it (screen_survivors_heap).
+#     blocks, which are tracked and counted above); a batch's screen also
+#     leaves out what the blocks alive at B that were born after A take of
+#     it (survivors_explain_moves) when it names the tests that made them.
 #
 # A leak of one block every k calls leaves a survivor in a middle epoch as
 # soon as the middle epochs hold k calls; so the screen clears nothing
@@ -757,8 +758,7 @@ def _screen_moves(screen):
         if a >= 0 and b >= 0 and a != b:
             why.append("%s %+d" % (key, b - a))
     a, b = screen["native_bytes"]
-    if a >= 0 and b >= 0 and b - a > SCREEN_NATIVE_SLACK * screen_calls(screen) + \
-            screen_survivors_heap(screen):
+    if a >= 0 and b >= 0 and b - a > SCREEN_NATIVE_SLACK * screen_calls(screen):
         why.append("native_bytes %+d" % (b - a))
     return why
 
@@ -766,11 +766,24 @@ def _screen_moves(screen):
 def screen_survivors_heap(screen):
     """The bytes of malloc's heap that the blocks born after walk A and
     alive at walk B take at most (session.c: the screen's heap_bytes): the
-    heap's growth they account for.  Those blocks are judged themselves
-    (they must die, or be named, for the screen to clear), so a heap figure
-    moved by no more than them says nothing else."""
+    heap's growth they account for."""
     heap = screen.get("heap_bytes")
     return sum(heap[1:]) if heap else 0
+
+
+def survivors_explain_moves(screen):
+    """Did nothing move besides the surviving blocks, counting malloc's
+    heap grown by no more than the slack and what those blocks take of it
+    (screen_survivors_heap)?  A batch's screen then names the tests whose
+    bodies made blocks that outlive its calls (_pytest_batch): the blocks
+    are judged themselves, test by test, so a heap moved by them says
+    nothing else.  (A test's own screen does not count the heap so: its
+    rounds after blocks alone cost two calls each for a slow body.)"""
+    if _screen_moves(dict(screen, native_bytes=(0, 0))):
+        return False
+    a, b = screen["native_bytes"]
+    return a < 0 or b < 0 or \
+        b - a <= SCREEN_NATIVE_SLACK * screen_calls(screen) + screen_survivors_heap(screen)
 
 
 def screen_calls(screen):
