@@ -198,7 +198,10 @@ def _start_tracking():
         raise pytest.UsageError("refhound: the engine refhound._core cannot be imported (%s); "
                                 "build it with: python3 setup.py build_ext --inplace" % exc)
     if not _core.is_tracking():
-        _core.start()
+        # The live objects are adopted once, after collection (pytest_collection_finish:
+        # what importing the test modules made in blocks from before tracking, and
+        # everything older), not here too.
+        _core.start(adopt=False)
 
 
 def _sanitize(early_config, ns):
