@@ -483,7 +483,8 @@ class CheckRun:
             except _core.TrackingError as exc:
                 self.notes.append("no refcount diagnosis: refhound %s" % exc)
         sites = []
-        if verdict == "leak" and self.options.attribution:
+        if verdict == "leak" and self.options.attribution and \
+                (not growth or V.memory_moves(self.decider.trends)):
             try:
                 sites = yield from self._attribute()
             except _core.TrackingError as exc:

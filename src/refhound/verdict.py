@@ -289,6 +289,14 @@ def references_move(trends):
     return t is None or t.trend != FLAT
 
 
+def memory_moves(trends):
+    """Can the attribution find surviving blocks?  Not when every figure of
+    memory stayed flat or within its noise: a leak of references alone (an
+    extra Py_INCREF on an object that exists), whose lines the refcount
+    watch names."""
+    return any(trends[m].trend not in (FLAT, NOISE) for m in MEMORY_METRICS if m in trends)
+
+
 def followed_metrics(trends, verdict):
     """{metric: +1 or -1}: the metrics to watch longer, with the direction to
     watch for.  For an error, the falling reference count; otherwise every

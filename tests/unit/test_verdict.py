@@ -814,3 +814,16 @@ def test_heap_growth_beyond_the_surviving_blocks_is_not_explained():
     moved = dict(_screen((10_000, 10_000 + small), heap), refs=(100, 101))
     assert not V.survivors_explain_moves(moved)
     assert V.survivors_explain_moves(_screen((10_000, 10_000), [0] * 10))
+
+
+def test_memory_moves_tells_a_reference_leak_from_one_of_blocks():
+    """A leak of references alone (every figure of memory flat or noise)
+    gives the attribution nothing to find; one whose blocks grow, or whose
+    heap figure leans, does."""
+    refs_only = {"refs": V.Trend(V.GROWING, 1.0, 0.0, 1.0, 100, 8),
+                 "blocks": V.Trend(V.FLAT, 0.0, 0.0, 1.0, 0, 8),
+                 "bytes": V.Trend(V.FLAT, 0.0, 0.0, 1.0, 0, 8),
+                 "heap_bytes": V.Trend(V.NOISE, 3.0, 0.0, 1.0, 300, 8)}
+    assert not V.memory_moves(refs_only)
+    assert V.memory_moves(dict(refs_only, blocks=V.Trend(V.GROWING, 1.0, 0.0, 1.0, 100, 8)))
+    assert V.memory_moves(dict(refs_only, heap_bytes=V.Trend(V.UNCLEAR, 3.0, 0.0, 0.07, 300, 8)))
