@@ -455,7 +455,8 @@ static PyObject *int_pair(const int64_t v[2])
  *                clear_caches=None) ->
  * {"first_epoch", "refs": (A, B), "objects": (A, B), "native_bytes": (A, B),
  *  "fds": (A, B), "threads": (A, B), "blocks": [warm epoch, epoch 1, ...,
- *  tail epoch], "bytes": [...], "heap_bytes": [...] (of malloc's heap), "seconds", "walk_seconds", "overhead_seconds"}
+ *  tail epoch], "bytes": [...], "heap_bytes": [...] (what those blocks take of
+ *  malloc's heap at most), "seconds", "walk_seconds", "overhead_seconds"}
  *  (session.c, the screen).
  * The caller turns the automatic collector off around it. */
 static PyObject *Session_screen(PyObject *cls, PyObject *args, PyObject *kw)
