@@ -544,7 +544,7 @@ def _survivors_replaced(result, call, tags, passes):
     screen = result.screen or {}
     reason = screen.get("reason", "")
     if not reason.startswith("blocks survive calls") or \
-            ("; " in reason and not screen.get("survivors_explain_moves")):
+            not screen.get("survivors_explain_moves"):
         return None
     calls = V.tail_pass((screen["warm"], screen["calls"], screen["epochs"])) + 1  # its plan again
     figures = {"first_epoch": screen["first_epoch"], "epochs": screen["epochs"]}
