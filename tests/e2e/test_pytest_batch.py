@@ -427,13 +427,15 @@ def _named_suite(tmp_path_factory, leaky, module="pymem_buffer"):
     return folder, [build_zoo_case(CASES[module], PY)]
 
 
-def test_blocks_that_outlive_the_batch_are_named_test_by_test(tmp_path_factory):
+@pytest.mark.parametrize("module", ["pymem_buffer", "rawmem_buffer"])
+def test_blocks_that_outlive_the_batch_are_named_test_by_test(tmp_path_factory, module):
     """One test keeps what it made for 400 calls, longer than the batch is
     called again: the batch's blocks never die within its calls.  Called
     again with a birth epoch per body, the blocks still alive name that
     test alone; the six others are cleared there, and it is judged on its
-    own (clean: its ring only turns over)."""
-    proc, results = _run(_named_suite(tmp_path_factory, leaky=False))
+    own (clean: its ring only turns over).  With PyMem_RawMalloc buffers
+    that are freed, the clean twin of the raw-block leak below."""
+    proc, results = _run(_named_suite(tmp_path_factory, leaky=False, module=module))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for n in range(6):
         entry = results["test_suite.py::test_buffer[%d]" % n]
