@@ -32,6 +32,7 @@
  * mem/obj hooks, which hold it).
  */
 #include "session.h"
+#include "gcfreeze.h"
 #include "native.h"
 #include "pymalloc_stats.h"
 #include "procstat.h"
@@ -182,8 +183,32 @@ rh_session_t *_rh_session_new(int max_samples, const char **why)
     return s;
 }
 
+void _rh_session_freeze_old(rh_session_t *s)
+{
+    s->freeze_old = 1;
+}
+
+int _rh_session_thaw(rh_session_t *s, Py_ssize_t *found)
+{
+    s->freeze_old = 0;
+    if (found != NULL)
+        *found = 0;
+    if (!s->froze)
+        return 0;
+    s->froze = 0;
+    return _rh_gc_thaw(found);
+}
+
 void _rh_session_detach(rh_session_t *s)
 {
+    if (s->froze) {
+        /* Closed (or freed) while frozen: thaw, keeping any exception. */
+        PyObject *exc_type, *exc, *tb;
+        PyErr_Fetch(&exc_type, &exc, &tb);
+        if (_rh_session_thaw(s, NULL) < 0)
+            PyErr_Clear();
+        PyErr_Restore(exc_type, exc, tb);
+    }
     if (!s->attached)
         return;
     s->attached = 0;
@@ -266,7 +291,7 @@ static int take_sample(rh_session_t *s)
         Py_DECREF(r);
     }
     rh_walk_totals_t w;
-    _rh_objects_walk(&w, s->first_epoch);
+    _rh_objects_walk_survivors(&w, s->first_epoch, NULL, 2);    /* two threads, as the screen's */
     int64_t blocks[RH_NDOMAINS], bytes[RH_NDOMAINS];
     _rh_tracker_totals(blocks, bytes);
     rh_procstat_t ps;
@@ -354,6 +379,8 @@ int _rh_session_end(rh_session_t *s, PyObject *clear_caches, int warmup, int sna
         s->nwarmup = s->nsamples;
     int engine = _rh_engine_enter();
     int rc = -1;
+    if (s->freeze_old && !s->froze && _rh_gc_prepare() < 0)
+        goto done;
     if (clear_caches != NULL) {
         PyObject *r = PyObject_CallNoArgs(clear_caches);
         if (r == NULL)
@@ -366,6 +393,17 @@ int _rh_session_end(rh_session_t *s, PyObject *clear_caches, int warmup, int sna
      * either (a full collection of a pytest process's heap: ~17 ms). */
     if (PyGC_Collect() > 0)
         PyGC_Collect();
+    if (s->freeze_old && !s->froze) {
+        /* After a full collection: from now on the collections above look
+         * at what was born since (gcfreeze.c).  Before the sample, which
+         * then counts what the first freeze makes.  A freeze refused or
+         * failed keeps full collections. */
+        int f = _rh_gc_freeze();
+        if (f < 0)
+            PyErr_Clear();
+        s->froze = f > 0;
+        s->freeze_old = 0;
+    }
     if (take_sample(s) < 0)
         goto done;
     if (snapshot && _rh_session_snapshot(s) < 0)
@@ -515,11 +553,11 @@ static int young_collection(int generation)
 /* The collection and walk at point `k` (0: A, 1: B), as the engine's own
  * work; B also counts the survivors of each epoch (out->blocks, bytes,
  * dead), zeroed by the caller. */
-static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
+static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k, int freeze)
 {
     double t = now();
     int engine = _rh_engine_enter();
-    int rc = 0;
+    int rc = k == 0 && freeze ? _rh_gc_prepare() : 0;
     if (plan->clear_caches != NULL) {
         PyObject *r = PyObject_CallNoArgs(plan->clear_caches);
         if (r == NULL)
@@ -528,6 +566,10 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k)
     }
     if (rc == 0)
         rc = young_collection(plan->generation);
+    /* Frozen or not, the screen judges the same (gcfreeze.c); frozen
+     * before the walk, so that what the first freeze makes is walked. */
+    if (rc == 0 && k == 0 && freeze && plan->generation == 2 && _rh_gc_freeze() < 0)
+        PyErr_Clear();
     if (rc == 0 && k == 0)
         rc = _rh_typeset_refresh();
     if (rc == 0) {
@@ -628,8 +670,54 @@ int _rh_screen_totals(int generation, int64_t *refs, int64_t *objects)
     return rc;
 }
 
+/* Walk B.  Made frozen (the screen froze at walk A), a walk that found
+ * something is made again after the thaw, with a full collection: an old
+ * object the calls turned into cyclic garbage is freed by it, as without
+ * the freeze.  So walk B's figures are those of a full collection whenever
+ * they show anything, and the screen judges as it did unfrozen (what shows
+ * nothing frozen shows nothing unfrozen: a freeze only keeps things
+ * alive). */
+static int walk_b(const rh_screen_plan_t *plan, rh_screen_t *out, int own_freeze)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        out->dead = 0;
+        memset(out->blocks, 0, sizeof(out->blocks));
+        memset(out->bytes, 0, sizeof(out->bytes));
+        memset(out->heap, 0, sizeof(out->heap));
+        if (screen_walk(plan, out, 1, 0) < 0)
+            return -1;
+        if (!(own_freeze && _rh_gc_frozen()) || !screen_moved(plan, out))
+            return 0;
+        if (_rh_gc_thaw(NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
+                      PyObject *kwargs, rh_screen_t *out, int own_freeze);
+
+/* The screen, with the heap alive at walk A frozen (gcfreeze.c) when walk A
+ * collects in full: walk B's collection then looks at what the calls
+ * made, and a walk B that finds something is made again unfrozen
+ * (walk_b).  The freeze is thawed by the end, whatever happens. */
 int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
                    PyObject *kwargs, rh_screen_t *out)
+{
+    int was_frozen = _rh_gc_frozen();
+    int rc = screen_run(plan, func, args, kwargs, out, !was_frozen);
+    if (!was_frozen && _rh_gc_frozen()) {
+        PyObject *exc_type, *exc, *tb;
+        PyErr_Fetch(&exc_type, &exc, &tb);
+        if (_rh_gc_thaw(NULL) < 0)
+            PyErr_Clear();
+        PyErr_Restore(exc_type, exc, tb);
+    }
+    return rc;
+}
+
+static int screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
+                      PyObject *kwargs, rh_screen_t *out, int own_freeze)
 {
     memset(out, 0, sizeof(*out));
     int nepochs = plan->nepochs;
@@ -644,7 +732,7 @@ int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
     double t0 = now();
     out->first_epoch = _rh_epoch_advance();
     if (screen_calls(plan, func, args, kwargs, plan->warm, out) < 0 ||
-        screen_walk(plan, out, 0) < 0)
+        screen_walk(plan, out, 0, own_freeze) < 0)
         return -1;
     for (int e = 0; e < nepochs; e++) {
         _rh_epoch_advance();
@@ -652,15 +740,11 @@ int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
             return -1;
     }
     if (plan->lazy_tail) {
-        if (screen_walk(plan, out, 1) < 0)
+        if (walk_b(plan, out, own_freeze) < 0)
             return -1;
         if (!screen_moved(plan, out))
             goto done;
         /* Something to look at: the tail and walk B again. */
-        out->dead = 0;
-        memset(out->blocks, 0, sizeof(out->blocks));
-        memset(out->bytes, 0, sizeof(out->bytes));
-        memset(out->heap, 0, sizeof(out->heap));
     }
     /* The last epoch is the tail: one call whose leftovers (what a call
      * keeps until the next one replaces it) are not judged. */
@@ -668,7 +752,7 @@ int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
     if (screen_calls(plan, func, args, kwargs, 1, out) < 0)
         return -1;
     out->tail = 1;
-    if (screen_walk(plan, out, 1) < 0)
+    if (walk_b(plan, out, own_freeze) < 0)
         return -1;
 done:
     out->overhead_seconds = now() - t0 - out->seconds;

@@ -57,6 +57,8 @@ typedef struct {
     rh_snapshot_t *snaps;
     int nsnaps;
     int attached;                /* receiving free notifications */
+    int freeze_old;              /* freeze the heap after the next full collection */
+    int froze;                   /* this session holds the freeze (gcfreeze.c) */
     PyObject *totalrefcount;     /* sys.gettotalrefcount on debug builds, or NULL */
 } rh_session_t;
 
@@ -66,6 +68,15 @@ rh_session_t *_rh_session_new(int max_samples, const char **why);
 /* Stop counting frees and detach from the type set; the figures stay
  * readable.  Idempotent. */
 void _rh_session_detach(rh_session_t *s);
+/* From the next sample on, collect the objects born since it only: the
+ * heap alive after its full collection is frozen (gcfreeze.c) until
+ * _rh_session_thaw() or the detach.  A freeze refused (the program froze
+ * objects itself) or failed leaves full collections. */
+void _rh_session_freeze_old(rh_session_t *s);
+/* Thaw the session's freeze; *found: the old objects that became cyclic
+ * garbage while frozen (0 when none, or nothing was frozen).  0, or -1
+ * with an exception. */
+int _rh_session_thaw(rh_session_t *s, Py_ssize_t *found);
 /* Detach and free everything. */
 void _rh_session_free(rh_session_t *s);
 

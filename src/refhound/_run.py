@@ -189,12 +189,29 @@ class CheckRun:
         # Freed libc memory filled while measuring: a pointer left in it
         # is no reference for the search for lost blocks (lost.c).
         self.filling_freed = self.options.patience > 0 and _core.fill_freed(True)
+        freeze = True
         try:
             while True:
                 try:
                     self.session = self.open_session(calls)
                     self.calls = calls
+                    if freeze:
+                        self.session.freeze_old()
                     outcome = yield from self._measure()
+                    # Frozen, a collection leaves the heap alive at the
+                    # first sample out (_core's gcfreeze.c): no old object
+                    # became cyclic garbage, and the samples are what full
+                    # collections give.  Else growth may be an old object
+                    # not freed: measured again with full collections.
+                    found = self.session.thaw()
+                    if found > 0 and outcome in ("leak", "inconclusive"):
+                        self.notes.append(
+                            "%d objects older than the check became cyclic garbage while "
+                            "the collections left them out: measured again with full "
+                            "collections" % found)
+                        self.session.close()
+                        freeze = False
+                        continue
                 except _core.TrackingError as exc:
                     self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
                     return

@@ -8,6 +8,8 @@
  *                sample (and a refcount snapshot)
  *   set_calls(n), series(metric, start=0), last_delta(metric),
  *   snapshot(), growth(limit=20), results(), close()
+ *   freeze_old(), thaw() -> old cyclic garbage found: the samples after the
+ *                next one collect only the objects born since (gcfreeze.c)
  *   Session.screen(func, args, kwargs, warm, calls, epochs, generation=1,
  *                  clear_caches=None)
  *                a class method: the screen of session.c, no session needed
@@ -402,6 +404,28 @@ static PyObject *Session_results(Session *self, PyObject *unused)
     return res;
 }
 
+/* freeze_old(): from the next sample on, the heap alive after its full
+ * collection is left out of the collections (gcfreeze.c) until thaw()
+ * or close(). */
+static PyObject *Session_freeze_old(Session *self, PyObject *unused)
+{
+    if (measuring(self) < 0)
+        return NULL;
+    _rh_session_freeze_old(self->s);
+    Py_RETURN_NONE;
+}
+
+/* thaw() -> the old objects that became cyclic garbage while frozen (0:
+ * the samples are what full collections would have given; also 0 when
+ * nothing was frozen). */
+static PyObject *Session_thaw(Session *self, PyObject *unused)
+{
+    Py_ssize_t found = 0;
+    if (self->s != NULL && _rh_session_thaw(self->s, &found) < 0)
+        return NULL;
+    return PyLong_FromSsize_t(found);
+}
+
 static PyObject *Session_close(Session *self, PyObject *unused)
 {
     if (self->s != NULL)
@@ -699,6 +723,10 @@ static PyMethodDef Session_methods[] = {
     {"lost_survivors", (PyCFunction)Session_lost_survivors, METH_VARARGS | METH_CLASS,
      "lost_survivors(first, last) -> dict: the blocks alive per birth epoch of [first, last] "
      "that no word of the process's writable memory points to (lost for good)"},
+    {"freeze_old", (PyCFunction)Session_freeze_old, METH_NOARGS,
+     "freeze_old(): the next samples collect only what was born after this one's collection"},
+    {"thaw", (PyCFunction)Session_thaw, METH_NOARGS,
+     "thaw() -> old objects that became cyclic garbage while frozen"},
     {"close", (PyCFunction)Session_close, METH_NOARGS,
      "stop counting frees; the figures stay readable"},
     {NULL}
