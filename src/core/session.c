@@ -677,7 +677,7 @@ int _rh_screen_totals(int generation, int64_t *refs, int64_t *objects)
  * they show anything, and the screen judges as it did unfrozen (what shows
  * nothing frozen shows nothing unfrozen: a freeze only keeps things
  * alive). */
-static int walk_b(const rh_screen_plan_t *plan, rh_screen_t *out, int own_freeze)
+static int walk_b(const rh_screen_plan_t *plan, rh_screen_t *out, int own_freeze, int again)
 {
     for (int pass = 0; pass < 2; pass++) {
         out->dead = 0;
@@ -690,6 +690,8 @@ static int walk_b(const rh_screen_plan_t *plan, rh_screen_t *out, int own_freeze
             return 0;
         if (_rh_gc_thaw(NULL) < 0)
             return -1;
+        if (!again)
+            return 0;       /* the caller walks again anyway (a lazy tail) */
     }
     return 0;
 }
@@ -740,7 +742,10 @@ static int screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *ar
             return -1;
     }
     if (plan->lazy_tail) {
-        if (walk_b(plan, out, own_freeze) < 0)
+        /* Frozen, a walk that finds something is not made again: the tail
+         * follows, and the walk after it is unfrozen (a tail call where
+         * none was needed only makes the screen more lenient). */
+        if (walk_b(plan, out, own_freeze, 0) < 0)
             return -1;
         if (!screen_moved(plan, out))
             goto done;
@@ -752,7 +757,7 @@ static int screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *ar
     if (screen_calls(plan, func, args, kwargs, 1, out) < 0)
         return -1;
     out->tail = 1;
-    if (walk_b(plan, out, own_freeze) < 0)
+    if (walk_b(plan, out, own_freeze, 1) < 0)
         return -1;
 done:
     out->overhead_seconds = now() - t0 - out->seconds;
