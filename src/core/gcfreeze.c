@@ -17,7 +17,10 @@
  * Invariants: refhound freezes only when nothing is frozen (a program that
  * froze its own objects keeps them frozen, and refhound then collects in
  * full as before), holds at most one freeze, and every freeze is thawed by
- * its owner (session close, screen end).  REFHOUND_FREEZE=0 turns it off
+ * its owner (session close, screen end).  Not covered: a target that
+ * calls gc.freeze() itself while a check measures has what it froze thawed
+ * with refhound's (gc keeps one permanent generation, not one per owner).
+ * REFHOUND_FREEZE=0 turns it off
  * (full collections throughout, to compare).  The gc module's functions are
  * looked up once and held for good.  GIL held; the calls are the engine's
  * own work.
