@@ -189,7 +189,9 @@ class CheckRun:
         # Freed libc memory filled while measuring: a pointer left in it
         # is no reference for the search for lost blocks (lost.c).
         self.filling_freed = self.options.patience > 0 and _core.fill_freed(True)
-        freeze = True
+        # Frozen only when this check makes the calls (not in a loop's, whose
+        # program runs between the bodies, and may leave the loop unended).
+        freeze = self.can_call
         try:
             while True:
                 try:

@@ -17,17 +17,18 @@ import refhound
 from refhound import _core
 
 
-class Node:
-    """A node that refers to itself: freed only by a collection."""
-
-    def __init__(self):
-        self.me = self
+def Node():
+    """A node that refers to itself, freed only by a collection: a list
+    (one object, no reference to a heap type, on every version)."""
+    node = []
+    node.append(node)
+    return node
 
 
 # Far more old nodes than one check's calls push out (at 1,000 calls an
 # iteration, 30 iterations): frozen, every call would leave one alive.
 # Filled while tracking (fixture `ring`): a node made before would be an
-# adopted object whose dict's block refhound never saw.
+# adopted object whose item array's block refhound never saw.
 RING = collections.deque(maxlen=40_000)
 KEPT = []
 
@@ -37,9 +38,7 @@ def replaces_an_old_node():
 
 
 def keeps_a_node():
-    cycle = []              # one object on every version (a Node has a dict of its own to 3.10)
-    cycle.append(cycle)
-    KEPT.append(cycle)
+    KEPT.append(Node())
 
 
 @pytest.fixture(autouse=True)
