@@ -186,14 +186,15 @@ class CheckRun:
                 return
             if self.result is not None:
                 return
-        # Freed libc memory filled while measuring: a pointer left in it
-        # is no reference for the search for lost blocks (lost.c).
-        self.filling_freed = self.options.patience > 0 and _core.fill_freed(True)
         # Frozen only when this check makes the calls (not in a loop's, whose
         # program runs between the bodies, and may leave the loop unended).
         freeze = self.can_call
         try:
             while True:
+                # Freed libc memory filled while measuring: a pointer left in
+                # it is no reference for the search for lost blocks (lost.c).
+                if not self.filling_freed:
+                    self.filling_freed = self.options.patience > 0 and _core.fill_freed(True)
                 try:
                     self.session = self.open_session(calls)
                     self.calls = calls
@@ -206,17 +207,13 @@ class CheckRun:
                     # collections give.  Else growth may be an old object
                     # not freed: measured again with full collections.
                     found = self.session.thaw()
-                    if found > 0 and outcome in ("leak", "inconclusive"):
-                        self.notes.append(
-                            "%d objects older than the check became cyclic garbage while "
-                            "the collections left them out: measured again with full "
-                            "collections" % found)
-                        self.session.close()
-                        freeze = False
-                        continue
                 except _core.TrackingError as exc:
                     self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
                     return
+                if found > 0 and outcome in ("leak", "inconclusive"):
+                    self._measure_unfrozen(found)
+                    freeze = False
+                    continue
                 if outcome == "restart":
                     self.notes.append(
                         "the reference count fell on every call: re-checked with one call "
@@ -239,12 +236,42 @@ class CheckRun:
                     self.restarted = False
                     self.falls_off = True
                     continue
+                # The phases that sample after the measurement (diagnosis,
+                # patience, attribution) are frozen too, and asked the same
+                # question at their end: old cyclic garbage found then and
+                # the whole check is made again with full collections.
+                kept = len(self.notes)
+                if freeze and outcome in ("leak", "error", "inconclusive"):
+                    self.session.freeze_old()
+                judged = yield from self._sample_more(outcome)
+                found = self.session.thaw()
+                if found > 0:
+                    del self.notes[kept:]
+                    self._forget_judgement()
+                    self._measure_unfrozen(found)
+                    freeze = False
+                    continue
                 break
-            yield from self._conclude(outcome)
+            yield from self._conclude(*judged)
         finally:
             self._stop_filling_freed()
             if self.session is not None:
                 self.session.close()
+
+    def _measure_unfrozen(self, found):
+        """Old objects became cyclic garbage while frozen: the session is
+        closed, to measure again with full collections."""
+        self.notes.append(
+            "%d objects older than the check became cyclic garbage while the collections "
+            "left them out: measured again with full collections" % found)
+        self.session.close()
+
+    def _forget_judgement(self):
+        """What the phases after a measurement set, before it is made again."""
+        self.decided = None
+        self.measured_samples = 0
+        self.patience = None
+        self.last_stage = self.watching = self.window_epochs = self.lost = None
 
     def _stop_filling_freed(self):
         from . import _core
@@ -452,7 +479,10 @@ class CheckRun:
         self.call_seconds = statistics.median(self._call_costs[:n])
         self.overhead = statistics.median(self._overheads[:n])
 
-    def _conclude(self, verdict):
+    def _sample_more(self, verdict):
+        """The phases after the measurement that take samples: the search
+        for lost blocks, the diagnosis, patience, attribution ->
+        (verdict, growth, sites) for _conclude."""
         from . import _core
         session = self.session
         self.decided = verdict
@@ -508,6 +538,13 @@ class CheckRun:
                 sites = yield from self._attribute()
             except _core.TrackingError as exc:
                 self.notes.append("no attribution: refhound %s" % exc)
+        return verdict, growth, sites
+
+    def _conclude(self, verdict, growth, sites):
+        """The refcount sites watched, and the Result."""
+        from . import _core
+        session = self.session
+        measured_samples = self.measured_samples
         if growth and self.options.attribution and self.can_call:
             yield from self._watch(growth)
             if not sites:

@@ -7,7 +7,8 @@ a ring of cyclic nodes filled before the check, whose calls each push a new
 node out of the old ones, looks like growth of a node a call until every old
 node is gone.  The check asks, when it found growth, whether any old object
 became garbage while frozen, and measures again with full collections if
-so."""
+so; the phases after the measurement (patience) are frozen again and asked
+again at their end."""
 import collections
 import gc
 import sys
@@ -88,6 +89,34 @@ def test_a_cycle_kept_by_every_call_is_a_leak(patience):
     result = refhound.Checker(calls=1000, **options).check(keeps_a_node)
     assert result.verdict == "leak", (result.per_call, result.notes)
     assert result.per_call["objects"] == pytest.approx(1.0, abs=0.05), result.per_call
+
+
+# A cache of nodes that fills during the measurement (1,100 calls at 100
+# calls an iteration) and is full before patience ends; once full, every
+# call pushes an old node out of the ring.  Frozen through patience, the
+# pushed-out nodes would look like the cache's growth persisting.
+FILLS_UP_TO = 1_500
+CACHE = []
+
+
+def fills_a_cache_then_replaces_old_nodes():
+    if len(CACHE) < FILLS_UP_TO:
+        CACHE.append(Node())
+    else:
+        RING.append(Node())
+
+
+def test_old_cycles_pushed_out_during_patience_are_no_leak():
+    try:
+        result = refhound.Checker(calls=100).check(fills_a_cache_then_replaces_old_nodes)
+    finally:
+        filled = len(CACHE)
+        del CACHE[:]
+    assert filled == FILLS_UP_TO
+    assert result.verdict == "clean", (result.per_call, result.notes)
+    if FROZEN_AT_START == 0:
+        assert any("measured again with full collections" in n for n in result.notes), \
+            result.notes
 
 
 def test_objects_the_program_froze_stay_frozen():
