@@ -39,7 +39,14 @@
  * count as references, so a block called lost is unreferenced (unless a
  * thread running without the GIL moves the only pointer to it across the
  * scan, or holds it only in a register).  Swapped-out pages are read back
- * by the kernel like any other.  Never in a hook; GIL held.
+ * by the kernel like any other.
+ *
+ * The same memory, read the same way, also answers how many words hold
+ * given addresses (_rh_lost_count_words): an object whose reference count
+ * grows while no more words hold its address gains references that
+ * nothing holds, an unbalanced Py_INCREF (the caller compares two counts;
+ * stale words make each count a little off, never the difference large).
+ * Never in a hook; GIL held.
  */
 #include "lost.h"
 
@@ -200,15 +207,21 @@ static long find_block(const cand_t *c, size_t n, uintptr_t addr)
     return lo < n && c[lo].block <= addr ? (long)lo : -1;
 }
 
-typedef struct {
+typedef struct scan scan_t;
+struct scan {
+    /* what is done with the words of buf, copied from address `at` */
+    void (*words)(scan_t *s, const uintptr_t *buf, size_t words, uintptr_t at);
     cand_t *c;
     size_t n;
-    uintptr_t lo, hi;           /* every candidate lies in [lo, hi) */
+    uintptr_t lo, hi;           /* every candidate (every address counted) lies in [lo, hi) */
     vec_t edges;
+    const uintptr_t *addrs;     /* the addresses counted (count_words), and their counts */
+    int64_t *counts;
     int failed;
-} scan_t;
+};
 
-/* The words of buf, copied from address `at`. */
+/* The references into candidates among the words of buf, copied from
+ * address `at`. */
 static void scan_words(scan_t *s, const uintptr_t *buf, size_t words, uintptr_t at)
 {
     const uintptr_t lo = s->lo, span = s->hi - s->lo;
@@ -248,7 +261,7 @@ static void scan_range(scan_t *s, uintptr_t start, uintptr_t end, uintptr_t *buf
             break;
         if (_rh_safe_read(at, buf, len) == 0) {
             out->scanned_bytes += (int64_t)len;
-            scan_words(s, buf, len / sizeof(uintptr_t), at);
+            s->words(s, buf, len / sizeof(uintptr_t), at);
             continue;
         }
         /* Page by page: a page past the end of its file, or unmapped
@@ -260,7 +273,7 @@ static void scan_range(scan_t *s, uintptr_t start, uintptr_t end, uintptr_t *buf
                 continue;
             }
             out->scanned_bytes += (int64_t)n;
-            scan_words(s, buf, n / sizeof(uintptr_t), at + off);
+            s->words(s, buf, n / sizeof(uintptr_t), at + off);
         }
     }
 }
@@ -393,43 +406,11 @@ out:
     vec_free(&queue);
 }
 
-int _rh_lost_survivors(uint32_t first, uint32_t n, int64_t *lost, int64_t *lost_bytes,
-                       rh_lost_t *out, const char **why)
+/* Every readable and writable mapping of the process through s->words
+ * (less the engine's own ranges and the dead part of this thread's
+ * stack).  0, or -1 with *why. */
+static int scan_process(scan_t *s, rh_lost_t *out, const char **why)
 {
-    memset(lost, 0, sizeof(int64_t) * n);
-    memset(lost_bytes, 0, sizeof(int64_t) * n);
-    memset(out, 0, sizeof(*out));
-    double t0 = now();
-    if (!_rh_tracker_active()) {
-        *why = "not tracking";
-        return -1;
-    }
-#ifdef Py_GIL_DISABLED
-    *why = "a free-threaded build: other threads move pointers during the search";
-    return -1;
-#endif
-    if (!_rh_safe_available(why))
-        return -1;
-    vec_t cands = {NULL, 0, 0, sizeof(cand_t)};
-    collect_t c = {&cands, first, n, 0};
-    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, collect, &c);
-    if (c.failed) {
-        vec_free(&cands);
-        *why = "no memory for the candidates";
-        return -1;
-    }
-    out->candidates = (int64_t)cands.count;
-    if (cands.count == 0) {
-        out->seconds = now() - t0;
-        return 0;
-    }
-    cand_t *cs = cands.items;
-    qsort(cs, cands.count, sizeof(cand_t), cmp_cand);
-    scan_t s = {cs, cands.count, cs[0].target, cs[cands.count - 1].end,
-                {NULL, 0, 0, sizeof(edge_t)}, 0};
-    for (size_t i = 0; i < cands.count; i++)
-        if (cs[i].target < s.lo)
-            s.lo = cs[i].target;
     vec_t text = {NULL, 0, 0, 1};
     vec_t maps = {NULL, 0, 0, sizeof(rh_range_t)};
     uintptr_t *buf = _rh_own_map(RUN);
@@ -458,28 +439,118 @@ int _rh_lost_survivors(uint32_t first, uint32_t n, int64_t *lost, int64_t *lost_
         goto done;
     }
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    for (size_t i = 0; i < maps.count && !s.failed; i++) {
+    for (size_t i = 0; i < maps.count && !s->failed; i++) {
         const rh_range_t *m = (const rh_range_t *)maps.items + i;
-        scan_mapping(&s, m->start, m->end, own, nown, sp, buf, out);
+        scan_mapping(s, m->start, m->end, own, nown, sp, buf, out);
     }
-    if (s.failed) {
-        *why = "too many references between the candidates";
-        rc = -1;
-        goto done;
-    }
-    reach(&s);
-    for (size_t i = 0; i < cands.count; i++)
-        if (!cs[i].reached) {
-            lost[cs[i].epoch - first]++;
-            lost_bytes[cs[i].epoch - first] += (int64_t)(cs[i].end - cs[i].block);
-            out->lost_total++;
-        }
 done:
-    _rh_own_unmap(buf, RUN);
+    if (buf != NULL)
+        _rh_own_unmap(buf, RUN);
     vec_free(&maps);
     vec_free(&text);
+    return rc;
+}
+
+/* Can the process's memory be searched now?  0, or -1 with *why. */
+static int searchable(const char **why)
+{
+    if (!_rh_tracker_active()) {
+        *why = "not tracking";
+        return -1;
+    }
+#ifdef Py_GIL_DISABLED
+    *why = "a free-threaded build: other threads move pointers during the search";
+    return -1;
+#endif
+    if (!_rh_safe_available(why))
+        return -1;
+    return 0;
+}
+
+int _rh_lost_survivors(uint32_t first, uint32_t n, int64_t *lost, int64_t *lost_bytes,
+                       rh_lost_t *out, const char **why)
+{
+    memset(lost, 0, sizeof(int64_t) * n);
+    memset(lost_bytes, 0, sizeof(int64_t) * n);
+    memset(out, 0, sizeof(*out));
+    double t0 = now();
+    if (searchable(why) < 0)
+        return -1;
+    vec_t cands = {NULL, 0, 0, sizeof(cand_t)};
+    collect_t c = {&cands, first, n, 0};
+    _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, collect, &c);
+    if (c.failed) {
+        vec_free(&cands);
+        *why = "no memory for the candidates";
+        return -1;
+    }
+    out->candidates = (int64_t)cands.count;
+    if (cands.count == 0) {
+        out->seconds = now() - t0;
+        return 0;
+    }
+    cand_t *cs = cands.items;
+    qsort(cs, cands.count, sizeof(cand_t), cmp_cand);
+    scan_t s = {scan_words, cs, cands.count, cs[0].target, cs[cands.count - 1].end,
+                {NULL, 0, 0, sizeof(edge_t)}, NULL, NULL, 0};
+    for (size_t i = 0; i < cands.count; i++)
+        if (cs[i].target < s.lo)
+            s.lo = cs[i].target;
+    int rc = scan_process(&s, out, why);
+    if (rc == 0 && s.failed) {
+        *why = "too many references between the candidates";
+        rc = -1;
+    }
+    if (rc == 0) {
+        reach(&s);
+        for (size_t i = 0; i < cands.count; i++)
+            if (!cs[i].reached) {
+                lost[cs[i].epoch - first]++;
+                lost_bytes[cs[i].epoch - first] += (int64_t)(cs[i].end - cs[i].block);
+                out->lost_total++;
+            }
+    }
     vec_free(&s.edges);
     vec_free(&cands);
+    out->seconds = now() - t0;
+    return rc;
+}
+
+/* ---- words that hold an address ------------------------------------------ */
+
+static void count_words(scan_t *s, const uintptr_t *buf, size_t words, uintptr_t at)
+{
+    (void)at;
+    const uintptr_t lo = s->lo, span = s->hi - s->lo;
+    for (size_t i = 0; i < words; i++) {
+        uintptr_t v = buf[i];
+        if (v - lo > span)
+            continue;
+        for (size_t k = 0; k < s->n; k++)
+            if (v == s->addrs[k])
+                s->counts[k]++;
+    }
+}
+
+int _rh_lost_count_words(const uintptr_t *addrs, size_t n, int64_t *counts, rh_lost_t *out,
+                         const char **why)
+{
+    memset(counts, 0, sizeof(int64_t) * n);
+    memset(out, 0, sizeof(*out));
+    double t0 = now();
+    if (n == 0)
+        return 0;
+    if (searchable(why) < 0)
+        return -1;
+    scan_t s = {count_words, NULL, n, addrs[0], addrs[0], {NULL, 0, 0, sizeof(edge_t)},
+                addrs, counts, 0};
+    for (size_t k = 1; k < n; k++) {
+        if (addrs[k] < s.lo)
+            s.lo = addrs[k];
+        if (addrs[k] > s.hi)
+            s.hi = addrs[k];
+    }
+    int rc = scan_process(&s, out, why);
     out->seconds = now() - t0;
     return rc;
 }

@@ -26,6 +26,14 @@ typedef struct {
 int _rh_lost_survivors(uint32_t first, uint32_t n, int64_t *lost, int64_t *lost_bytes,
                        rh_lost_t *out, const char **why);
 
+/* How many aligned words of the process's writable memory (the same
+ * memory _rh_lost_survivors searches) hold each of the n addresses:
+ * counts[n] (zeroed here).  An object whose reference count grows while
+ * no more words hold its address gains references nothing holds.  GIL
+ * held.  0, or -1 with *why. */
+int _rh_lost_count_words(const uintptr_t *addrs, size_t n, int64_t *counts, rh_lost_t *out,
+                         const char **why);
+
 /* Have the C library fill the memory it frees (glibc's M_PERTURB) while
  * on: a pointer left in freed memory is then no reference.  Off puts the
  * setting the process started with back (MALLOC_PERTURB_ or the

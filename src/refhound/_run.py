@@ -609,6 +609,10 @@ class CheckRun:
                 V.others_settled(self.decider.trends, followed) and \
                 self._growth_lost(first_seen, calls):
             return "leak"
+        if V.bare_references(followed, verdict) and self.can_call:
+            unheld = yield from self._references_unheld(growth)
+            if unheld:
+                return "leak"
         # The calls an over-release may still make before its object is
         # freed.  Only for an error: a leak's diagnosis also finds counts
         # that fall while a cache turns over (intern_slow's replaced
@@ -744,6 +748,52 @@ class CheckRun:
             "back; %.1f MB searched in %.3f s)" % (
                 lost["lost_total"], lost["candidates"], lost["scanned_bytes"] / 1e6,
                 lost["seconds"]))
+        return True
+
+    def _references_unheld(self, growth):
+        """Do the objects whose reference count grows gain references that
+        no word of the process holds (an unbalanced Py_INCREF)?  The words
+        that hold their addresses are counted (lost.c) before and after one
+        stage of calls, with freed C library memory filled; then it is a
+        leak without patience (a note says so)."""
+        import sys
+        from . import _core
+        gaining = [g for g in growth if g["refs_per_call"] > 0 and "object" in g][:4]
+        rate = sum(g["refs_per_call"] for g in gaining)
+        calls = V.unheld_calls(rate, self.call_seconds, self.options.patience)
+        if calls is None:
+            return False
+        objects = [g["object"] for g in gaining]
+        session = self.session
+        every = session.calls
+        filling = _core.fill_freed(True)
+        try:
+            refs = [sys.getrefcount(o) for o in objects]
+            words = _core.Session.count_words(objects)
+            session.set_calls(max(calls, every))
+            try:
+                yield self._iterate("patience")
+            finally:
+                session.set_calls(every)
+            refs_after = [sys.getrefcount(o) for o in objects]
+            words_after = _core.Session.count_words(objects)
+        except _core.TrackingError:
+            return False        # patience decides, as without the count
+        finally:
+            if filling:
+                _core.fill_freed(False)
+        gained = sum(refs_after) - sum(refs)
+        held = sum(words_after["counts"]) - sum(words["counts"])
+        stage = max(calls, every)
+        if not V.references_unheld(gained, held, rate, stage):
+            return False
+        self.notes.append(
+            "no patience needed: over %d more calls %s gained %d references while the words "
+            "of the process that hold %s grew by %d (references nothing holds: an unbalanced "
+            "Py_INCREF; %.1f MB searched twice in %.3f s)" % (
+                stage, " and ".join(g["repr"] for g in gaining), gained,
+                "its address" if len(gaining) == 1 else "their addresses", held,
+                words_after["scanned_bytes"] / 1e6, words["seconds"] + words_after["seconds"]))
         return True
 
     def _survivors_ok(self, before, calls):

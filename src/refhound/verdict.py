@@ -400,6 +400,40 @@ def growth_lost(lost_per_epoch, blocks_per_iteration):
         median >= LOST_SHARE * blocks_per_iteration
 
 
+# A reference-only leak (bare_references) is called without patience when,
+# over one stage of calls, the objects the diagnosis named gained at least
+# UNHELD_MIN_REFS references and half of those the diagnosis' rate
+# promised, while the words of the process that hold their addresses grew
+# by at most UNHELD_WORDS_SHARE of them (lost.c's count).  Measured in a
+# process: a list appending None a call adds a word a reference; an extra
+# Py_INCREF of None 0 +- 25 words over 1,000 calls (stale words in memory
+# freed meanwhile).
+UNHELD_MIN_REFS = 200
+UNHELD_WORDS_SHARE = 0.25
+UNHELD_STAGE_SHARE = 0.2     # of the patience budget, the stage may take at most
+
+
+def unheld_calls(refs_per_call, seconds_per_call, budget):
+    """The calls of the stage that asks whether references are held, or
+    None when they would take over UNHELD_STAGE_SHARE of the budget."""
+    import math
+    if refs_per_call <= 0:
+        return None
+    calls = math.ceil(2 * UNHELD_MIN_REFS / refs_per_call)
+    if calls * seconds_per_call > UNHELD_STAGE_SHARE * budget:
+        return None
+    return calls
+
+
+def references_unheld(refs_gained, words_gained, refs_per_call, calls):
+    """Did the objects gain references that no word of the process holds?
+    refs_gained, words_gained: over `calls` calls, in all; refs_per_call:
+    the diagnosis' rate.  A cache holds every reference it takes in a word
+    (an entry, a slot, a list's item); an unbalanced Py_INCREF in none."""
+    return refs_gained >= max(UNHELD_MIN_REFS, 0.5 * refs_per_call * calls) and \
+        words_gained <= UNHELD_WORDS_SHARE * refs_gained
+
+
 def others_settled(trends, followed):
     """Do the verdict metrics the growth is not made of stay put (flat or
     noise; the noisy metrics are not asked)?  A leak taken without patience is reported with

@@ -255,3 +255,100 @@ def test_pages_past_the_end_of_a_file_are_skipped_not_a_fault(tracking, tmp_path
         assert found["lost_total"] == 0 and len(kept) == 10
     finally:
         libc.munmap(addr, 3 * mmap.PAGESIZE)
+
+
+# ---------------------------------------------------------------------------
+# References nothing holds (Session.count_words): a reference-only leak is
+# called without patience when the words that hold the object's address do
+# not grow with its reference count.
+
+UNHELD = "references nothing holds"
+
+
+@SEARCHES
+def test_count_words_counts_the_words_that_hold_an_address(tracking):
+    S = _core.Session
+    token = object()
+    before = S.count_words([token, None])
+    held = [token] * 1000
+    after = S.count_words([token, None])
+    assert after["counts"][0] - before["counts"][0] >= 1000, (before, after)
+    assert after["scanned_bytes"] > 0
+    # Freed with the C library filling what it frees (as while a check
+    # measures): the table's words are gone, not left stale.
+    filling = _core.fill_freed(True)
+    try:
+        del held[:]
+        now = S.count_words([token])["counts"][0]
+    finally:
+        if filling:
+            _core.fill_freed(False)
+    if filling:
+        assert now <= before["counts"][0] + 5, (before, now)
+    with pytest.raises(ValueError):
+        S.count_words([None] * 9)
+
+
+def test_count_words_needs_tracking():
+    assert not _core.is_tracking()
+    with pytest.raises(_core.TrackingError, match="not tracking"):
+        _core.Session.count_words([None])
+
+
+@SEARCHES
+@pytest.mark.parametrize("name", ["incref_none", "incref_cached_str", "incref_static_type"])
+def test_a_reference_only_leak_needs_no_patience(name):
+    """An extra Py_INCREF: the reference count grows and no word holds the
+    new references.  Named without waiting, at the exact rate."""
+    status, result, err = check_json(sys.executable, name + ":leaky",
+                                     build_zoo_case(CASES[name], sys.executable))
+    assert (status, result["verdict"]) == (1, "leak"), err
+    assert any(NO_PATIENCE in n and UNHELD in n for n in result["notes"]), result["notes"]
+    assert "patience" not in result
+    assert result["per_call"]["refs"] == pytest.approx(1.0, abs=0.05), result["per_call"]
+
+
+HOLDS_REFERENCES = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* A cache of references in a table allocated once: the reference count
+ * grows by one a call and no block does, as with an extra Py_INCREF, but
+ * every reference is held in a slot. */
+#define SLOTS 4000000
+static PyObject **slots;
+static Py_ssize_t used;
+
+static PyObject *grow(PyObject *m, PyObject *unused)
+{
+    if (used < SLOTS) {
+        Py_INCREF(Py_None);
+        slots[used++] = Py_None;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {{"grow", grow, METH_NOARGS, NULL}, {NULL}};
+static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "holds_references", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit_holds_references(void)
+{
+    slots = PyMem_RawCalloc(SLOTS, sizeof(PyObject *));
+    return slots ? PyModule_Create(&def) : PyErr_NoMemory();
+}
+"""
+
+
+@SEARCHES
+def test_references_a_table_holds_still_wait(tmp_path):
+    """The twin: the same growth of None's count, held in a table's slots
+    (allocated before the check): the words grow with the references, so
+    patience runs, and the growth persists."""
+    source = tmp_path / "holds_references.c"
+    source.write_text(HOLDS_REFERENCES)
+    cbuild.build_extension(str(source), str(tmp_path))
+    status, result, err = check_json(sys.executable, "holds_references:grow", str(tmp_path))
+    assert (status, result["verdict"]) == (1, "leak"), err
+    assert not any(UNHELD in n for n in result["notes"]), result["notes"]
+    assert result["patience"]["outcome"] == "persists", result["patience"]
+    assert result["per_call"]["refs"] == pytest.approx(1.0, abs=0.05), result["per_call"]

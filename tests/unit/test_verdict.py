@@ -827,3 +827,23 @@ def test_memory_moves_tells_a_reference_leak_from_one_of_blocks():
     assert not V.memory_moves(refs_only)
     assert V.memory_moves(dict(refs_only, blocks=V.Trend(V.GROWING, 1.0, 0.0, 1.0, 100, 8)))
     assert V.memory_moves(dict(refs_only, heap_bytes=V.Trend(V.UNCLEAR, 3.0, 0.0, 0.07, 300, 8)))
+
+
+@pytest.mark.parametrize("gained, held, rate, calls, proven", [
+    (440, 35, 1.0, 400, True),      # an extra Py_INCREF, the stage's own bookkeeping held
+    (438, 31, 3.0, 134, True),
+    (440, 420, 1.0, 400, False),    # a cache: a word a reference
+    (440, 120, 1.0, 400, False),    # over a quarter held
+    (150, 0, 1.0, 150, False),      # too few references to tell from stale words
+    (120, 0, 1.0, 400, False),      # the growth stopped in the stage (a cache filled)
+])
+def test_references_unheld(gained, held, rate, calls, proven):
+    assert V.references_unheld(gained, held, rate, calls) is proven
+
+
+def test_unheld_calls():
+    assert V.unheld_calls(1.0, 1e-5, 5.0) == 400
+    assert V.unheld_calls(3.0, 1e-5, 5.0) == 134
+    assert V.unheld_calls(0.0, 1e-5, 5.0) is None
+    # 400 calls of 10 ms: 4 s, over a fifth of the budget
+    assert V.unheld_calls(1.0, 0.01, 5.0) is None

@@ -16,7 +16,7 @@
  *   Session.heap_totals(generation=0), Session.next_epoch(),
  *   Session.survivors(first, last)
  *   Session.dict_table_survivors(first, last)
- *   Session.lost_survivors(first, last)
+ *   Session.lost_survivors(first, last), Session.count_words(objects)
  *                class methods: a walk's totals, a new birth epoch, the
  *                blocks alive per epoch (the screen's pieces, for callers
  *                that run the calls themselves)
@@ -669,6 +669,47 @@ static PyObject *Session_lost_survivors(PyObject *cls, PyObject *args)
     return out;
 }
 
+#define MAX_COUNTED 8
+
+/* Session.count_words(objects) -> {"counts": [words of the process's
+ * writable memory that hold each object's address], "scanned_bytes",
+ * "seconds"}; at most MAX_COUNTED objects; TrackingError when the memory
+ * cannot be read.  The caller's own frames hold what they hold at both
+ * counts: only a difference means something. */
+static PyObject *Session_count_words(PyObject *cls, PyObject *arg)
+{
+    PyObject *seq = PySequence_Fast(arg, "count_words() takes a sequence of objects");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > MAX_COUNTED) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "count_words() counts at most %d objects", MAX_COUNTED);
+        return NULL;
+    }
+    uintptr_t addrs[MAX_COUNTED];
+    int64_t counts[MAX_COUNTED];
+    for (Py_ssize_t i = 0; i < n; i++)
+        addrs[i] = (uintptr_t)PySequence_Fast_GET_ITEM(seq, i);
+    rh_lost_t r;
+    const char *why = NULL;
+    PyObject *out = NULL;
+    if (_rh_lost_count_words(addrs, (size_t)n, counts, &r, &why) < 0)
+        PyErr_Format(_rh_TrackingError, "could not search for references: %s", why);
+    else {
+        int engine = _rh_engine_enter();
+        out = PyDict_New();
+        if (out != NULL &&
+            (set_item(out, "counts", int_list(counts, (size_t)n)) < 0 ||
+             set_item(out, "scanned_bytes", PyLong_FromLongLong(r.scanned_bytes)) < 0 ||
+             set_item(out, "seconds", PyFloat_FromDouble(r.seconds)) < 0))
+            Py_CLEAR(out);
+        _rh_engine_leave(engine);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
 static PyObject *Session_get_warmup(Session *self, void *c)
 {
     return PyLong_FromLong(self->s ? self->s->nwarmup : 0);
@@ -723,6 +764,9 @@ static PyMethodDef Session_methods[] = {
     {"lost_survivors", (PyCFunction)Session_lost_survivors, METH_VARARGS | METH_CLASS,
      "lost_survivors(first, last) -> dict: the blocks alive per birth epoch of [first, last] "
      "that no word of the process's writable memory points to (lost for good)"},
+    {"count_words", (PyCFunction)Session_count_words, METH_O | METH_CLASS,
+     "count_words(objects) -> dict: how many words of the process's writable memory hold "
+     "each object's address (at most 8 objects)"},
     {"freeze_old", (PyCFunction)Session_freeze_old, METH_NOARGS,
      "freeze_old(): the next samples collect only what was born after this one's collection"},
     {"thaw", (PyCFunction)Session_thaw, METH_NOARGS,
