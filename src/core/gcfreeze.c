@@ -20,9 +20,10 @@
  * its owner (session close, screen end).  Not covered: a target that
  * calls gc.freeze() itself while a check measures has what it froze thawed
  * with refhound's (gc keeps one permanent generation, not one per owner).
- * REFHOUND_FREEZE=0 turns it off
- * (full collections throughout, to compare).  The gc module's functions are
- * looked up once and held for good.  GIL held; the calls are the engine's
+ * REFHOUND_FREEZE=0 turns it off (full collections throughout, to
+ * compare).  The gc module's functions are looked up once and held for
+ * good; the engine's other collections (_rh_gc_collect: the screen's young
+ * ones) call the same gc.collect.  GIL held; the calls are the engine's
  * own work.
  */
 #include "gcfreeze.h"
@@ -152,3 +153,15 @@ int _rh_gc_thaw(Py_ssize_t *found)
 }
 
 int _rh_gc_frozen(void) { return frozen; }
+
+int _rh_gc_collect(int generation)
+{
+    if (lookup() < 0)
+        return -1;
+    PyObject *g = PyLong_FromLong(generation);
+    if (g == NULL)
+        return -1;
+    Py_ssize_t n = call_ssize(collect_fn, g);
+    Py_DECREF(g);
+    return n < 0 ? -1 : 0;
+}

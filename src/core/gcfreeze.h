@@ -27,5 +27,9 @@ int _rh_gc_freeze(void);
 int _rh_gc_thaw(Py_ssize_t *found);
 /* Whether refhound holds a freeze now. */
 int _rh_gc_frozen(void);
+/* gc.collect(generation), through the function held here (looked up on
+ * first use: call _rh_gc_prepare() before a cache clearing that precedes
+ * a walk).  0, or -1 with an exception. */
+int _rh_gc_collect(int generation);
 
 #endif /* RH_GCFREEZE_H */

@@ -523,33 +523,6 @@ nomem:
  * a sample, so the screen sees what the full check would.  What this
  * means is decided in Python (verdict.py, the screen rules). */
 
-static PyObject *gc_collect_fn = NULL;      /* gc.collect, held for good (GIL) */
-
-static int young_collection(int generation)
-{
-    if (gc_collect_fn == NULL) {
-        PyObject *gc = PyImport_ImportModule("gc");
-        if (gc == NULL)
-            return -1;
-        /* The name held for good, as typeset.c's (the method cache keeps
-         * the last name looked up in each slot). */
-        static PyObject *name = NULL;
-        if (name == NULL && (name = PyUnicode_InternFromString("collect")) == NULL) {
-            Py_DECREF(gc);
-            return -1;
-        }
-        gc_collect_fn = PyObject_GetAttr(gc, name);
-        Py_DECREF(gc);
-        if (gc_collect_fn == NULL)
-            return -1;
-    }
-    PyObject *r = PyObject_CallFunction(gc_collect_fn, "i", generation);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
 /* The collection and walk at point `k` (0: A, 1: B), as the engine's own
  * work; B also counts the survivors of each epoch (out->blocks, bytes,
  * dead), zeroed by the caller. */
@@ -557,7 +530,9 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k, in
 {
     double t = now();
     int engine = _rh_engine_enter();
-    int rc = k == 0 && freeze ? _rh_gc_prepare() : 0;
+    /* gc's functions looked up before the cache clearing: what a first
+     * look-up leaves in the type cache is cleared before walk A. */
+    int rc = k == 0 ? _rh_gc_prepare() : 0;
     if (plan->clear_caches != NULL) {
         PyObject *r = PyObject_CallNoArgs(plan->clear_caches);
         if (r == NULL)
@@ -565,7 +540,7 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k, in
         Py_XDECREF(r);
     }
     if (rc == 0)
-        rc = young_collection(plan->generation);
+        rc = _rh_gc_collect(plan->generation);
     /* Frozen or not, the screen judges the same (gcfreeze.c); frozen
      * before the walk, so that what the first freeze makes is walked. */
     if (rc == 0 && k == 0 && freeze && plan->generation == 2 && _rh_gc_freeze() < 0)
@@ -615,7 +590,7 @@ static int screen_calls(const rh_screen_plan_t *plan, PyObject *func, PyObject *
             return -1;
         Py_DECREF(r);
         int engine = _rh_engine_enter();
-        int rc = young_collection(0);
+        int rc = _rh_gc_collect(0);
         _rh_engine_leave(engine);
         if (rc < 0)
             return -1;
@@ -659,7 +634,7 @@ int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_
 int _rh_screen_totals(int generation, int64_t *refs, int64_t *objects)
 {
     int engine = _rh_engine_enter();
-    int rc = generation < 0 ? 0 : young_collection(generation);
+    int rc = generation < 0 ? 0 : _rh_gc_collect(generation);
     if (rc == 0) {
         rh_walk_totals_t w;
         _rh_objects_walk(&w, _rh_epoch_now());
