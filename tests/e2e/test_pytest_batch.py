@@ -510,13 +510,17 @@ def test_resized_dict_tables_clear_the_batch_without_calling_it_again(tmp_path_f
     keys table of each test case's instance dict, older than them.  The
     batch is clean at once, without being called again (simplejson's and
     bitarray's unittest suites paid 16 to 18 more calls of each 64-test
-    batch for this)."""
+    batch for this).  Whether a resize falls in the judged passes depends
+    on the calls an epoch gets (the bodies' speed): when none does, nothing
+    survived, and the batch is as clean."""
     proc, results = _run(_churn_suite(tmp_path_factory, leaky=False))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(results) == 64
     for nodeid, entry in results.items():
         assert entry["pytest"]["outcome"] == "clean", (nodeid, entry["notes"])
-        assert "keys tables of dicts older than them" in entry["notes"][0], \
+        note = entry["notes"][0]
+        assert note.startswith("cleared by the screen with the 64 tests of its batch") and \
+            ("keys tables of dicts older than them" in note or "nothing survived" in note), \
             (nodeid, entry["notes"], entry.get("screen"))
 
 
