@@ -847,3 +847,21 @@ def test_unheld_calls():
     assert V.unheld_calls(0.0, 1e-5, 5.0) is None
     # 400 calls of 10 ms: 4 s, over a fifth of the budget
     assert V.unheld_calls(1.0, 0.01, 5.0) is None
+
+
+def _slow_screen(survivors, fds=(3, 4)):
+    """A slow body's first round: one judged call (warm 0, one epoch)."""
+    return {"blocks": [0, survivors, 0], "refs": (100, 100), "objects": (10, 10),
+            "fds": fds, "threads": (1, 1), "native_bytes": (-1, -1), "warm": 0, "calls": 1,
+            "epochs": 1}
+
+
+@pytest.mark.parametrize("survivors, fds, again", [
+    (1, (3, 4), True),      # one survivor of one call beside a move: a second round
+    (2, (3, 4), True),
+    (84, (3, 4), False),    # many: a leak's pattern, the full check decides
+    (1, (3, 3), True),      # only blocks: a second round, as before
+])
+def test_screen_again_after_one_judged_call(survivors, fds, again):
+    assert V.screen_again(_slow_screen(survivors, fds), 1, 2) is again
+    assert V.screen_again(_slow_screen(survivors, fds), V.SCREEN_ROUNDS, 2) is False
