@@ -426,7 +426,7 @@ def test_a_slow_body_is_screened_on_one_call_unless_the_walk_finds_something(tmp
     # Its twin keeps a raw block every call: the second round sees it again.
     raw = results["test_slow.py::test_slow_keeps_a_raw_block_each_call_beside_a_new_descriptor"]
     assert raw["screen"]["outcome"] != "clean", raw["screen"]
-    assert len(raw["screen"]["rounds"]) == 2, raw["screen"]
+    assert len(raw["screen"]["rounds"]) >= 2, raw["screen"]
     assert raw["verdict"] in ("leak", "inconclusive"), raw["notes"]
 
 
