@@ -602,9 +602,10 @@ def test_eight_threads_of_raw_domain_work_and_fork_while_checks_run(tmp_path):
         assert close_to(rate, 1.0), (who, out)
     assert out["child_status"] == 0
     # The block table agrees with pymalloc's own count while the threads run
-    # (a few objects in flight), after the fork and once they have ended; the
-    # raw blocks the threads made and freed leave nothing behind.
-    assert out["drift_running"][1] - out["drift_running"][0] <= 8, out
+    # (a few objects in flight: up to two a thread, read at any moment; 11
+    # seen under the sanitizer tier), after the fork and once they have ended;
+    # the raw blocks the threads made and freed leave nothing behind.
+    assert out["drift_running"][1] - out["drift_running"][0] <= 16, out
     assert abs(out["drift_after_fork"]) <= 8, out
     assert abs(out["drift_after"]) <= 8, out
     # (In a virtual environment the first check after the fork keeps 5 raw
