@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from support import ROOT, engine_path
+from support import ROOT, close_to, engine_path
 
 PY = sys.executable
 SAMPLE = os.path.join(ROOT, "tests", "sample_project")
@@ -207,8 +207,11 @@ def test_fixture_leak_is_not_blamed_on_the_test(serial):
     assert fresh["pytest"]["outcome"] == "fixture", fresh["pytest"]
     fixture = fresh["pytest"]["fixture_result"]
     assert fixture["verdict"] == "leak"
-    assert abs(fixture["per_call"]["blocks"] - 1) < 0.05
-    assert abs(fixture["per_call"]["bytes"] - 256) < 5
+    assert abs(fixture["per_call"]["blocks"] - 1) < 0.05, fixture["per_call"]
+    # Within 5 %, as the zoo's rates: a leak called without patience (its
+    # blocks lost for good) reports the measured window's slope, which
+    # carries the other bytes' drift (263.6 once on 3.10 under -n 2).
+    assert close_to(fixture["per_call"]["bytes"], 256), fixture["per_call"]
     assert not junit["test_sample.py::test_uses_leaky_fixture_fresh"]["failed"]
     assert "leaks of function-scoped fixtures, not blamed on the test:" in proc.stdout
     # fresh fixtures also keep a test that appends to its fixture clean.
