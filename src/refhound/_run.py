@@ -770,11 +770,12 @@ class CheckRun:
         objects = [g["object"] for g in gaining]
         session = self.session
         every = session.calls
+        stage = max(calls, every)
         filling = _core.fill_freed(True)
         try:
             refs = [sys.getrefcount(o) for o in objects]
             words = _core.Session.count_words(objects)
-            session.set_calls(max(calls, every))
+            session.set_calls(stage)
             try:
                 yield self._iterate("patience")
             finally:
@@ -788,7 +789,6 @@ class CheckRun:
                 _core.fill_freed(False)
         gained = sum(refs_after) - sum(refs)
         held = sum(words_after["counts"]) - sum(words["counts"])
-        stage = max(calls, every)
         if not V.references_unheld(gained, held, rate, stage):
             return False
         self.notes.append(
