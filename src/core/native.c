@@ -1363,6 +1363,22 @@ static void *pre_reallocarray(void *ptr, size_t nmemb, size_t size, void *caller
 {
     return w_reallocarray(ptr, nmemb, size);        /* checks the product itself */
 }
+void _rh_native_release(void *p)
+{
+    if (p == NULL)
+        return;
+    if (mode != RH_NATIVE_PRELOAD) {
+        free(p);                    /* the wrappers never saw it */
+        return;
+    }
+    if (recording()) {
+        int s = hook_enter();
+        forget(p);
+        hook_leave(s);
+    }
+    under_now()->free(p);
+}
+
 static void pre_free(void *ptr, void *caller)
 {
     if (is_own(caller))

@@ -50,6 +50,13 @@ void _rh_native_stats(rh_native_stats_t *out);
  * "full", "dl" or "skip".  For tests and `refhound doctor`.  GIL held. */
 void _rh_native_objects(void (*fn)(const char *name, const char *how, void *arg), void *arg);
 
+/* Free a block the C library allocated on the engine's behalf (the buffer
+ * of open_memstream, of getline): in preload mode the C library's own
+ * calls reach the wrappers, so the block was recorded, while the engine's
+ * free() passes through them unseen; this tells the tracker first.  Not
+ * with a tracker lock held. */
+void _rh_native_release(void *p);
+
 /* ---- the allocator under the wrappers ------------------------------------ */
 
 /* The C library's allocator (in preload mode, the one the preload

@@ -2,8 +2,9 @@
  *
  * CPython prints them (PYTHONMALLOCSTATS, sys._debugmallocstats()) with
  * _PyObject_DebugMallocStats(FILE *); this file has it print into an
- * open_memstream buffer (libc memory, never a Python allocator) and parses
- * the text into an rh_pymalloc_t.  The function is exported by libpython
+ * open_memstream buffer (libc memory, never a Python allocator; released
+ * with _rh_native_release, as the C library allocated it) and parses the
+ * text into an rh_pymalloc_t.  The function is exported by libpython
  * 3.9-3.13 but declared only in internal headers from 3.11, so it is found
  * with dlsym at run time: a build without it degrades to "no figures".
  *
@@ -28,6 +29,7 @@
  * Needs the GIL (the allocator's state is read without a lock).
  */
 #include "pymalloc_stats.h"
+#include "native.h"
 #include "tracker.h"
 
 #include <dlfcn.h>
@@ -131,12 +133,12 @@ int _rh_pymalloc_read(rh_pymalloc_t *out)
     }
     int printed = stats(f);
     if (fclose(f) != 0 || text == NULL) {
-        free(text);
+        _rh_native_release(text);
         out->why = "could not collect the statistics text (out of memory)";
         return -1;
     }
     if (!printed) {
-        free(text);
+        _rh_native_release(text);
         out->why = "pymalloc is not the object allocator (PYTHONMALLOC=malloc, "
                    "--without-pymalloc or mimalloc)";
         return 0;
@@ -148,7 +150,7 @@ int _rh_pymalloc_read(rh_pymalloc_t *out)
         parse_line(line, out);
         line = nl != NULL ? nl + 1 : NULL;
     }
-    free(text);
+    _rh_native_release(text);
     if (out->nclasses == 0 || out->arena_size == 0) {
         out->why = "the statistics text has a layout refhound does not know";
         return -1;
