@@ -166,15 +166,35 @@ def _interpreter_candidate(frame):
                 _EVAL_RE.match(function))
 
 
+# The interpreter's own allocator hook (PEP 445): tracemalloc's functions,
+# in Modules/_tracemalloc.c up to 3.11, Python/tracemalloc.c from 3.12.
+_TRACEMALLOC_FILES = frozenset(("_tracemalloc.c", "tracemalloc.c"))
+_TRACEMALLOC_RE = re.compile(r"^_?tracemalloc_")
+
+
+def _in_allocator_hook(frame):
+    """Is this frame tracemalloc's hook, which the interpreter runs inside
+    an allocation (its traces and tracebacks are its own memory)?"""
+    if frame_kind(frame) != "interpreter":
+        return False
+    return (os.path.basename(frame.get("file") or "") in _TRACEMALLOC_FILES
+            or bool(_TRACEMALLOC_RE.match(frame.get("function") or "")))
+
+
 def culprit_frame(frames):
     """(index, "user" | "interpreter") of the culprit frame, or (None, None).
 
     The innermost user frame; without one, the innermost interpreter frame
     that is neither API, plumbing nor inlined from a header; else the
-    innermost interpreter frame that is not a header's."""
+    innermost interpreter frame that is not a header's.  A block made by
+    tracemalloc's hook for its own bookkeeping while a user's allocation
+    passed through it (a traceback, a trace) is the interpreter's: the
+    user frame outside the hook only allocated something else."""
     for i, frame in enumerate(frames):
         if frame_kind(frame) == "user":
-            return i, "user"
+            if not any(_in_allocator_hook(f) for f in frames[:i]):
+                return i, "user"
+            break
     for i, frame in enumerate(frames):
         if _interpreter_candidate(frame):
             return i, "interpreter"

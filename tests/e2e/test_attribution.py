@@ -4,13 +4,14 @@ Allocation leaks are named by the stack of their surviving blocks; extra
 INCREFs and DECREFs on existing objects by hardware watchpoints on the
 refcount.  The ground truth is the `/* @culprit */` marker in each file.
 """
+import json
 import os
 import re
 
 import pytest
 
-from support import (NEEDS_LIBDW, asan_resident_memory_only, build_zoo_case, cbuild, check_json,
-                     interpreter, libdw_loads,
+from support import (NEEDS_LIBDW, SANITIZE, asan_resident_memory_only, build_zoo_case, cbuild,
+                     check_json, engine_path, interpreter, libdw_loads, run_refhound,
                      skip_unless_leaks_here)
 
 CASES = cbuild.zoo_cases()
@@ -147,3 +148,51 @@ def test_life_history_of_a_leaked_object(opt):
     assert history.endswith("never released (refcount 1 when the call returned)"), history
     deltas = [e["delta"] for e in top["history_events"]]
     assert deltas[0] is None and sum(d for d in deltas[1:]) == 0
+
+
+# CPython's gh-121390 (fixed in 3.12.5 and 3.13.0): tracemalloc's tracebacks
+# table frees its values, not its keys, so every traceback interned while
+# tracing leaks when tracing stops.  A traceback made while an extension's
+# allocation passes through the hook is tracemalloc's own memory: the
+# culprit is the interpreter's line, not the extension's (msgpack's suite
+# had its unpacker's PyList_New named).
+TRACED_BODY = """
+import json
+import tracemalloc
+
+import new_object
+
+
+def traced():
+    tracemalloc.start()
+    new_object.clean()      # an int allocated and freed while tracing
+    tracemalloc.stop()
+"""
+
+
+def test_tracemalloc_bookkeeping_under_an_extension_is_the_interpreters(tmp_path):
+    if SANITIZE:
+        pytest.skip("under the sanitizer tier the C library's allocator is ASan's")
+    python = interpreter("release")
+    version = tuple(int(x) for x in subprocess_version(python).split(".")[:3])
+    zoo = build_zoo_case(next(c for c in CASES if c["name"] == "new_object"), python,
+                         opt="-O0")
+    (tmp_path / "traced_body.py").write_text(TRACED_BODY)
+    env = {"PYTHONPATH": os.pathsep.join([engine_path(python), zoo, str(tmp_path)])}
+    proc = run_refhound(python, ["check", "traced_body:traced", "--json", "-", "--no-progress"],
+                        cwd=str(tmp_path), env=env)
+    result = json.loads(proc.stdout)
+    if version >= (3, 12, 5):
+        assert result["verdict"] == "clean", proc.stderr[-2000:]
+        return
+    assert result["verdict"] == "leak", proc.stderr[-2000:]
+    files = [os.path.basename(s["file"] or "") for s in result["sites"]]
+    assert files and files[0] in ("_tracemalloc.c", "tracemalloc.c"), result["sites"]
+    assert "new_object.c" not in files, result["sites"]
+    assert result["sites"][0]["culprit"]["reason"].endswith("in the interpreter")
+
+
+def subprocess_version(python):
+    import subprocess
+    return subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
