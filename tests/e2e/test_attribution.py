@@ -157,7 +157,6 @@ def test_life_history_of_a_leaked_object(opt):
 # culprit is the interpreter's line, not the extension's (msgpack's suite
 # had its unpacker's PyList_New named).
 TRACED_BODY = """
-import json
 import tracemalloc
 
 import new_object
