@@ -1363,6 +1363,7 @@ static void *pre_reallocarray(void *ptr, size_t nmemb, size_t size, void *caller
 {
     return w_reallocarray(ptr, nmemb, size);        /* checks the product itself */
 }
+
 void _rh_native_release(void *p)
 {
     if (p == NULL)

@@ -173,7 +173,7 @@ def test_tracemalloc_bookkeeping_under_an_extension_is_the_interpreters(tmp_path
     if SANITIZE:
         pytest.skip("under the sanitizer tier the C library's allocator is ASan's")
     python = interpreter("release")
-    version = tuple(int(x) for x in subprocess_version(python).split(".")[:3])
+    version = tuple(cbuild.interpreter_info(python)["version"])
     zoo = build_zoo_case(next(c for c in CASES if c["name"] == "new_object"), python,
                          opt="-O0")
     (tmp_path / "traced_body.py").write_text(TRACED_BODY)
@@ -190,8 +190,3 @@ def test_tracemalloc_bookkeeping_under_an_extension_is_the_interpreters(tmp_path
     assert "new_object.c" not in files, result["sites"]
     assert result["sites"][0]["culprit"]["reason"].endswith("in the interpreter")
 
-
-def subprocess_version(python):
-    import subprocess
-    return subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
