@@ -166,6 +166,10 @@ def traced():
     tracemalloc.start()
     new_object.clean()      # an int allocated and freed while tracing
     tracemalloc.stop()
+
+
+def untraced():
+    new_object.clean()
 """
 
 
@@ -178,15 +182,23 @@ def test_tracemalloc_bookkeeping_under_an_extension_is_the_interpreters(tmp_path
                          opt="-O0")
     (tmp_path / "traced_body.py").write_text(TRACED_BODY)
     env = {"PYTHONPATH": os.pathsep.join([engine_path(python), zoo, str(tmp_path)])}
-    proc = run_refhound(python, ["check", "traced_body:traced", "--json", "-", "--no-progress"],
-                        cwd=str(tmp_path), env=env)
-    result = json.loads(proc.stdout)
+    def check(target):
+        proc = run_refhound(python, ["check", "traced_body:" + target, "--json", "-",
+                                     "--no-progress"], cwd=str(tmp_path), env=env)
+        return proc, json.loads(proc.stdout)
+
+    # The twin: the same call without tracemalloc is clean.
+    proc, twin = check("untraced")
+    assert (twin["verdict"], twin["sites"]) == ("clean", []), proc.stderr[-2000:]
+    proc, result = check("traced")
     if version >= (3, 12, 5):
         assert result["verdict"] == "clean", proc.stderr[-2000:]
         return
     assert result["verdict"] == "leak", proc.stderr[-2000:]
     files = [os.path.basename(s["file"] or "") for s in result["sites"]]
     assert files and files[0] in ("_tracemalloc.c", "tracemalloc.c"), result["sites"]
+    assert result["sites"][0]["function"] == "traceback_new", result["sites"][0]
+    assert result["per_call"]["blocks"] == pytest.approx(1.0, abs=0.05), result["per_call"]
     assert "new_object.c" not in files, result["sites"]
     assert result["sites"][0]["culprit"]["reason"].endswith("in the interpreter")
 
