@@ -398,10 +398,17 @@ def test_results_kept_for_ever_are_not_cleared(tmp_path_factory):
 
 NAMED_SUITE = '''
 import collections
+import time
 
 import pytest
 
 import MODULE as buffers
+
+def _spend(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
 
 # The last 400 results, the ring full from the start: each call replaces
 # the oldest, so nothing grows, but what a call makes lives 400 calls.
@@ -418,9 +425,11 @@ def test_buffer(n):
 '''
 
 
-def _named_suite(tmp_path_factory, leaky, module="pymem_buffer"):
+def _named_suite(tmp_path_factory, leaky, module="pymem_buffer", spend=0.0):
     folder = tmp_path_factory.mktemp("named_suite")
     body = "buffers.leaky() if n == 3 else buffers.clean()" if leaky else "buffers.clean()"
+    if spend:
+        body = "_spend(%r) if n == 3 else None\n    %s" % (spend, body)
     (folder / "test_suite.py").write_text(NAMED_SUITE.replace("BODY", body)
                                           .replace("MODULE", module))
     (folder / "pytest.ini").write_text("[pytest]\n")
@@ -472,6 +481,33 @@ def test_a_leaking_test_beside_them_is_named_and_fails(tmp_path_factory, module)
         assert "made by 2 other tests of the 7" in entry["notes"][0], entry["notes"]
     ring = results["test_suite.py::test_keeps_its_last_400_results"]
     assert ring["pytest"]["outcome"] == "clean", ring["notes"]
+
+
+@pytest.mark.parametrize("leaky", [True, False], ids=["leaky", "clean"])
+def test_a_slow_test_of_two_passes_beside_a_named_one_is_judged(tmp_path_factory, leaky):
+    """A test of 5 ms joins two passes of its batch (one judged epoch and
+    the tail): when the blocks that outlive the batch's calls are named
+    test by test, its first body is judged too, so its leak is named beside
+    the ring's test and fails at its rate and line, not cleared with the
+    others.  The twin: the same slow body, clean, is cleared by the batch."""
+    proc, results = _run(_named_suite(tmp_path_factory, leaky=leaky, spend=0.005))
+    assert proc.returncode == (1 if leaky else 0), proc.stdout[-3000:] + proc.stderr[-3000:]
+    slow = results["test_suite.py::test_buffer[3]"]
+    if leaky:
+        assert slow["pytest"]["outcome"] == "leak", slow["notes"]
+        assert abs(slow["per_call"]["blocks"] - 1) <= 0.05, slow["per_call"]
+        assert "this test made blocks that outlived the batch's calls" in slow["notes"][0], \
+            slow["notes"]
+        culprit = slow["sites"][0]["culprit"]
+        assert (culprit["function"], culprit["line"]) == (
+            CASES["pymem_buffer"]["culprit_function"], CASES["pymem_buffer"]["culprit_line"])
+    else:
+        assert slow["pytest"]["outcome"] == "clean", slow["notes"]
+        assert slow["screen"].get("test_calls") == 2, slow["screen"]
+        assert "made by 1 other test of the 7" in slow["notes"][0], slow["notes"]
+    for n in (0, 1, 2, 4, 5):
+        entry = results["test_suite.py::test_buffer[%d]" % n]
+        assert entry["pytest"]["outcome"] == "clean", entry["notes"]
 
 
 # ---------------------------------------------------------------------------
