@@ -592,7 +592,7 @@ def _made_clean(result, why):
 
 def _bodies_that_kept(marks, calls):
     """{index of a test} whose bodies in `calls` calls of the batch, its own
-    last two left out (the last of two, none of one: _judged_bodies), made
+    last two left out (the last of two; a single body is judged: _judged_bodies), made
     blocks still alive after the last call's full collection (marks: _BodyEpochs.marks); None when no body did (the
     blocks are the engine's or pytest's: the batch is halved as before).
     The calls are the screen's plan again, so every test is judged over at
