@@ -495,8 +495,9 @@ class CheckRun:
         last = _core.stats()["epoch"]
         self.window_epochs = (last - (measured_samples - start) + 2, last)
         # Before the diagnosis: its snapshots hold every object's address.
+        # Not for a growth of references alone: no block to find.
         self.lost = self._lost_survivors() if verdict in ("leak", "inconclusive") and \
-            self.filling_freed else None
+            self.filling_freed and V.blocks_move(self.decider.trends) else None
         self._stop_filling_freed()
         growth = []
         diagnosed = False

@@ -297,6 +297,14 @@ def memory_moves(trends):
     return any(trends[m].trend not in (FLAT, NOISE) for m in MEMORY_METRICS if m in trends)
 
 
+def blocks_move(trends):
+    """Can the search for lost blocks find anything?  Not when the blocks'
+    counts (Python's and the extensions' native ones) stayed flat or within
+    their noise: a leak of references alone."""
+    return any(trends[m].trend not in (FLAT, NOISE) for m in ("blocks", "native_blocks")
+               if m in trends)
+
+
 def followed_metrics(trends, verdict):
     """{metric: +1 or -1}: the metrics to watch longer, with the direction to
     watch for.  For an error, the falling reference count; otherwise every
