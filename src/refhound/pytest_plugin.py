@@ -1,9 +1,9 @@
 """pytest --refhound: leak-check every selected test.
 
 Registered through the `pytest11` entry point (or `-p refhound.pytest_plugin`).
-Tracking starts before the conftest files and the test modules are imported
-(pytest_load_initial_conftests), so the code under test is tracked from its
-import on.  Each test runs once normally; when it passes, its body is
+Tracking starts when collection ends, with every live object adopted (the
+code under test, imported by the conftest files and the test modules,
+exists before any check runs).  Each test runs once normally; when it passes, its body is
 screened and, when the screen cannot clear it, checked in full with
 refhound.Checker (the engine of `refhound check`); see _pytest_check.py for
 the fixture policy and the screen.
@@ -188,20 +188,17 @@ def _is_controller(config):
 
 
 # ---------------------------------------------------------------------------
-# Start tracking early: before the conftest files import the code under test
+# Tracking starts when collection ends (RefhoundPlugin.pytest_collection_finish)
 
 
-def _start_tracking():
+def _engine():
+    """refhound._core, or a usage error saying how to build it."""
     try:
         from . import _core
     except ImportError as exc:
         raise pytest.UsageError("refhound: the engine refhound._core cannot be imported (%s); "
                                 "build it with: python3 setup.py build_ext --inplace" % exc)
-    if not _core.is_tracking():
-        # The live objects are adopted once, after collection (pytest_collection_finish:
-        # what importing the test modules made in blocks from before tracking, and
-        # everything older), not here too.
-        _core.start(adopt=False)
+    return _core
 
 
 def _sanitize(early_config, ns):
@@ -252,7 +249,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     if not _is_worker_early(early_config) and (numprocesses not in (None, 0)
                                                or getattr(ns, "tx", None)):
         return  # an xdist controller: the workers track
-    _start_tracking()
+    _engine()           # a missing engine is said before the conftest files load
 
 
 @pytest.hookimpl(trylast=True)
@@ -279,7 +276,7 @@ def pytest_configure(config):
     options = read_options(config)
     controller = _is_controller(config)
     if not controller:
-        _start_tracking()   # late (e.g. -n auto on one CPU): adoption covers what exists
+        _engine()
     plugin = RefhoundPlugin(config, options, controller)
     config.stash[KEY] = plugin
     config.pluginmanager.register(plugin, "refhound-plugin")
@@ -332,15 +329,22 @@ class RefhoundPlugin:
     # -- in the process that runs the test ---------------------------------
 
     def pytest_collection_finish(self, session):
-        """Adopt, once, what importing the test modules made in blocks from
-        before tracking (the interpreter's free lists: a float constant of
-        a test's code, which an extension that keeps a reference to its
-        argument would otherwise leak unseen)."""
+        """Tracking starts here, with the live objects adopted (what the
+        conftest files and the test modules made, the interpreter's free
+        lists: a float constant of a test's code, which an extension that
+        keeps a reference to its argument would otherwise leak unseen).
+        Not earlier: every allocation of the collection (assertion
+        rewriting, the modules' imports) went through the hooks, 0.1 to
+        0.15 s of each process's start (pytest-xdist's workers each pay
+        it), and no check runs before this.  Started already (refhound run
+        of pytest, --refhound-sanitize's child): adopted only."""
         if self.controller:
             return
-        from . import _core
+        _core = _engine()
         if _core.is_tracking():
             _core.adopt()
+        else:
+            _core.start(adopt=True)
 
     def _settings_or_none(self, item):
         try:
