@@ -28,6 +28,9 @@ processes falls on all of them alike:
     memray       pytest --memray              (pytest-memray: allocation
                                                tracking per test, no leak verdict)
     refhound-n2  pytest --refhound -n 2       (with --xdist)
+    plain-n2     pytest -n 2                  (with --xdist: what pytest-xdist
+                                               itself costs or saves on the suite,
+                                               the yardstick for refhound-n2)
 
     python3 bench/pytest_suite.py --xdist            # every suite, 3 rounds
     python3 bench/pytest_suite.py --rounds 1 --suites markupsafe --modes plain refhound
@@ -79,6 +82,7 @@ MODES = {
     "memray": ["-p", "pytest_memray.plugin", "--memray"],
     "refhound-n2": ["-p", "refhound.pytest_plugin", "-p", "xdist.plugin", "--refhound",
                     "-n", "2"],
+    "plain-n2": ["-p", "xdist.plugin", "-n", "2"],
 }
 DEFAULT_MODES = ["plain", "refhound", "leaks-5:4", "memray"]
 
@@ -180,14 +184,14 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--suites", nargs="+", choices=sorted(SUITES), default=None)
     ap.add_argument("--modes", nargs="+", choices=sorted(MODES), default=None)
-    ap.add_argument("--xdist", action="store_true", help="add refhound-n2")
+    ap.add_argument("--xdist", action="store_true", help="add plain-n2 and refhound-n2")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--src", default=SRC,
                     help="the refhound package's parent folder, engine built in place "
                          "(default: this tree's src/)")
     args = ap.parse_args(argv)
     globals()["SRC"] = os.path.abspath(args.src)
-    modes = args.modes or DEFAULT_MODES + (["refhound-n2"] if args.xdist else [])
+    modes = args.modes or DEFAULT_MODES + (["plain-n2", "refhound-n2"] if args.xdist else [])
     suites = args.suites or list(SUITES)
     folders = {name: prepare_suite(name) for name in suites}
     rng = random.Random(args.seed)
@@ -236,8 +240,17 @@ def main(argv=None):
                          "median_cpu": cpu, "ratio_to_plain": med / base if base else None,
                          "cpu_ratio_to_plain": cpu / base_cpu if base_cpu else None,
                          "per_test": per})
+        medians = {row["mode"]: row["median"] for row in rows}
+        n2 = {}
+        for serial in ("plain", "refhound"):
+            if serial in medians and serial + "-n2" in medians:
+                n2[serial] = medians[serial + "-n2"] / medians[serial]
+        if n2:
+            print("-n 2 x its serial run: %s" % ", ".join(
+                "%s %.2f" % (m, r) for m, r in sorted(n2.items())))
         out["suites"].append({"suite": "%s %s" % (name, version), "tests": paths,
-                              "held_out": held_out, "modes": rows})
+                              "held_out": held_out, "modes": rows,
+                              "n2_to_serial": n2 or None})
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "pytest_suite.json")
     with open(path, "w") as f:
