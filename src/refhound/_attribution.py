@@ -642,6 +642,7 @@ def watch_sites(objects, func, args, kwargs, calls):
             site["_write"] = _write_kind(frames, where)
             site["_api"] = _api_name(frames, where)
             site["_dealloc"] = _in_deallocator(frames)
+            site["_owner"] = _deallocated_type(frames) if site["_dealloc"] is True else None
             info = described[addresses] = (site, "own" if own else kind)
         site, kind = info
         if kind == "own":
@@ -661,7 +662,7 @@ def watch_sites(objects, func, args, kwargs, calls):
                 _bump(unpaired[index], key, site, kept)
         elif delta < 0:
             for _ in range(-delta):
-                which = released_increment(pool, addresses, site["_dealloc"])
+                which = released_increment(pool, addresses, site["_dealloc"], site["_owner"])
                 taken = pool[which[0]].pop(which[1])[0] if which else None
                 if taken is None:
                     _bump(unpaired[index], key, site, -1)     # nothing to release
@@ -675,7 +676,7 @@ def watch_sites(objects, func, args, kwargs, calls):
             if abs(rate) < 0.05 or (site["file"] is None and site["function"] is None):
                 continue
             entry = {k: v for k, v in site.items()
-                     if k not in ("frames", "_write", "_api", "_dealloc", "_merged")}
+                     if k not in ("frames", "_write", "_api", "_dealloc", "_owner", "_merged")}
             entry["refs_per_call"] = round(rate, 4)
             if entry.get("culprit"):
                 entry["culprit"] = dict(entry["culprit"], reason=_write_reason(
@@ -706,10 +707,18 @@ CONTAINER_BUILDERS = frozenset((
     "PyTuple_Pack"))
 
 
-def released_increment(pool, addresses, dealloc=False):
+def released_increment(pool, addresses, dealloc=False, owner=None):
     """Which pending increment a decrement (its stack `addresses`, innermost
     first) releases: (pool kind, index) or None when none is pending.
 
+    An extension type's deallocator (`owner`: the type's stem in its
+    name, _deallocated_type) releases first what a constructor of the same
+    type took (owner_new, Packer_init, Cython's __pyx_tp_new_..._Packer):
+    a field set in tp_new and released in tp_dealloc.  Paired by the rules
+    below, the field's release took the newest increment instead, a leak
+    made during the object's life (Cython's __getbuffer__ losing its
+    placeholder None), and left the constructor's unpaired: msgpack's
+    Packer was named at its tp_new.
     Python code's own references first (the newest), but not for the
     decrement of a type's clear function in its deallocator
     (dealloc="clear").  Else the increment
@@ -727,6 +736,12 @@ def released_increment(pool, addresses, dealloc=False):
     unpaired and named it for an extra Py_INCREF(Py_None) in a pytest
     process).  (Python code's references last for every deallocator made
     the corpus's sendto_audit name main.c.)"""
+    if owner is not None:
+        for kind in ("direct", "call", "container"):
+            entries = pool.get(kind, ())
+            for i in range(len(entries) - 1, -1, -1):
+                if _constructs(entries[i][0][2], owner):
+                    return kind, i
     if pool["python"] and dealloc != "clear":
         return "python", len(pool["python"]) - 1
     outer = addresses[1:]            # [0] is the write itself
@@ -766,6 +781,42 @@ def _in_deallocator(frames):
     if len(names) == 2 and _CLEAR_RE.match(names[0]) and _DEALLOC_RE.match(names[1]):
         return "clear"
     return False
+
+
+# Words around a type's name in its deallocator's and constructors' names.
+_STEM_NOISE = frozenset(("", "tp", "pyx", "py", "impl"))
+_CONSTRUCTOR_RE = re.compile(r"new|init|alloc|create", re.I)
+
+
+def _deallocated_type(frames):
+    """The stem of the type whose deallocator made this write, when that
+    deallocator is the extension's own (owner_dealloc -> "owner",
+    __pyx_tp_dealloc_7msgpack_9_cmsgpack_Packer -> "7msgpack_9_cmsgpack_Packer");
+    else None."""
+    frame = next((f for f in frames if not is_header_frame(f)), None)
+    if frame is None or frame_kind(frame) != "user":
+        return None
+    best = ""
+    for part in re.split(r"dealloc", frame.get("function") or "", flags=re.I):
+        tokens = part.split("_")
+        while tokens and tokens[0].lower() in _STEM_NOISE:
+            tokens.pop(0)
+        while tokens and tokens[-1].lower() in _STEM_NOISE:
+            tokens.pop()
+        stem = "_".join(tokens)
+        if len(stem) > len(best):
+            best = stem
+    return best if len(best) >= 3 else None
+
+
+def _constructs(function, stem):
+    """Is `function` a constructor of the type whose stem is `stem` (its
+    name holds the stem and, besides it, new, init, alloc or create)?"""
+    if not function:
+        return False
+    low, key = function.lower(), stem.lower()
+    at = low.find(key)
+    return at >= 0 and bool(_CONSTRUCTOR_RE.search(low[:at] + " " + low[at + len(key):]))
 
 
 _returns_cache = {}
