@@ -160,6 +160,8 @@ class CheckRun:
         self._overheads = array.array("d", bytes(8 * COST_WINDOW))    # and overheads
         self._ncosts = 0
         self.screened = None        # what the screen found (JSON "screen"), when it ran
+        self.proven = None          # (calls, rates, note) of a leak the screen proved (its
+                                    # blocks lost for good: verdict.screen_lost)
         self.result = None
         self.restarted = False      # re-checked at one call per iteration (an over-release)
         self.falls_off = False      # measured again after that: falls no longer restart
@@ -186,6 +188,9 @@ class CheckRun:
                 self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
                 return
             if self.result is not None:
+                return
+            if self.proven is not None:
+                yield from self._proven_leak()
                 return
         # Frozen only when this check makes the calls (not in a loop's, whose
         # program runs between the bodies, and may leave the loop unended).
@@ -296,33 +301,46 @@ class CheckRun:
         earlier = earlier_now = None
         generation = V.screen_generation(seconds_per_call)
         lazy_tail = V.screen_lazy_tail(seconds_per_call)
-        while True:
-            figures = yield Step("screen", "screening", calls,
-                                 arg=(warm, calls, epochs, generation, lazy_tail))
-            figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
-            if earlier is not None:
-                # The first round's judged epochs: which of their blocks live now.
-                earlier_now = _judged_survivors_now(earlier)
-            outcome, reason = V.screen_outcome(figures, earlier, earlier_now)
-            rounds.append(reason)
-            if outcome == "clean" or not V.screen_again(figures, len(rounds), generation):
-                break
-            if earlier is None and V.screen_blocks_only(figures):
-                # Only blocks survived: when a full collection frees them
-                # (free lists filling, state a later call replaces), they
-                # were no leak, and another round would only show it again.
-                died = self._screen_survivors_die(figures)
-                if died is not None:
-                    outcome, reason = "clean", died
-                    rounds.append(reason)
+        filling = False     # freed C library memory filled (the rounds after blocks survived)
+        lost = None         # lost.c's answer for the last round's epochs
+        try:
+            while True:
+                if earlier is not None and not filling and self.options.patience > 0 and \
+                        any(V.screen_judged(earlier["blocks"])):
+                    # A stale pointer in freed memory is no reference for
+                    # the search for lost blocks after this round.
+                    filling = _core_fill_freed(True)
+                figures = yield Step("screen", "screening", calls,
+                                     arg=(warm, calls, epochs, generation, lazy_tail))
+                figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
+                if earlier is not None:
+                    # The first round's judged epochs: which of their blocks live now.
+                    earlier_now = _judged_survivors_now(earlier)
+                outcome, reason = V.screen_outcome(figures, earlier, earlier_now)
+                rounds.append(reason)
+                if outcome == "clean" or not V.screen_again(figures, len(rounds), generation):
+                    if outcome != "clean" and filling:
+                        lost = self._screen_lost_search(figures)
                     break
-            if max_rounds is not None and len(rounds) >= max_rounds:
-                break
-            earlier = figures
-            warm = 0            # the first round warmed it up
-            # The second round's walks follow full collections: what only
-            # a full collection frees (free lists, old cycles) is not kept.
-            generation = 2
+                if earlier is None and V.screen_blocks_only(figures):
+                    # Only blocks survived: when a full collection frees them
+                    # (free lists filling, state a later call replaces), they
+                    # were no leak, and another round would only show it again.
+                    died = self._screen_survivors_die(figures)
+                    if died is not None:
+                        outcome, reason = "clean", died
+                        rounds.append(reason)
+                        break
+                if max_rounds is not None and len(rounds) >= max_rounds:
+                    break
+                earlier = figures
+                warm = 0            # the first round warmed it up
+                # The second round's walks follow full collections: what only
+                # a full collection frees (free lists, old cycles) is not kept.
+                generation = 2
+        finally:
+            if filling:
+                _core_fill_freed(False)
         self.screened = {
             "outcome": outcome, "reason": reason, "rounds": rounds, "warm": warm,
             "first_epoch": figures["first_epoch"],
@@ -337,6 +355,18 @@ class CheckRun:
             "walk_seconds": round(figures["walk_seconds"], 4)}
         if outcome == "clean":
             self.result = self._screened_result(figures, calls, epochs, reason)
+            return
+        if lost is not None and V.screen_lost(figures, earlier, earlier_now, lost["lost"]):
+            judged = V.screen_judged(figures["blocks"])
+            self.screened["lost"] = V.screen_judged([0] + lost["lost"] + [0])
+            self.proven = (calls, V.screen_lost_rates(figures), (
+                "no full check needed: the blocks that survived the screen's calls outlived "
+                "the full collections of %d rounds, and %d of the %d born in its judged "
+                "epochs are referenced from nowhere in the process (lost for good: no cache "
+                "can give them back; %.1f MB searched in %.3f s)" % (
+                    len(rounds), sum(self.screened["lost"]), sum(judged),
+                    lost["scanned_bytes"] / 1e6, lost["seconds"])))
+            self.notes.append("the screen did not clear it (%s)" % reason)
             return
         cost = V.full_check_seconds(self.options, full_calls, seconds_per_call,
                                     figures["walk_seconds"])
@@ -380,6 +410,46 @@ class CheckRun:
         return ("the blocks that survived %d calls died in a full collection, and nothing "
                 "else moved: free lists filling, state a later call replaces"
                 % V.screen_calls(figures))
+
+    def _screen_lost_search(self, figures):
+        """lost.c's answer for a screen round's epochs (Session.lost_survivors),
+        or None when memory could not be searched."""
+        from . import _core
+        first = figures["first_epoch"] + 1
+        try:
+            return _core.Session.lost_survivors(first, first + figures["epochs"] - 1)
+        except _core.TrackingError:
+            return None
+
+    def _proven_leak(self):
+        """A leak the screen proved (self.proven): a baseline iteration and
+        the attribution's, at the screen's calls per epoch; the rates are
+        the screen's (verdict.screen_lost_rates)."""
+        from . import _core
+        calls, rates, note = self.proven
+        self.notes.append(note)
+        try:
+            self.session = self.open_session(calls)
+            self.calls = calls
+            yield self._iterate("warm-up", warmup=True)        # the baseline sample
+            self.measured_samples = self.session.nsamples
+            sites = []
+            if self.options.attribution:
+                try:
+                    sites = yield from self._attribute()
+                except _core.TrackingError as exc:
+                    self.notes.append("no attribution: refhound %s" % exc)
+            self.measured_samples = self.session.nsamples
+            yield from self._conclude("leak", [], sites)
+        except _core.TrackingError as exc:
+            self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
+            return
+        finally:
+            if self.session is not None:
+                self.session.close()
+        self.result.per_call = dict(self.result.per_call, **rates)
+        self.result.trends = dict(self.result.trends, **V.screen_lost_trends(
+            rates, calls, len(V.screen_judged(self.screened["survivors"]))))
 
     def _screened_result(self, figures, calls, epochs, reason):
         screened = V.screen_calls(figures)
@@ -945,6 +1015,11 @@ class CheckRun:
             survivors={"first_epoch": 0, "blocks": [], "bytes": []}, notes=self.notes)
         result.incomplete = why
         return result
+
+
+def _core_fill_freed(on):
+    from . import _core
+    return _core.fill_freed(on)
 
 
 def watch_calls(iteration_calls, rates):

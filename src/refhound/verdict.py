@@ -876,6 +876,60 @@ def screen_blocks_only(screen):
     return any(screen_judged(screen["blocks"])) and not _screen_moves(screen)
 
 
+def screen_lost(screen, earlier, earlier_now, lost):
+    """Has the screen proven a leak of blocks lost for good?  screen: the
+    last round's figures; earlier, earlier_now: the round before it and
+    the blocks of its judged epochs alive now; lost: lost.c's blocks per
+    epoch of the last round (Session.lost_survivors), or None.
+
+    Only blocks moved (survivors_explain_moves: the references, objects,
+    descriptors and threads stayed put, malloc's heap by no more than the
+    blocks take of it), every block the round before kept is still alive
+    after the full collections since (a leak's blocks never die), blocks
+    survived every judged epoch of this round, and they are lost as a
+    measured leak's must be (growth_lost: LOST_SHARE of the median epoch's
+    survivors, some in every judged epoch).  No cache can give back a block
+    it holds no pointer to: such blocks need neither the full check's
+    trend test nor patience (msgpack's three leaks of CPython's tracemalloc
+    tracebacks, 9 to 27 blocks a call)."""
+    if earlier is None or earlier_now is None or lost is None:
+        return False
+    before = screen_judged(earlier["blocks"])
+    if not any(before) or any(now < kept for now, kept in zip(earlier_now, before)):
+        return False
+    judged = screen_judged(screen["blocks"])
+    if len(judged) < 3 or not all(judged) or not survivors_explain_moves(screen):
+        return False
+    median = sorted(judged)[len(judged) // 2]
+    return growth_lost([0] + screen_judged([0] + list(lost) + [0]) + [0], median)
+
+
+def screen_lost_rates(screen):
+    """{metric: per call} of a leak the screen proved (screen_lost): its
+    judged epochs' surviving blocks and bytes over their calls, the malloc
+    heap's move over the round's calls; the references, objects and
+    descriptors stayed put (0); the extensions' native blocks and resident
+    memory are not measured by the screen (None)."""
+    judged = screen_judged(screen["blocks"])
+    calls = screen["calls"] * len(judged)
+    rates = dict.fromkeys(("refs", "objects", "fds"), 0.0)
+    rates["blocks"] = round(sum(judged) / calls, 4)
+    rates["bytes"] = round(sum(screen_judged(screen["bytes"])) / calls, 4)
+    a, b = screen["native_bytes"]
+    rates["heap_bytes"] = round((b - a) / screen_calls(screen), 4) if a >= 0 and b >= 0 \
+        else None
+    rates["native_blocks"] = rates["native_bytes"] = rates["rss_bytes"] = None
+    return rates
+
+
+def screen_lost_trends(rates, calls, epochs):
+    """The trends of a leak the screen proved: its blocks and bytes growing,
+    by proof (lost for good), not by a trend test: no p-value."""
+    return {m: {"trend": GROWING, "slope": rates[m] * calls, "p_up": None, "p_down": None,
+                "window": epochs, "proof": "lost for good"}
+            for m in ("blocks", "bytes") if rates.get(m)}
+
+
 SCREEN_ROUNDS = 3           # rounds of the screen at most (see screen_again)
 SCREEN_FEW_SURVIVORS = 2    # blocks of a single judged epoch worth a second round
 

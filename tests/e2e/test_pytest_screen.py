@@ -290,6 +290,73 @@ def test_a_free_list_filling_over_the_first_calls_is_cleared_by_the_screen():
 
 
 # ---------------------------------------------------------------------------
+# Blocks lost for good: the screen proves the leak, no full check
+
+LOST_SUITE = '''
+import collections
+
+import pymem_buffer
+
+# Its last 400 results, the ring full from the start: what a call makes
+# lives 400 calls, referenced from the ring, and nothing grows.
+_ring = collections.deque((bytearray(64) for _ in range(400)), maxlen=400)
+
+
+def test_buffer_leaky():
+    pymem_buffer.leaky()
+
+
+def test_keeps_its_last_400_buffers():
+    _ring.append(bytearray(64))
+'''
+
+
+@pytest.fixture(scope="module")
+def lost_suite(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lost_suite")
+    built = build_zoo_case(CASES["pymem_buffer"], PY)
+    (folder / "test_lost_suite.py").write_text(LOST_SUITE)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    proc = run_pytest_refhound(["-q", "--refhound", "--refhound-one-by-one", "--refhound-json",
+                                "out.json"], folder, [built])
+    return proc, outcomes(folder / "out.json")
+
+
+def test_blocks_lost_for_good_are_a_leak_without_the_full_check(lost_suite):
+    """A 64-byte PyMem block lost every call (nothing else moves): the
+    screen's second round finds the first round's blocks still alive and
+    its own referenced from nowhere (lost.c), so the leak is called there:
+    its rates are the screen's (exactly 1 block and 64 bytes a call), two
+    iterations with stacks name the culprit line, no trend test, no
+    patience."""
+    proc, results = lost_suite
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    leaky = results["test_lost_suite.py::test_buffer_leaky"]
+    assert leaky["pytest"]["outcome"] == "leak", leaky["notes"]
+    assert any(n.startswith("no full check needed") for n in leaky["notes"]), leaky["notes"]
+    assert (leaky["per_call"]["blocks"], leaky["per_call"]["bytes"]) == (1.0, 64.0), \
+        leaky["per_call"]
+    assert leaky["iterations"] == {"warmup": 1, "measured": 2}, leaky["iterations"]
+    assert leaky["trends"]["blocks"]["proof"] == "lost for good", leaky["trends"]
+    assert leaky["screen"]["outcome"] == "suspect" and sum(leaky["screen"]["lost"]) > 0
+    culprit = leaky["sites"][0]["culprit"]
+    assert (culprit["function"], culprit["line"]) == (
+        CASES["pymem_buffer"]["culprit_function"], CASES["pymem_buffer"]["culprit_line"])
+
+
+def test_blocks_kept_and_referenced_get_the_full_check(lost_suite):
+    """The twin: blocks that outlive the screen's rounds but that the ring
+    still points to are not lost; the full check runs and clears the test
+    (the ring only turns over)."""
+    proc, results = lost_suite
+    ring = results["test_lost_suite.py::test_keeps_its_last_400_buffers"]
+    assert ring["pytest"]["outcome"] == "clean", ring["notes"]
+    assert ring["screen"]["outcome"] == "suspect", ring["screen"]
+    assert not any(n.startswith("no full check needed") for n in ring["notes"]), ring["notes"]
+    assert ring["iterations"]["measured"] >= 8, ring["iterations"]
+
+
+# ---------------------------------------------------------------------------
 # A slow body's tail call only when the walk before it finds something
 
 SLOW_BODIES = '''
