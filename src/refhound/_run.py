@@ -46,6 +46,7 @@ from ._result import Result
 from ._saferepr import safe_repr, type_name
 
 ATTRIBUTION_ITERATIONS = 2
+PROVEN_ITERATIONS = 2       # samples after the baseline of a leak the screen proved
 COST_WINDOW = 5             # measured iterations whose median cost plans patience
 PATIENCE_STAGES = 6         # at most: the horizon grows elevenfold per stage
 # The calls the refcount watch runs (every write of a watched count traps):
@@ -422,16 +423,22 @@ class CheckRun:
             return None
 
     def _proven_leak(self):
-        """A leak the screen proved (self.proven): a baseline iteration and
-        the attribution's, at the screen's calls per epoch; the rates are
-        the screen's (verdict.screen_lost_rates)."""
+        """A leak the screen proved (self.proven): a baseline iteration, two
+        more for the result's samples, and the attribution's, at the
+        screen's calls per epoch; the rates are the screen's
+        (verdict.screen_lost_rates)."""
         from . import _core
+        from . import _attribution  # noqa: F401  (a first import's objects are no iteration's)
         calls, rates, note = self.proven
         self.notes.append(note)
         try:
             self.session = self.open_session(calls)
             self.calls = calls
-            yield self._iterate("warm-up", warmup=True)        # the baseline sample
+            # A baseline and PROVEN_ITERATIONS plain iterations: the samples
+            # of the result (its charts), before the attribution's own.
+            yield self._iterate("warm-up", warmup=True)
+            for _ in range(PROVEN_ITERATIONS):
+                yield self._iterate("measuring")
             self.measured_samples = self.session.nsamples
             sites = []
             if self.options.attribution:
@@ -439,7 +446,6 @@ class CheckRun:
                     sites = yield from self._attribute()
                 except _core.TrackingError as exc:
                     self.notes.append("no attribution: refhound %s" % exc)
-            self.measured_samples = self.session.nsamples
             yield from self._conclude("leak", [], sites)
         except _core.TrackingError as exc:
             self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
