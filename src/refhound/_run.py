@@ -163,6 +163,8 @@ class CheckRun:
         self.screened = None        # what the screen found (JSON "screen"), when it ran
         self.proven = None          # (calls, rates, note) of a leak the screen proved (its
                                     # blocks lost for good: verdict.screen_lost)
+        self.references_only = False    # the screen saw references alone grow
+                                        # (verdict.screen_references)
         self.result = None
         self.restarted = False      # re-checked at one call per iteration (an over-release)
         self.falls_off = False      # measured again after that: falls no longer restart
@@ -193,6 +195,10 @@ class CheckRun:
             if self.proven is not None:
                 yield from self._proven_leak()
                 return
+            if self.references_only:
+                proven = yield from self._references_proven(calls)
+                if proven:
+                    return
         # Frozen only when this check makes the calls (not in a loop's, whose
         # program runs between the bodies, and may leave the loop unended).
         freeze = self.can_call
@@ -389,7 +395,11 @@ class CheckRun:
             result.seconds = time.perf_counter() - self.t0
             self.result = result
             return
-        self.notes.append("the screen did not clear it (%s): checked in full" % reason)
+        self.references_only = self.options.patience > 0 and self.options.diagnose > 0 and \
+            V.screen_references(figures, earlier)
+        # (a growth of references alone: its diagnosis first, _references_proven)
+        self.notes.append("the screen did not clear it (%s)%s"
+                          % (reason, "" if self.references_only else ": checked in full"))
 
     def _screen_survivors_die(self, figures):
         """After a full collection (the interpreter's free lists emptied) and
@@ -456,6 +466,54 @@ class CheckRun:
         self.result.per_call = dict(self.result.per_call, **rates)
         self.result.trends = dict(self.result.trends, **V.screen_lost_trends(
             rates, calls, len(V.screen_judged(self.screened["survivors"]))))
+
+    def _references_proven(self, calls):
+        """After a screen that saw references alone grow: a baseline and
+        PROVEN_ITERATIONS iterations (the result's samples), the diagnosis,
+        and the count of the words that hold the objects' addresses.  True
+        with self.result a leak when they prove references nothing holds;
+        False, the session closed and what it noted dropped, when they do
+        not (the full check runs)."""
+        from . import _core
+        kept = len(self.notes)
+        fell_back = False
+        try:
+            self.session = session = self.open_session(calls)
+            self.calls = calls
+            yield self._iterate("warm-up", warmup=True)
+            for _ in range(PROVEN_ITERATIONS):
+                t = time.perf_counter()
+                seconds = yield self._iterate("measuring")
+                self._cost(time.perf_counter() - t, seconds, calls)
+            self.measured_samples = session.nsamples
+            growth = yield from self._diagnose()
+            unheld = bool(growth) and (yield from self._references_unheld(growth))
+            if not unheld:
+                fell_back = True
+                session.close()
+                self.session = None
+                del self.notes[kept:]
+                self.notes[-1] += ("; the references it gains are held (or too few to count): "
+                                   "checked in full")
+                self.measured_samples = 0
+                self.unheld_rate = None
+                self._ncosts = 0
+                return False
+            self.notes.insert(kept, "no full check needed: the reference count grew in every "
+                                    "round of the screen and nothing else moved")
+            self.decided = "leak"
+            yield from self._conclude("leak", growth, [])
+        except _core.TrackingError as exc:
+            self.result = self._incomplete(calls, "refhound %s; the program went on" % exc)
+            return True
+        finally:
+            if not fell_back and self.session is not None:
+                self.session.close()
+        rates = dict(V.screen_reference_rates(), refs=self.result.per_call["refs"])
+        self.result.per_call = dict(self.result.per_call, **rates)
+        self.result.trends = dict(self.result.trends, **V.screen_lost_trends(
+            rates, calls, PROVEN_ITERATIONS, ("refs",), "references nothing holds"))
+        return True
 
     def _screened_result(self, figures, calls, epochs, reason):
         screened = V.screen_calls(figures)

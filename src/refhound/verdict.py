@@ -922,12 +922,46 @@ def screen_lost_rates(screen):
     return rates
 
 
-def screen_lost_trends(rates, calls, epochs):
-    """The trends of a leak the screen proved: its blocks and bytes growing,
-    by proof (lost for good), not by a trend test: no p-value."""
+def screen_references(screen, earlier):
+    """Did the screen see references alone grow, round after round?  screen,
+    earlier: its last two rounds' figures.  Every round's reference total
+    grew (by half the other round's growth per call at least), and nothing
+    else moved: no block survived a judged epoch, the objects, descriptors,
+    threads and malloc's heap stayed put.  Such a test skips the trend test
+    and goes to the diagnosis and the count of the words that hold the
+    objects' addresses (references nothing holds: an unbalanced Py_INCREF);
+    when those do not prove it, the full check runs."""
+    if earlier is None:
+        return False
+    rates = []
+    for r in (earlier, screen):
+        if any(screen_judged(r["blocks"])):
+            return False
+        moves = _screen_moves(r)
+        a, b = r["refs"]
+        if len(moves) != 1 or not moves[0].startswith("refs ") or b <= a:
+            return False
+        rates.append((b - a) / screen_calls(r))
+    return min(rates) >= 0.5 * max(rates)
+
+
+def screen_reference_rates():
+    """{metric: per call} besides the references of a leak proven after
+    screen_references: what the screen saw stay put (0); what it does not
+    measure (None)."""
+    rates = dict.fromkeys(("objects", "blocks", "bytes", "fds"), 0.0)
+    rates.update(dict.fromkeys(("native_blocks", "native_bytes", "heap_bytes", "rss_bytes")))
+    return rates
+
+
+def screen_lost_trends(rates, calls, epochs, metrics=("blocks", "bytes"),
+                       proof="lost for good"):
+    """The trends of a leak proven without the trend test (the screen's
+    blocks lost for good, references nothing holds): its metrics growing,
+    by proof, with no p-value."""
     return {m: {"trend": GROWING, "slope": rates[m] * calls, "p_up": None, "p_down": None,
-                "window": epochs, "proof": "lost for good"}
-            for m in ("blocks", "bytes") if rates.get(m)}
+                "window": epochs, "proof": proof}
+            for m in metrics if rates.get(m)}
 
 
 SCREEN_ROUNDS = 3           # rounds of the screen at most (see screen_again)

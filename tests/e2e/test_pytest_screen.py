@@ -357,6 +357,77 @@ def test_blocks_kept_and_referenced_get_the_full_check(lost_suite):
 
 
 # ---------------------------------------------------------------------------
+# References alone: the diagnosis and the count of the words first
+
+REFERENCES_SUITE = '''
+import incref_none
+
+# Room for a million more items: appending reallocates nothing, so each call
+# adds a reference to None and nothing else, held by the list's new slot.
+# (The room is made of slots that held 0, not None: a slot that already held
+# None's address would not count as a new word.)
+_held = [0] * 2_000_000
+del _held[1_000_000:]
+
+
+def test_incref_none_leaky():
+    incref_none.leaky()
+
+
+def test_appends_none_to_a_list_with_room():
+    _held.append(None)
+'''
+
+
+@pytest.fixture(scope="module")
+def references_suite(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("references_suite")
+    built = build_zoo_case(CASES["incref_none"], PY)
+    (folder / "test_references_suite.py").write_text(REFERENCES_SUITE)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    proc = run_pytest_refhound(["-q", "--refhound", "--refhound-one-by-one", "--refhound-json",
+                                "out.json"], folder, [built])
+    return proc, outcomes(folder / "out.json")
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal: nothing leaks")
+def test_references_nothing_holds_are_a_leak_without_the_trend_test(references_suite):
+    """An extra Py_INCREF(Py_None): every round of the screen saw the
+    reference total grow and nothing else move, so the diagnosis comes
+    first (None, +1 a call) and the words that hold None's address, which
+    do not grow with it, prove the leak: no trend test, no patience; the
+    refcount watch names the culprit line."""
+    proc, results = references_suite
+    leaky = results["test_references_suite.py::test_incref_none_leaky"]
+    assert leaky["pytest"]["outcome"] == "leak", leaky["notes"]
+    assert any(n.startswith("no full check needed: the reference count grew")
+               for n in leaky["notes"]), leaky["notes"]
+    assert abs(leaky["per_call"]["refs"] - 1) <= 0.05 and leaky["per_call"]["blocks"] == 0
+    assert leaky["iterations"] == {"warmup": 1, "measured": 2}, leaky["iterations"]
+    assert leaky["trends"]["refs"]["proof"] == "references nothing holds", leaky["trends"]
+    growth = leaky["refcount_growth"][0]
+    assert growth["repr"] == "None", growth
+    culprit = growth["sites"][0]["culprit"]
+    assert (culprit["function"], culprit["line"]) == (
+        CASES["incref_none"]["culprit_function"], CASES["incref_none"]["culprit_line"])
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal: nothing grows")
+def test_references_held_by_new_slots_get_the_full_check(references_suite):
+    """The twin: a list with room appends None each call: the reference
+    total alone grows here too, but each new reference sits in a word (the
+    slot), so nothing is proven without the full check, which runs and
+    finds the list growing for good."""
+    proc, results = references_suite
+    held = results["test_references_suite.py::test_appends_none_to_a_list_with_room"]
+    assert held["pytest"]["outcome"] == "leak", held["notes"]
+    assert any("the references it gains are held" in n and n.endswith("checked in full")
+               for n in held["notes"]), held["notes"]
+    assert not any(n.startswith("no full check needed") for n in held["notes"]), held["notes"]
+    assert held["iterations"]["measured"] >= 8, held["iterations"]
+
+
+# ---------------------------------------------------------------------------
 # A slow body's tail call only when the walk before it finds something
 
 SLOW_BODIES = '''
