@@ -9,6 +9,11 @@
 - The screen's sensitivity: whatever the screen clears (zoo leaky and clean
   cases, the sample extension's functions, the settle cases) is clean
   under the full check at ten times the calls the screen made.
+- Proofs without the full check: blocks lost for good (a PyMem block a
+  call) are a leak at the screen's exact rates, while blocks a ring still
+  points to get the full check; references nothing holds (an extra
+  Py_INCREF(Py_None)) skip the trend test, while references a list's new
+  slots hold get the full check.
 - A slow body's screen calls its tail only when the walk before it finds
   something: a body that keeps nothing is cleared on one call, one that
   keeps its last result on two; one whose only survivor is the new keys
@@ -311,15 +316,21 @@ def test_keeps_its_last_400_buffers():
 '''
 
 
-@pytest.fixture(scope="module")
-def lost_suite(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lost_suite")
-    built = build_zoo_case(CASES["pymem_buffer"], PY)
-    (folder / "test_lost_suite.py").write_text(LOST_SUITE)
+def _one_by_one(tmp_path_factory, name, text, case):
+    """A suite `name` of `text` beside the zoo `case`'s module, run under
+    pytest --refhound with each test screened on its own: (process, results)."""
+    folder = tmp_path_factory.mktemp(name)
+    built = build_zoo_case(CASES[case], PY)
+    (folder / ("test_%s.py" % name)).write_text(text)
     (folder / "pytest.ini").write_text("[pytest]\n")
     proc = run_pytest_refhound(["-q", "--refhound", "--refhound-one-by-one", "--refhound-json",
                                 "out.json"], folder, [built])
     return proc, outcomes(folder / "out.json")
+
+
+@pytest.fixture(scope="module")
+def lost_suite(tmp_path_factory):
+    return _one_by_one(tmp_path_factory, "lost_suite", LOST_SUITE, "pymem_buffer")
 
 
 def test_blocks_lost_for_good_are_a_leak_without_the_full_check(lost_suite):
@@ -381,13 +392,7 @@ def test_appends_none_to_a_list_with_room():
 
 @pytest.fixture(scope="module")
 def references_suite(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("references_suite")
-    built = build_zoo_case(CASES["incref_none"], PY)
-    (folder / "test_references_suite.py").write_text(REFERENCES_SUITE)
-    (folder / "pytest.ini").write_text("[pytest]\n")
-    proc = run_pytest_refhound(["-q", "--refhound", "--refhound-one-by-one", "--refhound-json",
-                                "out.json"], folder, [built])
-    return proc, outcomes(folder / "out.json")
+    return _one_by_one(tmp_path_factory, "references_suite", REFERENCES_SUITE, "incref_none")
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal: nothing leaks")
