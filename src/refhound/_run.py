@@ -363,7 +363,8 @@ class CheckRun:
         if outcome == "clean":
             self.result = self._screened_result(figures, calls, epochs, reason)
             return
-        if lost is not None and V.screen_lost(figures, earlier, earlier_now, lost["lost"]):
+        if lost is not None and V.screen_lost(figures, earlier, earlier_now, lost["lost"]) and \
+                self._python_blocks_only(figures):
             judged = V.screen_judged(figures["blocks"])
             self.screened["lost"] = V.screen_judged([0] + lost["lost"] + [0])
             self.proven = (calls, V.screen_lost_rates(figures), (
@@ -431,6 +432,18 @@ class CheckRun:
             return _core.Session.lost_survivors(first, first + figures["epochs"] - 1)
         except _core.TrackingError:
             return None
+
+    def _python_blocks_only(self, figures):
+        """Are the blocks alive from a screen round's judged epochs all
+        Python's (the mem and obj domains)?  The screen counts the raw and
+        native domains too, which the full check's rates keep apart (a
+        native leak is native_blocks, not blocks): those go to it."""
+        from . import _core
+        first = figures["first_epoch"] + 1
+        epochs = range(first, first + figures["epochs"])
+        alive = _core.Session.survivors(first, epochs[-1])
+        python = [len(_core.blocks_of_epoch(e)) for e in epochs]
+        return V.screen_judged([0] + python + [0]) == V.screen_judged([0] + alive + [0])
 
     def _proven_leak(self):
         """A leak the screen proved (self.proven): a baseline iteration, two
