@@ -41,8 +41,8 @@ INTERPRETERS = {"release": sys.executable, "debug": DEBUG_PYTHON}
 # extra DECREF no error (the zoo cases below come out clean, as
 # tests/slow/test_versions.py checks for the first two).
 IMMORTAL = sys.version_info >= (3, 12)
-IMMORTAL_CASES = ("incref_none", "incref_returned", "incref_static_type", "overrelease_none",
-                  "overrelease_small_int")
+IMMORTAL_CASES = ("getbuffer_none", "incref_none", "incref_returned", "incref_static_type",
+                  "overrelease_none", "overrelease_small_int")
 # 3.12 alone makes interned strings immortal too (3.13 gives them counts
 # again): the zoo's module-level interned str.
 if sys.version_info[:2] == (3, 12):
