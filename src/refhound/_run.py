@@ -302,6 +302,7 @@ class CheckRun:
         again (up to V.SCREEN_ROUNDS rounds, V.screen_again): the second and
         later rounds follow full collections and ask whether the blocks the
         round before kept have died since."""
+        from . import _core
         warm, calls, epochs = plan or V.screen_plan(seconds_per_call)
         t = time.perf_counter()
         rounds = []
@@ -316,7 +317,7 @@ class CheckRun:
                         any(V.screen_judged(earlier["blocks"])):
                     # A stale pointer in freed memory is no reference for
                     # the search for lost blocks after this round.
-                    filling = _core_fill_freed(True)
+                    filling = _core.fill_freed(True)
                 figures = yield Step("screen", "screening", calls,
                                      arg=(warm, calls, epochs, generation, lazy_tail))
                 figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
@@ -347,7 +348,7 @@ class CheckRun:
                 generation = 2
         finally:
             if filling:
-                _core_fill_freed(False)
+                _core.fill_freed(False)
         self.screened = {
             "outcome": outcome, "reason": reason, "rounds": rounds, "warm": warm,
             "first_epoch": figures["first_epoch"],
@@ -457,12 +458,7 @@ class CheckRun:
         try:
             self.session = self.open_session(calls)
             self.calls = calls
-            # A baseline and PROVEN_ITERATIONS plain iterations: the samples
-            # of the result (its charts), before the attribution's own.
-            yield self._iterate("warm-up", warmup=True)
-            for _ in range(PROVEN_ITERATIONS):
-                yield self._iterate("measuring")
-            self.measured_samples = self.session.nsamples
+            yield from self._proof_samples(calls)
             sites = []
             if self.options.attribution:
                 try:
@@ -477,8 +473,19 @@ class CheckRun:
             if self.session is not None:
                 self.session.close()
         self.result.per_call = dict(self.result.per_call, **rates)
-        self.result.trends = dict(self.result.trends, **V.screen_lost_trends(
+        self.result.trends = dict(self.result.trends, **V.proof_trends(
             rates, calls, len(V.screen_judged(self.screened["survivors"]))))
+
+    def _proof_samples(self, calls):
+        """A baseline and PROVEN_ITERATIONS plain iterations: the samples of
+        a result proven without the trend test (its charts, its costs),
+        before the iterations of the proof and the attribution."""
+        yield self._iterate("warm-up", warmup=True)
+        for _ in range(PROVEN_ITERATIONS):
+            t = time.perf_counter()
+            seconds = yield self._iterate("measuring")
+            self._cost(time.perf_counter() - t, seconds, calls)
+        self.measured_samples = self.session.nsamples
 
     def _references_proven(self, calls):
         """After a screen that saw references alone grow: a baseline and
@@ -493,12 +500,7 @@ class CheckRun:
         try:
             self.session = session = self.open_session(calls)
             self.calls = calls
-            yield self._iterate("warm-up", warmup=True)
-            for _ in range(PROVEN_ITERATIONS):
-                t = time.perf_counter()
-                seconds = yield self._iterate("measuring")
-                self._cost(time.perf_counter() - t, seconds, calls)
-            self.measured_samples = session.nsamples
+            yield from self._proof_samples(calls)
             growth = yield from self._diagnose()
             unheld = bool(growth) and (yield from self._references_unheld(growth))
             if not unheld:
@@ -524,7 +526,7 @@ class CheckRun:
                 self.session.close()
         rates = dict(V.screen_reference_rates(), refs=self.result.per_call["refs"])
         self.result.per_call = dict(self.result.per_call, **rates)
-        self.result.trends = dict(self.result.trends, **V.screen_lost_trends(
+        self.result.trends = dict(self.result.trends, **V.proof_trends(
             rates, calls, PROVEN_ITERATIONS, ("refs",), "references nothing holds"))
         return True
 
@@ -1092,11 +1094,6 @@ class CheckRun:
             survivors={"first_epoch": 0, "blocks": [], "bytes": []}, notes=self.notes)
         result.incomplete = why
         return result
-
-
-def _core_fill_freed(on):
-    from . import _core
-    return _core.fill_freed(on)
 
 
 def watch_calls(iteration_calls, rates):

@@ -962,8 +962,7 @@ def screen_reference_rates():
     return rates
 
 
-def screen_lost_trends(rates, calls, epochs, metrics=("blocks", "bytes"),
-                       proof="lost for good"):
+def proof_trends(rates, calls, epochs, metrics=("blocks", "bytes"), proof="lost for good"):
     """The trends of a leak proven without the trend test (the screen's
     blocks lost for good, references nothing holds): its metrics growing,
     by proof, with no p-value."""
