@@ -13,9 +13,12 @@
  * process_vm_readv, in 1 MiB runs, a run that fails page by page: a
  * mapping unmapped meanwhile by another thread, or a file mapping past its
  * file's end, is unreadable pages, never a fault), less the engine's
- * own tables (ownmem.c: they hold every block's address), device
- * mappings, and the calling thread's stack below its current frame (dead
- * frames, the candidate walk's among them).  Each aligned word that falls
+ * own tables (ownmem.c: they hold every block's address), the free memory
+ * of the allocators (freemem.c: glibc's main heap, its free chunks, its
+ * per-thread caches and its top chunk; poolfree.c: pymalloc's free blocks
+ * and the pools' uncarved parts), device mappings, and the calling
+ * thread's stack below its current frame (dead frames, the candidate
+ * walk's among them).  Each aligned word that falls
  * inside a candidate is a reference to it; for an object the range starts
  * at the object, after its GC header (the collector's list links point at
  * the header of every tracked object, a leaked one too), and a word at the
@@ -28,11 +31,14 @@
  * heap) there is no answer rather than a partial one.
  *
  * Freed memory keeps the words it held: a block whose last pointer was in
- * a struct freed since looks referenced.  While a check measures, the C
+ * a struct freed since looks referenced.  The allocators' free memory is
+ * left out (above) where their structures can be walked; what they cannot
+ * (the fast bins, other threads' arenas, empty pymalloc pools, an object in
+ * a free list) is covered in part by filling: while a check measures, the C
  * library fills what it frees (glibc's M_PERTURB, as PYTHONMALLOC=debug
- * fills freed PyMem blocks): _rh_lost_fill_freed.  Its per-thread cache
- * (tcache, 7 chunks a size) is not filled: the last iteration's blocks are
- * not judged (verdict.py).
+ * fills freed PyMem blocks): _rh_lost_fill_freed.  The last iteration's
+ * blocks are not judged (verdict.py): the live memory of the calls just
+ * made (a list's spare slots, a data stack's dead part) still names some.
  *
  * Conservative by construction: stale words in freed memory, an integer
  * that looks like an address, a pointer in the engine's libc memory all
@@ -50,6 +56,8 @@
  */
 #include "lost.h"
 
+#include "freemem.h"
+#include "poolfree.h"
 #include "objects.h"
 #include "ownmem.h"
 #include "safemem.h"
@@ -278,21 +286,20 @@ static void scan_range(scan_t *s, uintptr_t start, uintptr_t end, uintptr_t *buf
     }
 }
 
-/* [start, end) less the engine's own ranges (sorted) and the dead part of
- * the calling thread's stack. */
-static void scan_mapping(scan_t *s, uintptr_t start, uintptr_t end, const rh_range_t *own,
-                         size_t nown, uintptr_t sp, uintptr_t *buf, rh_lost_t *out)
+/* [start, end) less the ranges to skip (sorted by start) and the dead
+ * part of the calling thread's stack. */
+static void scan_mapping(scan_t *s, uintptr_t start, uintptr_t end, const rh_range_t *skip,
+                         size_t nskip, uintptr_t sp, uintptr_t *buf, rh_lost_t *out)
 {
     if (sp >= start && sp < end)
         start = sp;                     /* below the current frame: dead frames */
     uintptr_t at = start;
-    for (size_t i = 0; i < nown && at < end; i++) {
-        if (own[i].end <= at || own[i].start >= end)
+    for (size_t i = 0; i < nskip && at < end && skip[i].start < end; i++) {
+        if (skip[i].end <= at)
             continue;
-        if (own[i].start > at)
-            scan_range(s, at, own[i].start, buf, out);
-        if (own[i].end > at)
-            at = own[i].end;
+        if (skip[i].start > at)
+            scan_range(s, at, skip[i].start, buf, out);
+        at = skip[i].end;
     }
     if (at < end)
         scan_range(s, at, end, buf, out);
@@ -325,9 +332,11 @@ static int read_maps(vec_t *text)
 }
 
 /* The mappings to read, from the text of /proc/self/maps (modified: lines
- * cut): readable and writable, not a device's.  *total: their bytes.
+ * cut): readable and writable, not a device's.  *total: their bytes;
+ * [*heap_lo, *heap_hi): the one named [heap] (the main heap), if any.
  * 0, or -1 out of memory. */
-static int writable_mappings(char *text, vec_t *maps, size_t *total)
+static int writable_mappings(char *text, vec_t *maps, size_t *total, uintptr_t *heap_lo,
+                             uintptr_t *heap_hi)
 {
     for (char *line = text; *line;) {
         char *next = strchr(line, '\n');
@@ -346,6 +355,10 @@ static int writable_mappings(char *text, vec_t *maps, size_t *total)
                 r->start = a;
                 r->end = b;
                 *total += b - a;
+                if (strcmp(path, "[heap]") == 0) {
+                    *heap_lo = a;
+                    *heap_hi = b;
+                }
             }
         }
         if (next == NULL)
@@ -406,13 +419,69 @@ out:
     vec_free(&queue);
 }
 
+/* A free range of the heap onto the vec of ranges to leave out. */
+static int push_free(uintptr_t start, uintptr_t end, void *arg)
+{
+    rh_range_t *r = vec_push((vec_t *)arg);
+    if (r == NULL)
+        return -1;
+    r->start = start;
+    r->end = end;
+    return 0;
+}
+
+/* a and b (each sorted by start) into out, sorted: 0, or -1 out of memory. */
+static int merge_ranges(const rh_range_t *a, size_t na, const rh_range_t *b, size_t nb,
+                        vec_t *out)
+{
+    if (vec_reserve(out, na + nb + 1) < 0)
+        return -1;
+    size_t i = 0, j = 0;
+    while (i < na || j < nb) {
+        const rh_range_t *next = j >= nb || (i < na && a[i].start <= b[j].start) ? &a[i++]
+                                                                              : &b[j++];
+        *(rh_range_t *)vec_push(out) = *next;
+    }
+    return 0;
+}
+
+/* The ranges left out of the search, sorted by start into `skip`: the
+ * engine's own (own, sorted) and the free memory of the allocators: of
+ * the main heap [heap_lo, heap_hi) (freemem.c) and of pymalloc's pools
+ * (poolfree.c); none of a walk that fails.  0, or -1 out of memory. */
+static int ranges_to_skip(const rh_range_t *own, size_t nown, uintptr_t heap_lo,
+                          uintptr_t heap_hi, vec_t *skip, rh_lost_t *out)
+{
+    vec_t heap = {NULL, 0, 0, sizeof(rh_range_t)};
+    vec_t pools = {NULL, 0, 0, sizeof(rh_range_t)};
+    vec_t mine = {NULL, 0, 0, sizeof(rh_range_t)};
+    if (heap_hi > heap_lo && _rh_freemem_heap(heap_lo, heap_hi, push_free, &heap) < 0)
+        heap.count = 0;                 /* no answer: every word of the heap is read */
+    out->pools = _rh_poolfree_walk(push_free, &pools);
+    if (out->pools < 0)
+        pools.count = 0;
+    const rh_range_t *f = heap.items, *p = pools.items;
+    for (size_t i = 0; i < heap.count; i++)
+        out->free_bytes += (int64_t)(f[i].end - f[i].start);
+    for (size_t i = 0; i < pools.count; i++)
+        out->free_bytes += (int64_t)(p[i].end - p[i].start);
+    int rc = merge_ranges(f, heap.count, p, pools.count, &mine);
+    if (rc == 0)
+        rc = merge_ranges(own, nown, mine.items, mine.count, skip);
+    vec_free(&heap);
+    vec_free(&pools);
+    vec_free(&mine);
+    return rc;
+}
+
 /* Every readable and writable mapping of the process through s->words
- * (less the engine's own ranges and the dead part of this thread's
- * stack).  0, or -1 with *why. */
+ * (less the engine's own ranges, the free memory of the main heap, and
+ * the dead part of this thread's stack).  0, or -1 with *why. */
 static int scan_process(scan_t *s, rh_lost_t *out, const char **why)
 {
     vec_t text = {NULL, 0, 0, 1};
     vec_t maps = {NULL, 0, 0, sizeof(rh_range_t)};
+    vec_t skip = {NULL, 0, 0, sizeof(rh_range_t)};
     uintptr_t *buf = _rh_own_map(RUN);
     rh_range_t own[MAX_OWN];
     int rc = 0;
@@ -421,12 +490,9 @@ static int scan_process(scan_t *s, rh_lost_t *out, const char **why)
         rc = -1;
         goto done;
     }
-    /* Taken after every map of ours: the text and the run buffer too. */
-    size_t nown = _rh_own_ranges(own, MAX_OWN);
-    if (nown > MAX_OWN)
-        nown = MAX_OWN;
     size_t total = 0;
-    if (writable_mappings(text.items, &maps, &total) < 0) {
+    uintptr_t heap_lo = 0, heap_hi = 0;
+    if (writable_mappings(text.items, &maps, &total, &heap_lo, &heap_hi) < 0) {
         *why = "no memory for the list of mappings";
         rc = -1;
         goto done;
@@ -438,14 +504,25 @@ static int scan_process(scan_t *s, rh_lost_t *out, const char **why)
         rc = -1;
         goto done;
     }
+    /* Taken after every map of ours: the text and the run buffer too
+     * (the heap walk's maps come and go before the search). */
+    size_t nown = _rh_own_ranges(own, MAX_OWN);
+    if (nown > MAX_OWN)
+        nown = MAX_OWN;
+    if (ranges_to_skip(own, nown, heap_lo, heap_hi, &skip, out) < 0) {
+        *why = "no memory for the ranges to leave out";
+        rc = -1;
+        goto done;
+    }
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     for (size_t i = 0; i < maps.count && !s->failed; i++) {
         const rh_range_t *m = (const rh_range_t *)maps.items + i;
-        scan_mapping(s, m->start, m->end, own, nown, sp, buf, out);
+        scan_mapping(s, m->start, m->end, skip.items, skip.count, sp, buf, out);
     }
 done:
     if (buf != NULL)
         _rh_own_unmap(buf, RUN);
+    vec_free(&skip);
     vec_free(&maps);
     vec_free(&text);
     return rc;

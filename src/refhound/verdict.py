@@ -380,10 +380,11 @@ LOST_SHARE = 0.8           # of the growth, lost for good, to need no patience
 LOST_MIN_PER_ITERATION = 2  # and at least this many blocks an iteration
 # The screen's proof (screen_lost) asks half: its blocks also outlived the
 # full collections of two rounds, with nothing else moving, and its search
-# follows one round of filling only (stale words in pymalloc's free blocks
-# and in memory freed before it hide some: measured on a PyMem block a
-# call, 6 to 13 of 11 to 13 found lost in the median epoch; at 80 % one
-# run in six fell to the full check).
+# follows one round of filling only.  Measured on a PyMem block a call in a
+# pytest process (two such tests, 24 runs, half of them with two CPU hogs):
+# before the search left the allocators' free memory out (freemem.c,
+# poolfree.c), stale words hid whole epochs (0 of 25 lost in one, the second
+# test proven in 1 run of 3); since, 23 to 25 of 25 lost, 48 proofs of 48.
 SCREEN_LOST_SHARE = 0.5
 
 
@@ -396,11 +397,11 @@ def growth_lost(lost_per_epoch, blocks_per_iteration, share=None):
     cache, which is not filled).  No cache can give back a block it holds no
     pointer to: a growth made of such blocks (some in every iteration,
     LOST_SHARE of it and LOST_MIN_PER_ITERATION blocks in the median one)
-    needs no patience.  The count found is a floor: a stale word in memory
-    freed before the filling began (pymalloc's free blocks are never
-    filled) names a lost block now and then; measured in a pytest process,
-    msgpack's first leak of 9 blocks a call, at one call an iteration, came
-    out 8 to 10 of 11 lost.  A growth of one block an iteration is left to
+    needs no patience.  The count found is a floor: a stale word in live
+    memory (or in free memory the search cannot walk: lost.c) names a lost
+    block now and then; measured in a pytest process, msgpack's first leak
+    of 9 blocks a call, at one call an iteration, came out 8 to 10 of 11
+    lost.  A growth of one block an iteration is left to
     patience, which changes the calls an iteration holds: a block the
     tracker missed the release of, once an iteration (measured: a clean
     twin on the debug build), is no call's.  The price of the share: a leak

@@ -634,7 +634,9 @@ static PyObject *Session_dict_table_survivors(PyObject *cls, PyObject *args)
 /* Session.lost_survivors(first, last) -> {"lost": [blocks per birth epoch
  * of [first, last] that nothing points to], "lost_bytes": [...],
  * "candidates", "lost_total", "scanned_bytes", "mappings", "unreadable",
- * "seconds"}; TrackingError when the memory cannot be read. */
+ * "free_bytes" (free in the allocators, left out), "pools" (pymalloc's,
+ * walked for their free blocks), "seconds"};
+ * TrackingError when the memory cannot be read. */
 static PyObject *Session_lost_survivors(PyObject *cls, PyObject *args)
 {
     uint32_t first;
@@ -660,6 +662,8 @@ static PyObject *Session_lost_survivors(PyObject *cls, PyObject *args)
              set_item(out, "scanned_bytes", PyLong_FromLongLong(r.scanned_bytes)) < 0 ||
              set_item(out, "mappings", PyLong_FromLongLong(r.mappings)) < 0 ||
              set_item(out, "unreadable", PyLong_FromLongLong(r.unreadable)) < 0 ||
+             set_item(out, "free_bytes", PyLong_FromLongLong(r.free_bytes)) < 0 ||
+             set_item(out, "pools", PyLong_FromLongLong(r.pools)) < 0 ||
              set_item(out, "seconds", PyFloat_FromDouble(r.seconds)) < 0))
             Py_CLEAR(out);
         _rh_engine_leave(engine);
