@@ -15,8 +15,10 @@
  * file's end, is unreadable pages, never a fault), less the engine's
  * own tables (ownmem.c: they hold every block's address), the free memory
  * of the allocators (freemem.c: glibc's main heap, its free chunks, its
- * per-thread caches and its top chunk; poolfree.c: pymalloc's free blocks
- * and the pools' uncarved parts), device mappings, and the calling
+ * per-thread caches and its top chunk, walked before the search;
+ * poolfree.c: pymalloc's free blocks and the pools' uncarved parts, told
+ * in each run as it is read, which runs end on 16 KiB boundaries so that
+ * pools lie whole in one), device mappings, and the calling
  * thread's stack below its current frame (dead frames, the candidate
  * walk's among them).  Each aligned word that falls
  * inside a candidate is a reference to it; for an object the range starts
@@ -33,8 +35,8 @@
  * Freed memory keeps the words it held: a block whose last pointer was in
  * a struct freed since looks referenced.  The allocators' free memory is
  * left out (above) where their structures can be walked; what they cannot
- * (the fast bins, other threads' arenas, empty pymalloc pools, an object in
- * a free list) is covered in part by filling: while a check measures, the C
+ * (the fast bins, other threads' arenas, an object in a free list) is
+ * covered in part by filling: while a check measures, the C
  * library fills what it frees (glibc's M_PERTURB, as PYTHONMALLOC=debug
  * fills freed PyMem blocks): _rh_lost_fill_freed.  The last iteration's
  * blocks are not judged (verdict.py): the live memory of the calls just
@@ -73,6 +75,8 @@
 #include <unistd.h>
 
 #define RUN ((size_t)1 << 20)           /* bytes read at once */
+#define LARGE_POOL_ALIGN ((uintptr_t)16 << 10)  /* runs end on it: pools lie whole in one */
+#define POOL_STEP ((uintptr_t)4 << 10)          /* where a pool may start */
 #define PAGE ((size_t)4096)
 #define MAX_OWN 256
 #define MAX_EDGES ((size_t)1 << 24)
@@ -258,18 +262,68 @@ static void scan_words(scan_t *s, const uintptr_t *buf, size_t words, uintptr_t 
     }
 }
 
+/* The words of a run copied from `at` (len bytes in buf) through
+ * s->words, less the free blocks and the never-carved part of each
+ * pymalloc pool that lies whole in the run (poolfree.c). */
+static void scan_run(scan_t *s, const uintptr_t *buf, size_t len, uintptr_t at,
+                     rh_lost_t *out)
+{
+    const unsigned char *bytes = (const unsigned char *)buf;
+    const uintptr_t end = at + len;
+    uintptr_t done = at;                /* words before this are handed on */
+    rh_pool_t pool;
+    for (uintptr_t p = (at + POOL_STEP - 1) & ~(uintptr_t)(POOL_STEP - 1);
+         p + POOL_STEP <= end && !s->failed;) {
+        size_t size = _rh_pool_at(bytes + (p - at), (size_t)(end - p), p, &pool);
+        if (size == 0) {
+            p += POOL_STEP;
+            continue;
+        }
+        out->pools++;
+        /* What lies before the pool, then its header, then its blocks in
+         * use (runs of them at once). */
+        uintptr_t live = pool.header + p;
+        if (live > done)
+            s->words(s, buf + (done - at) / sizeof(uintptr_t),
+                     (size_t)(live - done) / sizeof(uintptr_t), done);
+        for (size_t k = 0; k < pool.carved && !s->failed;) {
+            size_t j = k;
+            while (j < pool.carved && pool.free[j] == pool.free[k])
+                j++;
+            uintptr_t a = p + pool.header + k * pool.block_size;
+            uintptr_t b = p + pool.header + j * pool.block_size;
+            if (pool.free[k])
+                out->free_bytes += (int64_t)(b - a);
+            else
+                s->words(s, buf + (a - at) / sizeof(uintptr_t),
+                         (size_t)(b - a) / sizeof(uintptr_t), a);
+            k = j;
+        }
+        uintptr_t carved_end = p + pool.header + pool.carved * pool.block_size;
+        out->free_bytes += (int64_t)(p + size - carved_end);
+        done = p += size;
+    }
+    if (end > done && !s->failed)
+        s->words(s, buf + (done - at) / sizeof(uintptr_t),
+                 (size_t)(end - done) / sizeof(uintptr_t), done);
+}
+
 static void scan_range(scan_t *s, uintptr_t start, uintptr_t end, uintptr_t *buf,
                        rh_lost_t *out)
 {
     start = (start + sizeof(uintptr_t) - 1) & ~(uintptr_t)(sizeof(uintptr_t) - 1);
-    for (uintptr_t at = start; at < end && !s->failed; at += RUN) {
-        size_t len = end - at < RUN ? (size_t)(end - at) : RUN;
-        len &= ~(sizeof(uintptr_t) - 1);
+    for (uintptr_t at = start; at < end && !s->failed;) {
+        /* Runs end on a 16 KiB boundary: pymalloc's pools lie whole in one. */
+        uintptr_t stop = ((at + RUN) & ~(uintptr_t)(LARGE_POOL_ALIGN - 1));
+        if (stop <= at || stop > end)
+            stop = end;
+        size_t len = (size_t)(stop - at) & ~(sizeof(uintptr_t) - 1);
         if (len == 0)
             break;
         if (_rh_safe_read(at, buf, len) == 0) {
             out->scanned_bytes += (int64_t)len;
-            s->words(s, buf, len / sizeof(uintptr_t), at);
+            scan_run(s, buf, len, at, out);
+            at += len;
             continue;
         }
         /* Page by page: a page past the end of its file, or unmapped
@@ -283,6 +337,7 @@ static void scan_range(scan_t *s, uintptr_t start, uintptr_t end, uintptr_t *buf
             out->scanned_bytes += (int64_t)n;
             s->words(s, buf, n / sizeof(uintptr_t), at + off);
         }
+        at += len;
     }
 }
 
@@ -446,31 +501,20 @@ static int merge_ranges(const rh_range_t *a, size_t na, const rh_range_t *b, siz
 }
 
 /* The ranges left out of the search, sorted by start into `skip`: the
- * engine's own (own, sorted) and the free memory of the allocators: of
- * the main heap [heap_lo, heap_hi) (freemem.c) and of pymalloc's pools
- * (poolfree.c); none of a walk that fails.  0, or -1 out of memory. */
+ * engine's own (own, sorted) and the free memory of the main heap
+ * [heap_lo, heap_hi) (freemem.c; none when its walk fails).  0, or -1 out
+ * of memory. */
 static int ranges_to_skip(const rh_range_t *own, size_t nown, uintptr_t heap_lo,
                           uintptr_t heap_hi, vec_t *skip, rh_lost_t *out)
 {
     vec_t heap = {NULL, 0, 0, sizeof(rh_range_t)};
-    vec_t pools = {NULL, 0, 0, sizeof(rh_range_t)};
-    vec_t mine = {NULL, 0, 0, sizeof(rh_range_t)};
     if (heap_hi > heap_lo && _rh_freemem_heap(heap_lo, heap_hi, push_free, &heap) < 0)
         heap.count = 0;                 /* no answer: every word of the heap is read */
-    out->pools = _rh_poolfree_walk(push_free, &pools);
-    if (out->pools < 0)
-        pools.count = 0;
-    const rh_range_t *f = heap.items, *p = pools.items;
+    const rh_range_t *f = heap.items;
     for (size_t i = 0; i < heap.count; i++)
         out->free_bytes += (int64_t)(f[i].end - f[i].start);
-    for (size_t i = 0; i < pools.count; i++)
-        out->free_bytes += (int64_t)(p[i].end - p[i].start);
-    int rc = merge_ranges(f, heap.count, p, pools.count, &mine);
-    if (rc == 0)
-        rc = merge_ranges(own, nown, mine.items, mine.count, skip);
+    int rc = merge_ranges(own, nown, f, heap.count, skip);
     vec_free(&heap);
-    vec_free(&pools);
-    vec_free(&mine);
     return rc;
 }
 

@@ -16,7 +16,7 @@ typedef struct {
     int64_t mappings;           /* mappings read */
     int64_t unreadable;         /* pages that could not be read */
     int64_t free_bytes;         /* free in the allocators, left out (freemem.c, poolfree.c) */
-    int64_t pools;              /* pymalloc pools walked for their free blocks (-1: none) */
+    int64_t pools;              /* pymalloc pools told in the memory read (poolfree.c) */
     double seconds;
 } rh_lost_t;
 

@@ -1,19 +1,29 @@
-/* poolfree.h — the free blocks of pymalloc's pools (poolfree.c): what
- * they hold are the words of the objects that died there, no references. */
+/* poolfree.h — pymalloc's pools told in a copy of memory, with their free
+ * blocks (poolfree.c): what those hold are the words of the objects that
+ * died there, no references. */
 #ifndef RH_POOLFREE_H
 #define RH_POOLFREE_H
 
 #ifndef REFHOUND_CORE_BUILD
 #error "poolfree.h is internal to refhound's engine (src/core)"
 #endif
-#include "freemem.h"
+#include <stddef.h>
+#include <stdint.h>
 
-/* Hand each free range of the pools that hold a tracked block to `found`,
- * in ascending order: the blocks on a pool's free list and the part of
- * the pool not carved into blocks yet.  Returns how many pools were
- * walked, or -1 when `found` stopped it or memory ran out (the caller
- * then keeps every word).  A pool whose header does not check out is
- * left as it is.  GIL held. */
-long _rh_poolfree_walk(rh_free_range_fn found, void *arg);
+#define RH_POOL_MAX_BLOCKS 1024         /* blocks of 16 bytes in a 16 KiB pool, at most */
+
+typedef struct {
+    size_t pool_size;                   /* 4 or 16 KiB */
+    size_t header;                      /* bytes before the first block */
+    size_t block_size;
+    size_t carved;                      /* blocks carved: [header, header + carved * size) */
+    unsigned char free[RH_POOL_MAX_BLOCKS];     /* free[k]: block k is on the free list */
+} rh_pool_t;
+
+/* Is the memory at address `at` (copied in `copy`, `avail` bytes of it) a
+ * pymalloc pool?  `at` must be 4 KiB aligned.  Fills *pool and returns
+ * its size (the bytes from `at` it covers), or 0 when no pool checks out
+ * there (a pool larger than avail is not looked at). */
+size_t _rh_pool_at(const unsigned char *copy, size_t avail, uintptr_t at, rh_pool_t *pool);
 
 #endif /* RH_POOLFREE_H */

@@ -635,7 +635,7 @@ static PyObject *Session_dict_table_survivors(PyObject *cls, PyObject *args)
  * of [first, last] that nothing points to], "lost_bytes": [...],
  * "candidates", "lost_total", "scanned_bytes", "mappings", "unreadable",
  * "free_bytes" (free in the allocators, left out), "pools" (pymalloc's,
- * walked for their free blocks), "seconds"};
+ * told in the memory read: their free blocks left out), "seconds"};
  * TrackingError when the memory cannot be read. */
 static PyObject *Session_lost_survivors(PyObject *cls, PyObject *args)
 {
