@@ -54,10 +54,13 @@
 /* The tcache key, once learnt (0: not known). */
 static uintptr_t tcache_key;
 
-/* A word whose bytes are all the same (a fill pattern, 0): not a key. */
-static int repeated_byte(uintptr_t w)
+/* A word that cannot be the key: all its bytes the same (a fill pattern,
+ * 0: the chunk went to a fast bin, or another allocator took it), or a
+ * small integer, which live memory holds often.  glibc's key is random
+ * since 2.34 (the cache's address before). */
+static int not_a_key(uintptr_t w)
 {
-    return w == (w & 0xff) * (uintptr_t)0x0101010101010101ULL;
+    return w == (w & 0xff) * (uintptr_t)0x0101010101010101ULL || w < ((uintptr_t)1 << 32);
 }
 
 /* Free a chunk of our own into this thread's cache and read the key it
@@ -73,7 +76,7 @@ static void learn_tcache_key(void)
     uintptr_t at = (uintptr_t)q;
     free(q);
     uintptr_t w[2];
-    if (_rh_safe_read(at, w, sizeof(w)) == 0 && !repeated_byte(w[1]))
+    if (_rh_safe_read(at, w, sizeof(w)) == 0 && !not_a_key(w[1]))
         tcache_key = w[1];
 #endif
 }
