@@ -323,6 +323,8 @@ void _rh_epoch_survivor(const rh_block_t *b, void *arg)
     size_t size = rh_block_size(b);
     sv->blocks[e - sv->first]++;
     sv->bytes[e - sv->first] += (int64_t)size;
+    if (sv->native != NULL && domain == RH_DOMAIN_NATIVE)
+        sv->native[e - sv->first]++;
     if (sv->heap != NULL && RH_HEAP_BLOCK(domain, size))
         sv->heap[e - sv->first] += (int64_t)(size + RH_CHUNK_OVERHEAD);
 }

@@ -38,6 +38,8 @@ typedef struct {
     int64_t *heap;              /* n, zeroed by the caller, or NULL: what those blocks
                                  * take of malloc's heap at most (RH_HEAP_BLOCK) */
     int64_t dead;
+    int64_t *native;            /* n, zeroed by the caller, or NULL: of those blocks,
+                                 * the native domain's (malloc called by extensions) */
 } rh_epoch_survivors_t;
 
 /* A block in malloc's heap (not in pymalloc's arenas): a raw or native

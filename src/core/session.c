@@ -550,7 +550,7 @@ static int screen_walk(const rh_screen_plan_t *plan, rh_screen_t *out, int k, in
     if (rc == 0) {
         rh_walk_totals_t w;
         rh_epoch_survivors_t sv = {out->first_epoch, (uint32_t)plan->nepochs + 2, out->blocks,
-                                   out->bytes, out->heap, 0};
+                                   out->bytes, out->heap, 0, NULL};
         /* B also counts the survivors of the screened epochs, in the same
          * pass (the GIL table), then the raw table's. */
         _rh_objects_walk_survivors(&w, out->first_epoch, k == 1 ? &sv : NULL, 2);
@@ -622,11 +622,13 @@ static int screen_moved(const rh_screen_plan_t *plan, const rh_screen_t *out)
            out->native[1] - out->native[0] > plan->native_slack;
 }
 
-int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes)
+int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes,
+                             int64_t *native)
 {
     memset(blocks, 0, sizeof(int64_t) * n);
     memset(bytes, 0, sizeof(int64_t) * n);
-    rh_epoch_survivors_t sv = {first, n, blocks, bytes, NULL, 0};
+    memset(native, 0, sizeof(int64_t) * n);
+    rh_epoch_survivors_t sv = {first, n, blocks, bytes, NULL, 0, native};
     _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_RAW, _rh_epoch_survivor, &sv);
     return sv.dead;
 }

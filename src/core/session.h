@@ -152,10 +152,11 @@ typedef struct {
  * a fork child that returns into the loop leaves at once (_exit(0)). */
 int _rh_screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *args,
                    PyObject *kwargs, rh_screen_t *out);
-/* Blocks (and bytes) per birth epoch of [first, first + n) alive now, as
- * the screen counts them (dead objects in free lists left out; returns
- * how many were). */
-int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes);
+/* Blocks (and bytes, and of those blocks the native domain's) per birth
+ * epoch of [first, first + n) alive now, as the screen counts them (dead
+ * objects in free lists left out; returns how many were). */
+int64_t _rh_screen_survivors(uint32_t first, uint32_t n, int64_t *blocks, int64_t *bytes,
+                             int64_t *native);
 /* gc.collect(generation) (none when negative) and a heap walk, as the
  * engine's own work: the reference total and the objects.  0, or -1 with
  * an exception. */

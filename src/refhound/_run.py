@@ -435,16 +435,15 @@ class CheckRun:
             return None
 
     def _python_blocks_only(self, figures):
-        """Are the blocks alive from a screen round's judged epochs all
-        Python's (the mem and obj domains)?  The screen counts the raw and
-        native domains too, which the full check's rates keep apart (a
-        native leak is native_blocks, not blocks): those go to it."""
+        """Are the blocks alive from a screen round's judged epochs all of
+        CPython's allocators (the raw, mem and obj domains)?  The screen
+        counts the native domain too (malloc called by extensions), which
+        the full check's rates keep apart (a native leak is native_blocks,
+        not blocks): those go to it."""
         from . import _core
         first = figures["first_epoch"] + 1
-        epochs = range(first, first + figures["epochs"])
-        alive = _core.Session.survivors(first, epochs[-1])
-        python = [len(_core.blocks_of_epoch(e)) for e in epochs]
-        return V.screen_judged([0] + python + [0]) == V.screen_judged([0] + alive + [0])
+        native = _core.Session.survivors(first, first + figures["epochs"] - 1, True)
+        return not any(V.screen_judged([0] + native + [0]))
 
     def _proven_leak(self):
         """A leak the screen proved (self.proven): a baseline iteration, two

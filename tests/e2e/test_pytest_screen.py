@@ -304,7 +304,7 @@ def test_a_free_list_filling_over_the_first_calls_is_cleared_by_the_screen():
 LOST_SUITE = '''
 import collections
 
-import pymem_buffer
+import %(module)s
 
 # Its last 400 results, the ring full from the start: what a call makes
 # lives 400 calls, referenced from the ring, and nothing grows.
@@ -312,11 +312,11 @@ _ring = collections.deque((bytearray(64) for _ in range(400)), maxlen=400)
 
 
 def test_buffer_leaky():
-    pymem_buffer.leaky()
+    %(module)s.leaky()
 
 
 def test_buffer_leaky_again():
-    pymem_buffer.leaky()
+    %(module)s.leaky()
 
 
 def test_keeps_its_last_400_buffers():
@@ -336,14 +336,17 @@ def _one_by_one(tmp_path_factory, name, text, case):
     return proc, outcomes(folder / "out.json")
 
 
-@pytest.fixture(scope="module")
-def lost_suite(tmp_path_factory):
-    return _one_by_one(tmp_path_factory, "lost_suite", LOST_SUITE, "pymem_buffer")
+# CPython's allocators: PyMem_Malloc (the mem domain) and PyMem_RawMalloc
+# (raw: what tracemalloc's tracebacks use, msgpack's leaks of gh-121390).
+@pytest.fixture(scope="module", params=["pymem_buffer", "rawmem_buffer"])
+def lost_suite(tmp_path_factory, request):
+    return request.param, _one_by_one(tmp_path_factory, "lost_suite",
+                                      LOST_SUITE % {"module": request.param}, request.param)
 
 
 @SEARCHES
 def test_blocks_lost_for_good_are_a_leak_without_the_full_check(lost_suite):
-    """A 64-byte PyMem block lost every call (nothing else moves): the
+    """A 64-byte PyMem (or raw) block lost every call (nothing else moves): the
     screen's second round finds the first round's blocks still alive and
     its own referenced from nowhere (lost.c), so the leak is called there:
     its rates are the screen's (exactly 1 block and 64 bytes a call), two
@@ -354,7 +357,7 @@ def test_blocks_lost_for_good_are_a_leak_without_the_full_check(lost_suite):
     proven.  (Before the search left the allocators' free memory out, stale
     words in freed dict tables and list arrays hid whole epochs: CI's run
     and .ci/fresh-path --bare proved neither.)"""
-    proc, results = lost_suite
+    case, (proc, results) = lost_suite
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     proven = 0
     for name in ("test_buffer_leaky", "test_buffer_leaky_again"):
@@ -364,7 +367,7 @@ def test_blocks_lost_for_good_are_a_leak_without_the_full_check(lost_suite):
             leaky["per_call"]
         culprit = leaky["sites"][0]["culprit"]
         assert (culprit["function"], culprit["line"]) == (
-            CASES["pymem_buffer"]["culprit_function"], CASES["pymem_buffer"]["culprit_line"])
+            CASES[case]["culprit_function"], CASES[case]["culprit_line"])
         if not any(n.startswith("no full check needed") for n in leaky["notes"]):
             continue
         proven += 1
@@ -380,12 +383,36 @@ def test_blocks_kept_and_referenced_get_the_full_check(lost_suite):
     """The twin: blocks that outlive the screen's rounds but that the ring
     still points to are not lost; the full check runs and clears the test
     (the ring only turns over)."""
-    proc, results = lost_suite
+    case, (proc, results) = lost_suite
     ring = results["test_lost_suite.py::test_keeps_its_last_400_buffers"]
     assert ring["pytest"]["outcome"] == "clean", ring["notes"]
     assert ring["screen"]["outcome"] == "suspect", ring["screen"]
     assert not any(n.startswith("no full check needed") for n in ring["notes"]), ring["notes"]
     assert ring["iterations"]["measured"] >= 8, ring["iterations"]
+
+
+NATIVE_LOST_SUITE = '''
+import native_lib_malloc
+
+
+def test_native_leaky():
+    native_lib_malloc.leaky()
+'''
+
+
+@SEARCHES
+def test_native_blocks_lost_for_good_go_to_the_full_check(tmp_path_factory):
+    """The twin of the proof: blocks an extension mallocs (the native
+    domain), lost every call, are counted by the screen but reported apart
+    by the full check (native_blocks, not blocks): the screen proves no
+    such leak; the full check names it at its rate."""
+    proc, results = _one_by_one(tmp_path_factory, "native_lost", NATIVE_LOST_SUITE,
+                                "native_lib_malloc")
+    leaky = results["test_native_lost.py::test_native_leaky"]
+    assert leaky["pytest"]["outcome"] == "leak", leaky["notes"]
+    assert not any(n.startswith("no full check needed") for n in leaky["notes"]), leaky["notes"]
+    assert leaky["per_call"]["blocks"] == 0 and leaky["per_call"]["native_blocks"] >= 0.9, \
+        leaky["per_call"]
 
 
 # ---------------------------------------------------------------------------

@@ -587,26 +587,36 @@ static int epoch_range(PyObject *args, uint32_t *first, size_t *n)
     return 0;
 }
 
-/* Session.survivors(first, last) -> [blocks alive per birth epoch of
- * [first, last]], dead objects in free lists left out. */
+/* Session.survivors(first, last[, native]) -> [blocks alive per birth
+ * epoch of [first, last]], dead objects in free lists left out; with
+ * native true, only the native domain's of them (malloc called by
+ * extensions). */
 static PyObject *Session_survivors(PyObject *cls, PyObject *args)
 {
-    uint32_t first;
-    size_t n;
-    if (epoch_range(args, &first, &n) < 0)
+    unsigned long f, last;
+    int native = 0;
+    if (!PyArg_ParseTuple(args, "kk|p", &f, &last, &native))
         return NULL;
+    if (last < f || last - f >= 1u << 20) {
+        PyErr_SetString(PyExc_ValueError, "refhound: bad epoch range");
+        return NULL;
+    }
+    uint32_t first = (uint32_t)f;
+    size_t n = last - f + 1;
     int64_t *b = calloc(n, sizeof(int64_t)), *y = calloc(n, sizeof(int64_t));
+    int64_t *v = calloc(n, sizeof(int64_t));
     PyObject *out = NULL;
-    if (b == NULL || y == NULL)
+    if (b == NULL || y == NULL || v == NULL)
         PyErr_NoMemory();
     else {
-        _rh_screen_survivors(first, (uint32_t)n, b, y);
+        _rh_screen_survivors(first, (uint32_t)n, b, y, v);
         int engine = _rh_engine_enter();
-        out = int_list(b, n);
+        out = int_list(native ? v : b, n);
         _rh_engine_leave(engine);
     }
     free(b);
     free(y);
+    free(v);
     return out;
 }
 
@@ -759,7 +769,8 @@ static PyMethodDef Session_methods[] = {
     {"next_epoch", (PyCFunction)Session_next_epoch, METH_NOARGS | METH_CLASS,
      "next_epoch() -> the new birth epoch"},
     {"survivors", (PyCFunction)Session_survivors, METH_VARARGS | METH_CLASS,
-     "survivors(first, last) -> [blocks alive per birth epoch], free-listed objects left out"},
+     "survivors(first, last[, native]) -> [blocks alive per birth epoch], free-listed objects "
+     "left out; native: only the native domain's"},
     {"dict_table_survivors", (PyCFunction)Session_dict_table_survivors,
      METH_VARARGS | METH_CLASS,
      "dict_table_survivors(first, last) -> [blocks alive per birth epoch of [first, last] "

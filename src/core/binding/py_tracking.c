@@ -138,50 +138,6 @@ static PyObject *core_block_of(PyObject *mod, PyObject *obj)
     return Py_BuildValue("(sk)", names[rh_block_domain(&b)], (unsigned long)rh_block_epoch(&b));
 }
 
-typedef struct {
-    uint32_t epoch;
-    rh_block_t *items;
-    size_t count, cap;
-} epoch_blocks_t;
-
-static void collect_epoch(const rh_block_t *b, void *arg)
-{
-    epoch_blocks_t *e = (epoch_blocks_t *)arg;
-    if (rh_block_epoch(b) != e->epoch || rh_block_domain(b) == RH_DOMAIN_ADOPTED)
-        return;
-    if (e->count == e->cap) {
-        size_t cap = e->cap ? 2 * e->cap : 256;
-        rh_block_t *more = realloc(e->items, cap * sizeof(rh_block_t));   /* libc */
-        if (more == NULL)
-            return;
-        e->items = more;
-        e->cap = cap;
-    }
-    e->items[e->count++] = *b;
-}
-
-/* blocks_of_epoch(epoch) -> [(address, size, domain)] of live mem/obj
- * blocks born in that epoch (tests, debugging). */
-static PyObject *core_blocks_of_epoch(PyObject *mod, PyObject *arg)
-{
-    unsigned long epoch = PyLong_AsUnsignedLong(arg);
-    if (PyErr_Occurred())
-        return NULL;
-    epoch_blocks_t e = {(uint32_t)epoch, NULL, 0, 0};
-    _rh_tracker_walk(RH_TABLE_GIL, collect_epoch, &e);
-    PyObject *out = PyList_New(0);
-    for (size_t i = 0; out && i < e.count; i++) {
-        const rh_block_t *b = &e.items[i];
-        PyObject *item = Py_BuildValue("(kni)", (unsigned long)rh_block_addr(b),
-                                       (Py_ssize_t)rh_block_size(b), rh_block_domain(b));
-        if (item == NULL || PyList_Append(out, item) < 0)
-            Py_CLEAR(out);
-        Py_XDECREF(item);
-    }
-    free(e.items);
-    return out;
-}
-
 /* fill_freed(on) -> bool: the C library fills freed memory while on
  * (lost.c); False when it cannot (not glibc). */
 static PyObject *core_fill_freed(PyObject *mod, PyObject *arg)
@@ -213,7 +169,5 @@ PyMethodDef _rh_py_tracking_methods[] = {
      "references for lost_survivors; False when the C library cannot"},
     {"block_of", core_block_of, METH_O,
      "block_of(obj) -> (domain, birth epoch) of the object's block, or None"},
-    {"blocks_of_epoch", core_blocks_of_epoch, METH_O,
-     "blocks_of_epoch(epoch) -> [(address, size, domain)] of live mem/obj blocks"},
     {NULL}
 };
