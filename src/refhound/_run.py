@@ -478,7 +478,14 @@ class CheckRun:
     def _proof_samples(self, calls):
         """A baseline and PROVEN_ITERATIONS plain iterations: the samples of
         a result proven without the trend test (its charts, its costs),
-        before the iterations of the proof and the attribution."""
+        before the iterations of the proof and the attribution.  The heap
+        alive at the baseline is frozen, as the full check's is (_core's
+        gcfreeze.c: a full collection of a pytest process costs 8-11 ms,
+        and each iteration makes one); the session's close thaws it.  The
+        proof does not rest on the samples, so the old garbage a freeze may
+        keep is not looked for."""
+        if self.can_call:
+            self.session.freeze_old()
         yield self._iterate("warm-up", warmup=True)
         for _ in range(PROVEN_ITERATIONS):
             t = time.perf_counter()
