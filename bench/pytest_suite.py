@@ -9,6 +9,10 @@ tests), their C extensions compiled here with tests/cbuild.py at -O2:
     bitarray 3.12.3     bitarray/test_*.py (_bitarray.c, _util.c; unittest
                                             classes) -- held out: never used
                                             while tuning the screen
+    multidict 7.2.1     tests/: the 8 files that need no optional package
+                        (_multidict.c; 2,282 tests, ~10 s plain, CPU-bound,
+                        with some 80 thread-safety tests of 0.1-1.6 s a call)
+                        -- held out, added 2026-12-02
 
 Every mode runs a whole suite in a fresh `python -m pytest`,
 plugin autoloading off and each tool's plugin named with -p, modes
@@ -73,6 +77,11 @@ SUITES = {
                             ("bitarray/_util.c", "bitarray", ["bitarray"])],
                  ["bitarray/test_bitarray.py", "bitarray/test_util.py",
                   "bitarray/test_bitfields.py"], "[pytest]\n", True),
+    "multidict": ("7.2.1", [("multidict/_multidict.c", "multidict", ["multidict"])],
+                  ["tests/test_multidict.py", "tests/test_mutable_multidict.py",
+                   "tests/test_istr.py", "tests/test_copy.py", "tests/test_abc.py",
+                   "tests/test_pickle.py", "tests/test_update.py", "tests/test_types.py"],
+                  "[pytest]\n", True),
 }
 
 MODES = {
