@@ -75,8 +75,6 @@
 #include <unistd.h>
 
 #define RUN ((size_t)1 << 20)           /* bytes read at once */
-#define LARGE_POOL_ALIGN ((uintptr_t)16 << 10)  /* runs end on it: pools lie whole in one */
-#define POOL_STEP ((uintptr_t)4 << 10)          /* where a pool may start */
 #define PAGE ((size_t)4096)
 #define MAX_OWN 256
 #define MAX_EDGES ((size_t)1 << 24)
@@ -272,11 +270,11 @@ static void scan_run(scan_t *s, const uintptr_t *buf, size_t len, uintptr_t at,
     const uintptr_t end = at + len;
     uintptr_t done = at;                /* words before this are handed on */
     rh_pool_t pool;
-    for (uintptr_t p = (at + POOL_STEP - 1) & ~(uintptr_t)(POOL_STEP - 1);
-         p + POOL_STEP <= end && !s->failed;) {
+    for (uintptr_t p = (at + RH_POOL_SMALL - 1) & ~(uintptr_t)(RH_POOL_SMALL - 1);
+         p + RH_POOL_SMALL <= end && !s->failed;) {
         size_t size = _rh_pool_at(bytes + (p - at), (size_t)(end - p), p, &pool);
         if (size == 0) {
-            p += POOL_STEP;
+            p += RH_POOL_SMALL;
             continue;
         }
         out->pools++;
@@ -314,7 +312,7 @@ static void scan_range(scan_t *s, uintptr_t start, uintptr_t end, uintptr_t *buf
     start = (start + sizeof(uintptr_t) - 1) & ~(uintptr_t)(sizeof(uintptr_t) - 1);
     for (uintptr_t at = start; at < end && !s->failed;) {
         /* Runs end on a 16 KiB boundary: pymalloc's pools lie whole in one. */
-        uintptr_t stop = ((at + RUN) & ~(uintptr_t)(LARGE_POOL_ALIGN - 1));
+        uintptr_t stop = ((at + RUN) & ~(uintptr_t)(RH_POOL_LARGE - 1));
         if (stop <= at || stop > end)
             stop = end;
         size_t len = (size_t)(stop - at) & ~(sizeof(uintptr_t) - 1);

@@ -38,8 +38,6 @@
 
 #include <string.h>
 
-#define SMALL_POOL ((size_t)4 << 10)
-#define LARGE_POOL ((size_t)16 << 10)
 #define POOL_OVERHEAD 48
 #define ALIGNMENT 16
 #define SMALL_REQUEST 512
@@ -93,11 +91,11 @@ static size_t check_pool(const unsigned char *copy, uintptr_t at, size_t pool_si
 
 size_t _rh_pool_at(const unsigned char *copy, size_t avail, uintptr_t at, rh_pool_t *pool)
 {
-    if ((at & (LARGE_POOL - 1)) == 0 && avail >= LARGE_POOL &&
-        check_pool(copy, at, LARGE_POOL, pool))
-        return LARGE_POOL;
-    if ((at & (SMALL_POOL - 1)) == 0 && avail >= SMALL_POOL &&
-        check_pool(copy, at, SMALL_POOL, pool))
-        return SMALL_POOL;
+    if ((at & (RH_POOL_LARGE - 1)) == 0 && avail >= RH_POOL_LARGE &&
+        check_pool(copy, at, RH_POOL_LARGE, pool))
+        return RH_POOL_LARGE;
+    if ((at & (RH_POOL_SMALL - 1)) == 0 && avail >= RH_POOL_SMALL &&
+        check_pool(copy, at, RH_POOL_SMALL, pool))
+        return RH_POOL_SMALL;
     return 0;
 }

@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RH_POOL_MAX_BLOCKS 1024         /* blocks of 16 bytes in a 16 KiB pool, at most */
+#define RH_POOL_SMALL ((size_t)4 << 10)     /* 3.9's pools; where any pool may start */
+#define RH_POOL_LARGE ((size_t)16 << 10)    /* 3.10 on (64-bit) */
+#define RH_POOL_MAX_BLOCKS 1024             /* blocks of 16 bytes in a 16 KiB pool, at most */
 
 typedef struct {
     size_t pool_size;                   /* 4 or 16 KiB */

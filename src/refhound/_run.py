@@ -516,8 +516,7 @@ class CheckRun:
                 del self.notes[kept:]
                 self.notes[-1] += ("; the references it gains are held (or too few to count): "
                                    "checked in full")
-                self.measured_samples = 0
-                self.unheld_rate = None
+                self._forget_judgement()
                 self._ncosts = 0
                 return False
             self.notes.insert(kept, "no full check needed: the reference count grew in every "
