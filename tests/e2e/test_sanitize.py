@@ -16,8 +16,8 @@ import textwrap
 
 import pytest
 
-from support import (ROOT, build_zoo_case, cbuild, check_json, engine_path, interpreter,
-                     run_refhound)
+from support import (ROOT, asan_resident_memory_only, build_zoo_case, cbuild, check_json,
+                     engine_path, interpreter, run_refhound)
 
 EXPECT = {
     "uaf_borrowed_decref": "use-after-free",
@@ -97,7 +97,12 @@ def test_clean_twin_has_no_memory_error(case):
     cwd = build_zoo_case(case, python)
     status, result, err = check_json(python, case["name"] + ":clean", cwd, "--sanitize")
     assert result is not None, err
-    assert (status, result["verdict"]) == (0, "clean"), err
+    # native_use_after_free's twin starts a thread a call: under the
+    # sanitizer tier ASan's quarantine and thread caches grow resident
+    # memory until the quarantine fills (256 MB), which a slow machine may
+    # not reach within the patience budget.
+    verdict = "clean" if asan_resident_memory_only(result) else result["verdict"]
+    assert (status, verdict) == (0, "clean"), err
     assert "memory_errors" not in result
 
 
