@@ -653,7 +653,10 @@ int _rh_screen_totals(int generation, int64_t *refs, int64_t *objects)
  * the freeze.  So walk B's figures are those of a full collection whenever
  * they show anything, and the screen judges as it did unfrozen (what shows
  * nothing frozen shows nothing unfrozen: a freeze only keeps things
- * alive). */
+ * alive).  again = 0: the caller makes the tail call and walks again, so a
+ * frozen walk that found something leaves the freeze in place (the tail
+ * call runs frozen like the others: a body that collects in full itself
+ * pays for the young heap only) and the later walk thaws if it must. */
 static int walk_b(const rh_screen_plan_t *plan, rh_screen_t *out, int own_freeze, int again)
 {
     for (int pass = 0; pass < 2; pass++) {
@@ -663,12 +666,10 @@ static int walk_b(const rh_screen_plan_t *plan, rh_screen_t *out, int own_freeze
         memset(out->heap, 0, sizeof(out->heap));
         if (screen_walk(plan, out, 1, 0) < 0)
             return -1;
-        if (!(own_freeze && _rh_gc_frozen()) || !screen_moved(plan, out))
+        if (!(own_freeze && _rh_gc_frozen()) || !screen_moved(plan, out) || !again)
             return 0;
         if (_rh_gc_thaw(NULL) < 0)
             return -1;
-        if (!again)
-            return 0;       /* the caller walks again anyway (a lazy tail) */
     }
     return 0;
 }
@@ -720,8 +721,9 @@ static int screen_run(const rh_screen_plan_t *plan, PyObject *func, PyObject *ar
     }
     if (plan->lazy_tail) {
         /* Frozen, a walk that finds something is not made again: the tail
-         * follows, and the walk after it is unfrozen (a tail call where
-         * none was needed only makes the screen more lenient). */
+         * follows, still frozen, and the walk after it thaws if it finds
+         * something too (a tail call where none was needed only makes the
+         * screen more lenient). */
         if (walk_b(plan, out, own_freeze, 0) < 0)
             return -1;
         if (!screen_moved(plan, out))

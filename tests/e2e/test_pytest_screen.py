@@ -564,6 +564,25 @@ def test_slow_holds_a_block_for_two_calls_beside_a_new_descriptor():
         _held[0] = None
 
 
+# A cycle made by the previous call (old at walk A: frozen through the
+# screen) is handed this call's result and dropped: what it holds outlives
+# the judged call and the tail while the old heap is frozen, and is freed
+# by the full collection after the thaw.
+class _Node:
+    def __init__(self):
+        self.me = self
+        self.payload = None
+
+
+_node = [_Node()]
+
+
+def test_slow_hands_its_result_to_an_old_cycle_it_drops():
+    _spend(0.06)
+    _node[0].payload = [object() for _ in range(3)]
+    _node[0] = _Node()
+
+
 _leak_runs = [0]
 
 
@@ -594,6 +613,12 @@ def test_a_slow_body_is_screened_on_one_call_unless_the_walk_finds_something(tmp
     kept = results["test_slow.py::test_slow_keeps_its_last_result"]
     assert kept["verdict"] == "clean", kept["notes"]
     assert kept["screen"]["rounds"] == ["nothing survived 2 calls in 1 epochs"], kept["screen"]
+    # The tail runs with the old heap frozen: the old cycle's new blocks
+    # are freed by the full collection after the thaw, not judged.
+    dropped = results["test_slow.py::test_slow_hands_its_result_to_an_old_cycle_it_drops"]
+    assert dropped["verdict"] == "clean", dropped["notes"]
+    assert dropped["screen"]["rounds"] == ["nothing survived 2 calls in 1 epochs"], \
+        dropped["screen"]
     # The old dict's new table outlives the tail and a full collection: it
     # is that dict's keys table, cleared without a second round.
     resized = results["test_slow.py::test_slow_resizes_an_old_dict_once"]
