@@ -1193,12 +1193,15 @@ def build_result(target, verdict, raw, calls, nsamples, growth, notes, seconds, 
 
 
 def run_callable(options, func, args, kwargs, target, observers=(), screen=None, budget=None,
-                 screen_plan=None, screen_rounds=None):
+                 screen_plan=None, screen_rounds=None, watch=None):
     """Check func(*args, **kwargs): calibrate, then perform the steps.
     Raises TargetFailed when the target raises.  screen: the seconds a call
     took when the driver ran it (pytest: the test's normal run), to screen
     it before the full check; None: no screen.  budget, screen_plan: see
-    CheckRun.steps (a screen plan given: the body is not timed again)."""
+    CheckRun.steps (a screen plan given: the body is not timed again).
+    watch: what the refcount watch calls instead of func(*args, **kwargs)
+    (the same body without its driver's frames: pytest's test function
+    called directly), or None."""
     from . import _core
     from ._caches import clear_caches
 
@@ -1234,7 +1237,10 @@ def run_callable(options, func, args, kwargs, target, observers=(), screen=None,
             break
         reply = pending = None
         try:
-            reply = _perform(step, run.session, func, args, kwargs)
+            if watch is not None and step.kind == "watch":
+                reply = _perform(step, run.session, watch, (), None)
+            else:
+                reply = _perform(step, run.session, func, args, kwargs)
         except _core.TrackingError as exc:
             pending = exc       # the check decides what an incomplete step means
         except BaseException:

@@ -33,13 +33,15 @@ class Checker:
         return self.run(func, args, kwargs, target)
 
     def run(self, func, args, kwargs, target, screen=None, budget=None, screen_plan=None,
-            screen_rounds=None):
+            screen_rounds=None, watch=None):
         """Check func(*args, **kwargs) under the name `target`.  screen: the
         seconds a call took when the caller ran it, to screen it first
         (pytest --refhound); None: the full check only.  budget: the seconds
         the full check of what the screen did not clear may take (None: no
         limit).  screen_plan: (warm, calls, epochs) for the screen instead of
-        the plan for the body's time; screen_rounds: its most rounds."""
+        the plan for the body's time; screen_rounds: its most rounds.
+        watch: a callable of no arguments the refcount watch calls instead
+        (the same body without the caller's own frames), or None."""
         from . import _core
         from ._target import as_plain_callable
         func, note = as_plain_callable(func)
@@ -60,7 +62,7 @@ class Checker:
         try:
             result = run_callable(options, func, args, kwargs, target, observers,
                                   screen=screen, budget=budget, screen_plan=screen_plan,
-                                  screen_rounds=screen_rounds)
+                                  screen_rounds=screen_rounds, watch=watch)
             if note:
                 result.notes.insert(0, note)
             if native_note:
