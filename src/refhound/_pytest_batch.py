@@ -108,7 +108,7 @@ def batchable(item, settings, defaults):
             func = item.obj
             if "request" in item._fixtureinfo.argnames:
                 return False
-        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        if pc.is_async(func):
             return False
         defs = _fixturedefs(item)
         if defs is None:
@@ -118,7 +118,7 @@ def batchable(item, settings, defaults):
                 continue
             f = getattr(fd, "func", None)
             if name in STATEFUL_FIXTURES or f is None or inspect.isgeneratorfunction(f) or \
-                    inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f):
+                    pc.is_async(f):
                 return False
     except Exception:
         return False

@@ -647,6 +647,13 @@ def _check(item, settings, trimmer, fresh, quiet, call_seconds):
     return Outcome(nodeid, outcome, reason, result, fixture_result, settings)
 
 
+def is_async(func):
+    """A coroutine or async generator function: pytest cannot call it as a
+    plain function (a plugin runs it)."""
+    import inspect
+    return inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+
+
 def _direct_call(item):
     """The test function called with its fixture values, as pytest's own
     pytest_pyfunc_call calls it, without the frames of item.runtest(),
@@ -657,13 +664,12 @@ def _direct_call(item):
     named at list_clear_impl inside pytest, at its __getbuffer__ line
     standalone.  None when another plugin implements pytest_pyfunc_call
     (it may wrap the call: pytest-asyncio), for unittest and async tests."""
-    import inspect
     import pytest
     if type(item) is not pytest.Function:      # (unittest's items are a subclass)
         return None
     try:
         func = item.obj
-        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        if is_async(func):
             return None
         impls = item.ihook.pytest_pyfunc_call.get_hookimpls()
         if any(impl.plugin_name != "python" for impl in impls):

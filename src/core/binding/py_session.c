@@ -571,12 +571,14 @@ static PyObject *Session_next_epoch(PyObject *cls, PyObject *unused)
     return PyLong_FromUnsignedLong(_rh_epoch_advance());
 }
 
-/* The epochs (first, last) of args: 0 with *first and *n set, or -1 with
- * an exception (a range of more than 2^20 epochs is refused). */
-static int epoch_range(PyObject *args, uint32_t *first, size_t *n)
+/* The epochs (first, last) of args, and a third, optional flag when
+ * `flag` is not NULL: 0 with *first and *n set, or -1 with an exception
+ * (a range of more than 2^20 epochs is refused). */
+static int epoch_range(PyObject *args, uint32_t *first, size_t *n, int *flag)
 {
     unsigned long f, last;
-    if (!PyArg_ParseTuple(args, "kk", &f, &last))
+    if (flag != NULL ? !PyArg_ParseTuple(args, "kk|p", &f, &last, flag)
+                     : !PyArg_ParseTuple(args, "kk", &f, &last))
         return -1;
     if (last < f || last - f >= 1u << 20) {
         PyErr_SetString(PyExc_ValueError, "refhound: bad epoch range");
@@ -593,16 +595,11 @@ static int epoch_range(PyObject *args, uint32_t *first, size_t *n)
  * extensions). */
 static PyObject *Session_survivors(PyObject *cls, PyObject *args)
 {
-    unsigned long f, last;
+    uint32_t first;
+    size_t n;
     int native = 0;
-    if (!PyArg_ParseTuple(args, "kk|p", &f, &last, &native))
+    if (epoch_range(args, &first, &n, &native) < 0)
         return NULL;
-    if (last < f || last - f >= 1u << 20) {
-        PyErr_SetString(PyExc_ValueError, "refhound: bad epoch range");
-        return NULL;
-    }
-    uint32_t first = (uint32_t)f;
-    size_t n = last - f + 1;
     int64_t *b = calloc(n, sizeof(int64_t)), *y = calloc(n, sizeof(int64_t));
     int64_t *v = calloc(n, sizeof(int64_t));
     PyObject *out = NULL;
@@ -626,7 +623,7 @@ static PyObject *Session_dict_table_survivors(PyObject *cls, PyObject *args)
 {
     uint32_t first;
     size_t n;
-    if (epoch_range(args, &first, &n) < 0)
+    if (epoch_range(args, &first, &n, NULL) < 0)
         return NULL;
     int64_t *t = calloc(n, sizeof(int64_t));
     PyObject *out = NULL;
@@ -651,7 +648,7 @@ static PyObject *Session_lost_survivors(PyObject *cls, PyObject *args)
 {
     uint32_t first;
     size_t n;
-    if (epoch_range(args, &first, &n) < 0)
+    if (epoch_range(args, &first, &n, NULL) < 0)
         return NULL;
     int64_t *lost = calloc(n, sizeof(int64_t)), *bytes = calloc(n, sizeof(int64_t));
     PyObject *out = NULL;
