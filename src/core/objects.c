@@ -329,17 +329,19 @@ void _rh_epoch_survivor(const rh_block_t *b, void *arg)
         sv->heap[e - sv->first] += (int64_t)(size + RH_CHUNK_OVERHEAD);
 }
 
-/* ---- survivors that are dict tables ----------------------------------------------
+/* ---- survivors that are the tables of dicts and sets -----------------------------
  *
- * A dict whose keys come and go (an attribute set and deleted on every
- * call, a class's subclasses registered and dropped) is resized every so
- * many calls: its new keys table is born in the epoch of the resize and
- * lives until the next one.  Such a survivor is state a later call
- * replaces, told apart without calling again: the block is the keys table
- * (ma_keys) of a live dict born before the epochs asked about.  A dict the
- * calls took from the interpreter's free list keeps its block's older
- * epoch and passes for older: a caller counts objects too (a new dict kept
- * moves that count). */
+ * A dict or a set whose keys come and go (an attribute set and deleted on
+ * every call, a class's subclasses registered and dropped, threading's set
+ * of the running threads' locks) is resized every so many calls: its new
+ * table is born in the epoch of the resize and lives until the next one.
+ * Such a survivor is state a later call replaces, told apart without
+ * calling again: the block is the table of a live dict (ma_keys) or set
+ * (table, once it outgrew the set's small table) born before the epochs
+ * asked about.  A container the calls took from the interpreter's free
+ * list keeps its block's older epoch and passes for older: a caller counts
+ * objects and references too (a new container kept, or a key kept, moves
+ * those counts). */
 
 typedef struct {
     uintptr_t addr;
@@ -383,11 +385,13 @@ static int cmp_table_block(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* A dict's keys table at `keys`: counted in its birth epoch when it is one
- * of the blocks collected, once (a table has one dict). */
-static void count_table(table_arg_t *t, uintptr_t keys)
+/* A container's table at `table`: counted in its birth epoch when it is
+ * one of the blocks collected, once (a table has one container). */
+static void count_table(table_arg_t *t, uintptr_t table)
 {
-    table_block_t key = {keys, 0};
+    if (table == 0)
+        return;
+    table_block_t key = {table, 0};
     table_block_t *hit = bsearch(&key, t->items, t->count, sizeof(table_block_t),
                                  cmp_table_block);
     if (hit != NULL && hit->epoch != 0) {
@@ -396,33 +400,44 @@ static void count_table(table_arg_t *t, uintptr_t keys)
     }
 }
 
-static void match_dict_table(const rh_block_t *b, void *arg)
+static void match_container_table(const rh_block_t *b, void *arg)
 {
     table_arg_t *t = (table_arg_t *)arg;
     PyObject *op;
     if (rh_block_epoch(b) >= t->first && rh_block_domain(b) != RH_DOMAIN_ADOPTED)
-        return;                 /* a dict of the calls: its table is its own growth */
-    if (_rh_recognize(b, &op, 1) == NULL || !PyDict_Check(op))
+        return;                 /* a container of the calls: its table is its own growth */
+    if (_rh_recognize(b, &op, 1) == NULL)
         return;
-    count_table(t, (uintptr_t)((PyDictObject *)op)->ma_keys);
+    if (PyDict_Check(op))
+        count_table(t, (uintptr_t)((PyDictObject *)op)->ma_keys);
+    else if (PyAnySet_Check(op)) {
+        PySetObject *so = (PySetObject *)op;
+        if (so->table != so->smalltable)
+            count_table(t, (uintptr_t)so->table);
+    }
 }
 
-/* A dict of the STATIC table (memory from before tracking, found through a
- * reference): its ma_keys read through safemem. */
-static void match_static_dict_table(const static_seen_t *s, void *arg)
+/* A dict or set of the STATIC table (memory from before tracking, found
+ * through a reference): its table pointer read through safemem. */
+static void match_static_container_table(const static_seen_t *s, void *arg)
 {
     table_arg_t *t = (table_arg_t *)arg;
     PyTypeObject *type = (PyTypeObject *)s->ti->type;
-    if (!(type->tp_flags & Py_TPFLAGS_DICT_SUBCLASS))
-        return;
-    PyDictKeysObject *keys;
-    if (_rh_safe_read((uintptr_t)s->op + offsetof(PyDictObject, ma_keys), &keys,
-                      sizeof(keys)) < 0)
-        return;
-    count_table(t, (uintptr_t)keys);
+    uintptr_t table;
+    if (type->tp_flags & Py_TPFLAGS_DICT_SUBCLASS) {
+        if (_rh_safe_read((uintptr_t)s->op + offsetof(PyDictObject, ma_keys), &table,
+                          sizeof(table)) == 0)
+            count_table(t, table);
+    }
+    else if (PyType_IsSubtype(type, &PySet_Type) || PyType_IsSubtype(type, &PyFrozenSet_Type)) {
+        if (_rh_safe_read((uintptr_t)s->op + offsetof(PySetObject, table), &table,
+                          sizeof(table)) == 0 &&
+            table != (uintptr_t)s->op + offsetof(PySetObject, smalltable))
+            count_table(t, table);
+    }
 }
 
-int _rh_dict_table_survivors(uint32_t first, uint32_t n, int64_t *tables)
+int _rh_container_table_survivors(uint32_t first, uint32_t n, int64_t *tables)
 {
     memset(tables, 0, sizeof(int64_t) * n);
     if (!_rh_tracker_active() || first == 0)
@@ -431,8 +446,8 @@ int _rh_dict_table_survivors(uint32_t first, uint32_t n, int64_t *tables)
     _rh_tracker_walk(RH_TABLE_GIL, collect_survivor, &t);
     if (!t.failed && t.count > 0) {
         qsort(t.items, t.count, sizeof(table_block_t), cmp_table_block);
-        _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_ADOPTED, match_dict_table, &t);
-        static_objects(match_static_dict_table, &t);
+        _rh_tracker_walk(RH_TABLE_GIL | RH_TABLE_ADOPTED, match_container_table, &t);
+        static_objects(match_static_container_table, &t);
     }
     free(t.items);
     return t.failed ? -1 : 0;

@@ -70,10 +70,10 @@ int _rh_block_dead(const rh_block_t *b, PyObject **object);
 void _rh_epoch_survivor(const rh_block_t *b, void *sv);
 
 /* Of the blocks alive that were born in epochs [first, first + n), those
- * that are the keys table of a live dict born before `first`, per epoch
- * (tables, n, zeroed here): a table a later resize of that dict replaces.
- * 0, -1 out of memory. */
-int _rh_dict_table_survivors(uint32_t first, uint32_t n, int64_t *tables);
+ * that are the table of a live dict or set born before `first`, per epoch
+ * (tables, n, zeroed here): a table a later resize of that container
+ * replaces.  0, -1 out of memory. */
+int _rh_container_table_survivors(uint32_t first, uint32_t n, int64_t *tables);
 
 /* A refcount snapshot: sorted by object address. */
 typedef struct {

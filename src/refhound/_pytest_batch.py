@@ -8,10 +8,10 @@ test's body once, and the batch shares the two walks.  A batch the screen
 clears is clean test by test; one it cannot clear is split in halves, down
 to single tests, which get the screen and the full check of a test on its
 own (_pytest_check.check_item), so a leaking test is found and named as
-before.  When only blocks survived and every one is the keys table of a
-dict older than the batch's calls (a dict whose keys come and go, resized
-now and then: a test case's instance dict, on which pytest sets and
-deletes the test method for every run), the batch is clean: the next
+before.  When only blocks survived and every one is the table of a dict
+or set older than the batch's calls (a container whose keys come and go,
+resized now and then: a test case's instance dict, on which pytest sets
+and deletes the test method for every run), the batch is clean: the next
 resize frees the table.  When other blocks survived, the batch is called
 again (does the state die?); while it is, every body's blocks get a birth epoch of their
 own, and when the blocks outlive those calls too, the tests whose bodies
@@ -540,7 +540,7 @@ def _survivors_replaced(result, call, tags, passes):
     alive after a full collection are named, {index}; the others made only
     what later calls replaced.  None when nothing was named."""
     import gc
-    from ._run import _dict_tables_reason, _judged_survivors_now
+    from ._run import _container_tables_reason, _judged_survivors_now
     screen = result.screen or {}
     reason = screen.get("reason", "")
     if not reason.startswith("blocks survive calls") or \
@@ -558,7 +558,7 @@ def _survivors_replaced(result, call, tags, passes):
     # cycles that reached an older generation is freed there.
     from ._caches import clear_screen_caches
     clear_screen_caches()
-    tables = _dict_tables_reason(figures, _judged_survivors_now(figures), calls)
+    tables = _container_tables_reason(figures, _judged_survivors_now(figures), calls)
     if tables is not None:
         _made_clean(result, tables)
         return None

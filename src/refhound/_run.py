@@ -95,20 +95,20 @@ def _judged_survivors_now(figures):
                            + [0])
 
 
-def _dict_tables_reason(figures, alive, calls):
+def _container_tables_reason(figures, alive, calls):
     """When every block of a screen round's judged epochs alive now (alive:
-    _judged_survivors_now) is the keys table of a dict older than the round
-    (a dict whose keys come and go, resized by the calls: the next resize
-    frees it), the reason its survivors are no leak; else None (also when
-    none is alive).  calls: the calls the round made."""
+    _judged_survivors_now) is the table of a dict or set older than the
+    round (a container whose keys come and go, resized by the calls: the
+    next resize frees it), the reason its survivors are no leak; else None
+    (also when none is alive).  calls: the calls the round made."""
     from . import _core
     if not any(alive):
         return None
     first = figures["first_epoch"] + 1
-    tables = _core.Session.dict_table_survivors(first, first + figures["epochs"] - 1)
+    tables = _core.Session.container_table_survivors(first, first + figures["epochs"] - 1)
     if V.screen_judged([0] + tables + [0]) != alive:
         return None
-    return ("the blocks that survived %d calls are the keys tables of dicts older than "
+    return ("the blocks that survived %d calls are the tables of dicts or sets older than "
             "them, resized by the calls (keys that come and go), and nothing else moved: "
             "the next resize replaces them" % calls)
 
@@ -407,14 +407,14 @@ class CheckRun:
         """After a full collection (the interpreter's free lists emptied) and
         the caches cleared: the reason the judged epochs' survivors are no
         leak when none of them is alive any more, or when every one alive is
-        the keys table of a dict older than them; else None."""
+        the table of a dict or set older than them; else None."""
         import gc
         from ._caches import clear_screen_caches
         t = time.perf_counter()
         gc.collect()
         clear_screen_caches()
         now = _judged_survivors_now(figures)
-        tables = _dict_tables_reason(figures, now, V.screen_calls(figures))
+        tables = _container_tables_reason(figures, now, V.screen_calls(figures))
         figures["walk_seconds"] += time.perf_counter() - t
         if tables is not None:
             return tables

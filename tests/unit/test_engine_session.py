@@ -224,7 +224,7 @@ def test_a_lazy_tail_is_called_only_when_the_walk_before_it_finds_something(trac
     gc.collect()
 
 
-def test_dict_table_survivors_are_tables_of_older_dicts(tracking):
+def test_container_table_survivors_are_tables_of_older_dicts(tracking):
     """Blocks born in an epoch that are the keys table of a dict older than
     it (the dict resized there) are counted; the table of a dict born in
     the epoch and a list's item array (no dict's) are not."""
@@ -244,15 +244,39 @@ def test_dict_table_survivors_are_tables_of_older_dicts(tracking):
     S.next_epoch()
     gc.collect(0)
     alive = S.survivors(first, first)
-    tables = S.dict_table_survivors(first, first)
+    tables = S.container_table_survivors(first, first)
     assert tables == [1], (alive, tables)
     assert alive[0] > tables[0]             # born's table, items' array, the ints
     assert len(born) == 200 and len(items) == 404
 
 
-def test_dict_table_survivors_of_no_epoch_are_zero(tracking):
+def test_container_table_survivors_are_tables_of_older_sets(tracking):
+    """The table of a set older than the epoch, rebuilt there (cleared and
+    filled again with the same keys: no object made, no reference more), is
+    counted; neither the table of a set born in the epoch nor a set still in
+    its small table is."""
+    keys = [object() for _ in range(18)]
+    older = set(keys)
+    small = {keys[0]}
+    _core.adopt()
     S = _core.Session
     first = S.next_epoch()
-    assert S.dict_table_survivors(first + 5, first + 7) == [0, 0, 0]
+    older.clear()                           # back to its small table
+    older.update(keys)                      # outgrows it: a new table
+    born = set(keys)                        # a new set's own table
+    small.add(keys[1])                      # still in its small table
+    S.next_epoch()
+    gc.collect(0)
+    alive = S.survivors(first, first)
+    tables = S.container_table_survivors(first, first)
+    assert tables == [1], (alive, tables)
+    assert alive[0] > tables[0]             # born and its table
+    assert len(born) == 18 and len(small) == 2
+
+
+def test_container_table_survivors_of_no_epoch_are_zero(tracking):
+    S = _core.Session
+    first = S.next_epoch()
+    assert S.container_table_survivors(first + 5, first + 7) == [0, 0, 0]
     with pytest.raises(ValueError):
-        S.dict_table_survivors(3, 2)
+        S.container_table_survivors(3, 2)

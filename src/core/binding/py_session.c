@@ -15,7 +15,7 @@
  *                a class method: the screen of session.c, no session needed
  *   Session.heap_totals(generation=0), Session.next_epoch(),
  *   Session.survivors(first, last)
- *   Session.dict_table_survivors(first, last)
+ *   Session.container_table_survivors(first, last)
  *   Session.lost_survivors(first, last), Session.count_words(objects)
  *                class methods: a walk's totals, a new birth epoch, the
  *                blocks alive per epoch (the screen's pieces, for callers
@@ -617,9 +617,10 @@ static PyObject *Session_survivors(PyObject *cls, PyObject *args)
     return out;
 }
 
-/* Session.dict_table_survivors(first, last) -> [blocks per birth epoch of
- * [first, last] that are the keys table of a dict older than `first`]. */
-static PyObject *Session_dict_table_survivors(PyObject *cls, PyObject *args)
+/* Session.container_table_survivors(first, last) -> [blocks per birth
+ * epoch of [first, last] that are the table of a dict or set older than
+ * `first`]. */
+static PyObject *Session_container_table_survivors(PyObject *cls, PyObject *args)
 {
     uint32_t first;
     size_t n;
@@ -627,7 +628,7 @@ static PyObject *Session_dict_table_survivors(PyObject *cls, PyObject *args)
         return NULL;
     int64_t *t = calloc(n, sizeof(int64_t));
     PyObject *out = NULL;
-    if (t == NULL || _rh_dict_table_survivors(first, (uint32_t)n, t) < 0)
+    if (t == NULL || _rh_container_table_survivors(first, (uint32_t)n, t) < 0)
         PyErr_NoMemory();
     else {
         int engine = _rh_engine_enter();
@@ -768,11 +769,11 @@ static PyMethodDef Session_methods[] = {
     {"survivors", (PyCFunction)Session_survivors, METH_VARARGS | METH_CLASS,
      "survivors(first, last[, native]) -> [blocks alive per birth epoch], free-listed objects "
      "left out; native: only the native domain's"},
-    {"dict_table_survivors", (PyCFunction)Session_dict_table_survivors,
+    {"container_table_survivors", (PyCFunction)Session_container_table_survivors,
      METH_VARARGS | METH_CLASS,
-     "dict_table_survivors(first, last) -> [blocks alive per birth epoch of [first, last] "
-     "that are the keys table of a live dict born before first: a later resize replaces "
-     "them]"},
+     "container_table_survivors(first, last) -> [blocks alive per birth epoch of [first, "
+     "last] that are the table of a live dict or set born before first: a later resize "
+     "replaces them]"},
     {"lost_survivors", (PyCFunction)Session_lost_survivors, METH_VARARGS | METH_CLASS,
      "lost_survivors(first, last) -> dict: the blocks alive per birth epoch of [first, last] "
      "that no word of the process's writable memory points to (lost for good)"},
