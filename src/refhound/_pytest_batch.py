@@ -378,7 +378,10 @@ class Batcher:
             for d in group:
                 d.restore()
             try:
-                outcomes = self._judge(group)
+                outcomes = {}
+                regime = sum(d.seconds for d in group)
+                for part in _by_cost(group):
+                    outcomes.update(self._judge(part, regime=regime))
             finally:
                 for d in group:
                     d.release()
@@ -391,7 +394,7 @@ class Batcher:
         for e in pending:
             e.judged = True
 
-    def _judge(self, group, why=None):
+    def _judge(self, group, why=None, regime=None):
         """{item: Outcome} for a group of tests, halving it while its
         screen cannot clear it.  why: what kept the batch above from
         being cleared (noted on a single test's result)."""
@@ -401,7 +404,7 @@ class Batcher:
             if why is not None and outcome.result is not None:
                 outcome.result.notes.insert(0, "screened on its own: %s" % why)
             return {d.item: outcome}
-        result, reason, suspects = self._screen(group)
+        result, reason, suspects = self._screen(group, regime)
         if result is not None:
             return {d.item: _cleared(d, result, len(group)) for d in group}
         why = "its batch of %d was not cleared (%s)" % (len(group), reason)
@@ -422,7 +425,7 @@ class Batcher:
         out.update(self._judge(group[half:], why))
         return out
 
-    def _screen(self, group):
+    def _screen(self, group, regime=None):
         """The screen of the group's bodies called one after another:
         (its Result, None, None) when it cleared them, else (None, why not,
         suspects): suspects is None, or (a clean Result for the tests not
@@ -466,7 +469,7 @@ class Batcher:
                 settings = group[0].settings
                 result = Checker(**settings.options.to_dict()).run(
                     call, (), {}, "%d tests from %s" % (len(items), items[0].nodeid),
-                    screen=seconds, budget=0.0, screen_plan=plan, screen_rounds=1)
+                    screen=regime or seconds, budget=0.0, screen_plan=plan, screen_rounds=1)
                 if result is not None and result.verdict != "clean":
                     named = _survivors_replaced(result, call, tags, passes)
                     if named:
@@ -482,6 +485,17 @@ class Batcher:
                 suspects = None         # every test made some: halve as before
             return None, screen.get("reason", "no screen"), suspects
         return result, None, None
+
+
+def _by_cost(group):
+    """The tests of a batch to screen together: the slow tier's bodies
+    apart from the faster ones when they take V.BATCH_SLOW_APART or more
+    in all, else the batch whole."""
+    slow = len(V.BATCH_TIERS) - 1
+    late = [d for d in group if d.tier == slow]
+    if len(late) == len(group) or sum(d.seconds for d in late) < V.BATCH_SLOW_APART:
+        return [group]
+    return [[d for d in group if d.tier != slow], late]
 
 
 class _BodyEpochs:

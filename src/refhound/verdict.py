@@ -1057,6 +1057,12 @@ BATCH_TIERS = ((0.0002, 1, None, 8, None),  # fast: at least 12 judged calls eac
 # the tail, with no warm call (its normal run was one): what a body this
 # slow gets on its own (screen_plan).
 BATCH_LATE = 0.0025
+# The slow tier's bodies of a batch are screened apart from its faster
+# ones when they take at least this long in all (their normal runs): a
+# screen of their own costs two walks (10 to 20 ms in a test process),
+# and a group that holds them calls them again at every level of halving
+# down to a fast test that leaks.
+BATCH_SLOW_APART = 0.05
 
 
 def batch_tier(seconds):

@@ -260,6 +260,74 @@ def test_tiers_share_a_batch_and_a_slow_leak_is_found(tiers):
         assert entry["screen"].get("test_calls") in (None, 10, 4, 2), entry["screen"]
 
 
+APART_SUITE = '''
+import time
+
+import pytest
+
+import new_object
+
+CALLS = []
+
+
+def _spend(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_fast(n):
+    new_object.clean()
+
+
+def test_fast_leaky():
+    new_object.leaky()
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_more_fast(n):
+    new_object.clean()
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_slow(n):
+    _spend(0.02)
+    new_object.clean()
+    with open("slow_calls.txt", "a") as f:
+        f.write("%d\\n" % n)
+'''
+
+
+def test_slow_bodies_are_screened_apart_from_a_fast_leak(tmp_path_factory):
+    """Four 20 ms bodies (80 ms: the slow tier's bodies of the batch take
+    more than V.BATCH_SLOW_APART in all) are screened apart from the fast
+    ones: a fast test's leak, found by halving its own group down to it, no
+    longer calls them again at every level.  Each slow body runs twice (its
+    normal run and its group's one judged call: nothing found, no tail);
+    the leak is found at its culprit line and the slow tests are cleared
+    together."""
+    folder = tmp_path_factory.mktemp("apart_suite")
+    built = [build_zoo_case(CASES["new_object"], PY)]
+    (folder / "test_suite.py").write_text(APART_SUITE)
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    proc, results = _run((folder, built))
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 failed, 11 passed" in proc.stdout, proc.stdout[-2000:]
+    leaky = results["test_suite.py::test_fast_leaky"]
+    assert leaky["pytest"]["outcome"] == "leak", leaky["notes"]
+    assert abs(leaky["per_call"]["objects"] - 1) <= 0.05, leaky["per_call"]
+    site = leaky["sites"][0]
+    assert (site["function"], site["line"]) == (
+        CASES["new_object"]["culprit_function"], CASES["new_object"]["culprit_line"]), site
+    for n in range(4):
+        entry = results["test_suite.py::test_slow[%d]" % n]
+        assert entry["pytest"]["outcome"] == "clean", entry["notes"]
+        assert entry["screen"].get("batch") == 4, entry["screen"]
+    calls = (folder / "slow_calls.txt").read_text().split()
+    assert sorted(calls) == ["0", "0", "1", "1", "2", "2", "3", "3"], calls
+
+
 # ---------------------------------------------------------------------------
 # A full check that could only clear a test
 
