@@ -326,7 +326,12 @@ class CheckRun:
                     earlier_now = _judged_survivors_now(earlier)
                 outcome, reason = V.screen_outcome(figures, earlier, earlier_now)
                 rounds.append(reason)
-                if outcome == "clean" or not V.screen_again(figures, len(rounds), generation):
+                # References alone grew in two rounds in a row (the second
+                # after full collections): a third would show it again; the
+                # diagnosis and the count of the words that hold the objects
+                # decide (_references_proven), or the full check.
+                if outcome == "clean" or not V.screen_again(figures, len(rounds), generation) \
+                        or V.screen_references(figures, earlier):
                     if outcome != "clean" and filling:
                         lost = self._screen_lost_search(figures)
                     break
