@@ -397,7 +397,9 @@ class Batcher:
     def _judge(self, group, why=None, regime=None):
         """{item: Outcome} for a group of tests, halving it while its
         screen cannot clear it.  why: what kept the batch above from
-        being cleared (noted on a single test's result)."""
+        being cleared (noted on a single test's result).  regime: the body
+        seconds that set the first screen's collections and lazy tail (the
+        whole batch's, for a part of it; _by_cost), else the group's own."""
         if len(group) == 1:
             d = group[0]
             outcome = pc.check_item(d.item, d.settings, call_seconds=d.seconds)
@@ -492,10 +494,11 @@ def _by_cost(group):
     apart from the faster ones when they take V.BATCH_SLOW_APART or more
     in all, else the batch whole."""
     slow = len(V.BATCH_TIERS) - 1
-    late = [d for d in group if d.tier == slow]
-    if len(late) == len(group) or sum(d.seconds for d in late) < V.BATCH_SLOW_APART:
+    slow_bodies = [d for d in group if d.tier == slow]
+    if len(slow_bodies) == len(group) or \
+            sum(d.seconds for d in slow_bodies) < V.BATCH_SLOW_APART:
         return [group]
-    return [[d for d in group if d.tier != slow], late]
+    return [[d for d in group if d.tier != slow], slow_bodies]
 
 
 class _BodyEpochs:
