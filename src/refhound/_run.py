@@ -311,6 +311,7 @@ class CheckRun:
         lazy_tail = V.screen_lazy_tail(seconds_per_call)
         filling = False     # freed C library memory filled (the rounds after blocks survived)
         lost = None         # lost.c's answer for the last round's epochs
+        over_budget = False  # rounds stopped: another would not fit the budget
         try:
             while True:
                 if earlier is not None and not filling and self.options.patience > 0 and \
@@ -318,6 +319,7 @@ class CheckRun:
                     # A stale pointer in freed memory is no reference for
                     # the search for lost blocks after this round.
                     filling = _core.fill_freed(True)
+                round_t = time.perf_counter()
                 figures = yield Step("screen", "screening", calls,
                                      arg=(warm, calls, epochs, generation, lazy_tail))
                 figures = dict(figures, warm=warm, calls=calls, epochs=epochs)
@@ -346,6 +348,13 @@ class CheckRun:
                         break
                 if max_rounds is not None and len(rounds) >= max_rounds:
                     break
+                # Another round costs what this one did: past the budget,
+                # the screen stops where it is (a slow body under a busy
+                # machine: a round of two calls can take the whole budget).
+                if budget is not None and V.screen_round_over_budget(
+                        time.perf_counter() - t, time.perf_counter() - round_t, budget):
+                    over_budget = True
+                    break
                 earlier = figures
                 warm = 0            # the first round warmed it up
                 # The second round's walks follow full collections: what only
@@ -366,6 +375,8 @@ class CheckRun:
             "seconds": round(time.perf_counter() - t, 4),
             "call_seconds": round(figures["seconds"], 4),
             "walk_seconds": round(figures["walk_seconds"], 4)}
+        if over_budget:
+            self.screened["over_budget"] = True
         if outcome == "clean":
             self.result = self._screened_result(figures, calls, epochs, reason)
             return
@@ -388,7 +399,9 @@ class CheckRun:
         why = None
         if budget is not None and cost > budget:
             why = ("a full check would take about %.0f s, over the budget of %g s per test "
-                   "(raise --refhound-budget)" % (cost, budget))
+                   "%s(raise --refhound-budget)" % (
+                       cost, budget, "(and another round of the screen would not fit it either) "
+                       if over_budget else ""))
         elif budget is not None and cost > V.CLEAR_ONLY_SHARE * budget and \
                 not V.leak_confirmable(self.options, full_calls, seconds_per_call,
                                        figures["walk_seconds"]):

@@ -47,7 +47,8 @@ PLUGIN_OPTIONS = (
      "module (slower; the same verdicts for the tests a batch clears)"),
     ("refhound_budget", "seconds", pc.DEFAULT_BUDGET,
      "a test the screen cannot clear is checked in full when that is expected to take at "
-     "most SECONDS; a slower one is inconclusive ('none': no limit)"),
+     "most SECONDS; a slower one is inconclusive, and so is one whose screen would need "
+     "another round past SECONDS ('none': no limit)"),
     ("refhound_fixtures", "fixtures", "reuse",
      "reuse: function-scoped fixtures set up once per test; fresh: set up again "
      "for every call (the fixtures' own leaks are told apart from the test's)"),

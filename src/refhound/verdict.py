@@ -1005,6 +1005,16 @@ def screen_again(screen, rounds, generation):
     return not judged or judged[-1] == 0 or not all(judged) or not _screen_moves(screen)
 
 
+def screen_round_over_budget(spent, last_round, budget):
+    """Would another round of the screen (about as long as the last one,
+    `last_round` s) take the screen past the per-test budget, having spent
+    `spent` s?  A slow body on a busy machine (a thread-safety test under
+    pytest-xdist: 3 s a call) has used the budget after one round; a second
+    one could only clear it, and the check ends inconclusive instead, as
+    when its full check would not fit."""
+    return spent + last_round > budget
+
+
 def full_check_seconds(options, calls, seconds_per_call, sample_seconds):
     """The least time a full check takes: warm-up and the minimum of measured
     iterations, each `calls` calls and a sample (patience, diagnosis and

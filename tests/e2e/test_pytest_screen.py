@@ -669,6 +669,31 @@ def test_a_slow_body_is_screened_on_one_call_unless_the_walk_finds_something(tmp
     assert raw["verdict"] in ("leak", "inconclusive"), raw["notes"]
 
 
+def test_a_second_round_that_would_not_fit_the_budget_is_not_taken(tmp_path):
+    """The same two bodies under a budget of 0.1 s: the one whose first
+    round clears it is clean as before; the one that needs a second round
+    (a block held for two calls beside a new descriptor, cleared on two
+    rounds under the default budget, above) has used the budget with its
+    first round (two 60 ms calls), so no second one is taken: inconclusive,
+    saying so."""
+    (tmp_path / "test_slow.py").write_text(SLOW_BODIES)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    proc = run_pytest_refhound(["-q", "--refhound", "--refhound-json", "out.json",
+                                "--refhound-budget", "0.1", "-k",
+                                "keeps_nothing or holds_a_block_for_two_calls"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = outcomes(tmp_path / "out.json")
+    quiet = results["test_slow.py::test_slow_keeps_nothing"]
+    assert quiet["verdict"] == "clean", quiet["notes"]
+    held = results["test_slow.py::test_slow_holds_a_block_for_two_calls_beside_a_new_descriptor"]
+    assert held["verdict"] == "inconclusive", held["notes"]
+    assert held["screen"].get("over_budget") is True, held["screen"]
+    assert len(held["screen"]["rounds"]) == 1, held["screen"]
+    assert "another round of the screen would not fit it either" in held["incomplete"], \
+        held["incomplete"]
+    assert held["iterations"]["measured"] == 0, held["iterations"]
+
+
 # ---------------------------------------------------------------------------
 # unittest tests that fail or are skipped are not checked
 
