@@ -29,6 +29,9 @@ from .report.terminal import (SPARK_CHARS, can_encode, failure_text, markup_pain
                               test_details, test_headline)
 
 REPORT_ATTR = "refhound"
+# What report.refhound keeps once the report has been logged (the whole
+# record until then: every plugin's pytest_runtest_logreport sees it).
+KEPT_ON_REPORT = ("nodeid", "outcome", "reason")
 
 # The plugin's own options: (name, kind, default, help).  Each has a flag
 # --refhound-... and an ini key refhound_...; the check's options come from
@@ -321,7 +324,12 @@ class RefhoundPlugin:
                                     screen=not options["refhound_full"],
                                     budget=options["refhound_budget"])
         self.warn = options["refhound_warn"]
-        self.records = {}       # nodeid -> record (the controller's view)
+        # nodeid -> the record as JSON text (the controller's view): a str
+        # is no container the cyclic collector walks, where the record's
+        # dicts and lists, kept for every test of a long suite, would make
+        # each full collection of the run slower (_records() decodes them).
+        self.records = {}
+        self._decoded = None
         self.batcher = None
         if not controller and not options["refhound_one_by_one"] and pb.enabled(config):
             self.batcher = pb.Batcher(config, self.defaults, self._settings_or_none,
@@ -379,12 +387,12 @@ class RefhoundPlugin:
         if deferred is not None:
             item.stash[pb.DEFERRED] = deferred      # judged with its batch
             return result
-        self._record(item, pc.check_item(item, settings, call_seconds=seconds))
+        # (to pytest_runtest_makereport, which puts it on the report)
+        item.stash[KEY] = self._record(item, pc.check_item(item, settings, call_seconds=seconds))
         return result
 
     def _record(self, item, outcome, properties=True):
         record = _plain(outcome.to_dict())
-        item.stash[KEY] = record
         if properties:
             item.user_properties.extend(_properties(record))
         if record["outcome"] in pc.FAILING and self.warn:
@@ -414,6 +422,7 @@ class RefhoundPlugin:
         record = item.stash.get(KEY, None)
         if record is None:
             return report
+        del item.stash[KEY]         # on the report from here on
         self._apply(report, record)
         return report
 
@@ -435,10 +444,25 @@ class RefhoundPlugin:
 
     # -- wherever the reports arrive (the controller under xdist) -----------
 
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report):
+        result = yield
+        # After every other plugin's look at the whole record (pytest-xdist's
+        # worker has sent it): the report keeps its outcome and reason, the
+        # controller the record as text.
         record = getattr(report, REPORT_ATTR, None)
-        if report.when == "call" and isinstance(record, dict):
-            self.records[report.nodeid] = record
+        if report.when == "call" and isinstance(record, dict) and "nodeid" in record:
+            if not _is_worker(self.config):
+                self.records[report.nodeid] = json.dumps(record)
+                self._decoded = None
+            setattr(report, REPORT_ATTR, {k: record[k] for k in KEPT_ON_REPORT if k in record})
+        return result
+
+    def _records(self):
+        """The records of the run's checked tests, decoded once."""
+        if self._decoded is None:
+            self._decoded = [json.loads(text) for text in self.records.values()]
+        return self._decoded
 
     def pytest_sessionfinish(self, session):
         path = self.options["refhound_json"]
@@ -446,7 +470,8 @@ class RefhoundPlugin:
         if not (path or html_path) or _is_worker(self.config):
             return
         entries = []
-        for nodeid, record in self.records.items():
+        for record in self._records():
+            nodeid = record["nodeid"]
             entry = dict(record["result"]) if record.get("result") else {
                 "target": nodeid, "verdict": None}
             entry["target"] = nodeid
@@ -473,7 +498,7 @@ class RefhoundPlugin:
         if _is_worker(self.config):
             return
         tr = terminalreporter
-        records = list(self.records.values())
+        records = self._records()
         tr.write_sep("=", "refhound leak check")
         counts = {}
         for r in records:
