@@ -398,9 +398,9 @@ class CheckRun:
         self.screened["full_check_seconds"] = round(cost, 3)
         why = None
         if budget is not None and cost > budget:
-            why = ("a full check would take about %.0f s, over the budget of %g s per test "
-                   "%s(raise --refhound-budget)" % (
-                       cost, budget, "(and another round of the screen would not fit it either) "
+            why = ("a full check would take about %.0f s, over the budget of %g s per test%s "
+                   "(raise --refhound-budget)" % (
+                       cost, budget, ", and another round of the screen would not fit it either"
                        if over_budget else ""))
         elif budget is not None and cost > V.CLEAR_ONLY_SHARE * budget and \
                 not V.leak_confirmable(self.options, full_calls, seconds_per_call,
